@@ -1,0 +1,80 @@
+// File: reply.h
+// -----------------------------------------------------------------------------
+// What a sender learns from one delivery attempt: an SMTP reply as the server
+// sent it (basic code, RFC 3463 enhanced code, text), or a transport outcome
+// that never produced a reply (connection refused, timeout, TLS failure, ...).
+//
+//   absl::StatusOr<Reply> r = ParseReply("421-4.7.0 Try again later\r\n421 4.7.0 closing");
+//   if (r.ok() && r->transient()) { ... }
+#ifndef MAILRETRY_REPLY_H_
+#define MAILRETRY_REPLY_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+
+namespace mailretry {
+
+// RFC 3463 enhanced status code "class.subject.detail", e.g. 4.7.28.
+struct EnhancedCode {
+  uint8_t klass = 0;     // 2, 4 or 5
+  uint16_t subject = 0;  // 0..999
+  uint16_t detail = 0;   // 0..999
+
+  std::string ToString() const;  // "4.7.28"
+  friend bool operator==(const EnhancedCode&, const EnhancedCode&) = default;
+};
+
+// Outcomes of an attempt that ended without an SMTP reply to the transaction.
+enum class Transport : uint8_t {
+  kReply = 0,            // a real SMTP reply was received; see Reply::code
+  kConnectionRefused,    // TCP RST on connect to every MX
+  kConnectTimeout,       // no TCP connection within the connect timeout
+  kTlsFailure,           // STARTTLS handshake or certificate failure
+  kConnectionDropped,    // connection lost mid-transaction
+  kDnsFailure,           // MX / A lookup failed (SERVFAIL, timeout)
+};
+inline constexpr int kNumTransports = 6;
+
+// Stable snake_case name: "reply", "connection_refused", "connect_timeout",
+// "tls_failure", "connection_dropped", "dns_failure".
+std::string_view TransportName(Transport t);
+// Inverse of TransportName; InvalidArgument for an unknown name.
+absl::StatusOr<Transport> ParseTransport(std::string_view name);
+
+// One attempt's result as seen by the sender.
+struct Reply {
+  Transport transport = Transport::kReply;
+  int code = 0;                           // 200..599 for kReply; 0 otherwise
+  std::optional<EnhancedCode> enhanced;   // when the server sent one
+  std::string text;                       // reply text, continuation lines joined by '\n'
+
+  // True for a 4yz reply and for every transport outcome.
+  bool transient() const;
+  // True for a 2yz reply.
+  bool success() const { return transport == Transport::kReply && code >= 200 && code < 300; }
+  // Canonical one-line rendering: "421 4.7.0 text" or "<connection_refused>".
+  std::string ToString() const;
+};
+
+// Hard limit on the raw reply size accepted by ParseReply (RFC 5321 allows 512
+// octets per line; real multi-line replies stay far below this).
+inline constexpr size_t kMaxReplyBytes = 64 * 1024;
+
+// Parses a reply as a server sends it: one line or several ("421-" continuation
+// lines, CRLF or LF line ends). The enhanced code is taken from the first line
+// and stripped from every line that repeats it. Errors (InvalidArgument): empty
+// input, no 3-digit code, code outside 200..599, longer than kMaxReplyBytes,
+// an embedded NUL, invalid UTF-8, an enhanced class that differs from the basic
+// code's first digit, continuation lines with different codes.
+absl::StatusOr<Reply> ParseReply(std::string_view raw);
+
+// A Reply for a transport outcome without an SMTP reply.
+Reply TransportReply(Transport t, std::string_view detail = {});
+
+}  // namespace mailretry
+
+#endif  // MAILRETRY_REPLY_H_
