@@ -28,6 +28,12 @@ namespace mailretry {
 
 using Slot = uint32_t;
 
+// Largest slot handle accepted; larger ones get OutOfRange. Backends index
+// dense per-slot arrays by slot, so memory follows the largest slot ever used
+// (8-16 B per slot id below it), not the number pending: hand out slots
+// 0..N-1 and reuse freed ones. 2^27 slots keep that worst case near 2 GiB.
+inline constexpr Slot kMaxSlot = (Slot{1} << 27) - 1;
+
 enum class TimerBackend : uint8_t {
   kWheel,      // tickless hierarchical timing wheel (default)
   kBoostHeap,  // boost::heap::d_ary_heap<arity 4, mutable, stable>
