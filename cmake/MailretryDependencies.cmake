@@ -7,7 +7,7 @@ if(NOT COMMAND mailretry_find_dependency)
 endif()
 
 mailretry_find_dependency(absl CONFIG REQUIRED)
-mailretry_find_dependency(Boost 1.74 REQUIRED)
+mailretry_find_dependency(Boost 1.74 CONFIG REQUIRED COMPONENTS headers)
 
 # RE2: Debian 12 ships only a pkg-config file; newer RE2 ships a CMake package.
 if(NOT TARGET mailretry::re2)

@@ -1,0 +1,341 @@
+#include <cstdint>
+#include <cstring>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
+#include "bindings.h"
+#include "mailretry/classifier.h"
+#include "mailretry/reply.h"
+#include "status.h"
+
+namespace py = pybind11;
+
+namespace mailretry::python {
+namespace {
+
+// A reply together with its classification; what mailretry.classify returns.
+struct ClassifiedReply {
+  Reply reply;
+  Classification classification;
+  std::string rule;  // owned copy: the result may outlive the Classifier
+};
+
+// Column-oriented results of classify_many, exposed to Python as numpy views.
+struct ClassificationBatch {
+  std::vector<int16_t> code;
+  std::vector<uint32_t> enhanced;  // class*1'000'000 + subject*1'000 + detail; 0 = none
+  std::vector<uint8_t> category;
+  std::vector<uint8_t> action;
+  std::vector<uint8_t> transient;
+  std::vector<int32_t> rule;       // index into rules; -1 where the reply did not parse
+  std::vector<uint8_t> ok;
+  std::vector<std::string> rules;  // rule names, same order as Classifier::RuleNames()
+  std::vector<std::pair<size_t, std::string>> errors;
+
+  void Resize(size_t n) {
+    code.assign(n, 0);
+    enhanced.assign(n, 0);
+    category.assign(n, static_cast<uint8_t>(Category::kUnknownTransient));
+    action.assign(n, static_cast<uint8_t>(Action::kRetry));
+    transient.assign(n, 1);
+    rule.assign(n, -1);
+    ok.assign(n, 0);
+  }
+};
+
+uint32_t PackEnhanced(const std::optional<EnhancedCode>& e) {
+  if (!e) return 0;
+  return static_cast<uint32_t>(e->klass) * 1'000'000u + static_cast<uint32_t>(e->subject) * 1'000u +
+         e->detail;
+}
+
+// Views into input strings; the owning Python objects (or `storage`) outlive them.
+struct TextColumn {
+  std::vector<std::string_view> views;
+  std::string storage;                      // UTF-8 converted from numpy 'U' arrays
+  std::vector<std::pair<size_t, size_t>> spans;  // offsets into storage
+  py::object keep_alive;                    // the sequence whose items the views point into
+};
+
+void AppendUtf8(std::string& out, uint32_t cp) {
+  if (cp < 0x80) {
+    out.push_back(static_cast<char>(cp));
+  } else if (cp < 0x800) {
+    out.push_back(static_cast<char>(0xC0 | (cp >> 6)));
+    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+  } else if (cp < 0x10000) {
+    out.push_back(static_cast<char>(0xE0 | (cp >> 12)));
+    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
+    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+  } else {
+    out.push_back(static_cast<char>(0xF0 | (cp >> 18)));
+    out.push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
+    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
+    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+  }
+}
+
+// Collects the texts of a list/tuple of str (or bytes), or of a numpy array of
+// dtype str ('U'), bytes ('S') or object. Needs the GIL.
+TextColumn CollectTexts(const py::handle& texts) {
+  TextColumn column;
+  if (py::isinstance<py::array>(texts)) {
+    auto array = py::reinterpret_borrow<py::array>(texts);
+    if (array.ndim() != 1) ThrowIfError(absl::InvalidArgumentError("texts must be 1-dimensional"));
+    const char kind = array.dtype().kind();
+    const size_t n = static_cast<size_t>(array.shape(0));
+    if (kind == 'U' || kind == 'S') {
+      const size_t itemsize = static_cast<size_t>(array.itemsize());
+      auto contiguous = py::array::ensure(array, py::array::c_style);
+      const char* base = static_cast<const char*>(contiguous.data());
+      column.spans.reserve(n);
+      for (size_t i = 0; i < n; ++i) {
+        const char* item = base + i * itemsize;
+        const size_t start = column.storage.size();
+        if (kind == 'S') {
+          size_t len = itemsize;
+          while (len > 0 && item[len - 1] == '\0') --len;
+          column.storage.append(item, len);
+        } else {
+          const size_t chars = itemsize / 4;
+          size_t len = chars;
+          auto at = [&](size_t k) {
+            uint32_t cp;
+            std::memcpy(&cp, item + 4 * k, 4);
+            return cp;
+          };
+          while (len > 0 && at(len - 1) == 0) --len;
+          for (size_t k = 0; k < len; ++k) AppendUtf8(column.storage, at(k));
+        }
+        column.spans.emplace_back(start, column.storage.size() - start);
+      }
+      column.views.reserve(n);
+      for (const auto& [start, len] : column.spans) {
+        column.views.emplace_back(column.storage.data() + start, len);
+      }
+      return column;
+    }
+    if (kind != 'O') {
+      ThrowIfError(absl::InvalidArgumentError(
+          absl::StrCat("texts must be str, bytes or object array, got dtype kind '",
+                       std::string(1, kind), "'")));
+    }
+  }
+  // The caller keeps `texts` alive; PySequence_Fast returns it (or a list that
+  // holds the same item references) and the views point into those items.
+  py::object fast =
+      py::reinterpret_steal<py::object>(PySequence_Fast(texts.ptr(), "texts must be a sequence"));
+  if (!fast) throw py::error_already_set();
+  const size_t n = static_cast<size_t>(PySequence_Fast_GET_SIZE(fast.ptr()));
+  column.keep_alive = fast;
+  column.views.reserve(n);
+  for (size_t i = 0; i < n; ++i) {
+    py::handle item = PySequence_Fast_GET_ITEM(fast.ptr(), static_cast<Py_ssize_t>(i));
+    if (PyUnicode_Check(item.ptr())) {
+      Py_ssize_t size = 0;
+      const char* data = PyUnicode_AsUTF8AndSize(item.ptr(), &size);
+      if (data == nullptr) throw py::error_already_set();
+      column.views.emplace_back(data, static_cast<size_t>(size));
+    } else if (PyBytes_Check(item.ptr())) {
+      column.views.emplace_back(PyBytes_AS_STRING(item.ptr()),
+                                static_cast<size_t>(PyBytes_GET_SIZE(item.ptr())));
+    } else {
+      ThrowIfError(absl::InvalidArgumentError(
+          absl::StrCat("texts[", i, "] is not a str (", std::string(py::str(py::type::handle_of(item))),
+                       ")")));
+    }
+  }
+  return column;
+}
+
+template <typename T>
+py::array_t<T> View(std::vector<T>& v, py::handle owner) {
+  return py::array_t<T>({static_cast<py::ssize_t>(v.size())}, {sizeof(T)}, v.data(), owner);
+}
+
+}  // namespace
+
+void RegisterClassifier(py::module_& m) {
+  py::tuple categories(kNumCategories);
+  for (int i = 0; i < kNumCategories; ++i) {
+    categories[static_cast<size_t>(i)] = std::string(CategoryName(static_cast<Category>(i)));
+  }
+  m.attr("CATEGORIES") = categories;
+  py::tuple actions(kNumActions);
+  for (int i = 0; i < kNumActions; ++i) {
+    actions[static_cast<size_t>(i)] = std::string(ActionName(static_cast<Action>(i)));
+  }
+  m.attr("ACTIONS") = actions;
+
+  py::class_<UserRule>(m, "UserRule", "A user classification rule (see mailretry.Classifier).")
+      .def(py::init([](std::string name, std::string text, std::string enhanced, std::string code,
+                       std::string destination, std::string_view category,
+                       std::string_view action, std::optional<bool> transient) {
+             UserRule rule;
+             rule.name = std::move(name);
+             rule.text_regex = std::move(text);
+             rule.enhanced_pattern = std::move(enhanced);
+             rule.code_pattern = std::move(code);
+             rule.destination = std::move(destination);
+             rule.category = ValueOrThrow(ParseCategory(category));
+             rule.action = ValueOrThrow(ParseAction(action));
+             rule.transient = transient;
+             return rule;
+           }),
+           py::kw_only(), py::arg("name"), py::arg("text") = "", py::arg("enhanced") = "",
+           py::arg("code") = "", py::arg("destination") = "", py::arg("category"),
+           py::arg("action"), py::arg("transient") = py::none())
+      .def_readonly("name", &UserRule::name)
+      .def_readonly("text", &UserRule::text_regex)
+      .def_readonly("enhanced", &UserRule::enhanced_pattern)
+      .def_readonly("code", &UserRule::code_pattern)
+      .def_readonly("destination", &UserRule::destination)
+      .def_property_readonly("category",
+                             [](const UserRule& r) { return std::string(CategoryName(r.category)); })
+      .def_property_readonly("action",
+                             [](const UserRule& r) { return std::string(ActionName(r.action)); })
+      .def_readonly("transient", &UserRule::transient);
+
+  py::class_<ClassifiedReply>(m, "ClassifiedReply",
+                              "A parsed reply with the category, action and deciding rule.")
+      .def_property_readonly("reply", [](const ClassifiedReply& c) { return c.reply; })
+      .def_property_readonly("transport", [](const ClassifiedReply& c) {
+        return std::string(TransportName(c.reply.transport));
+      })
+      .def_property_readonly("code", [](const ClassifiedReply& c) { return c.reply.code; })
+      .def_property_readonly("enhanced",
+                             [](const ClassifiedReply& c) -> std::optional<std::string> {
+                               if (!c.reply.enhanced) return std::nullopt;
+                               return c.reply.enhanced->ToString();
+                             })
+      .def_property_readonly("text", [](const ClassifiedReply& c) { return c.reply.text; })
+      .def_property_readonly("category",
+                             [](const ClassifiedReply& c) {
+                               return std::string(CategoryName(c.classification.category));
+                             })
+      .def_property_readonly(
+          "action",
+          [](const ClassifiedReply& c) { return std::string(ActionName(c.classification.action)); })
+      .def_property_readonly("transient",
+                             [](const ClassifiedReply& c) { return c.classification.transient; })
+      .def_readonly("rule", &ClassifiedReply::rule)
+      .def("__repr__", [](const ClassifiedReply& c) {
+        const char* kind = c.classification.transient ? " transient" : " permanent";
+        return "<ClassifiedReply " + std::string(CategoryName(c.classification.category)) + "/" +
+               std::string(ActionName(c.classification.action)) + kind +
+               absl::StrCat(" rule=", c.rule, ": ", c.reply.ToString(), ">");
+      });
+
+  py::class_<ClassificationBatch>(m, "ClassificationBatch",
+                                  "Column-oriented results of classify_many (numpy views).")
+      .def("__len__", [](const ClassificationBatch& b) { return b.code.size(); })
+      .def_property_readonly("code", [](py::object self) {
+        return View(self.cast<ClassificationBatch&>().code, self);
+      })
+      .def_property_readonly("enhanced_packed", [](py::object self) {
+        return View(self.cast<ClassificationBatch&>().enhanced, self);
+      })
+      .def_property_readonly("category", [](py::object self) {
+        return View(self.cast<ClassificationBatch&>().category, self);
+      })
+      .def_property_readonly("action", [](py::object self) {
+        return View(self.cast<ClassificationBatch&>().action, self);
+      })
+      .def_property_readonly("transient", [](py::object self) {
+        return View(self.cast<ClassificationBatch&>().transient, self).attr("view")("bool");
+      })
+      .def_property_readonly("rule", [](py::object self) {
+        return View(self.cast<ClassificationBatch&>().rule, self);
+      })
+      .def_property_readonly("ok", [](py::object self) {
+        return View(self.cast<ClassificationBatch&>().ok, self).attr("view")("bool");
+      })
+      .def_readonly("rules", &ClassificationBatch::rules)
+      .def_property_readonly("errors", [](const ClassificationBatch& b) {
+        py::dict out;
+        for (const auto& [index, message] : b.errors) out[py::int_(index)] = message;
+        return out;
+      });
+
+  py::class_<Classifier>(m, "Classifier", R"doc(
+Maps replies to a category, an action and transient/permanent. User rules
+(checked first, in order) take precedence over the built-in defaults.)doc")
+      .def(py::init([](std::vector<UserRule> rules) {
+             return ValueOrThrow(Classifier::Create(std::move(rules)));
+           }),
+           py::arg("rules") = std::vector<UserRule>{})
+      .def(
+          "classify",
+          [](const Classifier& c, std::string_view raw, std::string_view destination) {
+            ClassifiedReply out;
+            out.reply = ValueOrThrow(ParseReply(raw));
+            out.classification = c.Classify(out.reply, destination);
+            out.rule = std::string(out.classification.rule);
+            return out;
+          },
+          py::arg("raw"), py::arg("destination") = "",
+          "Parse and classify one reply text. Raises InvalidInputError if it does not parse.")
+      .def(
+          "classify_reply",
+          [](const Classifier& c, const Reply& reply, std::string_view destination) {
+            ClassifiedReply out{reply, c.Classify(reply, destination), {}};
+            out.rule = std::string(out.classification.rule);
+            return out;
+          },
+          py::arg("reply"), py::arg("destination") = "", "Classify an already parsed Reply.")
+      .def(
+          "classify_many",
+          [](const Classifier& c, py::handle texts, std::string_view destination,
+             bool raise_on_error) {
+            TextColumn column = CollectTexts(texts);
+            ClassificationBatch batch;
+            batch.rules = c.RuleNames();
+            {
+              py::gil_scoped_release release;
+              absl::flat_hash_map<std::string_view, int32_t> rule_index;
+              for (size_t i = 0; i < batch.rules.size(); ++i) {
+                rule_index[batch.rules[i]] = static_cast<int32_t>(i);
+              }
+              const size_t n = column.views.size();
+              batch.Resize(n);
+              for (size_t i = 0; i < n; ++i) {
+                absl::StatusOr<Reply> reply = ParseReply(column.views[i]);
+                if (!reply.ok()) {
+                  batch.errors.emplace_back(i, std::string(reply.status().message()));
+                  if (raise_on_error) break;
+                  continue;
+                }
+                const Classification k = c.Classify(*reply, destination);
+                batch.code[i] = static_cast<int16_t>(reply->code);
+                batch.enhanced[i] = PackEnhanced(reply->enhanced);
+                batch.category[i] = static_cast<uint8_t>(k.category);
+                batch.action[i] = static_cast<uint8_t>(k.action);
+                batch.transient[i] = k.transient ? 1 : 0;
+                auto it = rule_index.find(k.rule);
+                batch.rule[i] = it == rule_index.end() ? -1 : it->second;
+                batch.ok[i] = 1;
+              }
+            }
+            if (raise_on_error && !batch.errors.empty()) {
+              const auto& [index, message] = batch.errors.front();
+              ThrowIfError(
+                  absl::InvalidArgumentError(absl::StrCat("texts[", index, "]: ", message)));
+            }
+            return batch;
+          },
+          py::arg("texts"), py::kw_only(), py::arg("destination") = "",
+          py::arg("raise_on_error") = true,
+          "Classify many reply texts (list of str or numpy str/object array); GIL released.")
+      .def("rule_names", &Classifier::RuleNames, "Rule names in evaluation order.");
+}
+
+}  // namespace mailretry::python

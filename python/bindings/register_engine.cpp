@@ -1,0 +1,441 @@
+// mailretry._core.Engine and its result types. Times cross the boundary as
+// float seconds since the epoch (mailretry.engine converts datetime). Calls
+// whose work grows with input release the GIL; the engine locks itself.
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include "bindings.h"
+#include "config_reader.h"
+#include "mailretry/engine.h"
+#include "mailretry/retry_policy.h"
+#include "status.h"
+
+namespace py = pybind11;
+
+namespace mailretry::python {
+namespace {
+
+// Python-owned copies of the engine's results (which point into its storage).
+struct PyLease {
+  uint64_t msg_id;
+  std::string destination;
+  std::string source;
+  uint32_t destination_index;
+  uint32_t attempt;
+  double deadline;
+};
+
+struct PyDecision {
+  std::string action;
+  std::optional<double> next_attempt;
+  std::optional<std::string> category;
+  std::string rule;
+  std::string schedule;
+  uint32_t attempt;
+};
+
+std::optional<double> OptSeconds(const std::optional<absl::Time>& t) {
+  if (!t) return std::nullopt;
+  return SecondsFromTime(*t);
+}
+
+std::optional<std::string> OptCategory(const std::optional<Category>& c) {
+  if (!c) return std::nullopt;
+  return std::string(CategoryName(*c));
+}
+
+PyLease ToPy(const Lease& l) {
+  return PyLease{l.msg_id,           std::string(l.destination), std::string(l.source),
+                 l.destination_index, l.attempt,                  SecondsFromTime(l.deadline)};
+}
+
+PyDecision ToPy(const Decision& d) {
+  return PyDecision{std::string(DecisionActionName(d.action)), OptSeconds(d.next_attempt),
+                    OptCategory(d.category),                   std::string(d.rule),
+                    std::string(d.schedule),                   d.attempt};
+}
+
+py::list CategoryCounts(const std::vector<CategoryCount>& counts) {
+  py::list out;
+  for (const CategoryCount& c : counts) {
+    out.append(py::make_tuple(std::string(CategoryName(c.category)), c.count));
+  }
+  return out;
+}
+
+// Events become plain dicts: easy to log, to filter, and to load into pandas.
+py::dict EventToDict(const Event& e) {
+  py::dict d;
+  d["kind"] = std::string(EventKindName(e.kind));
+  d["time"] = SecondsFromTime(e.time);
+  d["msg_id"] = e.msg_id ? py::object(py::int_(*e.msg_id)) : py::object(py::none());
+  d["destination"] = std::string(e.destination);
+  d["source"] = std::string(e.source);
+  d["category"] = OptCategory(e.category);
+  d["attempt"] = e.attempt;
+  d["next_attempt"] = OptSeconds(e.next_attempt);
+  d["until"] = OptSeconds(e.until);
+  d["status"] = e.status;
+  d["reply"] = e.reply;
+  d["detail"] = e.detail;
+  d["rule"] = e.rule;
+  d["concurrency_limit"] = e.concurrency_limit;
+  d["rate_per_second"] = e.rate_per_second;
+  d["categories"] = CategoryCounts(e.categories);
+  d["samples"] = e.samples;
+  d["remediation"] = e.remediation;
+  return d;
+}
+
+py::dict DestinationToDict(const DestinationInfo& i) {
+  py::dict d;
+  d["destination"] = i.destination;
+  d["source"] = i.source;
+  d["index"] = i.index;
+  d["health"] = std::string(HealthName(i.health));
+  d["held"] = i.held;
+  d["concurrency_limit"] = i.concurrency_limit;
+  d["max_concurrency"] = i.max_concurrency;
+  d["in_flight"] = i.in_flight;
+  d["rate_per_second"] = i.rate_per_second;
+  d["suspended_until"] = OptSeconds(i.suspended_until);
+  d["suspensions"] = i.suspensions;
+  d["next_probe"] = OptSeconds(i.next_probe);
+  d["ready"] = i.ready;
+  d["scheduled"] = i.scheduled;
+  d["attempts"] = i.attempts;
+  d["delivered"] = i.delivered;
+  d["deferred"] = i.deferred;
+  d["bounced"] = i.bounced;
+  d["expired"] = i.expired;
+  d["consecutive_failures"] = i.consecutive_failures;
+  d["last_delivery"] = OptSeconds(i.last_delivery);
+  d["last_reply"] = i.last_reply;
+  d["failure_categories"] = CategoryCounts(i.failure_categories);
+  return d;
+}
+
+py::dict StatsToDict(const EngineStats& s) {
+  py::dict d;
+  d["submitted"] = s.submitted;
+  d["delivered"] = s.delivered;
+  d["bounced"] = s.bounced;
+  d["expired"] = s.expired;
+  d["pending"] = s.pending;
+  d["scheduled"] = s.scheduled;
+  d["ready"] = s.ready;
+  d["leased"] = s.leased;
+  d["attempts"] = s.attempts;
+  d["deferred"] = s.deferred;
+  d["lease_expirations"] = s.lease_expirations;
+  d["destinations"] = s.destinations;
+  d["suspended_destinations"] = s.suspended_destinations;
+  d["held_destinations"] = s.held_destinations;
+  d["events_buffered"] = s.events_buffered;
+  d["events_dropped"] = s.events_dropped;
+  d["memory_bytes"] = s.memory_bytes;
+  return d;
+}
+
+template <typename T>
+py::array_t<T> ToArray(std::vector<T>&& v) {
+  auto* heap = new std::vector<T>(std::move(v));
+  py::capsule owner(heap, [](void* p) { delete static_cast<std::vector<T>*>(p); });
+  return py::array_t<T>({static_cast<py::ssize_t>(heap->size())}, {sizeof(T)}, heap->data(),
+                        owner);
+}
+
+std::vector<std::string> StringList(py::handle seq, const char* what) {
+  std::vector<std::string> out;
+  for (py::handle item : seq) {
+    if (!py::isinstance<py::str>(item)) {
+      ThrowIfError(absl::InvalidArgumentError(std::string(what) + " must be strings"));
+    }
+    out.push_back(item.cast<std::string>());
+  }
+  return out;
+}
+
+}  // namespace
+
+void RegisterEngine(py::module_& m) {
+  py::class_<PyLease>(m, "Lease", "A message handed to the sender for one attempt.")
+      .def_readonly("msg_id", &PyLease::msg_id)
+      .def_readonly("destination", &PyLease::destination)
+      .def_readonly("source", &PyLease::source, "'' when the message has no source.")
+      .def_readonly("destination_index", &PyLease::destination_index,
+                    "Stable id of the (source, destination) pair.")
+      .def_readonly("attempt", &PyLease::attempt, "1 for the first attempt.")
+      .def_readonly("deadline", &PyLease::deadline,
+                    "Report before this time (epoch seconds) or the lease expires.")
+      .def("__repr__", [](const PyLease& l) {
+        return "<Lease msg_id=" + std::to_string(l.msg_id) + " destination=" + l.destination +
+               " attempt=" + std::to_string(l.attempt) + ">";
+      });
+
+  py::class_<PyDecision>(m, "Decision", "The engine's answer to a report.")
+      .def_readonly("action", &PyDecision::action, "'delivered', 'retry', 'bounced' or 'expired'.")
+      .def_readonly("next_attempt", &PyDecision::next_attempt,
+                    "Epoch seconds of the next attempt (retry only), else None.")
+      .def_readonly("category", &PyDecision::category, "Reply category; None when delivered.")
+      .def_readonly("rule", &PyDecision::rule, "Classifier rule that decided the category.")
+      .def_readonly("schedule", &PyDecision::schedule, "Retry schedule used.")
+      .def_readonly("attempt", &PyDecision::attempt, "The attempt this report was about.")
+      .def("__repr__", [](const PyDecision& d) {
+        return "<Decision " + d.action + (d.category ? " " + *d.category : std::string()) +
+               " attempt=" + std::to_string(d.attempt) + ">";
+      });
+
+  py::class_<Engine>(m, "Engine", "The retry engine (see mailretry.Engine for the typed API).")
+      .def(py::init([](py::object config, uint64_t seed) {
+             EngineConfig c = EngineConfigFromMapping(config);
+             return ValueOrThrow(Engine::Create(std::move(c), seed));
+           }),
+           py::arg("config") = py::none(), py::kw_only(), py::arg("seed") = 0)
+      .def_static(
+          "load",
+          [](const std::string& path) {
+            absl::StatusOr<std::unique_ptr<Engine>> e;
+            {
+              py::gil_scoped_release release;
+              e = Engine::Load(path);
+            }
+            return ValueOrThrow(std::move(e));
+          },
+          py::arg("path"))
+      .def(
+          "submit",
+          [](Engine& e, uint64_t msg_id, std::string_view destination, double now,
+             std::string_view source, std::optional<double> not_before) {
+            std::optional<absl::Time> nb;
+            if (not_before) nb = TimeFromSeconds(*not_before);
+            ThrowIfError(e.Submit(msg_id, destination, TimeFromSeconds(now), source, nb));
+          },
+          py::arg("msg_id"), py::arg("destination"), py::arg("now"), py::kw_only(),
+          py::arg("source") = "", py::arg("not_before") = py::none())
+      .def(
+          "submit_many",
+          [](Engine& e, py::array_t<uint64_t, py::array::c_style | py::array::forcecast> msg_ids,
+             py::array_t<uint32_t, py::array::c_style | py::array::forcecast> destination_indices,
+             py::sequence destination_names, double now,
+             std::optional<py::array_t<uint32_t, py::array::c_style | py::array::forcecast>>
+                 source_indices,
+             std::optional<py::sequence> source_names) {
+            if (msg_ids.ndim() != 1 || destination_indices.ndim() != 1 ||
+                msg_ids.shape(0) != destination_indices.shape(0)) {
+              ThrowIfError(absl::InvalidArgumentError(
+                  "msg_ids and destination_indices must be 1-d arrays of equal length"));
+            }
+            std::vector<std::string> dests = StringList(destination_names, "destination_names");
+            std::vector<std::string> sources;
+            if (source_names) sources = StringList(*source_names, "source_names");
+            absl::Span<const uint32_t> src_idx;
+            if (source_indices) {
+              if (source_indices->ndim() != 1 || source_indices->shape(0) != msg_ids.shape(0)) {
+                ThrowIfError(absl::InvalidArgumentError(
+                    "source_indices must be a 1-d array as long as msg_ids"));
+              }
+              src_idx = absl::MakeConstSpan(source_indices->data(),
+                                            static_cast<size_t>(source_indices->shape(0)));
+            }
+            const absl::Time t = TimeFromSeconds(now);
+            absl::Status status;
+            {
+              py::gil_scoped_release release;
+              status = e.SubmitMany(
+                  absl::MakeConstSpan(msg_ids.data(), static_cast<size_t>(msg_ids.shape(0))),
+                  absl::MakeConstSpan(destination_indices.data(),
+                                      static_cast<size_t>(destination_indices.shape(0))),
+                  dests, t, src_idx, sources);
+            }
+            ThrowIfError(status);
+          },
+          py::arg("msg_ids"), py::arg("destination_indices"), py::arg("destination_names"),
+          py::arg("now"), py::kw_only(), py::arg("source_indices") = py::none(),
+          py::arg("source_names") = py::none())
+      .def(
+          "advance",
+          [](Engine& e, double now) {
+            const absl::Time t = TimeFromSeconds(now);
+            absl::Status status;
+            {
+              py::gil_scoped_release release;
+              status = e.Advance(t);
+            }
+            ThrowIfError(status);
+          },
+          py::arg("now"))
+      .def(
+          "take_ready",
+          [](Engine& e, double now, size_t limit) {
+            const absl::Time t = TimeFromSeconds(now);
+            absl::StatusOr<std::vector<Lease>> leases;
+            std::vector<PyLease> out;
+            {
+              py::gil_scoped_release release;
+              leases = e.TakeReady(t, limit);
+              if (leases.ok()) {
+                out.reserve(leases->size());
+                for (const Lease& l : *leases) out.push_back(ToPy(l));
+              }
+            }
+            ThrowIfError(leases.status());
+            return out;
+          },
+          py::arg("now"), py::arg("limit"))
+      .def(
+          "take_ready_arrays",
+          [](Engine& e, double now, size_t limit) {
+            const absl::Time t = TimeFromSeconds(now);
+            absl::StatusOr<std::vector<Lease>> leases;
+            std::vector<uint64_t> ids;
+            std::vector<uint32_t> dest, attempt;
+            {
+              py::gil_scoped_release release;
+              leases = e.TakeReady(t, limit);
+              if (leases.ok()) {
+                ids.reserve(leases->size());
+                dest.reserve(leases->size());
+                attempt.reserve(leases->size());
+                for (const Lease& l : *leases) {
+                  ids.push_back(l.msg_id);
+                  dest.push_back(l.destination_index);
+                  attempt.push_back(l.attempt);
+                }
+              }
+            }
+            ThrowIfError(leases.status());
+            return py::make_tuple(ToArray(std::move(ids)), ToArray(std::move(dest)),
+                                  ToArray(std::move(attempt)));
+          },
+          py::arg("now"), py::arg("limit"))
+      .def(
+          "report",
+          [](Engine& e, uint64_t msg_id, double now, std::string_view raw) {
+            return ToPy(ValueOrThrow(e.ReportText(msg_id, TimeFromSeconds(now), raw)));
+          },
+          py::arg("msg_id"), py::arg("now"), py::arg("reply"))
+      .def(
+          "report_reply",
+          [](Engine& e, uint64_t msg_id, double now, const Reply& reply) {
+            return ToPy(ValueOrThrow(e.Report(msg_id, TimeFromSeconds(now), reply)));
+          },
+          py::arg("msg_id"), py::arg("now"), py::arg("reply"))
+      .def(
+          "report_many",
+          [](Engine& e, py::array_t<uint64_t, py::array::c_style | py::array::forcecast> msg_ids,
+             py::sequence replies, double now) {
+            if (msg_ids.ndim() != 1 || static_cast<size_t>(msg_ids.shape(0)) != py::len(replies)) {
+              ThrowIfError(absl::InvalidArgumentError(
+                  "msg_ids and replies must have the same length"));
+            }
+            std::vector<std::string> texts = StringList(replies, "replies");
+            const absl::Time t = TimeFromSeconds(now);
+            std::vector<absl::StatusOr<Decision>> results;
+            std::vector<uint8_t> action, ok;
+            std::vector<double> next_attempt;
+            std::vector<int16_t> category;
+            std::vector<std::pair<size_t, absl::Status>> errors;
+            {
+              py::gil_scoped_release release;
+              results = e.ReportManyText(
+                  absl::MakeConstSpan(msg_ids.data(), static_cast<size_t>(msg_ids.shape(0))),
+                  texts, t);
+              const size_t n = results.size();
+              action.assign(n, 0);
+              ok.assign(n, 0);
+              next_attempt.assign(n, std::numeric_limits<double>::quiet_NaN());
+              category.assign(n, -1);
+              for (size_t i = 0; i < n; ++i) {
+                if (!results[i].ok()) {
+                  errors.emplace_back(i, results[i].status());
+                  continue;
+                }
+                const Decision& d = *results[i];
+                ok[i] = 1;
+                action[i] = static_cast<uint8_t>(d.action);
+                if (d.next_attempt) next_attempt[i] = SecondsFromTime(*d.next_attempt);
+                if (d.category) category[i] = static_cast<int16_t>(*d.category);
+              }
+            }
+            py::dict errs;
+            for (const auto& [i, status] : errors) errs[py::int_(i)] = std::string(status.message());
+            py::dict out;
+            out["ok"] = ToArray(std::move(ok)).attr("view")("bool");
+            out["action"] = ToArray(std::move(action));
+            out["next_attempt"] = ToArray(std::move(next_attempt));
+            out["category"] = ToArray(std::move(category));
+            out["errors"] = errs;
+            return out;
+          },
+          py::arg("msg_ids"), py::arg("replies"), py::arg("now"))
+      .def("next_wakeup",
+           [](const Engine& e) { return OptSeconds(e.NextWakeup()); })
+      .def("drain_events",
+           [](Engine& e) {
+             std::vector<Event> events;
+             {
+               py::gil_scoped_release release;
+               events = e.DrainEvents();
+             }
+             py::list out;
+             for (const Event& ev : events) out.append(EventToDict(ev));
+             return out;
+           })
+      .def(
+          "destination",
+          [](const Engine& e, std::string_view name, std::string_view source) {
+            return DestinationToDict(ValueOrThrow(e.GetDestination(name, source)));
+          },
+          py::arg("name"), py::arg("source") = "")
+      .def("stats", [](const Engine& e) { return StatsToDict(e.Stats()); })
+      .def(
+          "save",
+          [](const Engine& e, const std::string& path) {
+            absl::Status status;
+            {
+              py::gil_scoped_release release;
+              status = e.Save(path);
+            }
+            ThrowIfError(status);
+          },
+          py::arg("path"))
+      .def("check_invariants", [](const Engine& e) { ThrowIfError(e.CheckInvariants()); })
+      .def_property_readonly("seed", &Engine::seed);
+
+  m.attr("DECISION_ACTIONS") = py::make_tuple("delivered", "retry", "bounced", "expired");
+  py::tuple kinds(kNumEventKinds);
+  for (int i = 0; i < kNumEventKinds; ++i) {
+    kinds[static_cast<size_t>(i)] = std::string(EventKindName(static_cast<EventKind>(i)));
+  }
+  m.attr("EVENT_KINDS") = kinds;
+
+  m.def(
+      "retry_timeline",
+      [](py::object policy, uint64_t seed, size_t max_points) {
+        py::dict wrapper;
+        wrapper["retry"] = policy.is_none() ? py::dict() : policy;
+        EngineConfig c = EngineConfigFromMapping(wrapper);
+        std::vector<double> out;
+        for (absl::Duration d : Timeline(c.retry, seed, max_points)) {
+          out.push_back(SecondsFromDuration(d));
+        }
+        return out;
+      },
+      py::arg("policy") = py::none(), py::kw_only(), py::arg("seed") = 0,
+      py::arg("max_points") = 10000,
+      R"doc(Offsets (seconds from submission) of every attempt of a message that
+always fails, for a retry policy given as a mapping like the TOML [retry]
+table (e.g. {"preset": "postfix"}). The last entry is the attempt after which
+it expires.)doc");
+}
+
+}  // namespace mailretry::python

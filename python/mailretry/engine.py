@@ -1,0 +1,200 @@
+"""The retry engine, typed for Python.
+
+Time is float seconds since the Unix epoch; timezone-aware ``datetime`` values
+are accepted everywhere a time is (naive ones are rejected, since their zone is
+a guess). The scheduling logic lives in the compiled core.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from mailretry import _core
+from mailretry._core import Decision, Lease, Reply
+from mailretry.classify import load_toml
+from mailretry.errors import InvalidInputError
+
+TimeLike = float | int | _dt.datetime
+
+EVENT_KINDS: tuple[str, ...] = tuple(_core.EVENT_KINDS)
+DECISION_ACTIONS: tuple[str, ...] = tuple(_core.DECISION_ACTIONS)
+BACKENDS = ("wheel", "quad_heap", "boost_heap")
+
+
+def to_seconds(t: TimeLike, name: str = "now") -> float:
+    """Epoch seconds from a number or an aware datetime."""
+    if isinstance(t, _dt.datetime):
+        if t.tzinfo is None or t.tzinfo.utcoffset(t) is None:
+            raise InvalidInputError(f"{name}: naive datetime; pass an aware one (e.g. UTC)")
+        return t.timestamp()
+    if isinstance(t, bool) or not isinstance(t, int | float):
+        raise InvalidInputError(f"{name}: expected epoch seconds or an aware datetime")
+    return float(t)
+
+
+class Engine:
+    """Decides when each deferred message is tried again and how hard each
+    destination may be pushed.
+
+    ``config`` is a mapping shaped like the TOML file (``[retry]``,
+    ``[[overrides]]``, ``[destination_defaults]``, ``[[destinations]]``,
+    ``[[reactions]]``, ``[structural]``, ``[[classifier.rules]]``, ...);
+    unknown keys raise InvalidInputError. ``backend`` picks the timer
+    structure: ``"wheel"`` (default), ``"quad_heap"`` or ``"boost_heap"``.
+    The same calls with the same ``seed`` give the same decisions. Safe to use
+    from several threads.
+    """
+
+    def __init__(
+        self,
+        config: Mapping[str, Any] | None = None,
+        *,
+        seed: int = 0,
+        backend: str | None = None,
+        _core_engine: _core.Engine | None = None,
+    ) -> None:
+        if _core_engine is not None:
+            self._e = _core_engine
+            return
+        cfg: dict[str, Any] = dict(config or {})
+        if backend is not None:
+            if backend not in BACKENDS:
+                raise InvalidInputError(f"backend must be one of {BACKENDS}, got {backend!r}")
+            cfg["backend"] = backend
+        self._e = _core.Engine(cfg, seed=seed)
+
+    @classmethod
+    def from_toml(
+        cls, path: str | os.PathLike[str], *, seed: int | None = None, backend: str | None = None
+    ) -> Engine:
+        """An engine configured by a TOML file (its top-level ``seed`` is used
+        unless ``seed`` is given)."""
+        doc = load_toml(path)
+        file_seed = doc.pop("seed", 0)
+        if not isinstance(file_seed, int) or isinstance(file_seed, bool):
+            raise InvalidInputError(f"{os.fspath(path)}: seed must be an integer")
+        return cls(doc, seed=file_seed if seed is None else seed, backend=backend)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Engine:
+        """Restore an engine written by :meth:`save` (config and seed included).
+        Raises CorruptDataError for a truncated or corrupted file."""
+        return cls(_core_engine=_core.Engine.load(os.fspath(path)))
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write a checksummed snapshot atomically (temporary file, fsync, rename)."""
+        self._e.save(os.fspath(path))
+
+    @property
+    def seed(self) -> int:
+        return self._e.seed
+
+    # -- messages ---------------------------------------------------------------
+    def submit(
+        self,
+        msg_id: int,
+        destination: str,
+        now: TimeLike,
+        *,
+        source: str | None = None,
+        not_before: TimeLike | None = None,
+    ) -> None:
+        """Add a message; its first attempt is due at once (or at ``not_before``).
+        DuplicateIdError if ``msg_id`` is already pending."""
+        nb = None if not_before is None else to_seconds(not_before, "not_before")
+        self._e.submit(msg_id, destination, to_seconds(now), source=source or "", not_before=nb)
+
+    def submit_many(
+        self,
+        msg_ids: npt.ArrayLike,
+        destinations: Sequence[str] | npt.NDArray[Any],
+        now: TimeLike,
+        *,
+        sources: Sequence[str] | npt.NDArray[Any] | None = None,
+    ) -> None:
+        """Submit many messages at once (all or nothing). ``destinations`` (and
+        ``sources``) give one name per message; names are interned here."""
+        ids = np.ascontiguousarray(msg_ids, dtype=np.uint64)
+        dest_names, dest_idx = np.unique(np.asarray(destinations, dtype=object).astype(str),
+                                         return_inverse=True)
+        kwargs: dict[str, Any] = {}
+        if sources is not None:
+            src_names, src_idx = np.unique(np.asarray(sources, dtype=object).astype(str),
+                                           return_inverse=True)
+            kwargs = {
+                "source_indices": src_idx.astype(np.uint32),
+                "source_names": src_names.tolist(),
+            }
+        self._e.submit_many(
+            ids, dest_idx.astype(np.uint32), dest_names.tolist(), to_seconds(now), **kwargs
+        )
+
+    def advance(self, now: TimeLike) -> None:
+        """Process everything due at ``now`` (retries, expiries, lease timeouts)."""
+        self._e.advance(to_seconds(now))
+
+    def take_ready(self, now: TimeLike, limit: int) -> list[Lease]:
+        """Up to ``limit`` leases for messages that may be attempted now."""
+        return self._e.take_ready(to_seconds(now), limit)
+
+    def take_ready_arrays(
+        self, now: TimeLike, limit: int
+    ) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint32], npt.NDArray[np.uint32]]:
+        """Like :meth:`take_ready`, as arrays (msg_ids, destination_indices, attempts)."""
+        ids, dest, attempt = self._e.take_ready_arrays(to_seconds(now), limit)
+        return ids, dest, attempt
+
+    def report(self, msg_id: int, now: TimeLike, reply: str | Reply) -> Decision:
+        """Report a leased attempt's outcome: the final reply text (``"250 ok"``
+        means delivered) or a :class:`Reply` such as
+        ``mailretry.transport_reply("connection_refused")``."""
+        if isinstance(reply, Reply):
+            return self._e.report_reply(msg_id, to_seconds(now), reply)
+        return self._e.report(msg_id, to_seconds(now), reply)
+
+    def report_many(
+        self, msg_ids: npt.ArrayLike, replies: Sequence[str], now: TimeLike
+    ) -> dict[str, Any]:
+        """Report many outcomes. Returns arrays ``ok``, ``action`` (index into
+        DECISION_ACTIONS), ``next_attempt`` (NaN unless retry), ``category``
+        (index into CATEGORIES, -1 if none) and ``errors`` {index: message}."""
+        ids = np.ascontiguousarray(msg_ids, dtype=np.uint64)
+        return self._e.report_many(ids, list(replies), to_seconds(now))
+
+    # -- observation ------------------------------------------------------------
+    def next_wakeup(self) -> float | None:
+        """When the engine next has something to do (epoch seconds), or None."""
+        return self._e.next_wakeup()
+
+    def drain_events(self) -> list[dict[str, Any]]:
+        """Events since the last drain, oldest first, as dicts (``kind``, ``time``,
+        ``msg_id``, ``destination``, ``category``, ``detail``, ...)."""
+        return self._e.drain_events()
+
+    def destination(self, name: str, source: str | None = None) -> dict[str, Any]:
+        """State of one destination: limits, in flight, suspension, health, counters.
+        UnknownIdError if it has never been seen."""
+        return self._e.destination(name, source or "")
+
+    def stats(self) -> dict[str, int]:
+        """Engine-wide counters; submitted == delivered + bounced + expired + pending."""
+        return self._e.stats()
+
+    def check_invariants(self) -> None:
+        """Full internal consistency check (for tests); InternalError if broken."""
+        self._e.check_invariants()
+
+
+def retry_timeline(
+    policy: Mapping[str, Any] | None = None, *, seed: int = 0, max_points: int = 10000
+) -> list[float]:
+    """Seconds from submission of every attempt of an always-failing message
+    under ``policy`` (a ``[retry]`` mapping, e.g. ``{"preset": "exim"}``)."""
+    return _core.retry_timeline(dict(policy) if policy else None, seed=seed,
+                                max_points=max_points)
