@@ -78,14 +78,14 @@ struct Classification {
 
 // A user rule. Every non-empty matcher must match for the rule to apply.
 struct UserRule {
-  std::string name;                 // required, unique among user rules
-  std::string text_regex;           // RE2 syntax, searched (unanchored) in the text; case-insensitive
-  std::string enhanced_pattern;     // "4.7.28", "4.7.*", "5.*.*"; empty = any
-  std::string code_pattern;         // "421", "4xx", "45x"; empty = any
-  std::string destination;          // exact domain, or "*.example.com" suffix; empty = any
+  std::string name = {};            // required, unique among user rules
+  std::string text_regex = {};      // RE2 syntax, searched (unanchored) in the text; case-insensitive
+  std::string enhanced_pattern = {};  // "4.7.28", "4.7.*", "5.*.*"; empty = any
+  std::string code_pattern = {};    // "421", "4xx", "45x"; empty = any
+  std::string destination = {};     // exact domain, or "*.example.com" suffix; empty = any
   Category category = Category::kUnknownTransient;
   Action action = Action::kRetry;
-  std::optional<bool> transient;    // default: from the reply's code class
+  std::optional<bool> transient = {};  // default: from the reply's code class
 };
 
 class Classifier {

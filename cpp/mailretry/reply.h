@@ -56,7 +56,9 @@ struct Reply {
   bool transient() const;
   // True for a 2yz reply.
   bool success() const { return transport == Transport::kReply && code >= 200 && code < 300; }
-  // Canonical one-line rendering: "421 4.7.0 text" or "<connection_refused>".
+  // Canonical one-line rendering: "421 4.7.0 text" (line breaks in the text
+  // become spaces, so ParseReply reads it back) or "<connection_refused>"
+  // followed by " detail" when there is one.
   std::string ToString() const;
 };
 
@@ -65,14 +67,24 @@ struct Reply {
 inline constexpr size_t kMaxReplyBytes = 64 * 1024;
 
 // Parses a reply as a server sends it: one line or several ("421-" continuation
-// lines, CRLF or LF line ends). The enhanced code is taken from the first line
-// and stripped from every line that repeats it. Errors (InvalidArgument): empty
-// input, no 3-digit code, code outside 200..599, longer than kMaxReplyBytes,
-// an embedded NUL, invalid UTF-8, an enhanced class that differs from the basic
-// code's first digit, continuation lines with different codes.
+// lines, CRLF or LF line ends, surrounding whitespace and blank lines ignored).
+// The enhanced code is taken from the first line when it follows the basic code
+// ("550 5.1.1 ..." or "550-5.1.1 ...") and stripped from every line that repeats
+// it. A line without a code after the first is kept as text, and a '-' on the
+// last line is tolerated ("550-SPF check failed").
+//
+// Errors (InvalidArgument): empty input, no 3-digit code, code outside
+// 200..599, longer than kMaxReplyBytes, an embedded NUL, invalid UTF-8,
+// continuation lines with different codes.
+//
+// An enhanced class that differs from the basic code's first digit is NOT an
+// error: real servers send "550 4.4.7 QUEUE.Expired" (Exchange) and
+// "421 5.7.32 ..." (Gmail), and refusing them would lose the reply. The
+// enhanced code is kept as sent; the basic code decides transient().
 absl::StatusOr<Reply> ParseReply(std::string_view raw);
 
-// A Reply for a transport outcome without an SMTP reply.
+// A Reply for a transport outcome without an SMTP reply; `detail` becomes the
+// text. Meant for t != kReply (kReply yields a reply with code 0).
 Reply TransportReply(Transport t, std::string_view detail = {});
 
 }  // namespace mailretry

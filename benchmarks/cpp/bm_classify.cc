@@ -1,0 +1,93 @@
+// Throughput of ParseReply and ParseReply+Classify over the labelled dev
+// corpus (cycling through its replies), in replies per second.
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include "benchmark/benchmark.h"
+#include "mailretry/classifier.h"
+#include "mailretry/internal/reply_corpus.h"
+#include "mailretry/reply.h"
+
+namespace mailretry {
+namespace {
+
+// Wire-shaped replies only: corpus lines without a basic code are published
+// explanations that ParseReply rightly refuses.
+const std::vector<std::string>& Replies() {
+  static const auto* replies = [] {
+    auto* out = new std::vector<std::string>;
+    for (const internal::CorpusEntry& e : internal::LoadCorpus(MAILRETRY_DEV_REPLIES)) {
+      if (ParseReply(e.reply).ok()) out->push_back(e.reply);
+    }
+    if (out->empty()) out->push_back("421 4.7.28 unusual rate");
+    return out;
+  }();
+  return *replies;
+}
+
+void BM_ParseReply(benchmark::State& state) {
+  const std::vector<std::string>& replies = Replies();
+  size_t i = 0, bytes = 0;
+  for (auto _ : state) {
+    const std::string& raw = replies[i];
+    absl::StatusOr<Reply> r = ParseReply(raw);
+    benchmark::DoNotOptimize(r);
+    bytes += raw.size();
+    if (++i == replies.size()) i = 0;
+  }
+  state.SetItemsProcessed(state.iterations());
+  state.SetBytesProcessed(static_cast<int64_t>(bytes));
+}
+BENCHMARK(BM_ParseReply);
+
+void BM_ParseAndClassify(benchmark::State& state) {
+  const std::vector<std::string>& replies = Replies();
+  absl::StatusOr<Classifier> c = Classifier::Create();
+  if (!c.ok()) {
+    state.SkipWithError("Classifier::Create failed");
+    return;
+  }
+  size_t i = 0, bytes = 0;
+  for (auto _ : state) {
+    const std::string& raw = replies[i];
+    absl::StatusOr<Classification> k = c->ClassifyText(raw, "example.com");
+    benchmark::DoNotOptimize(k);
+    bytes += raw.size();
+    if (++i == replies.size()) i = 0;
+  }
+  state.SetItemsProcessed(state.iterations());
+  state.SetBytesProcessed(static_cast<int64_t>(bytes));
+}
+BENCHMARK(BM_ParseAndClassify);
+
+void BM_ClassifyParsed(benchmark::State& state) {
+  std::vector<Reply> parsed;
+  for (const std::string& raw : Replies()) parsed.push_back(*ParseReply(raw));
+  absl::StatusOr<Classifier> c = Classifier::Create();
+  if (!c.ok()) {
+    state.SkipWithError("Classifier::Create failed");
+    return;
+  }
+  size_t i = 0;
+  for (auto _ : state) {
+    Classification k = c->Classify(parsed[i]);
+    benchmark::DoNotOptimize(k);
+    if (++i == parsed.size()) i = 0;
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_ClassifyParsed);
+
+void BM_ClassifierCreate(benchmark::State& state) {
+  for (auto _ : state) {
+    absl::StatusOr<Classifier> c = Classifier::Create();
+    benchmark::DoNotOptimize(c);
+  }
+}
+BENCHMARK(BM_ClassifierCreate)->Unit(benchmark::kMillisecond);
+
+}  // namespace
+}  // namespace mailretry
+
+BENCHMARK_MAIN();
