@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "mailretry/internal/boost_heap_queue.h"
 #include "mailretry/internal/quad_heap.h"
+#include "mailretry/internal/timing_wheel.h"
 
 namespace mailretry {
 
@@ -36,9 +37,7 @@ std::unique_ptr<TimerQueue> MakeTimerQueue(TimerBackend backend, const TimerOpti
     case TimerBackend::kQuadHeap:
       return std::make_unique<internal::QuadHeap>(options);
     case TimerBackend::kWheel:
-      // TODO(timers): the timing wheel lands next; until then the exact heap
-      // serves kWheel (stricter: it never rounds to the wheel resolution).
-      return std::make_unique<internal::QuadHeap>(options);
+      return std::make_unique<internal::TimingWheel>(options);
   }
   return nullptr;
 }
