@@ -464,7 +464,7 @@ TEST(Classifier, CopiesShareRulesAndClassifyTextReportsParseErrors) {
 
 TEST(PhraseMatcher, NormalizesCaseSpacesAndApostrophes) {
   std::string out;
-  internal::PhraseMatcher::Normalize("A  B\t\r\nC don\u2019t", &out);
+  internal::PhraseMatcher::Normalize(" A  B\t\r\nC don\u2019t", &out);
   EXPECT_EQ(out, "a b c don't");
 }
 
@@ -553,9 +553,9 @@ TEST(DevCorpus, AccuracyFloors) {
               corpus.size(), parsed, 100 * cat_ok / n, 100 * act_ok / n, 100 * tr_ok / n, high,
               100.0 * high_cat_ok / high, 100.0 * high_tr_ok / high);
   // Floors a little below what the default rules reach, so a regression shows.
-  EXPECT_GE(cat_ok / n, 0.94);
-  EXPECT_GE(act_ok / n, 0.96);
-  EXPECT_GE(tr_ok / n, 0.98);
+  EXPECT_GE(cat_ok / n, 0.97);
+  EXPECT_GE(act_ok / n, 0.98);
+  EXPECT_GE(tr_ok / n, 0.99);
 }
 
 }  // namespace

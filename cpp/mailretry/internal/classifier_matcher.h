@@ -50,12 +50,20 @@ class PhraseMatcher {
     bool boundary_after;
   };
 
+  // Transitions are uint16_t with the top bit marking states that report
+  // phrases; rows are padded to a power of two so the hot loop shifts instead
+  // of multiplying, and states are numbered breadth-first so the shallow states
+  // most bytes land in share cache lines.
+  static constexpr uint16_t kReports = 0x8000;
+  static constexpr size_t kMaxStates = 0x8000;
+
   uint32_t num_groups_ = 0;
   size_t num_states_ = 0;
   size_t num_classes_ = 0;
+  unsigned row_shift_ = 0;               // log2 of the padded row width
   uint8_t byte_class_[256] = {};
-  std::vector<uint32_t> next_;          // num_states_ * num_classes_
-  std::vector<uint32_t> out_begin_;     // per state, into outputs_; size num_states_ + 1
+  std::vector<uint16_t> next_;           // num_states_ << row_shift_
+  std::vector<uint32_t> out_begin_;      // per state, into outputs_; size num_states_ + 1
   std::vector<Output> outputs_;
 };
 
