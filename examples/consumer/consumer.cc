@@ -21,5 +21,5 @@ int main() {
   std::cout << "mailretry " << mailretry::Version() << ": "
             << mailretry::CategoryName(result->category) << " / "
             << mailretry::ActionName(result->action) << " (" << result->rule << ")\n";
-  return result->category == mailretry::Category::kRateLimit ? 0 : 1;
+  return result->action == mailretry::Action::kThrottle && result->transient ? 0 : 1;
 }

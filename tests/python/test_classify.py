@@ -19,7 +19,10 @@ TRANSIENT_FLOOR = 0.97
 @pytest.mark.parametrize(
     ("reply", "category", "action", "transient"),
     [
-        ("421 4.7.28 unusual rate of unsolicited mail from your IP", "rate_limit", "throttle", True),
+        ("421 4.7.28 unusual rate of unsolicited mail from your IP", "reputation_throttle",
+         "throttle", True),
+        ("421 4.7.0 Too many messages from your IP, rate limit exceeded", "rate_limit",
+         "throttle", True),
         ("421 4.4.5 Server busy, try again later", "server_busy_capacity", "retry", True),
         ("450 4.2.0 Recipient address rejected: Greylisted", "greylisting", "retry", True),
         ("550 5.1.1 The email account that you tried to reach does not exist", "mailbox_unknown",
