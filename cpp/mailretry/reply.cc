@@ -126,7 +126,7 @@ size_t LeadingEnhanced(std::string_view s, EnhancedCode* out) {
 }
 
 std::string_view SkipBlanks(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && IsSpace(s.front())) s.remove_prefix(1);
   return s;
 }
 
@@ -210,12 +210,6 @@ absl::StatusOr<Reply> ParseReply(std::string_view raw) {
       }
       code = line_code;
       line = SkipBlanks(line.substr(sep == 0 ? 3 : 4));
-      EnhancedCode ec;
-      if (const size_t n = LeadingEnhanced(line, &ec); n > 0) {
-        reply.enhanced = ec;
-        enhanced_token = line.substr(0, n);
-        line = SkipBlanks(line.substr(n));
-      }
       first = false;
     } else if (line_code >= 0) {
       if (line_code != code) {
@@ -226,6 +220,16 @@ absl::StatusOr<Reply> ParseReply(std::string_view raw) {
       if (!enhanced_token.empty() && line.substr(0, enhanced_token.size()) == enhanced_token &&
           (line.size() == enhanced_token.size() || IsSpace(line[enhanced_token.size()]))) {
         line = SkipBlanks(line.substr(enhanced_token.size()));
+      }
+    }
+    // The enhanced code leads the first line with content ("550-\r\n550 5.1.1
+    // ..." has it on the second), so ToString() output parses back the same.
+    if (enhanced_token.empty() && reply.text.empty()) {
+      EnhancedCode ec;
+      if (const size_t n = LeadingEnhanced(line, &ec); n > 0) {
+        reply.enhanced = ec;
+        enhanced_token = line.substr(0, n);
+        line = SkipBlanks(line.substr(n));
       }
     }
     if (line.empty()) continue;

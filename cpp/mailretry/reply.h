@@ -68,9 +68,10 @@ inline constexpr size_t kMaxReplyBytes = 64 * 1024;
 
 // Parses a reply as a server sends it: one line or several ("421-" continuation
 // lines, CRLF or LF line ends, surrounding whitespace and blank lines ignored).
-// The enhanced code is taken from the first line when it follows the basic code
-// ("550 5.1.1 ..." or "550-5.1.1 ...") and stripped from every line that repeats
-// it. A line without a code after the first is kept as text, and a '-' on the
+// The enhanced code is taken from the start of the first line with text
+// ("550 5.1.1 ..." or "550-5.1.1 ...") and stripped from every line that
+// repeats it; it needs a class of 2, 4 or 5, subject and detail of 1-3 digits,
+// and a following space ("5.7.606-649" stays text). A line without a code after the first is kept as text, and a '-' on the
 // last line is tolerated ("550-SPF check failed").
 //
 // Errors (InvalidArgument): empty input, no 3-digit code, code outside

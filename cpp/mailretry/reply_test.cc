@@ -105,6 +105,18 @@ TEST(ParseReply, WhitespaceBlankLinesAndTrailingDash) {
   EXPECT_EQ(*r.enhanced, (EnhancedCode{4, 4, 2}));
 }
 
+TEST(ParseReply, EnhancedCodeOnFirstLineWithContent) {
+  Reply r = MustParse("550-\r\n550 5.1.1 user unknown");
+  EXPECT_EQ(*r.enhanced, (EnhancedCode{5, 1, 1}));
+  EXPECT_EQ(r.text, "user unknown");
+  r = MustParse("550\n4.4.55");
+  EXPECT_EQ(*r.enhanced, (EnhancedCode{4, 4, 55}));
+  EXPECT_EQ(r.text, "");
+  r = MustParse("550 foo\n5.1.1 bar");
+  EXPECT_FALSE(r.enhanced.has_value());
+  EXPECT_EQ(r.text, "foo\n5.1.1 bar");
+}
+
 TEST(ParseReply, ContinuationWithoutCodeIsText) {
   Reply r = MustParse("554 5.7.1 Rejected\nsee https://example.com/why");
   EXPECT_EQ(r.text, "Rejected\nsee https://example.com/why");
