@@ -143,9 +143,11 @@ struct StructuralConfig {
   double warning_ratio = 0.5;
   absl::Duration warning_window = absl::Hours(1);
   // structural_failure, full-cycle rule: `cycle_messages` distinct messages
-  // each failed `cycle_failures` times (0 = the failures it takes the default
-  // schedule to reach its cap: 15m, 30m, 1h, 2h, 4h → 5) and no message to the
-  // destination was delivered since the first of them was submitted.
+  // each failed `cycle_failures` times (0 = derived from `retry`: the schedule
+  // grew to its cap and the attempt after the capped wait failed too; with the
+  // default 15m, 30m, 1h, 2h, 4h that is 6 failures, about 7.75 h) and no
+  // message to the destination was delivered since it was submitted. A message
+  // that expires counts too.
   uint32_t cycle_messages = 3;
   uint32_t cycle_failures = 0;
   // structural_failure, early rule: reputation_block, dnsbl_listed,

@@ -138,6 +138,12 @@ struct RetryDecision {
   bool final_attempt = false;                 // the retry is the last one, at the lifetime end
 };
 
+// The delay before the next attempt from the backoff, cap, jitter and floor
+// alone (no lifetime or max_attempts check). The engine uses it when a
+// category override's schedule applies to a message whose lifetime was fixed
+// by another policy.
+absl::Duration NextDelay(const RetryPolicy& policy, const RetryState& state, SplitMix64& rng);
+
 // The delay before the next attempt, or expiry. Consumes `rng` only when the
 // policy has jitter (or randomized stages). `state.step` selects the base
 // delay for kExponential and kIntervals.
