@@ -28,6 +28,14 @@ from mailretry.classify import (
     parse_reply,
     transport_reply,
 )
+from mailretry.engine import (
+    DECISION_ACTIONS,
+    EVENT_KINDS,
+    Decision,
+    Engine,
+    Lease,
+    retry_timeline,
+)
 from mailretry.errors import (
     CorruptDataError,
     DuplicateIdError,
@@ -43,6 +51,12 @@ __version__: str = _core.__version__
 
 __all__ = [
     "ACTIONS",
+    "DECISION_ACTIONS",
+    "EVENT_KINDS",
+    "Decision",
+    "Engine",
+    "Lease",
+    "retry_timeline",
     "CATEGORIES",
     "BatchClassification",
     "ClassifiedReply",
