@@ -69,6 +69,12 @@ absl::StatusOr<Action> ParseAction(std::string_view name);
 // The decision for one reply. `rule` names the rule that decided, e.g.
 // "default:gmail-4.7.28" or "user:my-rule"; it points into storage owned by the
 // Classifier (or static storage) and lives as long as the Classifier.
+//
+// `transient` says whether the message may still be delivered later without a
+// change: true for retry/throttle/suspend_domain (even on a 5yz, e.g. QQ's
+// "550 ... frequency limited" or a reputation block the sender waits out),
+// false for bounce, and the reply's class for remediate (a 4yz "fix your SPF"
+// keeps the message queued). User rules default to the reply's class instead.
 struct Classification {
   Category category = Category::kUnknownTransient;
   Action action = Action::kRetry;
@@ -82,10 +88,11 @@ struct UserRule {
   std::string text_regex = {};      // RE2 syntax, searched (unanchored) in the text; case-insensitive
   std::string enhanced_pattern = {};  // "4.7.28", "4.7.*", "5.*.*"; empty = any
   std::string code_pattern = {};    // "421", "4xx", "45x"; empty = any
-  std::string destination = {};     // exact domain, or "*.example.com" suffix; empty = any
+  std::string destination = {};     // exact domain, or "*.example.com" (subdomains only, not
+                                    // example.com itself); case-insensitive; empty = any
   Category category = Category::kUnknownTransient;
   Action action = Action::kRetry;
-  std::optional<bool> transient = {};  // default: from the reply's code class
+  std::optional<bool> transient = {};  // default: 4yz and transport outcomes true, else false
 };
 
 class Classifier {
@@ -96,14 +103,20 @@ class Classifier {
   static absl::StatusOr<Classifier> Create(std::vector<UserRule> user_rules = {});
 
   // Classifies a parsed reply. `destination` scopes user rules (may be empty).
-  // Never fails: an unmatched reply falls back to the basic code's class.
+  // Never fails: an unmatched reply falls back to the basic code's class. A
+  // caller-built Reply with code 0 uses its enhanced class instead (DSN
+  // "Status: 5.1.1" without a reply code). Transport outcomes are retried
+  // (unknown_transient), except kTlsFailure: tls_required/remediate.
+  // Cost: one pass over the text for all built-in phrases, ~0.3-0.5 us.
   Classification Classify(const Reply& reply, std::string_view destination = {}) const;
 
   // ParseReply + Classify. Errors are ParseReply's.
   absl::StatusOr<Classification> ClassifyText(std::string_view raw,
                                               std::string_view destination = {}) const;
 
-  // Names of all rules in evaluation order (user rules first).
+  // Names of all rules in evaluation order, as Classification::rule reports
+  // them: "user:<name>" first, then the built-in "default:..." rules (transport
+  // outcomes, provider markers, text cues, enhanced codes, basic code).
   std::vector<std::string> RuleNames() const;
 
   // Cheap to copy: copies share the immutable compiled rules. Thread-safe for
