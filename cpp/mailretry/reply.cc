@@ -150,6 +150,7 @@ absl::StatusOr<Transport> ParseTransport(std::string_view name) {
 
 bool Reply::transient() const {
   if (transport != Transport::kReply) return true;
+  if (code == 0) return !enhanced || enhanced->klass != 5;
   return code >= 400 && code < 500;
 }
 

@@ -52,7 +52,8 @@ struct Reply {
   std::optional<EnhancedCode> enhanced;   // when the server sent one
   std::string text;                       // reply text, continuation lines joined by '\n'
 
-  // True for a 4yz reply and for every transport outcome.
+  // True for a 4yz reply and for every transport outcome. For code 0 (see
+  // ParseReplyLenient): the enhanced class if present, else true.
   bool transient() const;
   // True for a 2yz reply.
   bool success() const { return transport == Transport::kReply && code >= 200 && code < 300; }
@@ -83,6 +84,16 @@ inline constexpr size_t kMaxReplyBytes = 64 * 1024;
 // "421 5.7.32 ..." (Gmail), and refusing them would lose the reply. The
 // enhanced code is kept as sent; the basic code decides transient().
 absl::StatusOr<Reply> ParseReply(std::string_view raw);
+
+// Like ParseReply, but also accepts what logs and bounce messages often carry
+// instead of a reply: text that starts with only an enhanced code
+// ("5.1.1 User unknown", "4.4.316 Connection refused") or has no code at all
+// ("BL000101 ... blocklist"). Such results have code 0: the enhanced class, if
+// any, decides transient(), else it is transient (nothing says it is final).
+// Still rejected: empty or blank input, an embedded NUL, invalid UTF-8, more
+// than kMaxReplyBytes, and text that starts with a malformed 3-digit code
+// ("999 ...").
+absl::StatusOr<Reply> ParseReplyLenient(std::string_view raw);
 
 // A Reply for a transport outcome without an SMTP reply; `detail` becomes the
 // text. Meant for t != kReply (kReply yields a reply with code 0).

@@ -244,8 +244,13 @@ DestinationPolicy ParseDestinationPolicy(py::handle obj, const std::string& path
   DestinationPolicy d = base;
   t.String("destination", d.destination);
   t.String("source", d.source);
+  const bool explicit_initial = t.Has("initial_concurrency");
   t.Unsigned("initial_concurrency", d.initial_concurrency);
   t.Unsigned("max_concurrency", d.max_concurrency);
+  // "max_concurrency = 3" alone means: never more than 3, so start there too.
+  if (!explicit_initial && d.initial_concurrency > d.max_concurrency) {
+    d.initial_concurrency = d.max_concurrency;
+  }
   t.Unsigned("min_concurrency", d.min_concurrency);
   t.Unsigned("cut_concurrency_to", d.cut_concurrency_to);
   t.Unsigned("raise_concurrency_after", d.raise_concurrency_after);

@@ -275,14 +275,15 @@ Maps replies to a category, an action and transient/permanent. User rules
            py::arg("rules") = std::vector<UserRule>{})
       .def(
           "classify",
-          [](const Classifier& c, std::string_view raw, std::string_view destination) {
+          [](const Classifier& c, std::string_view raw, std::string_view destination,
+             bool lenient) {
             ClassifiedReply out;
-            out.reply = ValueOrThrow(ParseReply(raw));
+            out.reply = ValueOrThrow(lenient ? ParseReplyLenient(raw) : ParseReply(raw));
             out.classification = c.Classify(out.reply, destination);
             out.rule = std::string(out.classification.rule);
             return out;
           },
-          py::arg("raw"), py::arg("destination") = "",
+          py::arg("raw"), py::arg("destination") = "", py::kw_only(), py::arg("lenient") = false,
           "Parse and classify one reply text. Raises InvalidInputError if it does not parse.")
       .def(
           "classify_reply",
@@ -295,7 +296,7 @@ Maps replies to a category, an action and transient/permanent. User rules
       .def(
           "classify_many",
           [](const Classifier& c, py::handle texts, std::string_view destination,
-             bool raise_on_error) {
+             bool raise_on_error, bool lenient) {
             TextColumn column = CollectTexts(texts);
             ClassificationBatch batch;
             batch.rules = c.RuleNames();
@@ -308,7 +309,8 @@ Maps replies to a category, an action and transient/permanent. User rules
               const size_t n = column.views.size();
               batch.Resize(n);
               for (size_t i = 0; i < n; ++i) {
-                absl::StatusOr<Reply> reply = ParseReply(column.views[i]);
+                absl::StatusOr<Reply> reply =
+                    lenient ? ParseReplyLenient(column.views[i]) : ParseReply(column.views[i]);
                 if (!reply.ok()) {
                   batch.errors.emplace_back(i, std::string(reply.status().message()));
                   if (raise_on_error) break;
@@ -333,7 +335,7 @@ Maps replies to a category, an action and transient/permanent. User rules
             return batch;
           },
           py::arg("texts"), py::kw_only(), py::arg("destination") = "",
-          py::arg("raise_on_error") = true,
+          py::arg("raise_on_error") = true, py::arg("lenient") = false,
           "Classify many reply texts (list of str or numpy str/object array); GIL released.")
       .def("rule_names", &Classifier::RuleNames, "Rule names in evaluation order.");
 }

@@ -49,6 +49,12 @@ out-of-range code, an embedded NUL, invalid UTF-8, absurd length, or an
 enhanced code whose class differs from the basic code's.)doc");
 
   m.def(
+      "parse_reply_lenient",
+      [](std::string_view raw) { return ValueOrThrow(ParseReplyLenient(raw)); }, py::arg("raw"),
+      R"doc(Like parse_reply, but also accepts log/bounce text without a basic code
+("5.1.1 User unknown", "BL000101 ..."); such replies have code 0.)doc");
+
+  m.def(
       "transport_reply",
       [](std::string_view kind, std::string_view detail) {
         return TransportReply(ValueOrThrow(ParseTransport(kind)), detail);

@@ -26,6 +26,7 @@ from mailretry.classify import (
     classify_many,
     default_classifier,
     parse_reply,
+    parse_reply_lenient,
     transport_reply,
 )
 from mailretry.engine import (
@@ -75,6 +76,7 @@ __all__ = [
     "classify_many",
     "default_classifier",
     "parse_reply",
+    "parse_reply_lenient",
     "transport_reply",
 ]
 

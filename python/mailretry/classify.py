@@ -90,9 +90,14 @@ class Classifier:
         """Every rule name (user rules first, then the defaults) in evaluation order."""
         return self._core.rule_names()
 
-    def classify(self, text: str | bytes, destination: str | None = None) -> ClassifiedReply:
-        """Parse and classify one reply. Raises InvalidInputError if it does not parse."""
-        return self._core.classify(text, destination or "")
+    def classify(
+        self, text: str | bytes, destination: str | None = None, *, lenient: bool = False
+    ) -> ClassifiedReply:
+        """Parse and classify one reply. Raises InvalidInputError if it does not parse.
+
+        ``lenient=True`` also accepts log/bounce text without a basic code
+        (see :func:`parse_reply_lenient`)."""
+        return self._core.classify(text, destination or "", lenient=lenient)
 
     def classify_reply(self, reply: Reply, destination: str | None = None) -> ClassifiedReply:
         """Classify an already parsed :class:`Reply` (e.g. a transport outcome)."""
@@ -104,6 +109,7 @@ class Classifier:
         *,
         destination: str | None = None,
         raise_on_error: bool = True,
+        lenient: bool = False,
     ) -> BatchClassification:
         """Classify many replies at once, with the GIL released.
 
@@ -112,7 +118,7 @@ class Classifier:
         ``ok`` and described in ``errors`` instead of raising.
         """
         batch = self._core.classify_many(
-            texts, destination=destination or "", raise_on_error=raise_on_error
+            texts, destination=destination or "", raise_on_error=raise_on_error, lenient=lenient
         )
         return BatchClassification(batch)
 
@@ -208,14 +214,24 @@ def parse_reply(text: str | bytes) -> Reply:
     return _core.parse_reply(text)
 
 
+def parse_reply_lenient(text: str | bytes) -> Reply:
+    """Like :func:`parse_reply`, but also accepts what logs and bounces carry
+    instead of a reply: text starting with only an enhanced code
+    (``"5.1.1 User unknown"``) or with no code at all. Such replies have
+    ``code == 0``; the enhanced class, if any, decides ``transient``."""
+    return _core.parse_reply_lenient(text)
+
+
 def transport_reply(kind: str, detail: str = "") -> Reply:
     """A Reply for an attempt without an SMTP reply ('connection_refused', 'dns_failure', ...)."""
     return _core.transport_reply(kind, detail)
 
 
-def classify(text: str | bytes, destination: str | None = None) -> ClassifiedReply:
+def classify(
+    text: str | bytes, destination: str | None = None, *, lenient: bool = False
+) -> ClassifiedReply:
     """Parse and classify one reply with the built-in rules."""
-    return default_classifier().classify(text, destination)
+    return default_classifier().classify(text, destination, lenient=lenient)
 
 
 def classify_many(
@@ -223,8 +239,9 @@ def classify_many(
     *,
     destination: str | None = None,
     raise_on_error: bool = True,
+    lenient: bool = False,
 ) -> BatchClassification:
     """Classify many replies with the built-in rules (GIL released)."""
     return default_classifier().classify_many(
-        texts, destination=destination, raise_on_error=raise_on_error
+        texts, destination=destination, raise_on_error=raise_on_error, lenient=lenient
     )

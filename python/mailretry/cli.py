@@ -37,7 +37,7 @@ def _classify(args: argparse.Namespace) -> int:
     for text in _replies(args):
         result: dict[str, Any]
         try:
-            r = classifier.classify(text, args.destination)
+            r = classifier.classify(text, args.destination, lenient=args.lenient)
             result = {
                 "reply": text,
                 "code": r.code,
@@ -94,6 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jsonl", action="store_true", help="input lines are JSON with a 'reply' key")
     p.add_argument("-d", "--destination", help="destination domain (scopes user rules)")
     p.add_argument("--rules", help="TOML file with [[classifier.rules]]")
+    p.add_argument(
+        "--lenient",
+        action="store_true",
+        help="accept log/bounce text without a basic code ('5.1.1 User unknown'; code 0)",
+    )
     p.add_argument("--strict", action="store_true", help="exit 1 if any reply fails to parse")
     p.set_defaults(func=_classify)
 

@@ -72,27 +72,23 @@ def test_message_expires_at_queue_lifetime_not_bounced() -> None:
     e = Engine({"retry": {"lifetime": "1d"}})
     e.submit(1, "example.com", T0)
     now = T0
-    last = None
-    for _ in range(100):
+    attempts = 0
+    while e.stats()["pending"]:
         wake = e.next_wakeup()
         assert wake is not None
         now = max(now, wake)
-        leases = e.take_ready(now, 10)
-        if not leases:
-            e.advance(now)
-            if e.stats()["pending"] == 0:
-                break
-            continue
-        last = e.report(1, now, "421 4.7.0 Try again later, closing connection.")
-        if last.action != "retry":
-            break
-    assert last is not None and last.action == "expired"
-    assert now <= T0 + DAY + 1
+        for lease in e.take_ready(now, 10):
+            attempts += 1
+            d = e.report(lease.msg_id, now, "421 4.7.0 Try again later, closing connection.")
+            assert d.action in ("retry", "expired")
+        e.advance(now)
+        assert attempts < 100
+    assert T0 + 23 * HOUR <= now <= T0 + DAY + HOUR
     expired = [ev for ev in e.drain_events() if ev["kind"] == "expired"]
     assert len(expired) == 1 and expired[0]["status"] == "4.4.7"
     assert "Try again later" in expired[0]["reply"]
     s = e.stats()
-    assert (s["expired"], s["bounced"]) == (1, 0)
+    assert (s["expired"], s["bounced"], s["delivered"]) == (1, 0, 0)
     conserved(e)
 
 
@@ -170,8 +166,10 @@ def test_batch_api_matches_counts() -> None:
     actions = [mailretry.DECISION_ACTIONS[a] for a in out["action"].tolist()]
     assert actions.count("delivered") == sum(r.startswith("250") for r in replies)
     assert np.isnan(out["next_attempt"][np.asarray(actions) == "delivered"]).all()
+    e.submit(50_000, "x.example", T0 + 2)
     with pytest.raises(DuplicateIdError):
-        e.submit_many(np.array([5], dtype=np.uint64), ["x.example"], T0 + 2)
+        e.submit_many(np.array([50_001, 50_000], dtype=np.uint64), ["x.example"] * 2, T0 + 2)
+    assert e.stats()["submitted"] == n + 1  # all or nothing
     conserved(e)
 
 
@@ -194,7 +192,9 @@ def test_snapshot_round_trip_replays_identically(tmp_path: Path) -> None:
     path = tmp_path / "engine.snap"
     a.save(path)
     b = Engine.load(path)
-    assert b.stats() == a.stats()
+    stats_a, stats_b = a.stats(), b.stats()
+    stats_a.pop("memory_bytes"), stats_b.pop("memory_bytes")  # allocation slack differs
+    assert stats_a == stats_b
     assert drive(a, T0 + 70 * MIN, 30) == drive(b, T0 + 70 * MIN, 30)
 
 

@@ -35,7 +35,7 @@ def test_parse_without_enhanced_code() -> None:
 @pytest.mark.parametrize(
     "raw",
     ["", "   ", "hello world", "42 short", "999 too big", "100 too small", "421\x00 nul",
-     "550 4.2.2 class mismatch", "x" * 100_000],
+     "421-first\r\n550 second", "x" * 100_000],
 )
 def test_malformed_replies_raise_value_error(raw: str) -> None:
     with pytest.raises(InvalidInputError) as info:
@@ -85,3 +85,20 @@ def test_well_formed_replies_always_parse(code: str, text: str) -> None:
     r = mailretry.parse_reply(f"{code} {text}")
     assert r.code == int(code)
     assert r.transient == code.startswith("4")
+
+
+def test_enhanced_class_mismatch_is_kept_not_rejected() -> None:
+    # Exchange sends "550 4.4.7 QUEUE.Expired": refusing it would lose the reply.
+    r = mailretry.parse_reply("550 4.4.7 QUEUE.Expired; message expired")
+    assert (r.code, r.enhanced, r.transient) == (550, "4.4.7", False)
+
+
+def test_lenient_parse_of_log_text() -> None:
+    r = mailretry.parse_reply_lenient("5.1.1 <x@example.com>: User unknown")
+    assert (r.code, r.enhanced, r.transient) == (0, "5.1.1", False)
+    with pytest.raises(InvalidInputError):
+        mailretry.parse_reply("5.1.1 <x@example.com>: User unknown")
+    with pytest.raises(InvalidInputError):
+        mailretry.parse_reply_lenient("")
+    c = mailretry.classify("BL000101 listed on a blocklist", lenient=True)
+    assert c.code == 0 and c.rule
