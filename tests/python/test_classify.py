@@ -9,11 +9,12 @@ import mailretry
 from mailretry import Classifier, InvalidInputError
 from mailretry.evaluate import evaluate
 
-# Floors set from what the classifier reaches on the dev corpus (see CHANGELOG);
+# Floors a little below what the classifier reaches on the dev corpus (98.5% category,
+# 99.4% action, 99.8% transient when set);
 # a change that lowers accuracy must fail here.
-CATEGORY_FLOOR = 0.90
-ACTION_FLOOR = 0.90
-TRANSIENT_FLOOR = 0.97
+CATEGORY_FLOOR = 0.97
+ACTION_FLOOR = 0.98
+TRANSIENT_FLOOR = 0.99
 
 
 @pytest.mark.parametrize(
