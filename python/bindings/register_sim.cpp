@@ -1,0 +1,464 @@
+// mailretry._core simulator functions: scenarios cross as plain dicts (the
+// parsed TOML or mailretry.sim's dataclasses as dicts), results come back as
+// dicts of NumPy arrays for mailretry.sim to turn into DataFrames. The run
+// itself releases the GIL; it takes the GIL back once per simulated hour to
+// report progress and to let Ctrl-C stop it.
+#include <cstdint>
+#include <limits>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <pybind11/functional.h>
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "bindings.h"
+#include "config_reader.h"
+#include "mailretry/engine.h"
+#include "mailretry/sim.h"
+#include "status.h"
+
+namespace py = pybind11;
+
+namespace mailretry::python {
+namespace {
+
+[[noreturn]] void Bad(const std::string& path, const std::string& what) {
+  ThrowIfError(absl::InvalidArgumentError(absl::StrCat("scenario ", path, ": ", what)));
+  throw std::logic_error("unreachable");
+}
+
+// A dict whose keys are checked: leftovers (typos) are errors.
+class Fields {
+ public:
+  Fields(py::handle obj, std::string path) : path_(std::move(path)) {
+    if (!py::isinstance<py::dict>(obj)) Bad(path_, "expected a table (dict)");
+    dict_ = py::reinterpret_borrow<py::dict>(obj);
+  }
+  void Finish() const {
+    for (auto item : dict_) {
+      const std::string key = py::str(item.first);
+      if (!used_.contains(key)) Bad(Path(key), "unknown key");
+    }
+  }
+  bool Has(const char* key) {
+    used_.insert(key);
+    return dict_.contains(key) && !dict_[key].is_none();
+  }
+  py::handle Get(const char* key) { return dict_[key]; }
+  std::string Path(const std::string& key) const {
+    return path_.empty() ? key : absl::StrCat(path_, ".", key);
+  }
+  void Str(const char* key, std::string& out) {
+    if (!Has(key)) return;
+    if (!py::isinstance<py::str>(Get(key))) Bad(Path(key), "expected a string");
+    out = Get(key).cast<std::string>();
+  }
+  void Bool(const char* key, bool& out) {
+    if (!Has(key)) return;
+    if (!py::isinstance<py::bool_>(Get(key))) Bad(Path(key), "expected true or false");
+    out = Get(key).cast<bool>();
+  }
+  void Num(const char* key, double& out) {
+    if (!Has(key)) return;
+    py::handle v = Get(key);
+    if (py::isinstance<py::bool_>(v) || !(py::isinstance<py::float_>(v) || py::isinstance<py::int_>(v))) {
+      Bad(Path(key), "expected a number");
+    }
+    out = v.cast<double>();
+  }
+  template <typename Int>
+  void UInt(const char* key, Int& out) {
+    if (!Has(key)) return;
+    py::handle v = Get(key);
+    if (py::isinstance<py::bool_>(v) || !py::isinstance<py::int_>(v)) Bad(Path(key), "expected an integer");
+    const long long x = v.cast<long long>();
+    if (x < 0 || static_cast<unsigned long long>(x) > std::numeric_limits<Int>::max()) {
+      Bad(Path(key), "out of range");
+    }
+    out = static_cast<Int>(x);
+  }
+  void Dur(const char* key, absl::Duration& out) {
+    if (Has(key)) out = ParseDurationValue(Get(key), Path(key));
+  }
+  std::vector<py::handle> List(const char* key) {
+    std::vector<py::handle> items;
+    if (!Has(key)) return items;
+    py::handle v = Get(key);
+    if (!py::isinstance<py::list>(v) && !py::isinstance<py::tuple>(v)) Bad(Path(key), "expected a list");
+    for (py::handle item : v) items.push_back(item);
+    return items;
+  }
+
+ private:
+  py::dict dict_;
+  std::string path_;
+  absl::flat_hash_set<std::string> used_;
+};
+
+std::optional<sim::ReplyKind> KindByName(const std::string& name) {
+  for (int k = 0; k < sim::kNumReplyKinds; ++k) {
+    if (sim::ReplyKindName(static_cast<sim::ReplyKind>(k)) == name) return static_cast<sim::ReplyKind>(k);
+  }
+  return std::nullopt;
+}
+
+sim::ReceiverProfile ProfileFrom(py::handle obj, const std::string& path) {
+  Fields f(obj, path);
+  std::string name, base;
+  f.Str("name", name);
+  f.Str("base", base);
+  if (name.empty()) Bad(f.Path("name"), "required");
+  sim::ReceiverProfile p;
+  if (!base.empty() || sim::BuiltinProfile(name).ok()) {
+    p = ValueOrThrow(sim::BuiltinProfile(base.empty() ? name : base));
+  } else {
+    p = ValueOrThrow(sim::BuiltinProfile("generic-host"));
+  }
+  p.name = name;
+  f.UInt("max_connections_per_source", p.max_connections_per_source);
+  f.UInt("max_per_minute", p.max_per_minute);
+  f.UInt("max_per_hour", p.max_per_hour);
+  f.Num("soft_block_below", p.soft_block_below);
+  f.Num("throttle_probability", p.throttle_probability);
+  f.Num("penalty", p.penalty);
+  f.Num("recovery_per_hour", p.recovery_per_hour);
+  f.Bool("structural", p.structural);
+  f.UInt("structural_soft_attempts", p.structural_soft_attempts);
+  f.Dur("maintenance_every", p.maintenance_every);
+  f.Dur("maintenance_duration", p.maintenance_duration);
+  f.Dur("maintenance_offset", p.maintenance_offset);
+  f.Num("overload_probability", p.overload_probability);
+  f.Num("random_deferral_probability", p.random_deferral_probability);
+  f.Num("greylist_probability", p.greylist_probability);
+  f.Dur("greylist_delay", p.greylist_delay);
+  f.Num("mailbox_full_probability", p.mailbox_full_probability);
+  f.Dur("mailbox_full_duration", p.mailbox_full_duration);
+  f.Num("unknown_user_probability", p.unknown_user_probability);
+  f.Dur("latency_min", p.latency_min);
+  f.Dur("latency_max", p.latency_max);
+  f.Dur("refuse_latency", p.refuse_latency);
+  if (f.Has("replies")) {
+    Fields r(f.Get("replies"), f.Path("replies"));
+    for (int k = 0; k < sim::kNumReplyKinds; ++k) {
+      const std::string kname(sim::ReplyKindName(static_cast<sim::ReplyKind>(k)));
+      r.Str(kname.c_str(), p.replies[k]);
+    }
+    r.Finish();
+  }
+  f.Finish();
+  return p;
+}
+
+sim::Scenario ScenarioFrom(py::handle obj) {
+  sim::Scenario s = sim::DefaultScenario();
+  if (obj.is_none()) return s;
+  Fields f(obj, "");
+  f.UInt("messages", s.messages);
+  f.UInt("seed", s.seed);
+  if (f.Has("start")) {
+    double start = 0;
+    f.Num("start", start);
+    s.start = TimeFromSeconds(start);
+  }
+  f.Dur("duration", s.duration);
+  f.Dur("arrival_window", s.arrival_window);
+  f.Dur("tick", s.tick);
+  if (f.Has("hourly_weights")) {
+    s.hourly_weights.clear();
+    size_t i = 0;
+    for (py::handle w : f.List("hourly_weights")) {
+      const std::string path = absl::StrCat("hourly_weights[", i++, "]");
+      if (py::isinstance<py::bool_>(w) || !(py::isinstance<py::float_>(w) || py::isinstance<py::int_>(w))) {
+        Bad(path, "expected a number");
+      }
+      s.hourly_weights.push_back(w.cast<double>());
+    }
+  }
+  if (f.Has("sources")) {
+    s.sources.clear();
+    size_t i = 0;
+    for (py::handle item : f.List("sources")) {
+      Fields src(item, absl::StrCat("sources[", i++, "]"));
+      sim::Source out;
+      src.Str("name", out.name);
+      src.Num("reputation", out.reputation);
+      src.Num("weight", out.weight);
+      src.Finish();
+      s.sources.push_back(std::move(out));
+    }
+  }
+  if (f.Has("destinations")) {
+    s.named.clear();
+    size_t i = 0;
+    for (py::handle item : f.List("destinations")) {
+      Fields d(item, absl::StrCat("destinations[", i++, "]"));
+      sim::NamedDestination out;
+      d.Str("domain", out.domain);
+      d.Num("share", out.share);
+      d.Str("profile", out.profile);
+      d.Finish();
+      s.named.push_back(std::move(out));
+    }
+  }
+  f.UInt("tail_domains", s.tail_domains);
+  f.Num("zipf_exponent", s.zipf_exponent);
+  if (f.Has("tail_profiles")) {
+    py::handle tp = f.Get("tail_profiles");
+    if (!py::isinstance<py::dict>(tp)) Bad("tail_profiles", "expected a table of profile = weight");
+    s.tail_profiles.clear();
+    for (auto item : py::reinterpret_borrow<py::dict>(tp)) {
+      const std::string name = py::str(item.first);
+      if (py::isinstance<py::bool_>(item.second) ||
+          !(py::isinstance<py::float_>(item.second) || py::isinstance<py::int_>(item.second))) {
+        Bad(absl::StrCat("tail_profiles.", name), "expected a number");
+      }
+      s.tail_profiles.emplace_back(name, item.second.cast<double>());
+    }
+  }
+  if (f.Has("profiles")) {
+    size_t i = 0;
+    for (py::handle item : f.List("profiles")) {
+      s.profiles.push_back(ProfileFrom(item, absl::StrCat("profiles[", i++, "]")));
+    }
+  }
+  f.Has("name");         // consumed by mailretry.sim (a label)
+  f.Has("description");  // likewise
+  f.Finish();
+  ThrowIfError(sim::ValidateScenario(s));
+  return s;
+}
+
+py::dict ProfileToDict(const sim::ReceiverProfile& p) {
+  py::dict d;
+  d["name"] = p.name;
+  d["max_connections_per_source"] = p.max_connections_per_source;
+  d["max_per_minute"] = p.max_per_minute;
+  d["max_per_hour"] = p.max_per_hour;
+  d["soft_block_below"] = p.soft_block_below;
+  d["throttle_probability"] = p.throttle_probability;
+  d["penalty"] = p.penalty;
+  d["recovery_per_hour"] = p.recovery_per_hour;
+  d["structural"] = p.structural;
+  d["structural_soft_attempts"] = p.structural_soft_attempts;
+  d["maintenance_every"] = SecondsFromDuration(p.maintenance_every);
+  d["maintenance_duration"] = SecondsFromDuration(p.maintenance_duration);
+  d["maintenance_offset"] = SecondsFromDuration(p.maintenance_offset);
+  d["overload_probability"] = p.overload_probability;
+  d["random_deferral_probability"] = p.random_deferral_probability;
+  d["greylist_probability"] = p.greylist_probability;
+  d["greylist_delay"] = SecondsFromDuration(p.greylist_delay);
+  d["mailbox_full_probability"] = p.mailbox_full_probability;
+  d["mailbox_full_duration"] = SecondsFromDuration(p.mailbox_full_duration);
+  d["unknown_user_probability"] = p.unknown_user_probability;
+  d["latency_min"] = SecondsFromDuration(p.latency_min);
+  d["latency_max"] = SecondsFromDuration(p.latency_max);
+  d["refuse_latency"] = SecondsFromDuration(p.refuse_latency);
+  py::dict replies;
+  for (int k = 0; k < sim::kNumReplyKinds; ++k) {
+    replies[py::str(std::string(sim::ReplyKindName(static_cast<sim::ReplyKind>(k))))] = p.replies[k];
+  }
+  d["replies"] = replies;
+  return d;
+}
+
+py::dict ScenarioToDict(const sim::Scenario& s) {
+  py::dict d;
+  d["messages"] = s.messages;
+  d["seed"] = s.seed;
+  d["start"] = SecondsFromTime(s.start);
+  d["duration"] = SecondsFromDuration(s.duration);
+  d["arrival_window"] = SecondsFromDuration(s.arrival_window);
+  d["tick"] = SecondsFromDuration(s.tick);
+  d["hourly_weights"] = s.hourly_weights;
+  py::list sources;
+  for (const sim::Source& src : s.sources) {
+    py::dict x;
+    x["name"] = src.name;
+    x["reputation"] = src.reputation;
+    x["weight"] = src.weight;
+    sources.append(x);
+  }
+  d["sources"] = sources;
+  py::list named;
+  for (const sim::NamedDestination& n : s.named) {
+    py::dict x;
+    x["domain"] = n.domain;
+    x["share"] = n.share;
+    x["profile"] = n.profile;
+    named.append(x);
+  }
+  d["destinations"] = named;
+  d["tail_domains"] = s.tail_domains;
+  d["zipf_exponent"] = s.zipf_exponent;
+  py::dict tail;
+  for (const auto& [name, w] : s.tail_profiles) tail[py::str(name)] = w;
+  d["tail_profiles"] = tail;
+  py::list profiles;
+  for (const sim::ReceiverProfile& p : s.profiles) profiles.append(ProfileToDict(p));
+  d["profiles"] = profiles;
+  return d;
+}
+
+template <typename T>
+py::array_t<T> Array(const std::vector<T>& v) {
+  return py::array_t<T>(static_cast<py::ssize_t>(v.size()), v.data());
+}
+
+py::dict ResultToDict(const sim::Result& r) {
+  py::dict out;
+  const size_t n = r.msg_outcome.size();
+  std::vector<uint8_t> outcome(n);
+  for (size_t i = 0; i < n; ++i) outcome[i] = static_cast<uint8_t>(r.msg_outcome[i]);
+  py::dict msgs;
+  msgs["domain"] = Array(r.msg_domain);
+  msgs["source"] = Array(r.msg_source);
+  msgs["outcome"] = Array(outcome);
+  msgs["submit_s"] = Array(r.msg_submit_s);
+  msgs["end_s"] = Array(r.msg_end_s);
+  msgs["attempts"] = Array(r.msg_attempts);
+  msgs["replies_4xx"] = Array(r.msg_4xx);
+  out["messages"] = msgs;
+  py::list outcome_names;
+  for (int o = 0; o < 4; ++o) outcome_names.append(std::string(sim::OutcomeName(static_cast<sim::Outcome>(o))));
+  out["outcome_names"] = outcome_names;
+
+  py::dict doms;
+  doms["domain"] = r.domains;
+  doms["profile"] = r.domain_profile;
+  std::vector<uint8_t> truth(r.domain_misconfigured.begin(), r.domain_misconfigured.end());
+  doms["misconfigured"] = Array(truth).attr("astype")("bool");
+  doms["messages"] = Array(r.domain_messages);
+  doms["structural_s"] = Array(r.domain_structural_s);
+  doms["warning_s"] = Array(r.domain_warning_s);
+  out["domains"] = doms;
+  out["sources"] = r.sources;
+
+  const size_t h = r.hours.size();
+  std::vector<uint64_t> cols[8];
+  for (auto& c : cols) c.resize(h);
+  for (size_t i = 0; i < h; ++i) {
+    const sim::HourBin& b = r.hours[i];
+    cols[0][i] = b.attempts;
+    cols[1][i] = b.delivered;
+    cols[2][i] = b.bounced;
+    cols[3][i] = b.expired;
+    cols[4][i] = b.replies_4xx;
+    cols[5][i] = b.replies_5xx;
+    cols[6][i] = b.in_flight;
+    cols[7][i] = b.pending;
+  }
+  const char* names[8] = {"attempts", "delivered", "bounced", "expired",
+                          "replies_4xx", "replies_5xx", "in_flight", "pending"};
+  py::dict hours;
+  for (int c = 0; c < 8; ++c) hours[names[c]] = Array(cols[c]);
+  out["hours"] = hours;
+
+  py::dict kinds;
+  for (int k = 0; k < sim::kNumReplyKinds; ++k) {
+    kinds[py::str(std::string(sim::ReplyKindName(static_cast<sim::ReplyKind>(k))))] = r.reply_kinds[k];
+  }
+  out["reply_kinds"] = kinds;
+
+  const sim::Summary& s = r.summary;
+  py::dict sum;
+  sum["messages"] = s.messages;
+  sum["delivered"] = s.delivered;
+  sum["bounced"] = s.bounced;
+  sum["expired"] = s.expired;
+  sum["pending"] = s.pending;
+  sum["delivered_pct"] = s.delivered_pct;
+  sum["bounced_pct"] = s.bounced_pct;
+  sum["expired_pct"] = s.expired_pct;
+  sum["pending_pct"] = s.pending_pct;
+  sum["ttd_p50_s"] = s.ttd_p50_s;
+  sum["ttd_p95_s"] = s.ttd_p95_s;
+  sum["ttd_p99_s"] = s.ttd_p99_s;
+  sum["attempts"] = s.attempts;
+  sum["replies_4xx"] = s.replies_4xx;
+  sum["replies_5xx"] = s.replies_5xx;
+  sum["attempts_per_delivered"] = s.attempts_per_delivered;
+  sum["replies_4xx_per_delivered"] = s.replies_4xx_per_delivered;
+  sum["receiver_seconds"] = s.receiver_seconds;
+  sum["receiver_seconds_per_delivered"] = s.receiver_seconds_per_delivered;
+  sum["peak_connection_utilisation"] = s.peak_connection_utilisation;
+  sum["structural_true_positives"] = s.structural_true_positives;
+  sum["structural_false_positives"] = s.structural_false_positives;
+  sum["structural_false_negatives"] = s.structural_false_negatives;
+  sum["structural_true_negatives"] = s.structural_true_negatives;
+  sum["warning_destinations"] = s.warning_destinations;
+  sum["wall_seconds"] = s.wall_seconds;
+  out["summary"] = sum;
+
+  py::dict es;
+  es["submitted"] = r.engine_stats.submitted;
+  es["delivered"] = r.engine_stats.delivered;
+  es["bounced"] = r.engine_stats.bounced;
+  es["expired"] = r.engine_stats.expired;
+  es["pending"] = r.engine_stats.pending;
+  es["attempts"] = r.engine_stats.attempts;
+  es["deferred"] = r.engine_stats.deferred;
+  es["lease_expirations"] = r.engine_stats.lease_expirations;
+  es["destinations"] = r.engine_stats.destinations;
+  es["events_dropped"] = r.engine_stats.events_dropped;
+  out["engine_stats"] = es;
+  return out;
+}
+
+}  // namespace
+
+void RegisterSim(py::module_& m) {
+  m.def("sim_profile_names", [] { return sim::BuiltinProfileNames(); },
+        "Names of the built-in receiver profiles.");
+  m.def(
+      "sim_profile",
+      [](const std::string& name) { return ProfileToDict(ValueOrThrow(sim::BuiltinProfile(name))); },
+      py::arg("name"), "A built-in receiver profile as a dict (durations in seconds).");
+  m.def("sim_default_scenario", [] { return ScenarioToDict(sim::DefaultScenario()); },
+        "The built-in default scenario as a dict (durations in seconds).");
+  m.def(
+      "sim_check_scenario", [](py::handle scenario) { return ScenarioToDict(ScenarioFrom(scenario)); },
+      py::arg("scenario"),
+      "Validates a scenario dict; returns it completed with defaults. Raises InvalidInputError.");
+  m.def(
+      "sim_run",
+      [](py::handle scenario, py::handle config, std::optional<py::function> progress) {
+        const sim::Scenario s = ScenarioFrom(scenario);
+        const EngineConfig cfg = EngineConfigFromMapping(config);
+        // Progress and Ctrl-C: take the GIL back about once per simulated hour.
+        std::optional<py::error_already_set> pending_error;
+        sim::ProgressFn fn = [&](double fraction) {
+          py::gil_scoped_acquire gil;
+          try {
+            if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+            if (progress.has_value()) {
+              py::object keep = (*progress)(fraction);
+              if (!keep.is_none() && !keep.cast<bool>()) return false;
+            }
+          } catch (py::error_already_set& e) {
+            pending_error.emplace(std::move(e));
+            return false;
+          }
+          return true;
+        };
+        absl::StatusOr<sim::Result> result;
+        {
+          py::gil_scoped_release release;
+          result = sim::Run(s, cfg, fn);
+        }
+        if (pending_error.has_value()) throw std::move(*pending_error);
+        return ResultToDict(ValueOrThrow(std::move(result)));
+      },
+      py::arg("scenario"), py::arg("config") = py::none(), py::arg("progress") = py::none(),
+      "Runs one simulation; returns a dict of NumPy arrays and summaries (see mailretry.sim).");
+}
+
+}  // namespace mailretry::python
