@@ -13,6 +13,7 @@ namespace mailretry::python {
 void RegisterReply(pybind11::module_& m);
 void RegisterClassifier(pybind11::module_& m);
 void RegisterEngine(pybind11::module_& m);
+void RegisterSim(pybind11::module_& m);
 
 // Python passes time as float seconds since the Unix epoch (the pure-Python
 // layer converts datetime). Non-finite values raise InvalidInputError.

@@ -39,4 +39,5 @@ PYBIND11_MODULE(_core, m) {
   mailretry::python::RegisterReply(m);
   mailretry::python::RegisterClassifier(m);
   mailretry::python::RegisterEngine(m);
+  mailretry::python::RegisterSim(m);
 }
