@@ -16,7 +16,7 @@ except ImportError as err:  # pragma: no cover - only when the extension is miss
     )
     raise
 
-from mailretry._core import ClassifiedReply, Reply
+from mailretry._core import ClassifiedReply, Decision, Lease, Reply
 from mailretry.classify import (
     ACTIONS,
     CATEGORIES,
@@ -29,14 +29,7 @@ from mailretry.classify import (
     parse_reply_lenient,
     transport_reply,
 )
-from mailretry.engine import (
-    DECISION_ACTIONS,
-    EVENT_KINDS,
-    Decision,
-    Engine,
-    Lease,
-    retry_timeline,
-)
+from mailretry.engine import DECISION_ACTIONS, EVENT_KINDS, Engine, retry_timeline
 from mailretry.errors import (
     CorruptDataError,
     DuplicateIdError,
@@ -52,20 +45,19 @@ __version__: str = _core.__version__
 
 __all__ = [
     "ACTIONS",
+    "CATEGORIES",
     "DECISION_ACTIONS",
     "EVENT_KINDS",
-    "Decision",
-    "Engine",
-    "Lease",
-    "retry_timeline",
-    "CATEGORIES",
     "BatchClassification",
     "ClassifiedReply",
     "Classifier",
     "CorruptDataError",
+    "Decision",
     "DuplicateIdError",
+    "Engine",
     "InternalError",
     "InvalidInputError",
+    "Lease",
     "MailretryError",
     "Reply",
     "StateError",
@@ -77,6 +69,7 @@ __all__ = [
     "default_classifier",
     "parse_reply",
     "parse_reply_lenient",
+    "retry_timeline",
     "transport_reply",
 ]
 

@@ -78,7 +78,9 @@ class Classifier:
         section = doc.get("classifier", {})
         rules = section.get("rules", []) if isinstance(section, dict) else None
         if not isinstance(rules, list):
-            raise InvalidInputError(f"{os.fspath(path)}: [[classifier.rules]] must be a table array")
+            raise InvalidInputError(
+                f"{os.fspath(path)}: [[classifier.rules]] must be a table array"
+            )
         return cls(rules)
 
     @property

@@ -121,12 +121,14 @@ class Engine:
         """Submit many messages at once (all or nothing). ``destinations`` (and
         ``sources``) give one name per message; names are interned here."""
         ids = np.ascontiguousarray(msg_ids, dtype=np.uint64)
-        dest_names, dest_idx = np.unique(np.asarray(destinations, dtype=object).astype(str),
-                                         return_inverse=True)
+        dest_names, dest_idx = np.unique(
+            np.asarray(destinations, dtype=object).astype(str), return_inverse=True
+        )
         kwargs: dict[str, Any] = {}
         if sources is not None:
-            src_names, src_idx = np.unique(np.asarray(sources, dtype=object).astype(str),
-                                           return_inverse=True)
+            src_names, src_idx = np.unique(
+                np.asarray(sources, dtype=object).astype(str), return_inverse=True
+            )
             kwargs = {
                 "source_indices": src_idx.astype(np.uint32),
                 "source_names": src_names.tolist(),
@@ -196,5 +198,4 @@ def retry_timeline(
 ) -> list[float]:
     """Seconds from submission of every attempt of an always-failing message
     under ``policy`` (a ``[retry]`` mapping, e.g. ``{"preset": "exim"}``)."""
-    return _core.retry_timeline(dict(policy) if policy else None, seed=seed,
-                                max_points=max_points)
+    return _core.retry_timeline(dict(policy) if policy else None, seed=seed, max_points=max_points)

@@ -107,9 +107,7 @@ class Evaluation:
         }
 
 
-def evaluate(
-    rows: Iterable[Mapping[str, Any]], classifier: Classifier | None = None
-) -> Evaluation:
+def evaluate(rows: Iterable[Mapping[str, Any]], classifier: Classifier | None = None) -> Evaluation:
     """Classify every labelled row and compare with its labels."""
     clf = classifier or default_classifier()
     ev = Evaluation()

@@ -20,16 +20,32 @@ TRANSIENT_FLOOR = 0.99
 @pytest.mark.parametrize(
     ("reply", "category", "action", "transient"),
     [
-        ("421 4.7.28 unusual rate of unsolicited mail from your IP", "reputation_throttle",
-         "throttle", True),
-        ("421 4.7.0 Too many messages from your IP, rate limit exceeded", "rate_limit",
-         "throttle", True),
+        (
+            "421 4.7.28 unusual rate of unsolicited mail from your IP",
+            "reputation_throttle",
+            "throttle",
+            True,
+        ),
+        (
+            "421 4.7.0 Too many messages from your IP, rate limit exceeded",
+            "rate_limit",
+            "throttle",
+            True,
+        ),
         ("421 4.4.5 Server busy, try again later", "server_busy_capacity", "retry", True),
         ("450 4.2.0 Recipient address rejected: Greylisted", "greylisting", "retry", True),
-        ("550 5.1.1 The email account that you tried to reach does not exist", "mailbox_unknown",
-         "bounce", False),
-        ("421 Too many concurrent SMTP connections from this IP", "too_many_connections",
-         "throttle", True),
+        (
+            "550 5.1.1 The email account that you tried to reach does not exist",
+            "mailbox_unknown",
+            "bounce",
+            False,
+        ),
+        (
+            "421 Too many concurrent SMTP connections from this IP",
+            "too_many_connections",
+            "throttle",
+            True,
+        ),
         ("550 Connection frequency limited", "too_many_connections", "throttle", True),
     ],
 )
@@ -51,8 +67,14 @@ def test_unparseable_reply_raises() -> None:
 
 def test_user_rule_beats_defaults() -> None:
     clf = Classifier(
-        [{"name": "acme-busy", "text": r"acme\s+overload", "category": "server_busy_capacity",
-          "action": "retry"}]
+        [
+            {
+                "name": "acme-busy",
+                "text": r"acme\s+overload",
+                "category": "server_busy_capacity",
+                "action": "retry",
+            }
+        ]
     )
     r = clf.classify("550 5.7.1 ACME   overload, come back later")
     assert (r.category, r.action, r.rule) == ("server_busy_capacity", "retry", "user:acme-busy")
@@ -63,8 +85,15 @@ def test_user_rule_beats_defaults() -> None:
 
 def test_user_rule_destination_scope() -> None:
     clf = Classifier(
-        [{"name": "only-example", "code": "4xx", "destination": "*.example.com",
-          "category": "reputation_throttle", "action": "suspend_domain"}]
+        [
+            {
+                "name": "only-example",
+                "code": "4xx",
+                "destination": "*.example.com",
+                "category": "reputation_throttle",
+                "action": "suspend_domain",
+            }
+        ]
     )
     assert clf.classify("421 hello", "mx.example.com").rule == "user:only-example"
     assert clf.classify("421 hello", "gmail.com").rule != "user:only-example"

@@ -27,8 +27,9 @@ def test_classify_arguments_and_errors(capsys: pytest.CaptureFixture[str]) -> No
     assert main(["classify", "--strict", "-r", "nonsense"]) == 1
 
 
-def test_classify_stdin_jsonl(monkeypatch: pytest.MonkeyPatch,
-                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_classify_stdin_jsonl(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     import io
 
     monkeypatch.setattr("sys.stdin", io.StringIO('{"reply": "550 5.1.1 no such user"}\n'))
@@ -42,9 +43,12 @@ def test_evaluate_prints_table(capsys: pytest.CaptureFixture[str]) -> None:
     assert "precision" in out and "mailbox_unknown" in out
 
 
-def test_bad_rules_file_is_a_clean_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_rules_file_is_a_clean_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     bad = tmp_path / "r.toml"
-    bad.write_text('[[classifier.rules]]\nname = "x"\ntext = "(("\ncategory = "rate_limit"\n'
-                   'action = "retry"\n')
+    bad.write_text(
+        '[[classifier.rules]]\nname = "x"\ntext = "(("\ncategory = "rate_limit"\naction = "retry"\n'
+    )
     assert main(["classify", "--rules", str(bad), "-r", "421 x"]) == 2
     assert "x" in capsys.readouterr().err

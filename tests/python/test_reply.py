@@ -34,8 +34,17 @@ def test_parse_without_enhanced_code() -> None:
 
 @pytest.mark.parametrize(
     "raw",
-    ["", "   ", "hello world", "42 short", "999 too big", "100 too small", "421\x00 nul",
-     "421-first\r\n550 second", "x" * 100_000],
+    [
+        "",
+        "   ",
+        "hello world",
+        "42 short",
+        "999 too big",
+        "100 too small",
+        "421\x00 nul",
+        "421-first\r\n550 second",
+        "x" * 100_000,
+    ],
 )
 def test_malformed_replies_raise_value_error(raw: str) -> None:
     with pytest.raises(InvalidInputError) as info:
