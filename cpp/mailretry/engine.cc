@@ -1409,7 +1409,6 @@ class Core {
 
     Decision out;
     out.attempt = r.attempts;
-    const std::string text = reply.ToString();
     if (reply.success()) {
       NoteAttempt(d, now, false);
       out.action = DecisionAction::kDelivered;
@@ -1417,13 +1416,14 @@ class Core {
       ++m_.delivered;
       if (Event* e = EmitMsg(EventKind::kDelivered, now, r)) {
         e->status = EnhancedString(reply.enhanced);
-        e->reply = text;
+        e->reply = reply.ToString();
       }
       OnDelivered(di, now);
       FreeSlot(s);
       return out;
     }
 
+    const std::string text = reply.ToString();
     const Classification c = m_.classifier.Classify(reply, m_.names[d.domain_id]);
     out.category = c.category;
     out.rule = c.rule;
@@ -1469,8 +1469,8 @@ class Core {
       e->reply = text;
       e->rule = std::string(c.rule);
       e->next_attempt = out.next_attempt;
-      e->detail = absl::StrCat("retry in ", absl::FormatDuration(absl::Milliseconds(*next - now)), " (",
-                               AV(schedule), (r.flags & internal::kFlagFinal) ? ", last attempt" : "", ")");
+      // Cheap on purpose: one deferred event per failed attempt.
+      e->detail = absl::StrCat("schedule ", AV(schedule), (r.flags & internal::kFlagFinal) ? ", last attempt" : "");
     }
     StructuralEvidence(di, r, c.category, now, false);
     CheckWarning(d, now);
