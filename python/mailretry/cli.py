@@ -10,6 +10,7 @@ from typing import Any, TextIO
 
 from mailretry.classify import Classifier
 from mailretry.errors import MailretryError
+from mailretry.sim_cli import add_simulate_parser
 
 
 def _replies(args: argparse.Namespace) -> Iterator[str]:
@@ -114,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("rules", help="list the classifier's rules in evaluation order")
     p.add_argument("--rules", help="TOML file with [[classifier.rules]]")
     p.set_defaults(func=_rules)
+
+    add_simulate_parser(sub)
     return parser
 
 
