@@ -7,10 +7,8 @@
 // sender takes leases, "delivers" them, reports the reply, and sleeps until
 // the engine's next wakeup. Events are printed as they happen.
 //
-// Build (from the repository root, after building the mailretry_core target
-// into build/), linking the Abseil shared libraries and RE2:
-//   c++ -std=c++20 -O2 -Icpp examples/cpp/engine_demo.cc build/libmailretry.a
-//       /usr/lib/x86_64-linux-gnu/libabsl_*.so -lre2 -o engine_demo
+// Built by the top-level CMakeLists (target engine_demo, run by ctest as
+// example.engine_demo): `cmake --build build --target engine_demo && build/engine_demo`.
 #include <cstdio>
 #include <random>
 #include <string>
