@@ -1,0 +1,519 @@
+"""An asyncio delivery loop around an :class:`~mailretry.Engine`.
+
+The :class:`Driver` asks the engine what may be attempted now, hands each lease to
+a pluggable async :class:`Sender`, reports what the sender saw and passes the
+engine's events to a callback. It decides nothing itself: when to retry, how many
+connections a destination gets and when it is suspended are the engine's
+answers; the driver only sleeps until :meth:`~mailretry.Engine.next_wakeup`, or
+until new work is submitted or a finished attempt frees a slot.
+
+Time comes from a :class:`Clock`; the engine only ever sees the clock's time.
+:class:`SystemClock` is wall-clock time. :class:`VirtualClock` runs faster than
+real time (``speed``) and, when ``skip_idle`` is set, jumps straight to the next
+deadline whenever nothing is in flight, so a test can play hours of retries in
+seconds.
+
+Delivery guarantee (see also :mod:`mailretry.durable`): an attempt whose outcome
+is reported is final for the engine. An attempt that is never reported (the
+sender raised, the driver was stopped before it finished, the process died)
+leaves its lease outstanding; the engine returns the message to its schedule
+when the lease's deadline passes (``lease_timeout``) and it is attempted again.
+If the lost attempt had in fact reached the server, the recipient gets the
+message twice: delivery is at least once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
+
+from mailretry._core import Decision, Lease, Reply
+from mailretry.errors import StateError, UnknownIdError
+
+__all__ = [
+    "Clock",
+    "Driver",
+    "DriverStats",
+    "EngineLike",
+    "Sender",
+    "SystemClock",
+    "VirtualClock",
+]
+
+log = logging.getLogger(__name__)
+
+MsgT = TypeVar("MsgT")
+MsgT_contra = TypeVar("MsgT_contra", contravariant=True)
+
+
+# -- clocks ----------------------------------------------------------------------
+class Clock(Protocol):
+    """Where the driver gets its time from (epoch seconds) and how it waits."""
+
+    def now(self) -> float:
+        """The current time in epoch seconds."""
+        ...
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait until ``seconds`` of this clock's time have passed."""
+        ...
+
+
+@runtime_checkable
+class BusyTracking(Protocol):
+    """A clock that wants to know when the driver is working (see
+    :class:`VirtualClock`): :meth:`acquire` when work starts, :meth:`release`
+    when it ends; calls nest."""
+
+    def acquire(self) -> None: ...
+
+    def release(self) -> None: ...
+
+
+class SystemClock:
+    """Wall-clock time (``time.time()``) and ``asyncio.sleep``."""
+
+    def now(self) -> float:
+        return time.time()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(max(0.0, seconds))
+
+
+class VirtualClock:
+    """Virtual time for tests and simulations.
+
+    Parameters
+    ----------
+    start
+        Virtual time at creation (epoch seconds).
+    speed
+        Virtual seconds per real second while the clock runs (600 = one real
+        second is ten virtual minutes). ``0`` freezes time except for skips.
+    skip_idle
+        When nothing holds the clock (:meth:`acquire`, :meth:`busy`), jump
+        forward to the earliest sleeper's deadline instead of waiting for it.
+        A sleeper woken by a jump holds the clock until its task has resumed,
+        so time does not move on before it has acted. A :class:`Driver` holds
+        the clock while its loop runs and while each attempt is in flight, and
+        lets go while it waits. Anything else that acts on the system (a test
+        harness, a feeder) must wait through this clock's :meth:`sleep` or hold
+        the clock while it works.
+
+    Notes
+    -----
+    Not thread-safe: use it from one event loop (``now()`` may be read from
+    other threads).
+    """
+
+    def __init__(self, start: float, *, speed: float = 600.0, skip_idle: bool = True) -> None:
+        if speed < 0:
+            raise ValueError("speed must be >= 0")
+        self._origin_virtual = float(start)
+        self._origin_real = time.monotonic()
+        self._offset = 0.0
+        self._speed = float(speed)
+        self._skip_idle = skip_idle
+        self._busy = 0
+        self._sleepers: dict[int, float] = {}
+        self._woken: set[int] = set()  # sleepers holding the clock until they resume
+        self._ids = itertools.count()
+        self._changed: asyncio.Future[None] | None = None
+
+    @property
+    def speed(self) -> float:
+        return self._speed
+
+    def now(self) -> float:
+        real = time.monotonic() - self._origin_real
+        return self._origin_virtual + real * self._speed + self._offset
+
+    def advance(self, seconds: float) -> None:
+        """Move time forward by ``seconds`` (never backwards)."""
+        if seconds <= 0:
+            return
+        self._offset += seconds
+        now = self.now()
+        for token, deadline in self._sleepers.items():
+            if deadline <= now and token not in self._woken:
+                self._woken.add(token)
+                self._busy += 1
+        self._notify()
+
+    def acquire(self) -> None:
+        """Mark work in progress: until the matching :meth:`release`, time does
+        not jump."""
+        self._busy += 1
+
+    def release(self) -> None:
+        if self._busy <= 0:
+            raise RuntimeError("VirtualClock.release() without acquire()")
+        self._busy -= 1
+        if self._busy == 0:
+            self._notify()
+
+    @contextlib.contextmanager
+    def busy(self) -> Iterator[None]:
+        """:meth:`acquire` and :meth:`release` as a context manager."""
+        self.acquire()
+        try:
+            yield
+        finally:
+            self.release()
+
+    async def sleep(self, seconds: float) -> None:
+        deadline = self.now() + max(0.0, seconds)
+        token = next(self._ids)
+        self._sleepers[token] = deadline
+        try:
+            while True:
+                now = self.now()
+                if now >= deadline:
+                    return
+                if self._skip_idle and self._busy == 0:
+                    self.advance(min(self._sleepers.values()) - now)
+                    if self.now() >= deadline:
+                        return
+                changed = self._changed_future()
+                real_timeout = None if self._speed == 0 else (deadline - now) / self._speed
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(changed), real_timeout)
+        finally:
+            del self._sleepers[token]
+            if token in self._woken:
+                self._woken.discard(token)
+                self.release()
+            # A sleeper leaving may make another one the earliest: let them re-check.
+            self._notify()
+
+    def _changed_future(self) -> asyncio.Future[None]:
+        if self._changed is None or self._changed.done():
+            self._changed = asyncio.get_running_loop().create_future()
+        return self._changed
+
+    def _notify(self) -> None:
+        if self._changed is not None and not self._changed.done():
+            self._changed.set_result(None)
+
+
+# -- protocols -------------------------------------------------------------------
+class Sender(Protocol[MsgT_contra]):
+    """Makes one delivery attempt.
+
+    ``send`` returns the server's final reply to the attempt as text (``"250
+    2.0.0 OK"``, ``"550 5.1.1 ..."``, multi-line as received) or a
+    :class:`~mailretry.Reply` from :func:`mailretry.transport_reply` when no
+    reply was received. It should not raise: an exception leaves the lease
+    unreported (the engine returns the message at the lease deadline).
+    """
+
+    async def send(self, lease: Lease, message: MsgT_contra) -> str | Reply: ...
+
+
+class EngineLike(Protocol):
+    """What the driver needs from an engine (:class:`~mailretry.Engine` or
+    :class:`~mailretry.durable.DurableEngine`)."""
+
+    def submit(
+        self,
+        msg_id: int,
+        destination: str,
+        now: float,
+        *,
+        source: str | None = None,
+        not_before: float | None = None,
+    ) -> None: ...
+    def advance(self, now: float) -> None: ...
+    def take_ready(self, now: float, limit: int) -> list[Lease]: ...
+    def report(self, msg_id: int, now: float, reply: str | Reply) -> Decision: ...
+    def next_wakeup(self) -> float | None: ...
+    def drain_events(self) -> list[dict[str, Any]]: ...
+    def destination(self, name: str, source: str | None = None) -> dict[str, Any]: ...
+
+
+@dataclass
+class DriverStats:
+    """Counters kept by a :class:`Driver`."""
+
+    leases: int = 0  #: attempts started
+    reports: int = 0  #: outcomes reported to the engine
+    late_reports: int = 0  #: outcomes the engine refused (lease already expired)
+    send_errors: int = 0  #: sender raised: lease left to expire
+    abandoned: int = 0  #: attempts cancelled at shutdown: lease left to expire
+    events: int = 0  #: events passed to ``on_event``
+    peak_in_flight: int = 0
+
+
+# -- the driver ------------------------------------------------------------------
+class Driver(Generic[MsgT]):
+    """Runs deliveries for an engine.
+
+    Parameters
+    ----------
+    engine
+        The engine (or a :class:`~mailretry.durable.DurableEngine`). Submit work
+        through :meth:`submit` so that the driver wakes up, or call :meth:`wake`
+        after submitting to the engine directly.
+    sender
+        Makes the attempts, e.g. :class:`mailretry.smtp.SmtpSender`.
+    messages
+        The payloads: a mapping or a callable from message id to whatever the
+        sender takes. The engine only knows ids.
+    clock
+        Time source (default :class:`SystemClock`).
+    on_event
+        Called with every engine event (a dict, see
+        :meth:`~mailretry.Engine.drain_events`), in order.
+    on_report
+        Called after each report with the lease, the outcome and the decision.
+    on_error
+        Called when an attempt is left unreported (the sender raised, the message
+        payload is missing, or the engine refused a late report). Default: log.
+    max_in_flight
+        Attempts running at once across all destinations (the engine bounds
+        each destination).
+    batch
+        Leases taken per :meth:`~mailretry.Engine.take_ready` call.
+    idle_step
+        Seconds (clock time) to wait when the engine says work is due but hands
+        out none, which happens within its timer resolution. Use the engine's
+        ``timer_resolution``.
+    """
+
+    def __init__(
+        self,
+        engine: EngineLike,
+        sender: Sender[MsgT],
+        messages: Mapping[int, MsgT] | Callable[[int], MsgT],
+        *,
+        clock: Clock | None = None,
+        on_event: Callable[[dict[str, Any]], None] | None = None,
+        on_report: Callable[[Lease, str | Reply, Decision], None] | None = None,
+        on_error: Callable[[Lease, BaseException], None] | None = None,
+        max_in_flight: int = 100,
+        batch: int = 64,
+        idle_step: float = 1.0,
+    ) -> None:
+        if max_in_flight < 1 or batch < 1:
+            raise ValueError("max_in_flight and batch must be >= 1")
+        if idle_step <= 0:
+            raise ValueError("idle_step must be > 0")
+        self._engine = engine
+        self._sender = sender
+        if isinstance(messages, Mapping):
+            self._get_message: Callable[[int], MsgT] = messages.__getitem__
+        else:
+            self._get_message = messages
+        self._clock: Clock = clock or SystemClock()
+        self._on_event = on_event
+        self._on_report = on_report
+        self._on_error = on_error or _log_error
+        self._max_in_flight = max_in_flight
+        self._batch = batch
+        self._idle_step = idle_step
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._wake: asyncio.Event | None = None
+        self._stopping = False
+        self._drain_timeout: float | None = None
+        self._running = False
+        self._idle = False
+        self._last_now = float("-inf")
+        self.stats = DriverStats()
+
+    # -- public API ------------------------------------------------------------
+    @property
+    def in_flight(self) -> int:
+        """Attempts running now."""
+        return len(self._tasks)
+
+    def now(self) -> float:
+        """The clock's time, never earlier than a time already given to the engine."""
+        t = self._clock.now()
+        if t < self._last_now:
+            t = self._last_now
+        self._last_now = t
+        return t
+
+    def submit(
+        self,
+        msg_id: int,
+        destination: str,
+        *,
+        source: str | None = None,
+        not_before: float | None = None,
+    ) -> None:
+        """Submit a message to the engine at the clock's time and wake the loop."""
+        self._engine.submit(msg_id, destination, self.now(), source=source, not_before=not_before)
+        self.wake()
+
+    def wake(self) -> None:
+        """Make the loop look at the engine again (after submitting to it directly)."""
+        if self._wake is None:
+            return
+        if self._idle:
+            # Hold the clock for the loop from now on, so that a virtual clock
+            # cannot jump before the loop has looked.
+            self._idle = False
+            self._hold()
+        self._wake.set()
+
+    def stop(self, *, drain_timeout: float | None = None) -> None:
+        """Ask :meth:`run` to return: no new attempts start; attempts in flight
+        get ``drain_timeout`` real seconds (None: as long as they take) to finish
+        and be reported. Attempts still running then are cancelled and stay
+        unreported: the engine returns those messages when their leases time out.
+        """
+        self._stopping = True
+        self._drain_timeout = drain_timeout
+        self.wake()
+
+    async def run(self, *, until_idle: bool = False) -> DriverStats:
+        """Deliver until :meth:`stop` is called (or, with ``until_idle``, until the
+        engine has nothing left to do and nothing is in flight)."""
+        if self._running:
+            raise StateError("Driver.run is already running")
+        self._running = True
+        self._stopping = False
+        self._wake = asyncio.Event()
+        self._hold()
+        try:
+            while not self._stopping:
+                now = self.now()
+                limit = self._limit()
+                took = self._dispatch(now, limit)
+                self._drain_events()
+                if took and took == limit:
+                    await asyncio.sleep(0)  # more may be ready; let the attempts start
+                    continue
+                wakeup = self._engine.next_wakeup()
+                if until_idle and wakeup is None and not self._tasks:
+                    break
+                await self._wait(self._delay(now, wakeup))
+            await self._finish_in_flight()
+        finally:
+            await self._cancel_in_flight()
+            self._drain_events()
+            self._let_go()
+            self._running = False
+            self._wake = None
+        return self.stats
+
+    # -- internals -------------------------------------------------------------
+    def _limit(self) -> int:
+        return min(self._batch, self._max_in_flight - len(self._tasks))
+
+    def _dispatch(self, now: float, limit: int) -> int:
+        if limit <= 0:
+            self._engine.advance(now)  # expiries and lease timeouts still happen
+            return 0
+        leases = self._engine.take_ready(now, limit)
+        for lease in leases:
+            self._hold()  # released when the attempt's task is done, however it ends
+            task = asyncio.create_task(self._attempt(lease), name=f"mailretry-{lease.msg_id}")
+            task.add_done_callback(self._attempt_done)
+            self._tasks.add(task)
+        self.stats.leases += len(leases)
+        self.stats.peak_in_flight = max(self.stats.peak_in_flight, len(self._tasks))
+        return len(leases)
+
+    def _delay(self, now: float, wakeup: float | None) -> float | None:
+        if len(self._tasks) >= self._max_in_flight or wakeup is None:
+            return None  # a finishing attempt or a submit wakes us
+        if wakeup > now:
+            return wakeup - now
+        # Due now, yet nothing was handed out: within the engine's timer step.
+        return self._idle_step
+
+    def _hold(self) -> None:
+        if isinstance(self._clock, BusyTracking):
+            self._clock.acquire()
+
+    def _let_go(self) -> None:
+        if isinstance(self._clock, BusyTracking):
+            self._clock.release()
+
+    async def _wait(self, delay: float | None) -> None:
+        """Wait for :meth:`wake` (new work, a finished attempt, the timer)."""
+        assert self._wake is not None
+        timer = None
+        if delay is not None and not self._wake.is_set():
+            timer = asyncio.ensure_future(self._timer(delay))
+            await asyncio.sleep(0)  # the timer registers its deadline with the clock
+        try:
+            if self._wake.is_set():
+                return
+            self._idle = True  # wake() takes the clock back for us
+            self._let_go()
+            await self._wake.wait()
+        finally:
+            if self._idle:  # cancelled while idle
+                self._idle = False
+                self._hold()
+            if timer is not None:
+                timer.cancel()
+                await asyncio.gather(timer, return_exceptions=True)
+            self._wake.clear()
+
+    async def _timer(self, delay: float) -> None:
+        await self._clock.sleep(delay)
+        self.wake()
+
+    async def _attempt(self, lease: Lease) -> None:
+        try:
+            message = self._get_message(lease.msg_id)
+            outcome = await self._sender.send(lease, message)
+        except Exception as exc:
+            self.stats.send_errors += 1
+            self._on_error(lease, exc)
+            return
+        try:
+            decision = self._engine.report(lease.msg_id, self.now(), outcome)
+        except (StateError, UnknownIdError) as exc:
+            # The lease expired before the attempt finished: the engine has
+            # already returned the message to its schedule.
+            self.stats.late_reports += 1
+            self._on_error(lease, exc)
+            return
+        self.stats.reports += 1
+        if self._on_report is not None:
+            self._on_report(lease, outcome, decision)
+
+    def _attempt_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self.wake()  # before letting go, so that the clock stays held
+        self._let_go()
+
+    async def _finish_in_flight(self) -> None:
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=self._drain_timeout)
+
+    async def _cancel_in_flight(self) -> None:
+        pending = list(self._tasks)
+        self.stats.abandoned += len(pending)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    def _drain_events(self) -> None:
+        events = self._engine.drain_events()
+        self.stats.events += len(events)
+        if self._on_event is not None:
+            for event in events:
+                self._on_event(event)
+
+
+def _log_error(lease: Lease, exc: BaseException) -> None:
+    log.warning(
+        "attempt %d of message %d to %s left unreported: %r",
+        lease.attempt,
+        lease.msg_id,
+        lease.destination,
+        exc,
+    )
