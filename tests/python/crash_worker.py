@@ -1,0 +1,82 @@
+"""Sending process for the crash test (run as a script; not a test module).
+
+    python crash_worker.py STATE_DIR PORTS_JSON COUNT RESULT_JSON
+
+Opens (or recovers) a DurableEngine in STATE_DIR, submits COUNT messages when
+the state is new, and delivers them through SmtpSender to the loopback ports in
+PORTS_JSON ({destination: port}) until the engine is idle. Writes what it saw
+to RESULT_JSON at the end. The test kills it with SIGKILL half-way and runs it
+again on the same directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from mailretry.aio import Driver, VirtualClock
+from mailretry.durable import DurableEngine
+from mailretry.smtp import Endpoint, OutgoingMessage, SmtpSender, StaticResolver
+
+T0 = 1_700_000_000.0
+DESTINATIONS = ["a.test", "b.test", "c.test", "d.test"]
+CONFIG: dict[str, Any] = {
+    "lease_timeout": "15m",
+    "destination_defaults": {"initial_concurrency": 4, "max_concurrency": 4},
+}
+
+
+def destination_of(msg_id: int) -> str:
+    return DESTINATIONS[msg_id % len(DESTINATIONS)]
+
+
+def recipient_of(msg_id: int) -> str:
+    local = "nobody" if msg_id % 17 == 0 else f"user{msg_id}"
+    return f"{local}@{destination_of(msg_id)}"
+
+
+def message_of(msg_id: int) -> OutgoingMessage:
+    content = (
+        f"From: sender@mailretry.test\r\nTo: {recipient_of(msg_id)}\r\n"
+        f"Subject: crash test {msg_id}\r\nX-Mailretry-Id: {msg_id}\r\n\r\nbody {msg_id}\r\n"
+    )
+    return OutgoingMessage("sender@mailretry.test", recipient_of(msg_id), content)
+
+
+async def main(state: Path, ports: dict[str, int], count: int, result: Path) -> None:
+    engine = DurableEngine(state, CONFIG, seed=7, fsync="group", group_ms=5, compact_every=300)
+    if engine.recovery.created:
+        ids = list(range(1, count + 1))
+        engine.submit_many(ids, [destination_of(i) for i in ids], T0)
+    clock = VirtualClock(max(T0, engine.last_time or T0), speed=0.0, skip_idle=True)
+    resolver = StaticResolver({d: Endpoint("127.0.0.1", p) for d, p in ports.items()})
+    async with SmtpSender(
+        engine,
+        resolver,
+        local_hostname="worker.mailretry.test",
+        connect_timeout=10,
+        command_timeout=60,
+        data_timeout=600,
+    ) as sender:
+        driver = Driver(engine, sender, message_of, clock=clock, max_in_flight=32)
+        stats = await driver.run(until_idle=True)
+    final = engine.stats()
+    engine.check_invariants()
+    engine.close()
+    result.write_text(
+        json.dumps(
+            {
+                "recovery": engine.recovery.__dict__,
+                "stats": final,
+                "driver": stats.__dict__,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    state_dir, ports_json, n, out = sys.argv[1:5]
+    asyncio.run(main(Path(state_dir), json.loads(ports_json), int(n), Path(out)))
