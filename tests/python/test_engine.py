@@ -313,3 +313,15 @@ def test_nothing_is_ever_lost(ops: list[tuple[str, int, str, float]]) -> None:
         else:
             e.advance(now)
         conserved(e)
+
+
+def test_example_config_loads_and_applies() -> None:
+    path = Path(__file__).resolve().parents[2] / "examples" / "mailretry.toml"
+    e = Engine.from_toml(path)
+    assert e.seed == 1
+    e.submit(1, "mx.example.com", T0)
+    e.take_ready(T0, 1)
+    d = e.report(1, T0, "550 5.0.0 ACME overload, try later")
+    assert (d.action, d.category, d.rule) == ("retry", "server_busy_capacity", "user:acme-overload")
+    e.submit(2, "mta5.am0.yahoodns.net", T0)
+    assert e.destination("mta5.am0.yahoodns.net")["max_concurrency"] == 4
