@@ -8,10 +8,10 @@ answers; the driver only sleeps until :meth:`~mailretry.Engine.next_wakeup`, or
 until new work is submitted or a finished attempt frees a slot.
 
 Time comes from a :class:`Clock`; the engine only ever sees the clock's time.
-:class:`SystemClock` is wall-clock time. :class:`VirtualClock` runs faster than
-real time (``speed``) and, when ``skip_idle`` is set, jumps straight to the next
-deadline whenever nothing is in flight, so a test can play hours of retries in
-seconds.
+:class:`SystemClock` is wall-clock time. :class:`VirtualClock` runs at ``speed``
+times real time (0: frozen) and, with ``skip_idle``, jumps straight to the next
+deadline whenever the driver is waiting and nothing is in flight, so a test or a
+simulation plays hours of retries in seconds.
 
 Delivery guarantee (see also :mod:`mailretry.durable`): an attempt whose outcome
 is reported is final for the engine. An attempt that is never reported (the
@@ -37,6 +37,7 @@ from mailretry._core import Decision, Lease, Reply
 from mailretry.errors import StateError, UnknownIdError
 
 __all__ = [
+    "BusyTracking",
     "Clock",
     "Driver",
     "DriverStats",

@@ -1,0 +1,213 @@
+"""mailretry.aio without a network: the driver's loop, shutdown and clock."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+import mailretry
+from mailretry.aio import Driver, VirtualClock
+
+T0 = 1_700_000_000.0
+CONFIG: dict[str, Any] = {
+    "lease_timeout": "10m",
+    "destination_defaults": {"initial_concurrency": 3, "max_concurrency": 3},
+}
+
+
+class ScriptedSender:
+    """Answers from a script; can block until released; counts concurrency."""
+
+    def __init__(self, replies: dict[int, list[str]] | None = None) -> None:
+        self.replies = replies or {}
+        self.sent: list[tuple[int, int]] = []  # (msg_id, attempt)
+        self.running = 0
+        self.peak = 0
+        self.gate: asyncio.Event | None = None
+        self.started = 0
+        self.fail: set[int] = set()
+
+    async def send(self, lease: mailretry.Lease, message: str) -> str:
+        self.running += 1
+        self.peak = max(self.peak, self.running)
+        self.started += 1
+        try:
+            if self.gate is not None:
+                await self.gate.wait()
+            await asyncio.sleep(0)
+            if lease.msg_id in self.fail:
+                self.fail.discard(lease.msg_id)
+                raise RuntimeError("sender bug")
+            self.sent.append((lease.msg_id, lease.attempt))
+            script = self.replies.get(lease.msg_id)
+            return script.pop(0) if script else "250 2.0.0 OK"
+        finally:
+            self.running -= 1
+
+
+async def until(condition: Any, what: str, timeout: float = 10.0) -> None:
+    async def poll() -> None:
+        while not condition():
+            await asyncio.sleep(0)
+
+    try:
+        await asyncio.wait_for(poll(), timeout)
+    except TimeoutError:
+        raise AssertionError(f"timed out waiting for {what}") from None
+
+
+def test_delivers_retries_and_reports_everything() -> None:
+    async def go() -> tuple[Any, ...]:
+        clock = VirtualClock(T0, speed=0.0)
+        engine = mailretry.Engine(CONFIG, seed=1)
+        sender = ScriptedSender({1: ["451 4.3.0 try later"], 2: ["550 5.1.1 no such user"]})
+        events: list[dict[str, Any]] = []
+        driver = Driver(
+            engine, sender, lambda i: f"message {i}", clock=clock, on_event=events.append
+        )
+        for i in range(1, 21):
+            driver.submit(i, "example.com")
+        stats = await driver.run(until_idle=True)
+        return engine, sender, events, stats, clock.now()
+
+    engine, sender, events, stats, end = asyncio.run(go())
+    assert engine.stats()["delivered"] == 19 and engine.stats()["bounced"] == 1
+    assert (1, 2) in sender.sent  # retried, as attempt 2
+    assert end == pytest.approx(T0 + 15 * 60, abs=2)  # slept until the retry, no longer
+    assert sender.peak <= 3  # the engine's concurrency for the destination
+    assert stats.reports == 21 and stats.leases == 21
+    assert [e["msg_id"] for e in events if e["kind"] == "bounced"] == [2]
+
+
+def test_stop_lets_in_flight_attempts_finish() -> None:
+    async def go() -> tuple[Any, ...]:
+        engine = mailretry.Engine(CONFIG, seed=1)
+        sender = ScriptedSender()
+        sender.gate = asyncio.Event()
+        driver = Driver(engine, sender, str, clock=VirtualClock(T0, speed=0.0))
+        for i in range(1, 11):
+            driver.submit(i, "example.com")
+        running = asyncio.create_task(driver.run())
+        await until(lambda: sender.started == 3, "three attempts in flight")
+        driver.stop()  # no new attempts; the three finish
+        sender.gate.set()
+        stats = await running
+        return engine, stats
+
+    engine, stats = asyncio.run(go())
+    s = engine.stats()
+    assert (s["delivered"], s["leased"], s["pending"]) == (3, 0, 7)
+    assert stats.abandoned == 0
+
+
+def test_abandoned_attempts_return_at_the_lease_deadline() -> None:
+    async def go() -> tuple[Any, ...]:
+        clock = VirtualClock(T0, speed=0.0)
+        engine = mailretry.Engine(CONFIG, seed=1)
+        sender = ScriptedSender()
+        sender.gate = asyncio.Event()
+        driver = Driver(engine, sender, str, clock=clock)
+        for i in range(1, 4):
+            driver.submit(i, "example.com")
+        running = asyncio.create_task(driver.run())
+        await until(lambda: sender.started == 3, "three attempts in flight")
+        driver.stop(drain_timeout=0)
+        first = await running
+        leased = engine.stats()["leased"]
+        # A new driver picks them up once their leases time out.
+        sender.gate.set()
+        events: list[dict[str, Any]] = []
+        second = Driver(engine, sender, str, clock=clock, on_event=events.append)
+        await second.run(until_idle=True)
+        return engine, first, leased, events, clock.now()
+
+    engine, first, leased, events, end = asyncio.run(go())
+    assert first.abandoned == 3 and leased == 3
+    assert sum(1 for e in events if e["kind"] == "lease_expired") == 3
+    assert engine.stats()["delivered"] == 3
+    assert end >= T0 + 600
+
+
+def test_sender_exception_leaves_the_lease_to_expire() -> None:
+    async def go() -> tuple[Any, ...]:
+        clock = VirtualClock(T0, speed=0.0)
+        engine = mailretry.Engine(CONFIG, seed=1)
+        sender = ScriptedSender()
+        sender.fail = {5}
+        errors: list[tuple[int, str]] = []
+        driver = Driver(
+            engine,
+            sender,
+            str,
+            clock=clock,
+            on_error=lambda lease, exc: errors.append((lease.msg_id, str(exc))),
+        )
+        for i in range(1, 11):
+            driver.submit(i, "example.com")
+        stats = await driver.run(until_idle=True)
+        return engine, sender, errors, stats
+
+    engine, sender, errors, stats = asyncio.run(go())
+    assert errors == [(5, "sender bug")]
+    assert stats.send_errors == 1
+    assert engine.stats()["delivered"] == 10
+    assert (5, 2) in sender.sent  # sent again after its lease expired
+
+
+def test_max_in_flight_bounds_all_destinations() -> None:
+    async def go() -> ScriptedSender:
+        engine = mailretry.Engine(CONFIG, seed=1)
+        sender = ScriptedSender()
+        driver = Driver(engine, sender, str, clock=VirtualClock(T0, speed=0.0), max_in_flight=4)
+        for i in range(60):
+            driver.submit(i, f"d{i % 6}.example")
+        await driver.run(until_idle=True)
+        return sender
+
+    sender = asyncio.run(go())
+    assert len(sender.sent) == 60
+    assert sender.peak == 4
+
+
+def test_virtual_clock_jumps_only_when_idle_and_never_past_a_sleeper() -> None:
+    async def go() -> list[tuple[str, float]]:
+        clock = VirtualClock(T0, speed=0.0)
+        seen: list[tuple[str, float]] = []
+
+        async def sleeper(name: str, seconds: float) -> None:
+            await clock.sleep(seconds)
+            seen.append((name, clock.now() - T0))
+
+        with clock.busy():
+            tasks = [
+                asyncio.create_task(sleeper("late", 3600)),
+                asyncio.create_task(sleeper("early", 60)),
+            ]
+            await asyncio.sleep(0)
+            assert clock.now() == T0  # held: no jump
+        await asyncio.gather(*tasks)
+        return seen
+
+    assert asyncio.run(go()) == [("early", 60.0), ("late", 3600.0)]
+
+
+def test_clock_going_backwards_is_clamped() -> None:
+    class Backwards:
+        def __init__(self) -> None:
+            self.t = T0 + 100
+
+        def now(self) -> float:
+            self.t -= 10
+            return self.t
+
+        async def sleep(self, seconds: float) -> None:
+            await asyncio.sleep(0)
+
+    engine = mailretry.Engine(CONFIG)
+    driver = Driver(engine, ScriptedSender(), str, clock=Backwards())
+    driver.submit(1, "example.com")
+    driver.submit(2, "example.com")  # would be an InvalidInputError without clamping
+    assert driver.now() == T0 + 90
+    assert engine.stats()["submitted"] == 2
