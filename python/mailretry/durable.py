@@ -325,8 +325,12 @@ class DurableEngine:
         return out
 
     def drain_events(self) -> list[dict[str, Any]]:
-        events: list[dict[str, Any]] = self._call(["d"], self._engine.drain_events)
-        return events
+        with self._lock:
+            self._check_open()
+            if self._engine.stats()["events_buffered"] == 0:
+                return []  # nothing to drain: no state change to journal
+            events: list[dict[str, Any]] = self._call(["d"], self._engine.drain_events)
+            return events
 
     # -- reads (not journaled) ---------------------------------------------------------
     def next_wakeup(self) -> float | None:

@@ -56,6 +56,7 @@ __all__ = [
     "DnsFailure",
     "Endpoint",
     "ImplicitMxResolver",
+    "LimitSource",
     "OutgoingMessage",
     "Resolver",
     "SenderStats",
@@ -102,6 +103,12 @@ class Endpoint:
 class DnsFailure(Exception):
     """Raised by a resolver when the destination's mail exchangers cannot be
     found right now (SERVFAIL, timeout); reported as ``dns_failure``."""
+
+
+class LimitSource(Protocol):
+    """Where a pool's bound comes from: an Engine or a DurableEngine."""
+
+    def destination(self, name: str, source: str | None = None) -> dict[str, Any]: ...
 
 
 class Resolver(Protocol):
@@ -239,7 +246,7 @@ class SmtpSender:
 
     def __init__(
         self,
-        engine: Any | None = None,
+        engine: LimitSource | None = None,
         resolver: Resolver | None = None,
         *,
         limit: Callable[[str, str], int] | None = None,
@@ -434,7 +441,7 @@ class SmtpSender:
         return response.code == 250
 
 
-def _engine_limit(engine: Any) -> Callable[[str, str], int]:
+def _engine_limit(engine: LimitSource) -> Callable[[str, str], int]:
     def limit(destination: str, source: str) -> int:
         return int(engine.destination(destination, source or None)["concurrency_limit"])
 
