@@ -22,6 +22,7 @@ import concurrent.futures
 import dataclasses
 import importlib
 import os
+import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -157,6 +158,7 @@ class Scenario:
     name: str = "scenario"
     messages: int | None = None
     seed: int | None = None
+    start: float | None = None
     duration: Any = None
     arrival_window: Any = None
     hourly_weights: list[float] | None = None
@@ -284,8 +286,10 @@ def _pandas() -> Any:
 
 def _pyplot() -> Any:
     try:
-        matplotlib = importlib.import_module("matplotlib")
-        matplotlib.use("Agg", force=False)
+        # Off-screen rendering for the CLI, but never switch the backend of a
+        # session that already has pyplot (Jupyter's inline plots would stop).
+        if "matplotlib.pyplot" not in sys.modules:
+            importlib.import_module("matplotlib").use("Agg", force=False)
         plt = importlib.import_module("matplotlib.pyplot")
     except ImportError as e:  # pragma: no cover - depends on the environment
         raise ImportError(

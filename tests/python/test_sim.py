@@ -225,3 +225,8 @@ def test_simulate_cli_quick(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert "simulating 2 policies" in captured.err
     assert (tmp_path / "comparison.csv").exists()
     assert (tmp_path / "comparison.png").exists()
+
+
+def test_default_scenario_round_trips() -> None:
+    scenario = sim.Scenario.from_dict(sim.default_scenario())
+    assert scenario.to_dict()["start"] == sim.default_scenario()["start"]
