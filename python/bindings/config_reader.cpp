@@ -30,96 +30,10 @@ namespace mailretry::python {
 namespace {
 
 [[noreturn]] void Fail(const std::string& path, const std::string& what) {
-  ThrowIfError(absl::InvalidArgumentError(absl::StrCat("config ", path, ": ", what)));
-  throw std::logic_error("unreachable");
+  FailAt("config", path, what);
 }
 
-// A view of one table that remembers which keys were read, so that leftovers
-// (typos) are reported instead of silently ignored.
-class Table {
- public:
-  Table(py::handle obj, std::string path) : path_(std::move(path)) {
-    if (!py::isinstance<py::dict>(obj)) Fail(path_, "expected a table (dict)");
-    dict_ = py::reinterpret_borrow<py::dict>(obj);
-  }
-
-  ~Table() = default;
-
-  // Call after reading every known key.
-  void Finish() const {
-    for (auto item : dict_) {
-      std::string key = py::str(item.first);
-      if (!used_.contains(key)) Fail(Path(key), "unknown key");
-    }
-  }
-
-  bool Has(const char* key) {
-    used_.insert(key);
-    return dict_.contains(key) && !dict_[key].is_none();
-  }
-  py::handle Get(const char* key) { return dict_[key]; }
-  std::string Path(const std::string& key) const {
-    return path_.empty() ? key : absl::StrCat(path_, ".", key);
-  }
-
-  void String(const char* key, std::string& out) {
-    if (!Has(key)) return;
-    py::handle v = Get(key);
-    if (!py::isinstance<py::str>(v)) Fail(Path(key), "expected a string");
-    out = v.cast<std::string>();
-  }
-  void Bool(const char* key, bool& out) {
-    if (!Has(key)) return;
-    py::handle v = Get(key);
-    if (!py::isinstance<py::bool_>(v)) Fail(Path(key), "expected true or false");
-    out = v.cast<bool>();
-  }
-  void Double(const char* key, double& out) {
-    if (!Has(key)) return;
-    py::handle v = Get(key);
-    if (py::isinstance<py::bool_>(v) || !(py::isinstance<py::float_>(v) || py::isinstance<py::int_>(v))) {
-      Fail(Path(key), "expected a number");
-    }
-    out = v.cast<double>();
-    if (!std::isfinite(out)) Fail(Path(key), "expected a finite number");
-  }
-  template <typename Int>
-  void Unsigned(const char* key, Int& out) {
-    if (!Has(key)) return;
-    py::handle v = Get(key);
-    if (py::isinstance<py::bool_>(v) || !py::isinstance<py::int_>(v)) {
-      Fail(Path(key), "expected an integer");
-    }
-    long long x = v.cast<long long>();
-    if (x < 0 || static_cast<unsigned long long>(x) > std::numeric_limits<Int>::max()) {
-      Fail(Path(key), "out of range");
-    }
-    out = static_cast<Int>(x);
-  }
-  void Duration(const char* key, absl::Duration& out) {
-    if (!Has(key)) return;
-    out = ParseDurationValue(Get(key), Path(key));
-  }
-  void OptionalDuration(const char* key, std::optional<absl::Duration>& out) {
-    if (!Has(key)) return;
-    out = ParseDurationValue(Get(key), Path(key));
-  }
-  std::vector<py::handle> List(const char* key) {
-    std::vector<py::handle> items;
-    if (!Has(key)) return items;
-    py::handle v = Get(key);
-    if (!py::isinstance<py::list>(v) && !py::isinstance<py::tuple>(v)) {
-      Fail(Path(key), "expected a list");
-    }
-    for (py::handle item : v) items.push_back(item);
-    return items;
-  }
-
- private:
-  py::dict dict_;
-  std::string path_;
-  absl::flat_hash_set<std::string> used_;
-};
+using Table = CheckedTable;
 
 template <typename T, typename ParseFn>
 std::vector<T> ParseNames(Table& t, const char* key, ParseFn parse) {
@@ -356,6 +270,87 @@ UserRule ParseUserRule(py::handle obj, const std::string& path) {
 }
 
 }  // namespace
+
+void FailAt(const std::string& kind, const std::string& path, const std::string& what) {
+  ThrowIfError(absl::InvalidArgumentError(absl::StrCat(kind, " ", path, ": ", what)));
+  throw std::logic_error("unreachable");  // ThrowIfError always throws for an error
+}
+
+CheckedTable::CheckedTable(py::handle obj, std::string path, std::string kind)
+    : path_(std::move(path)), kind_(std::move(kind)) {
+  if (!py::isinstance<py::dict>(obj)) FailAt(kind_, path_, "expected a table (dict)");
+  dict_ = py::reinterpret_borrow<py::dict>(obj);
+}
+
+void CheckedTable::Finish() const {
+  for (auto item : dict_) {
+    const std::string key = py::str(item.first);
+    if (!used_.contains(key)) Fail(key, "unknown key");
+  }
+}
+
+bool CheckedTable::Has(const char* key) {
+  used_.insert(key);
+  return dict_.contains(key) && !dict_[key].is_none();
+}
+
+std::string CheckedTable::Path(const std::string& key) const {
+  return path_.empty() ? key : absl::StrCat(path_, ".", key);
+}
+
+void CheckedTable::String(const char* key, std::string& out) {
+  if (!Has(key)) return;
+  py::handle v = Get(key);
+  if (!py::isinstance<py::str>(v)) Fail(key, "expected a string");
+  out = v.cast<std::string>();
+}
+
+void CheckedTable::Bool(const char* key, bool& out) {
+  if (!Has(key)) return;
+  py::handle v = Get(key);
+  if (!py::isinstance<py::bool_>(v)) Fail(key, "expected true or false");
+  out = v.cast<bool>();
+}
+
+void CheckedTable::Double(const char* key, double& out) {
+  if (!Has(key)) return;
+  py::handle v = Get(key);
+  if (py::isinstance<py::bool_>(v) ||
+      !(py::isinstance<py::float_>(v) || py::isinstance<py::int_>(v))) {
+    Fail(key, "expected a number");
+  }
+  out = v.cast<double>();
+  if (!std::isfinite(out)) Fail(key, "expected a finite number");
+}
+
+unsigned long long CheckedTable::UnsignedValue(const char* key, unsigned long long max) {
+  py::handle v = Get(key);
+  if (py::isinstance<py::bool_>(v) || !py::isinstance<py::int_>(v)) {
+    Fail(key, "expected an integer");
+  }
+  const long long x = v.cast<long long>();
+  if (x < 0 || static_cast<unsigned long long>(x) > max) Fail(key, "out of range");
+  return static_cast<unsigned long long>(x);
+}
+
+void CheckedTable::Duration(const char* key, absl::Duration& out) {
+  if (Has(key)) out = ParseDurationValue(Get(key), Path(key));
+}
+
+void CheckedTable::OptionalDuration(const char* key, std::optional<absl::Duration>& out) {
+  if (Has(key)) out = ParseDurationValue(Get(key), Path(key));
+}
+
+std::vector<py::handle> CheckedTable::List(const char* key) {
+  std::vector<py::handle> items;
+  if (!Has(key)) return items;
+  py::handle v = Get(key);
+  if (!py::isinstance<py::list>(v) && !py::isinstance<py::tuple>(v)) {
+    Fail(key, "expected a list");
+  }
+  for (py::handle item : v) items.push_back(item);
+  return items;
+}
 
 absl::Duration ParseDurationValue(py::handle v, const std::string& path) {
   if (py::isinstance<py::bool_>(v)) Fail(path, "expected a duration");

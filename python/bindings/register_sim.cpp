@@ -32,90 +32,20 @@ namespace mailretry::python {
 namespace {
 
 [[noreturn]] void Bad(const std::string& path, const std::string& what) {
-  ThrowIfError(absl::InvalidArgumentError(absl::StrCat("scenario ", path, ": ", what)));
-  throw std::logic_error("unreachable");
+  FailAt("scenario", path, what);
 }
 
-// A dict whose keys are checked: leftovers (typos) are errors.
-class Fields {
+// Scenario tables: the engine config's checked reader, with "scenario" errors.
+class Fields : public CheckedTable {
  public:
-  Fields(py::handle obj, std::string path) : path_(std::move(path)) {
-    if (!py::isinstance<py::dict>(obj)) Bad(path_, "expected a table (dict)");
-    dict_ = py::reinterpret_borrow<py::dict>(obj);
-  }
-  void Finish() const {
-    for (auto item : dict_) {
-      const std::string key = py::str(item.first);
-      if (!used_.contains(key)) Bad(Path(key), "unknown key");
-    }
-  }
-  bool Has(const char* key) {
-    used_.insert(key);
-    return dict_.contains(key) && !dict_[key].is_none();
-  }
-  py::handle Get(const char* key) { return dict_[key]; }
-  std::string Path(const std::string& key) const {
-    return path_.empty() ? key : absl::StrCat(path_, ".", key);
-  }
-  void Str(const char* key, std::string& out) {
-    if (!Has(key)) return;
-    if (!py::isinstance<py::str>(Get(key))) Bad(Path(key), "expected a string");
-    out = Get(key).cast<std::string>();
-  }
-  void Bool(const char* key, bool& out) {
-    if (!Has(key)) return;
-    if (!py::isinstance<py::bool_>(Get(key))) Bad(Path(key), "expected true or false");
-    out = Get(key).cast<bool>();
-  }
-  void Num(const char* key, double& out) {
-    if (!Has(key)) return;
-    py::handle v = Get(key);
-    if (py::isinstance<py::bool_>(v) || !(py::isinstance<py::float_>(v) || py::isinstance<py::int_>(v))) {
-      Bad(Path(key), "expected a number");
-    }
-    out = v.cast<double>();
-  }
-  template <typename Int>
-  void UInt(const char* key, Int& out) {
-    if (!Has(key)) return;
-    py::handle v = Get(key);
-    if (py::isinstance<py::bool_>(v) || !py::isinstance<py::int_>(v)) Bad(Path(key), "expected an integer");
-    const long long x = v.cast<long long>();
-    if (x < 0 || static_cast<unsigned long long>(x) > std::numeric_limits<Int>::max()) {
-      Bad(Path(key), "out of range");
-    }
-    out = static_cast<Int>(x);
-  }
-  void Dur(const char* key, absl::Duration& out) {
-    if (Has(key)) out = ParseDurationValue(Get(key), Path(key));
-  }
-  std::vector<py::handle> List(const char* key) {
-    std::vector<py::handle> items;
-    if (!Has(key)) return items;
-    py::handle v = Get(key);
-    if (!py::isinstance<py::list>(v) && !py::isinstance<py::tuple>(v)) Bad(Path(key), "expected a list");
-    for (py::handle item : v) items.push_back(item);
-    return items;
-  }
-
- private:
-  py::dict dict_;
-  std::string path_;
-  absl::flat_hash_set<std::string> used_;
+  Fields(py::handle obj, std::string path) : CheckedTable(obj, std::move(path), "scenario") {}
 };
-
-std::optional<sim::ReplyKind> KindByName(const std::string& name) {
-  for (int k = 0; k < sim::kNumReplyKinds; ++k) {
-    if (sim::ReplyKindName(static_cast<sim::ReplyKind>(k)) == name) return static_cast<sim::ReplyKind>(k);
-  }
-  return std::nullopt;
-}
 
 sim::ReceiverProfile ProfileFrom(py::handle obj, const std::string& path) {
   Fields f(obj, path);
   std::string name, base;
-  f.Str("name", name);
-  f.Str("base", base);
+  f.String("name", name);
+  f.String("base", base);
   if (name.empty()) Bad(f.Path("name"), "required");
   sim::ReceiverProfile p;
   if (!base.empty() || sim::BuiltinProfile(name).ok()) {
@@ -124,33 +54,33 @@ sim::ReceiverProfile ProfileFrom(py::handle obj, const std::string& path) {
     p = ValueOrThrow(sim::BuiltinProfile("generic-host"));
   }
   p.name = name;
-  f.UInt("max_connections_per_source", p.max_connections_per_source);
-  f.UInt("max_per_minute", p.max_per_minute);
-  f.UInt("max_per_hour", p.max_per_hour);
-  f.Num("soft_block_below", p.soft_block_below);
-  f.Num("throttle_probability", p.throttle_probability);
-  f.Num("penalty", p.penalty);
-  f.Num("recovery_per_hour", p.recovery_per_hour);
+  f.Unsigned("max_connections_per_source", p.max_connections_per_source);
+  f.Unsigned("max_per_minute", p.max_per_minute);
+  f.Unsigned("max_per_hour", p.max_per_hour);
+  f.Double("soft_block_below", p.soft_block_below);
+  f.Double("throttle_probability", p.throttle_probability);
+  f.Double("penalty", p.penalty);
+  f.Double("recovery_per_hour", p.recovery_per_hour);
   f.Bool("structural", p.structural);
-  f.UInt("structural_soft_attempts", p.structural_soft_attempts);
-  f.Dur("maintenance_every", p.maintenance_every);
-  f.Dur("maintenance_duration", p.maintenance_duration);
-  f.Dur("maintenance_offset", p.maintenance_offset);
-  f.Num("overload_probability", p.overload_probability);
-  f.Num("random_deferral_probability", p.random_deferral_probability);
-  f.Num("greylist_probability", p.greylist_probability);
-  f.Dur("greylist_delay", p.greylist_delay);
-  f.Num("mailbox_full_probability", p.mailbox_full_probability);
-  f.Dur("mailbox_full_duration", p.mailbox_full_duration);
-  f.Num("unknown_user_probability", p.unknown_user_probability);
-  f.Dur("latency_min", p.latency_min);
-  f.Dur("latency_max", p.latency_max);
-  f.Dur("refuse_latency", p.refuse_latency);
+  f.Unsigned("structural_soft_attempts", p.structural_soft_attempts);
+  f.Duration("maintenance_every", p.maintenance_every);
+  f.Duration("maintenance_duration", p.maintenance_duration);
+  f.Duration("maintenance_offset", p.maintenance_offset);
+  f.Double("overload_probability", p.overload_probability);
+  f.Double("random_deferral_probability", p.random_deferral_probability);
+  f.Double("greylist_probability", p.greylist_probability);
+  f.Duration("greylist_delay", p.greylist_delay);
+  f.Double("mailbox_full_probability", p.mailbox_full_probability);
+  f.Duration("mailbox_full_duration", p.mailbox_full_duration);
+  f.Double("unknown_user_probability", p.unknown_user_probability);
+  f.Duration("latency_min", p.latency_min);
+  f.Duration("latency_max", p.latency_max);
+  f.Duration("refuse_latency", p.refuse_latency);
   if (f.Has("replies")) {
     Fields r(f.Get("replies"), f.Path("replies"));
     for (int k = 0; k < sim::kNumReplyKinds; ++k) {
       const std::string kname(sim::ReplyKindName(static_cast<sim::ReplyKind>(k)));
-      r.Str(kname.c_str(), p.replies[k]);
+      r.String(kname.c_str(), p.replies[k]);
     }
     r.Finish();
   }
@@ -162,16 +92,16 @@ sim::Scenario ScenarioFrom(py::handle obj) {
   sim::Scenario s = sim::DefaultScenario();
   if (obj.is_none()) return s;
   Fields f(obj, "");
-  f.UInt("messages", s.messages);
-  f.UInt("seed", s.seed);
+  f.Unsigned("messages", s.messages);
+  f.Unsigned("seed", s.seed);
   if (f.Has("start")) {
     double start = 0;
-    f.Num("start", start);
+    f.Double("start", start);
     s.start = TimeFromSeconds(start);
   }
-  f.Dur("duration", s.duration);
-  f.Dur("arrival_window", s.arrival_window);
-  f.Dur("tick", s.tick);
+  f.Duration("duration", s.duration);
+  f.Duration("arrival_window", s.arrival_window);
+  f.Duration("tick", s.tick);
   if (f.Has("hourly_weights")) {
     s.hourly_weights.clear();
     size_t i = 0;
@@ -189,9 +119,9 @@ sim::Scenario ScenarioFrom(py::handle obj) {
     for (py::handle item : f.List("sources")) {
       Fields src(item, absl::StrCat("sources[", i++, "]"));
       sim::Source out;
-      src.Str("name", out.name);
-      src.Num("reputation", out.reputation);
-      src.Num("weight", out.weight);
+      src.String("name", out.name);
+      src.Double("reputation", out.reputation);
+      src.Double("weight", out.weight);
       src.Finish();
       s.sources.push_back(std::move(out));
     }
@@ -202,15 +132,15 @@ sim::Scenario ScenarioFrom(py::handle obj) {
     for (py::handle item : f.List("destinations")) {
       Fields d(item, absl::StrCat("destinations[", i++, "]"));
       sim::NamedDestination out;
-      d.Str("domain", out.domain);
-      d.Num("share", out.share);
-      d.Str("profile", out.profile);
+      d.String("domain", out.domain);
+      d.Double("share", out.share);
+      d.String("profile", out.profile);
       d.Finish();
       s.named.push_back(std::move(out));
     }
   }
-  f.UInt("tail_domains", s.tail_domains);
-  f.Num("zipf_exponent", s.zipf_exponent);
+  f.Unsigned("tail_domains", s.tail_domains);
+  f.Double("zipf_exponent", s.zipf_exponent);
   if (f.Has("tail_profiles")) {
     py::handle tp = f.Get("tail_profiles");
     if (!py::isinstance<py::dict>(tp)) Bad("tail_profiles", "expected a table of profile = weight");
