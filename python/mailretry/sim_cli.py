@@ -23,24 +23,29 @@ class _Bar:
         self.stream = stream
         self.start = time.monotonic()
         self.last = -1.0
+        # Redraw in place on a terminal; in a log, a line every 10% is enough.
+        self.step = 0.01 if getattr(stream, "isatty", lambda: False)() else 0.1
+        self.end = "\r" if self.step == 0.01 else "\n"
 
     def __call__(self, name: str, fraction: float) -> bool:
         self.done[name] = fraction
         total = sum(self.done.values()) / len(self.done)
-        if total - self.last >= 0.01 or total >= 1.0:
+        if total - self.last >= self.step or (total >= 1.0 and self.last < 1.0):
             self.last = total
             width = 40
             filled = round(total * width)
             elapsed = time.monotonic() - self.start
-            self.stream.write(
-                f"\rsimulating {len(self.done)} policies [{'#' * filled}{'.' * (width - filled)}]"
+            line = (
+                f"simulating {len(self.done)} policies [{'#' * filled}{'.' * (width - filled)}]"
                 f" {100 * total:5.1f}% {elapsed:5.1f}s"
             )
+            self.stream.write("\r" + line if self.end == "\r" else line + "\n")
             self.stream.flush()
         return True
 
     def close(self) -> None:
-        self.stream.write("\n")
+        if self.end == "\r":
+            self.stream.write("\n")
         self.stream.flush()
 
 
