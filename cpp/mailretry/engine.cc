@@ -1557,10 +1557,23 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Load(const std::string& path) {
   return std::unique_ptr<Engine>(new Engine(*std::move(impl)));
 }
 
+// A durable engine (engine_journal.cc) journals each state-changing call after
+// applying it, under the same lock, so the journal order is the apply order.
+// After a failed journal write the engine refuses further changes.
+#define MAILRETRY_JOURNAL_HEALTH()                                        \
+  if (impl_->journal != nullptr) {                                        \
+    if (absl::Status h = impl_->journal->health(); !h.ok()) return h;     \
+  }
+
 absl::Status Engine::Submit(uint64_t msg_id, std::string_view destination, absl::Time now,
                             std::string_view source, std::optional<absl::Time> not_before) {
   absl::MutexLock lock(&impl_->mu);
-  return Core(*impl_).Submit(msg_id, destination, now, source, not_before);
+  MAILRETRY_JOURNAL_HEALTH();
+  absl::Status s = Core(*impl_).Submit(msg_id, destination, now, source, not_before);
+  if (impl_->journal != nullptr) {
+    if (absl::Status j = impl_->journal->Submit(msg_id, destination, now, source, not_before, s); !j.ok()) return j;
+  }
+  return s;
 }
 
 absl::Status Engine::SubmitMany(absl::Span<const uint64_t> msg_ids, absl::Span<const uint32_t> destination_indices,
@@ -1568,25 +1581,50 @@ absl::Status Engine::SubmitMany(absl::Span<const uint64_t> msg_ids, absl::Span<c
                                 absl::Span<const uint32_t> source_indices,
                                 absl::Span<const std::string> source_names) {
   absl::MutexLock lock(&impl_->mu);
-  return Core(*impl_).SubmitMany(msg_ids, destination_indices, destination_names, now, source_indices,
-                                 source_names);
+  MAILRETRY_JOURNAL_HEALTH();
+  absl::Status s = Core(*impl_).SubmitMany(msg_ids, destination_indices, destination_names, now, source_indices,
+                                           source_names);
+  if (impl_->journal != nullptr) {
+    if (absl::Status j = impl_->journal->SubmitMany(msg_ids, destination_indices, destination_names, now,
+                                                    source_indices, source_names, s);
+        !j.ok()) {
+      return j;
+    }
+  }
+  return s;
 }
 
 absl::Status Engine::Advance(absl::Time now) {
   absl::MutexLock lock(&impl_->mu);
-  return Core(*impl_).Advance(now);
+  MAILRETRY_JOURNAL_HEALTH();
+  absl::Status s = Core(*impl_).Advance(now);
+  if (impl_->journal != nullptr) {
+    if (absl::Status j = impl_->journal->Advance(now, s); !j.ok()) return j;
+  }
+  return s;
 }
 
 absl::StatusOr<std::vector<Lease>> Engine::TakeReady(absl::Time now, size_t limit) {
   absl::MutexLock lock(&impl_->mu);
-  return Core(*impl_).TakeReady(now, limit);
+  MAILRETRY_JOURNAL_HEALTH();
+  absl::StatusOr<std::vector<Lease>> out = Core(*impl_).TakeReady(now, limit);
+  if (impl_->journal != nullptr) {
+    if (absl::Status j = impl_->journal->TakeReady(now, limit, out); !j.ok()) return j;
+  }
+  return out;
 }
 
 absl::StatusOr<Decision> Engine::Report(uint64_t msg_id, absl::Time now, const Reply& reply) {
   absl::MutexLock lock(&impl_->mu);
+  MAILRETRY_JOURNAL_HEALTH();
   Core core(*impl_);
-  if (absl::Status s = core.Advance(now); !s.ok()) return s;
-  return core.Report(msg_id, impl_->now_ms, reply);
+  const absl::Status adv = core.Advance(now);
+  absl::StatusOr<Decision> out =
+      adv.ok() ? core.Report(msg_id, impl_->now_ms, reply) : absl::StatusOr<Decision>(adv);
+  if (impl_->journal != nullptr) {
+    if (absl::Status j = impl_->journal->Report(msg_id, now, reply, out); !j.ok()) return j;
+  }
+  return out;
 }
 
 absl::StatusOr<Decision> Engine::ReportText(uint64_t msg_id, absl::Time now, std::string_view raw_reply) {
@@ -1600,6 +1638,9 @@ std::vector<absl::StatusOr<Decision>> Engine::ReportMany(absl::Span<const uint64
   std::vector<absl::StatusOr<Decision>> out;
   out.reserve(msg_ids.size());
   absl::MutexLock lock(&impl_->mu);
+  if (impl_->journal != nullptr) {
+    if (absl::Status h = impl_->journal->health(); !h.ok()) return std::vector<absl::StatusOr<Decision>>(msg_ids.size(), h);
+  }
   Core core(*impl_);
   absl::Status adv = core.Advance(now);
   for (size_t i = 0; i < msg_ids.size(); ++i) {
@@ -1611,6 +1652,11 @@ std::vector<absl::StatusOr<Decision>> Engine::ReportMany(absl::Span<const uint64
       out.push_back(core.Report(msg_ids[i], impl_->now_ms, replies[i]));
     }
   }
+  if (impl_->journal != nullptr) {
+    if (absl::Status j = impl_->journal->ReportMany(msg_ids, replies, now, out); !j.ok()) {
+      return std::vector<absl::StatusOr<Decision>>(msg_ids.size(), j);
+    }
+  }
   return out;
 }
 
@@ -1620,6 +1666,9 @@ std::vector<absl::StatusOr<Decision>> Engine::ReportManyText(absl::Span<const ui
   std::vector<absl::StatusOr<Decision>> out;
   out.reserve(msg_ids.size());
   absl::MutexLock lock(&impl_->mu);
+  if (impl_->journal != nullptr) {
+    if (absl::Status h = impl_->journal->health(); !h.ok()) return std::vector<absl::StatusOr<Decision>>(msg_ids.size(), h);
+  }
   Core core(*impl_);
   absl::Status adv = core.Advance(now);
   for (size_t i = 0; i < msg_ids.size(); ++i) {
@@ -1638,6 +1687,11 @@ std::vector<absl::StatusOr<Decision>> Engine::ReportManyText(absl::Span<const ui
     }
     out.push_back(core.Report(msg_ids[i], impl_->now_ms, *reply));
   }
+  if (impl_->journal != nullptr) {
+    if (absl::Status j = impl_->journal->ReportManyText(msg_ids, raw_replies, now, out); !j.ok()) {
+      return std::vector<absl::StatusOr<Decision>>(msg_ids.size(), j);
+    }
+  }
   return out;
 }
 
@@ -1648,9 +1702,13 @@ std::optional<absl::Time> Engine::NextWakeup() const {
 
 std::vector<Event> Engine::DrainEvents() {
   absl::MutexLock lock(&impl_->mu);
+  // A durable engine whose journal failed keeps its events (they are state).
+  if (impl_->journal != nullptr && !impl_->journal->health().ok()) return {};
   std::vector<Event> out(std::make_move_iterator(impl_->events.begin()),
                          std::make_move_iterator(impl_->events.end()));
   impl_->events.clear();
+  // An empty drain changes nothing and is not journaled.
+  if (impl_->journal != nullptr && !out.empty()) impl_->journal->DrainEvents(out.size()).IgnoreError();
   return out;
 }
 

@@ -36,6 +36,7 @@
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "mailretry/classifier.h"
+#include "mailretry/engine_journal.h"
 #include "mailretry/reply.h"
 #include "mailretry/retry_policy.h"
 #include "mailretry/timer_queue.h"
@@ -381,6 +382,28 @@ class Engine {
 
   const EngineConfig& config() const;
   uint64_t seed() const;
+
+  // --- Durable mode (engine_journal.h) --------------------------------------
+  // Recovers the engine kept in `directory` (latest snapshot + journal
+  // replay), or creates one there with `config` and `seed` (ignored when
+  // recovering: the saved ones are used). Creates `directory` if missing (not
+  // its parents). Every state-changing call is then journaled before it
+  // returns. Errors: InvalidArgument (config, options), Unavailable (I/O, with
+  // the path), FailedPrecondition (another engine has the directory open),
+  // DataLoss (a corrupt snapshot or journal, with the file and byte offset).
+  static absl::StatusOr<std::unique_ptr<Engine>> OpenDurable(const std::string& directory,
+                                                             EngineConfig config = {},
+                                                             uint64_t seed = 0,
+                                                             JournalOptions options = {});
+  // Writes a new snapshot generation and starts an empty journal; the old
+  // generation's files are removed once the new ones are durable.
+  // FailedPrecondition for a non-durable engine.
+  absl::Status Compact();
+  // fsyncs the journal now, whatever the policy. FailedPrecondition for a
+  // non-durable engine.
+  absl::Status Sync();
+  // nullopt for a non-durable engine.
+  std::optional<JournalInfo> journal_info() const;
 
   struct Impl;  // engine.cc
 

@@ -47,12 +47,6 @@ const std::array<uint32_t, 256>& CrcTable() {
   return table;
 }
 
-uint32_t Crc32c(std::string_view data) {
-  const auto& t = CrcTable();
-  uint32_t c = 0xFFFFFFFFu;
-  for (unsigned char b : data) c = t[(c ^ b) & 0xFF] ^ (c >> 8);
-  return c ^ 0xFFFFFFFFu;
-}
 
 class Writer {
  public:
@@ -668,6 +662,13 @@ absl::Status WriteAll(int fd, std::string_view data) {
 }
 
 }  // namespace
+
+uint32_t Crc32c(std::string_view data) {
+  const auto& t = CrcTable();
+  uint32_t c = 0xFFFFFFFFu;
+  for (unsigned char b : data) c = t[(c ^ b) & 0xFF] ^ (c >> 8);
+  return c ^ 0xFFFFFFFFu;
+}
 
 absl::Status SaveLocked(const Engine::Impl& m, const std::string& path) {
   if (path.empty()) return absl::InvalidArgumentError("snapshot path is empty");

@@ -16,6 +16,7 @@
 #include <deque>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -24,9 +25,14 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/container/inlined_vector.h"
 #include "absl/hash/hash.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
 #include "mailretry/classifier.h"
 #include "mailretry/engine.h"
+#include "mailretry/reply.h"
 #include "mailretry/retry_policy.h"
 #include "mailretry/timer_queue.h"
 
@@ -184,6 +190,38 @@ struct SlotEq {
 };
 using IdIndex = absl::flat_hash_set<uint32_t, SlotHash, SlotEq>;
 
+// Receives every state-changing call after the engine applied it, under
+// Impl::mu (engine_journal.cc writes them to the durable journal). Each method
+// returns the journal's status: non-OK means the call is applied in memory but
+// not recorded, and `health()` stays non-OK so the engine refuses further
+// state-changing calls rather than diverge from the disk.
+class JournalSink {
+ public:
+  virtual ~JournalSink() = default;
+  virtual absl::Status health() const = 0;
+  virtual absl::Status Submit(uint64_t msg_id, std::string_view destination, absl::Time now,
+                              std::string_view source, std::optional<absl::Time> not_before,
+                              const absl::Status& result) = 0;
+  virtual absl::Status SubmitMany(absl::Span<const uint64_t> msg_ids,
+                                  absl::Span<const uint32_t> destination_indices,
+                                  absl::Span<const std::string> destination_names, absl::Time now,
+                                  absl::Span<const uint32_t> source_indices,
+                                  absl::Span<const std::string> source_names,
+                                  const absl::Status& result) = 0;
+  virtual absl::Status Advance(absl::Time now, const absl::Status& result) = 0;
+  virtual absl::Status TakeReady(absl::Time now, size_t limit,
+                                 const absl::StatusOr<std::vector<Lease>>& result) = 0;
+  virtual absl::Status Report(uint64_t msg_id, absl::Time now, const Reply& reply,
+                              const absl::StatusOr<Decision>& result) = 0;
+  virtual absl::Status ReportMany(absl::Span<const uint64_t> msg_ids, absl::Span<const Reply> replies,
+                                  absl::Time now,
+                                  const std::vector<absl::StatusOr<Decision>>& results) = 0;
+  virtual absl::Status ReportManyText(absl::Span<const uint64_t> msg_ids,
+                                      absl::Span<const std::string> raw_replies, absl::Time now,
+                                      const std::vector<absl::StatusOr<Decision>>& results) = 0;
+  virtual absl::Status DrainEvents(size_t count) = 0;
+};
+
 }  // namespace internal
 
 struct Engine::Impl {
@@ -224,6 +262,10 @@ struct Engine::Impl {
   uint64_t submitted = 0, delivered = 0, bounced = 0, expired = 0;
   uint64_t scheduled_n = 0, ready_n = 0, leased_n = 0;
   uint64_t attempts = 0, deferred = 0, lease_expirations = 0;
+
+  // Set for a durable engine (Engine::OpenDurable); null otherwise and while
+  // the journal is being replayed.
+  std::unique_ptr<internal::JournalSink> journal;
 };
 
 // Engine internals used by the snapshot code.
@@ -234,6 +276,8 @@ absl::StatusOr<std::unique_ptr<Engine::Impl>> MakeImpl(EngineConfig config, uint
 // a destination's names are known.
 void InitDestination(Engine::Impl& impl, internal::DestState& d);
 absl::Status CheckInvariantsLocked(const Engine::Impl& impl);
+// CRC32C (Castagnoli) of `data` (engine_snapshot.cc; the journal uses it too).
+uint32_t Crc32c(std::string_view data);
 absl::Status SaveLocked(const Engine::Impl& impl, const std::string& path);
 absl::StatusOr<std::unique_ptr<Engine::Impl>> LoadImpl(const std::string& path);
 }  // namespace internal
