@@ -16,6 +16,7 @@
 #include "mailretry/classifier.h"
 #include "mailretry/reply.h"
 #include "status.h"
+#include "text_column.h"
 
 namespace py = pybind11;
 
@@ -56,105 +57,6 @@ uint32_t PackEnhanced(const std::optional<EnhancedCode>& e) {
   if (!e) return 0;
   return static_cast<uint32_t>(e->klass) * 1'000'000u + static_cast<uint32_t>(e->subject) * 1'000u +
          e->detail;
-}
-
-// Views into input strings; the owning Python objects (or `storage`) outlive them.
-struct TextColumn {
-  std::vector<std::string_view> views;
-  std::string storage;                      // UTF-8 converted from numpy 'U' arrays
-  std::vector<std::pair<size_t, size_t>> spans;  // offsets into storage
-  py::object keep_alive;                    // the sequence whose items the views point into
-};
-
-void AppendUtf8(std::string& out, uint32_t cp) {
-  if (cp < 0x80) {
-    out.push_back(static_cast<char>(cp));
-  } else if (cp < 0x800) {
-    out.push_back(static_cast<char>(0xC0 | (cp >> 6)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else if (cp < 0x10000) {
-    out.push_back(static_cast<char>(0xE0 | (cp >> 12)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else {
-    out.push_back(static_cast<char>(0xF0 | (cp >> 18)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  }
-}
-
-// Collects the texts of a list/tuple of str (or bytes), or of a numpy array of
-// dtype str ('U'), bytes ('S') or object. Needs the GIL.
-TextColumn CollectTexts(const py::handle& texts) {
-  TextColumn column;
-  if (py::isinstance<py::array>(texts)) {
-    auto array = py::reinterpret_borrow<py::array>(texts);
-    if (array.ndim() != 1) ThrowIfError(absl::InvalidArgumentError("texts must be 1-dimensional"));
-    const char kind = array.dtype().kind();
-    const size_t n = static_cast<size_t>(array.shape(0));
-    if (kind == 'U' || kind == 'S') {
-      const size_t itemsize = static_cast<size_t>(array.itemsize());
-      auto contiguous = py::array::ensure(array, py::array::c_style);
-      const char* base = static_cast<const char*>(contiguous.data());
-      column.spans.reserve(n);
-      for (size_t i = 0; i < n; ++i) {
-        const char* item = base + i * itemsize;
-        const size_t start = column.storage.size();
-        if (kind == 'S') {
-          size_t len = itemsize;
-          while (len > 0 && item[len - 1] == '\0') --len;
-          column.storage.append(item, len);
-        } else {
-          const size_t chars = itemsize / 4;
-          size_t len = chars;
-          auto at = [&](size_t k) {
-            uint32_t cp;
-            std::memcpy(&cp, item + 4 * k, 4);
-            return cp;
-          };
-          while (len > 0 && at(len - 1) == 0) --len;
-          for (size_t k = 0; k < len; ++k) AppendUtf8(column.storage, at(k));
-        }
-        column.spans.emplace_back(start, column.storage.size() - start);
-      }
-      column.views.reserve(n);
-      for (const auto& [start, len] : column.spans) {
-        column.views.emplace_back(column.storage.data() + start, len);
-      }
-      return column;
-    }
-    if (kind != 'O') {
-      ThrowIfError(absl::InvalidArgumentError(
-          absl::StrCat("texts must be str, bytes or object array, got dtype kind '",
-                       std::string(1, kind), "'")));
-    }
-  }
-  // The caller keeps `texts` alive; PySequence_Fast returns it (or a list that
-  // holds the same item references) and the views point into those items.
-  py::object fast =
-      py::reinterpret_steal<py::object>(PySequence_Fast(texts.ptr(), "texts must be a sequence"));
-  if (!fast) throw py::error_already_set();
-  const size_t n = static_cast<size_t>(PySequence_Fast_GET_SIZE(fast.ptr()));
-  column.keep_alive = fast;
-  column.views.reserve(n);
-  for (size_t i = 0; i < n; ++i) {
-    py::handle item = PySequence_Fast_GET_ITEM(fast.ptr(), static_cast<Py_ssize_t>(i));
-    if (PyUnicode_Check(item.ptr())) {
-      Py_ssize_t size = 0;
-      const char* data = PyUnicode_AsUTF8AndSize(item.ptr(), &size);
-      if (data == nullptr) throw py::error_already_set();
-      column.views.emplace_back(data, static_cast<size_t>(size));
-    } else if (PyBytes_Check(item.ptr())) {
-      column.views.emplace_back(PyBytes_AS_STRING(item.ptr()),
-                                static_cast<size_t>(PyBytes_GET_SIZE(item.ptr())));
-    } else {
-      ThrowIfError(absl::InvalidArgumentError(
-          absl::StrCat("texts[", i, "] is not a str (", std::string(py::str(py::type::handle_of(item))),
-                       ")")));
-    }
-  }
-  return column;
 }
 
 template <typename T>

@@ -63,35 +63,78 @@ PyDecision ToPy(const Decision& d) {
                     std::string(d.schedule),                   d.attempt};
 }
 
-py::list CategoryCounts(const std::vector<CategoryCount>& counts) {
-  py::list out;
-  for (const CategoryCount& c : counts) {
-    out.append(py::make_tuple(std::string(CategoryName(c.category)), c.count));
+// Tuples, not lists: an empty tuple is a shared constant and tuples of plain
+// values are not tracked by the cyclic GC, so a million message events do not
+// make every collection walk them.
+py::tuple CategoryCounts(const std::vector<CategoryCount>& counts) {
+  py::tuple out(counts.size());
+  for (size_t i = 0; i < counts.size(); ++i) {
+    out[i] = py::make_tuple(std::string(CategoryName(counts[i].category)), counts[i].count);
   }
   return out;
 }
 
+py::tuple StringTuple(const std::vector<std::string>& items) {
+  py::tuple out(items.size());
+  for (size_t i = 0; i < items.size(); ++i) out[i] = py::str(items[i]);
+  return out;
+}
+
+py::object OptFloat(const std::optional<double>& v) {
+  return v ? py::object(py::float_(*v)) : py::object(py::none());
+}
+
+// Event dict keys, created once: building 18 key objects per event was a large
+// part of drain_events' cost.
+struct EventKeys {
+  py::str kind{"kind"}, time{"time"}, msg_id{"msg_id"}, destination{"destination"},
+      source{"source"}, category{"category"}, attempt{"attempt"}, next_attempt{"next_attempt"},
+      until{"until"}, status{"status"}, reply{"reply"}, detail{"detail"}, rule{"rule"},
+      concurrency_limit{"concurrency_limit"}, rate_per_second{"rate_per_second"},
+      categories{"categories"}, samples{"samples"}, remediation{"remediation"};
+  std::vector<py::str> kind_names;
+  std::vector<py::str> category_names;
+};
+
+const EventKeys& Keys() {
+  // Leaked on purpose: Python objects must not be destroyed after the
+  // interpreter finalizes.
+  static const EventKeys* keys = [] {
+    auto* k = new EventKeys();
+    for (int i = 0; i < kNumEventKinds; ++i) {
+      k->kind_names.emplace_back(std::string(EventKindName(static_cast<EventKind>(i))));
+    }
+    for (int i = 0; i < kNumCategories; ++i) {
+      k->category_names.emplace_back(std::string(CategoryName(static_cast<Category>(i))));
+    }
+    return k;
+  }();
+  return *keys;
+}
+
 // Events become plain dicts: easy to log, to filter, and to load into pandas.
 py::dict EventToDict(const Event& e) {
+  const EventKeys& k = Keys();
   py::dict d;
-  d["kind"] = std::string(EventKindName(e.kind));
-  d["time"] = SecondsFromTime(e.time);
-  d["msg_id"] = e.msg_id ? py::object(py::int_(*e.msg_id)) : py::object(py::none());
-  d["destination"] = std::string(e.destination);
-  d["source"] = std::string(e.source);
-  d["category"] = OptCategory(e.category);
-  d["attempt"] = e.attempt;
-  d["next_attempt"] = OptSeconds(e.next_attempt);
-  d["until"] = OptSeconds(e.until);
-  d["status"] = e.status;
-  d["reply"] = e.reply;
-  d["detail"] = e.detail;
-  d["rule"] = e.rule;
-  d["concurrency_limit"] = e.concurrency_limit;
-  d["rate_per_second"] = e.rate_per_second;
-  d["categories"] = CategoryCounts(e.categories);
-  d["samples"] = e.samples;
-  d["remediation"] = e.remediation;
+  d[k.kind] = k.kind_names[static_cast<size_t>(e.kind)];
+  d[k.time] = py::float_(SecondsFromTime(e.time));
+  d[k.msg_id] = e.msg_id ? py::object(py::int_(*e.msg_id)) : py::object(py::none());
+  d[k.destination] = py::str(e.destination.data(), e.destination.size());
+  d[k.source] = py::str(e.source.data(), e.source.size());
+  d[k.category] = e.category ? py::object(k.category_names[static_cast<size_t>(*e.category)])
+                             : py::object(py::none());
+  d[k.attempt] = py::int_(e.attempt);
+  d[k.next_attempt] = OptFloat(OptSeconds(e.next_attempt));
+  d[k.until] = OptFloat(OptSeconds(e.until));
+  d[k.status] = py::str(e.status);
+  d[k.reply] = py::str(e.reply);
+  d[k.detail] = py::str(e.detail);
+  d[k.rule] = py::str(e.rule);
+  d[k.concurrency_limit] = py::int_(e.concurrency_limit);
+  d[k.rate_per_second] = OptFloat(e.rate_per_second);
+  d[k.categories] = CategoryCounts(e.categories);
+  d[k.samples] = StringTuple(e.samples);
+  d[k.remediation] = StringTuple(e.remediation);
   return d;
 }
 
