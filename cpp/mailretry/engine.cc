@@ -951,7 +951,12 @@ class Core {
     EmitThrottled(d, now, cat, rule, text, absl::StrCat("concurrency cut to ", target), std::nullopt);
   }
 
-  void CutRate(DestState& d, int64_t now, Category cat, std::string_view rule, const std::string& text) {
+  void CutRate(DestState& d, int64_t now, int64_t attempt_started, Category cat,
+               std::string_view rule, const std::string& text) {
+    // An attempt that started before the last cut was sent at the old rate:
+    // its rate-limit reply is not new evidence. Without this, a burst of
+    // replies from one cohort halved the rate once per reply.
+    if (d.last_cut != kNoTime && attempt_started < d.last_cut) return;
     const DestinationPolicy& p = Policy(d);
     const int64_t cur = EffectiveIntervalMs(d, now, /*with_override=*/false);
     int64_t next = cur == 0 ? IntervalMs(p.unlimited_cut_to) : cur * 2;
@@ -984,8 +989,8 @@ class Core {
     return true;
   }
 
-  void ApplyReactions(uint32_t di, int64_t now, const Reply& reply, const Classification& c,
-                      const std::string& text) {
+  void ApplyReactions(uint32_t di, int64_t now, int64_t attempt_started, const Reply& reply,
+                      const Classification& c, const std::string& text) {
     DestState& d = m_.dests[di];
     bool matched = false;
     for (uint16_t ri : d.reaction_candidates) {
@@ -1025,7 +1030,7 @@ class Core {
     switch (c.category) {
       case Category::kRateLimit:
       case Category::kReputationThrottle:
-        CutRate(d, now, c.category, c.rule, text);
+        CutRate(d, now, attempt_started, c.category, c.rule, text);
         Suspend(di, now, std::nullopt, c.category, c.rule, text);
         break;
       case Category::kServerBusyCapacity:
@@ -1403,6 +1408,8 @@ class Core {
     }
     const uint32_t di = r.dest;
     DestState& d = m_.dests[di];
+    // While leased, the message's timer is its lease deadline.
+    const int64_t attempt_started = r.timer_ms - DurMs(m_.config.lease_timeout);
     --m_.leased_n;
     ReleaseLease(r, d);
     m_.msg_timers->Cancel(s).IgnoreError();
@@ -1432,7 +1439,7 @@ class Core {
     ++d.cat_counts[static_cast<int>(c.category)];
     NoteAttempt(d, now, reply.transport == Transport::kReply && reply.code == 421);
 
-    ApplyReactions(di, now, reply, c, text);
+    ApplyReactions(di, now, attempt_started, reply, c, text);
 
     if (!c.transient) {
       out.action = DecisionAction::kBounced;

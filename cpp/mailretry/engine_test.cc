@@ -491,6 +491,26 @@ TEST(Engine, RateIsEnforcedCutAndRampedBack) {
   EXPECT_NEAR(*e->GetDestination("example.com")->rate_per_second, 1.0, 1e-9);
 }
 
+TEST(Engine, OneCohortOfRateLimitRepliesCutsTheRateOnce) {
+  EngineConfig c;
+  c.destination_defaults.initial_concurrency = 6;
+  c.destination_defaults.suspend_base = absl::Seconds(1);
+  auto e = MakeEngine(c);
+  for (uint64_t i = 0; i < 10; ++i) ASSERT_TRUE(e->Submit(i, "example.com", kT0).ok());
+  std::vector<Lease> l = Take(*e, kT0);
+  ASSERT_EQ(l.size(), 6u);
+  // Six attempts sent together, all refused: one cut (unlimited -> 1/s), not six.
+  for (const Lease& lease : l) MustReport(*e, lease.msg_id, kT0 + absl::Seconds(1), kRateLimited);
+  EXPECT_NEAR(*e->GetDestination("example.com")->rate_per_second, 1.0, 1e-9);
+  EXPECT_EQ(Count(e->DrainEvents(), EventKind::kDestinationThrottled), 1);
+  // An attempt that started after the cut and is still refused cuts again.
+  std::vector<Lease> later = Take(*e, kT0 + absl::Seconds(5), 1);
+  ASSERT_EQ(later.size(), 1u);
+  MustReport(*e, later[0].msg_id, kT0 + absl::Seconds(6), kRateLimited);
+  EXPECT_NEAR(*e->GetDestination("example.com")->rate_per_second, 0.5, 1e-9);
+  ExpectBalanced(*e);
+}
+
 TEST(Engine, UnlimitedRateIsCutThenLiftedAfterQuietPeriods) {
   EngineConfig c;
   c.destination_defaults.rate_quiet_period = absl::Minutes(10);
