@@ -2,15 +2,15 @@
 // the journal off, on without fsync (write() only), on with grouped fsync
 // (every 5 ms) and on with an fsync per call.
 //
-//   bm_journal --benchmark_min_time=2s
+//   bm_journal --benchmark_min_time=1
 //
 // BM_JournalCycle: one message per call (3 journaled calls per iteration).
 // BM_JournalBatchCycle: SubmitMany / TakeReady / ReportMany of 100 messages
 // (3 journaled calls per 100 messages). Counters: ops_per_s (engine calls per
 // wall second; one op = one submitted message, one lease or one report, as in
 // bm_engine), calls_per_s (journaled calls), fsyncs, journal_bytes_per_op.
-// The engine is given the wall clock as `now`, as a driver would, so the
-// grouped policy (measured in engine time) fsyncs every 5 ms of real time.
+// The engine is given the wall clock as `now`, as a driver would. Grouped
+// fsyncs run on the journal's background thread.
 // Journals go to $MAILRETRY_BENCH_DIR (default /tmp); the disk decides the
 // fsync figures.
 

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
@@ -22,6 +23,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -276,15 +278,84 @@ absl::StatusOr<int> CreateJournal(const std::string& dir, uint64_t generation) {
   return afd;
 }
 
+// kGrouped: fsyncs the journal from its own thread, at most once per interval
+// of wall time and only when something was written, so the caller never
+// waits for the disk and an idle engine's last calls still reach it within
+// one interval. Holds its own dup() of the journal descriptor, under its own
+// mutex, so the fsync runs outside the engine's lock.
+class BackgroundSyncer {
+ public:
+  BackgroundSyncer(int fd, absl::Duration interval, std::string path)
+      : interval_(std::max(interval, absl::Milliseconds(1))), path_(std::move(path)), fd_(::dup(fd)) {
+    thread_ = std::thread([this] { Loop(); });
+  }
+  ~BackgroundSyncer() {
+    {
+      absl::MutexLock lock(&mu_);
+      stop_ = true;
+      cv_.Signal();
+    }
+    thread_.join();
+    if (fd_ >= 0) ::close(fd_);
+  }
+  BackgroundSyncer(const BackgroundSyncer&) = delete;
+  BackgroundSyncer& operator=(const BackgroundSyncer&) = delete;
+
+  // Called for every record, under the engine's lock: one relaxed store.
+  void MarkDirty() { dirty_.store(true, std::memory_order_relaxed); }
+  // The journal file changed (compaction).
+  void SetFile(int fd, std::string path) {
+    absl::MutexLock lock(&mu_);
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = ::dup(fd);
+    path_ = std::move(path);
+    dirty_.store(false, std::memory_order_relaxed);
+  }
+  uint64_t fsyncs() const { return fsyncs_.load(std::memory_order_relaxed); }
+  absl::Status error() const {
+    if (!failed_.load(std::memory_order_acquire)) return absl::OkStatus();
+    absl::MutexLock lock(&mu_);
+    return error_;
+  }
+
+ private:
+  void Loop() {
+    absl::MutexLock lock(&mu_);
+    while (!stop_) {
+      cv_.WaitWithTimeout(&mu_, interval_);
+      if (stop_) break;
+      if (!dirty_.exchange(false, std::memory_order_relaxed)) continue;
+      if (fd_ < 0 || DataSync(fd_) != 0) {
+        error_ = Errno("cannot fsync journal", path_, fd_ < 0 ? EBADF : errno);
+        failed_.store(true, std::memory_order_release);
+        return;
+      }
+      fsyncs_.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+
+  const absl::Duration interval_;
+  mutable absl::Mutex mu_;
+  absl::CondVar cv_;
+  bool stop_ = false;
+  std::string path_;
+  int fd_ = -1;
+  absl::Status error_;
+  std::atomic<bool> dirty_{false};
+  std::atomic<bool> failed_{false};
+  std::atomic<uint64_t> fsyncs_{0};
+  std::thread thread_;
+};
+
 // The journal file of a durable engine. Every method runs under Impl::mu.
 class FileJournal final : public JournalSink {
  public:
   FileJournal(std::string dir, int lock_fd, JournalOptions options)
       : dir_(std::move(dir)), lock_fd_(lock_fd), options_(options) {
     info_.directory = dir_;
-    group_ms_ = std::max<int64_t>(0, absl::ToInt64Milliseconds(options_.group_interval));
   }
   ~FileJournal() override {
+    syncer_.reset();  // joins its thread before the descriptor goes
     if (fd_ >= 0) {
       if (dirty_ && options_.fsync != JournalOptions::Fsync::kNever) DataSync(fd_);
       ::close(fd_);
@@ -300,12 +371,22 @@ class FileJournal final : public JournalSink {
     info_.generation = generation;
     info_.records = records;
     info_.bytes = bytes;
-    last_sync_ms_ = impl->now_ms;
+    if (options_.fsync == JournalOptions::Fsync::kGrouped) {
+      syncer_ = std::make_unique<BackgroundSyncer>(fd_, options_.group_interval, Path());
+    }
   }
   JournalInfo& info() { return info_; }
+  JournalInfo Snapshot() const {
+    JournalInfo i = info_;
+    if (syncer_ != nullptr) i.fsyncs += syncer_->fsyncs();
+    return i;
+  }
   const std::string& dir() const { return dir_; }
 
-  absl::Status health() const override { return health_; }
+  absl::Status health() const override {
+    if (!health_.ok() || syncer_ == nullptr) return health_;
+    return syncer_->error();
+  }
 
   absl::Status Submit(uint64_t msg_id, std::string_view destination, absl::Time now, std::string_view source,
                       std::optional<absl::Time> not_before, const absl::Status& result) override {
@@ -401,21 +482,17 @@ class FileJournal final : public JournalSink {
   }
 
   absl::Status Sync() {
-    if (!health_.ok()) return health_;
-    if (dirty_) {
-      if (DataSync(fd_) != 0) return Fail(Errno("cannot fsync journal", Path(), errno));
-      ++info_.fsyncs;
-      dirty_ = false;
-    }
-    last_sync_ms_ = impl_->now_ms;
-    return absl::OkStatus();
+    if (absl::Status h = health(); !h.ok()) return h;
+    // dirty_ counts from the last synchronous fsync: a background one may
+    // not have covered the latest records yet.
+    return dirty_ ? SyncNow() : absl::OkStatus();
   }
 
   // Compaction: a new snapshot generation, then a new journal, then the old
   // generation's files go. A crash at any point leaves a generation whose
   // snapshot and journal together hold every journaled call.
   absl::Status Compact(const Engine::Impl& impl) {
-    if (!health_.ok()) return health_;
+    if (absl::Status h = health(); !h.ok()) return h;
     const uint64_t next = info_.generation + 1;
     const std::string snap = JoinPath(dir_, SnapshotName(next));
     if (absl::Status s = SaveLocked(impl, snap); !s.ok()) return s;  // old generation still complete
@@ -435,7 +512,7 @@ class FileJournal final : public JournalSink {
     info_.records = 0;
     info_.bytes = kHeaderSize;
     dirty_ = false;
-    last_sync_ms_ = impl.now_ms;
+    if (syncer_ != nullptr) syncer_->SetFile(fd_, Path());
     RemoveStale(dir_, next);
     return absl::OkStatus();
   }
@@ -490,7 +567,7 @@ class FileJournal final : public JournalSink {
       case JournalOptions::Fsync::kEveryOp:
         return SyncNow();
       case JournalOptions::Fsync::kGrouped:
-        if (last_sync_ms_ == kNoTime || impl_->now_ms - last_sync_ms_ >= group_ms_) return SyncNow();
+        syncer_->MarkDirty();
         break;
     }
     return absl::OkStatus();
@@ -500,7 +577,6 @@ class FileJournal final : public JournalSink {
     if (DataSync(fd_) != 0) return Fail(Errno("cannot fsync journal", Path(), errno));
     ++info_.fsyncs;
     dirty_ = false;
-    last_sync_ms_ = impl_->now_ms;
     return absl::OkStatus();
   }
 
@@ -514,13 +590,12 @@ class FileJournal final : public JournalSink {
   int lock_fd_ = -1;
   int fd_ = -1;
   JournalOptions options_;
-  int64_t group_ms_ = 0;
   const Engine::Impl* impl_ = nullptr;
   JournalInfo info_;
   absl::Status health_;
-  bool dirty_ = false;
-  int64_t last_sync_ms_ = kNoTime;
+  bool dirty_ = false;  // written since the last synchronous fsync
   std::string buf_;
+  std::unique_ptr<BackgroundSyncer> syncer_;  // kGrouped only
 };
 
 
@@ -858,7 +933,7 @@ absl::Status Engine::Sync() {
 std::optional<JournalInfo> Engine::journal_info() const {
   absl::MutexLock lock(&impl_->mu);
   if (impl_->journal == nullptr) return std::nullopt;
-  return static_cast<FileJournal*>(impl_->journal.get())->info();
+  return static_cast<const FileJournal*>(impl_->journal.get())->Snapshot();
 }
 
 }  // namespace mailretry

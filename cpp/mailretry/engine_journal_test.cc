@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -220,21 +221,37 @@ TEST(EngineJournalTest, EveryOpSyncsEachRecordAndNeverSyncsNone) {
   EXPECT_EQ(never->journal_info()->fsyncs, 1u);
 }
 
-TEST(EngineJournalTest, GroupedSyncsOncePerIntervalOfEngineTime) {
+TEST(EngineJournalTest, GroupedLeavesFsyncToTheBackgroundAndSyncForcesIt) {
   TempDir dir;
-  JournalOptions o{JournalOptions::Fsync::kGrouped, absl::Seconds(10)};
+  // An hour: the background thread stays asleep for the whole test.
+  JournalOptions o{JournalOptions::Fsync::kGrouped, absl::Hours(1)};
   std::unique_ptr<Engine> e = MustOpen(dir.path(), o);
-  ASSERT_TRUE(e->Submit(1, "a.example", kT0).ok());  // first call: syncs
-  EXPECT_EQ(e->journal_info()->fsyncs, 1u);
-  for (int i = 2; i < 10; ++i) ASSERT_TRUE(e->Submit(i, "a.example", kT0 + absl::Seconds(i)).ok());
-  EXPECT_EQ(e->journal_info()->fsyncs, 1u);  // within 10 s of engine time
-  ASSERT_TRUE(e->Submit(10, "a.example", kT0 + absl::Seconds(10)).ok());
-  EXPECT_EQ(e->journal_info()->fsyncs, 2u);  // the call that crosses the interval
-  ASSERT_TRUE(e->Submit(11, "a.example", kT0 + absl::Seconds(11)).ok());
-  EXPECT_EQ(e->journal_info()->fsyncs, 2u);
+  for (int i = 1; i <= 10; ++i) ASSERT_TRUE(e->Submit(i, "a.example", kT0 + absl::Seconds(i)).ok());
+  EXPECT_EQ(e->journal_info()->fsyncs, 0u);  // no call waited for the disk
   ASSERT_TRUE(e->Sync().ok());
-  EXPECT_EQ(e->journal_info()->fsyncs, 3u);
-  EXPECT_EQ(e->journal_info()->records, 11u);
+  EXPECT_EQ(e->journal_info()->fsyncs, 1u);
+  ASSERT_TRUE(e->Sync().ok());  // nothing new
+  EXPECT_EQ(e->journal_info()->fsyncs, 1u);
+  ASSERT_TRUE(e->Compact().ok());  // the background thread follows the new file
+  ASSERT_TRUE(e->Submit(11, "a.example", kT0 + absl::Seconds(11)).ok());
+  ASSERT_TRUE(e->Sync().ok());
+  EXPECT_EQ(e->journal_info()->fsyncs, 2u);
+}
+
+TEST(EngineJournalTest, GroupedFsyncsFromTheBackgroundThread) {
+  TempDir dir;
+  JournalOptions o{JournalOptions::Fsync::kGrouped, absl::Milliseconds(1)};
+  std::unique_ptr<Engine> e = MustOpen(dir.path(), o);
+  ASSERT_TRUE(e->Submit(1, "a.example", kT0).ok());
+  // Waits for an asynchronous effect (no timing assumption): normally ~1 ms.
+  const absl::Time give_up = absl::Now() + absl::Seconds(30);
+  while (e->journal_info()->fsyncs == 0 && absl::Now() < give_up) absl::SleepFor(absl::Milliseconds(1));
+  EXPECT_GE(e->journal_info()->fsyncs, 1u);
+  ASSERT_TRUE(e->Compact().ok());
+  ASSERT_TRUE(e->Submit(2, "a.example", kT0).ok());
+  e.reset();  // joins the thread, fsyncs what is left
+  e = MustOpen(dir.path());
+  EXPECT_EQ(e->Stats().submitted, 2u);
 }
 
 TEST(EngineJournalTest, TornLastRecordIsDroppedAndTheFileTruncated) {

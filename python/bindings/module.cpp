@@ -40,4 +40,5 @@ PYBIND11_MODULE(_core, m) {
   mailretry::python::RegisterClassifier(m);
   mailretry::python::RegisterEngine(m);
   mailretry::python::RegisterSim(m);
+  mailretry::python::RegisterJournal(m);
 }

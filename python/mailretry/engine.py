@@ -91,6 +91,58 @@ class Engine:
         """Write a checksummed snapshot atomically (temporary file, fsync, rename)."""
         self._e.save(os.fspath(path))
 
+    # -- durable mode -----------------------------------------------------------
+    @classmethod
+    def open_durable(
+        cls,
+        directory: str | os.PathLike[str],
+        config: Mapping[str, Any] | None = None,
+        *,
+        seed: int = 0,
+        backend: str | None = None,
+        fsync: str = "group",
+        group_interval: float = 0.005,
+    ) -> Engine:
+        """Recover the engine kept in ``directory`` (latest snapshot plus journal
+        replay), or create one there with ``config``, ``seed`` and ``backend``
+        (used only when creating).
+
+        Every call that changes the engine is then appended to a journal in the
+        compiled core before it returns, so killing the process loses nothing a
+        call returned. ``fsync`` decides what survives a power loss:
+        ``"always"`` (fsync per call), ``"group"`` (at most one fsync per
+        ``group_interval`` seconds of the engine's own time, i.e. the ``now``
+        passed in) or ``"never"``. Raises CorruptDataError for a corrupt
+        snapshot or journal (a torn last record is dropped, not an error),
+        StateError if another engine has the directory open, StorageError for
+        I/O errors. See :meth:`journal_info` for what recovery found.
+        """
+        cfg: dict[str, Any] = dict(config or {})
+        if backend is not None:
+            if backend not in BACKENDS:
+                raise InvalidInputError(f"backend must be one of {BACKENDS}, got {backend!r}")
+            cfg["backend"] = backend
+        return cls(
+            _core_engine=_core.Engine.open_durable(
+                os.fspath(directory), cfg, seed=seed, fsync=fsync, group_interval=group_interval
+            )
+        )
+
+    def compact(self) -> None:
+        """Durable engines: write a new snapshot, start an empty journal, remove
+        the old generation. StateError for an engine that is not durable."""
+        self._e.compact()
+
+    def sync(self) -> None:
+        """Durable engines: fsync the journal now, whatever the policy."""
+        self._e.sync()
+
+    def journal_info(self) -> dict[str, Any] | None:
+        """Durable engines: ``directory``, ``generation``, ``records``,
+        ``bytes``, ``fsyncs`` and what recovery found (``created``,
+        ``records_replayed``, ``torn_tail_dropped``); None otherwise."""
+        return self._e.journal_info()
+
     @property
     def seed(self) -> int:
         return self._e.seed

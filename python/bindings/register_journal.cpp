@@ -1,0 +1,98 @@
+// The engine's durable mode for Python: Engine.open_durable, Engine.compact,
+// Engine.sync and Engine.journal_info, added to the Engine class that
+// register_engine.cpp defines (RegisterJournal runs after RegisterEngine).
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+
+#include <pybind11/pybind11.h>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "bindings.h"
+#include "config_reader.h"
+#include "mailretry/engine.h"
+#include "mailretry/engine_journal.h"
+#include "status.h"
+
+namespace py = pybind11;
+
+namespace mailretry::python {
+
+namespace {
+
+JournalOptions::Fsync ParseFsync(const std::string& name) {
+  if (name == "always") return JournalOptions::Fsync::kEveryOp;
+  if (name == "group") return JournalOptions::Fsync::kGrouped;
+  if (name == "never") return JournalOptions::Fsync::kNever;
+  ThrowIfError(absl::InvalidArgumentError(
+      absl::StrCat("fsync must be 'always', 'group' or 'never', got '", name, "'")));
+  return JournalOptions::Fsync::kGrouped;
+}
+
+py::dict InfoToDict(const JournalInfo& i) {
+  py::dict d;
+  d["directory"] = i.directory;
+  d["generation"] = i.generation;
+  d["records"] = i.records;
+  d["bytes"] = i.bytes;
+  d["fsyncs"] = i.fsyncs;
+  d["created"] = i.created;
+  d["records_replayed"] = i.records_replayed;
+  d["torn_tail_dropped"] = i.torn_tail_dropped;
+  return d;
+}
+
+}  // namespace
+
+void RegisterJournal(py::module_& m) {
+  auto engine = py::reinterpret_borrow<py::class_<Engine>>(m.attr("Engine"));
+  engine
+      .def_static(
+          "open_durable",
+          [](const std::string& directory, py::object config, uint64_t seed, const std::string& fsync,
+             double group_interval) {
+            JournalOptions o;
+            o.fsync = ParseFsync(fsync);
+            if (!(group_interval >= 0)) {
+              ThrowIfError(absl::InvalidArgumentError("group_interval must be >= 0 seconds"));
+            }
+            o.group_interval = DurationFromSeconds(group_interval);
+            EngineConfig c = EngineConfigFromMapping(config);
+            absl::StatusOr<std::unique_ptr<Engine>> e;
+            {
+              py::gil_scoped_release release;  // replay can take a while
+              e = Engine::OpenDurable(directory, std::move(c), seed, o);
+            }
+            return ValueOrThrow(std::move(e));
+          },
+          py::arg("directory"), py::arg("config") = py::none(), py::kw_only(), py::arg("seed") = 0,
+          py::arg("fsync") = "group", py::arg("group_interval") = 0.005)
+      .def("compact",
+           [](Engine& e) {
+             absl::Status s;
+             {
+               py::gil_scoped_release release;
+               s = e.Compact();
+             }
+             ThrowIfError(s);
+           })
+      .def("sync",
+           [](Engine& e) {
+             absl::Status s;
+             {
+               py::gil_scoped_release release;
+               s = e.Sync();
+             }
+             ThrowIfError(s);
+           })
+      .def("journal_info", [](const Engine& e) -> py::object {
+        std::optional<JournalInfo> info = e.journal_info();
+        if (!info) return py::none();
+        return InfoToDict(*info);
+      });
+}
+
+}  // namespace mailretry::python
