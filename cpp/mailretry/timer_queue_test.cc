@@ -513,5 +513,40 @@ TEST(TimingWheel, CancelsCompactAndFreeBuckets) {
   EXPECT_LT(q.MemoryBytes(), full);  // the cascaded level-1 bucket gave its memory back
 }
 
+// Cancel and Reschedule leave the old bucket entry in place; it must never
+// fire, even when the slot comes back at the same position of another bucket
+// or later in the same bucket (the record's position then matches a stale
+// entry's only in the wrong bucket).
+TEST(TimingWheel, StaleEntriesNeverFire) {
+  internal::TimingWheel q(TimerOptions{absl::Seconds(1), kT0});
+  const absl::Time soon = kT0 + absl::Seconds(5);  // level 0
+  const absl::Time later = kT0 + absl::Hours(3);   // level 1
+  // Slot 0 at position 0 of a level-1 bucket, then at position 0 of a level-0
+  // bucket; slot 1 at position 1 of the level-1 bucket.
+  ASSERT_TRUE(q.Schedule(0, later).ok());
+  ASSERT_TRUE(q.Schedule(1, later).ok());
+  ASSERT_TRUE(q.Reschedule(0, soon).ok());
+  // Slot 2 goes round the same level-1 bucket twice: its live entry is last.
+  ASSERT_TRUE(q.Schedule(2, later).ok());
+  ASSERT_TRUE(q.Cancel(2).ok());
+  ASSERT_TRUE(q.Schedule(2, later).ok());
+  // Slot 3 is cancelled from level 0 and comes back at the same tick.
+  ASSERT_TRUE(q.Schedule(3, soon).ok());
+  ASSERT_TRUE(q.Cancel(3).ok());
+  ASSERT_TRUE(q.Schedule(3, soon).ok());
+  ASSERT_TRUE(q.CheckInvariants().ok()) << q.CheckInvariants();
+  std::vector<Slot> out;
+  ASSERT_TRUE(q.PopDue(soon, &out).ok());
+  EXPECT_THAT(out, ElementsAre(0, 3));
+  out.clear();
+  // Slot 0 returns to the level-1 bucket, behind its own stale entry.
+  ASSERT_TRUE(q.Schedule(0, later).ok());
+  ASSERT_TRUE(q.CheckInvariants().ok()) << q.CheckInvariants();
+  ASSERT_TRUE(q.PopDue(later, &out).ok());
+  EXPECT_THAT(out, ElementsAre(1, 2, 0));
+  EXPECT_TRUE(q.empty());
+  ASSERT_TRUE(q.CheckInvariants().ok()) << q.CheckInvariants();
+}
+
 }  // namespace
 }  // namespace mailretry

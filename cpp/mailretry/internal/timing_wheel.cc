@@ -67,13 +67,18 @@ void TimingWheel::ResetBucket(Bucket& b, OccupancyBitmap& bits, uint32_t index,
   bits.Clear(index);
 }
 
-// Squeezes tombstones out of [head, end). Moves live ids, so their records'
-// positions are rewritten; paid for by the tombstones removed.
-void TimingWheel::Compact(Bucket& b) {
+// Squeezes stale entries out of [head, end). Moves live ids, so their
+// records' positions are rewritten; paid for by the cancels that made the
+// stale entries. A rewritten position w is never larger than the read index,
+// so it cannot make a later stale entry look live.
+void TimingWheel::Compact(Bucket& b, int level, uint32_t index) {
+  const Slot* ids = b.ids.data();
+  const size_t n = b.ids.size();
   uint32_t w = 0;
-  for (uint32_t r = b.head; r < b.ids.size(); ++r) {
-    Slot s = b.ids[r];
-    if (s == kDead) continue;
+  for (size_t r = b.head; r < n; ++r) {
+    if (r + kPrefetchDistance < n) __builtin_prefetch(&recs_[ids[r + kPrefetchDistance]], 1);
+    Slot s = ids[r];
+    if (!IsLive(s, static_cast<uint32_t>(r), level, index)) continue;
     recs_[s].pos = w;
     b.ids[w++] = s;
   }
@@ -89,24 +94,19 @@ void TimingWheel::Remove(Slot slot) {
     overflow_key_.erase(it);
   } else {
     uint64_t tick = TickOf(r);
-    Bucket* b;
-    OccupancyBitmap* bits;
-    uint32_t index;
-    if (InLevel0(tick)) {
-      index = static_cast<uint32_t>(tick) & kMask;
-      b = &l0_[index];
-      bits = &l0_bits_;
+    // The bucket entry is left alone (it is stale from here on, see IsLive):
+    // at 10M it sits on a cache line of its own, and writing it was a second
+    // miss that depended on this record's.
+    const int level = InLevel0(tick) ? 0 : 1;
+    const uint32_t index = level == 0 ? static_cast<uint32_t>(tick) & kMask
+                                      : static_cast<uint32_t>(tick >> kLevelBits) & kMask;
+    Bucket& b = level == 0 ? l0_[index] : l1_[index];
+    r.pos = kFree;
+    if (--b.live == 0) {
+      ResetBucket(b, level == 0 ? l0_bits_ : l1_bits_, index, kKeepCapacity);
     } else {
-      index = static_cast<uint32_t>(tick >> kLevelBits) & kMask;
-      b = &l1_[index];
-      bits = &l1_bits_;
-    }
-    b->ids[r.pos] = kDead;
-    if (--b->live == 0) {
-      ResetBucket(*b, *bits, index, kKeepCapacity);
-    } else {
-      uint32_t dead = static_cast<uint32_t>(b->ids.size()) - b->head - b->live;
-      if (dead > kMinDeadToCompact && dead > b->live) Compact(*b);
+      uint32_t dead = static_cast<uint32_t>(b.ids.size()) - b.head - b.live;
+      if (dead > kMinDeadToCompact && dead > b.live) Compact(b, level, index);
     }
   }
   r.pos = kFree;
@@ -162,21 +162,33 @@ void TimingWheel::SetCursor(uint64_t tick) {
   if (new_block) MigrateOverflow();
 }
 
-void TimingWheel::Cascade(uint32_t j) {
+// Moves the cursor to `start`, the first tick of level-1 bucket j's block
+// (level 0 is empty), and moves that bucket's live ids into level 0. Overflow
+// timers the window now reaches are migrated only afterwards: a migrated
+// timer could otherwise take a level-0 position equal to the position of one
+// of its own stale entries in bucket j and make that entry look live.
+void TimingWheel::Cascade(uint32_t j, uint64_t start) {
   Bucket b = std::move(l1_[j]);
   l1_[j] = Bucket();
   l1_bits_.Clear(j);
+  cur_ = start;
   const Slot* ids = b.ids.data();
   const size_t n = b.ids.size();
-  for (size_t k = b.head; k < n; ++k) {
-    if (k + kPrefetchDistance < n && ids[k + kPrefetchDistance] != kDead) {
-      __builtin_prefetch(&recs_[ids[k + kPrefetchDistance]], 1);
-    }
+  uint32_t left = b.live;
+  for (size_t k = b.head; k < n && left > 0; ++k) {
+    if (k + kPrefetchDistance < n) __builtin_prefetch(&recs_[ids[k + kPrefetchDistance]], 1);
     Slot s = ids[k];
-    if (s == kDead) continue;
-    uint32_t i = recs_[s].tick_lo & kMask;
+    Rec& r = recs_[s];
+    // Live iff the record still points here. Every level-1 id whose tick is
+    // in the new block was in bucket j (level 0 is empty), and an id's live
+    // entry is its last one in a bucket, so the Append below (which rewrites
+    // pos) cannot revive a later stale entry of the same id.
+    if (r.pos != k || !InLevel0(TickOf(r))) continue;
+    --left;
+    uint32_t i = r.tick_lo & kMask;
     Append(l0_[i], l0_bits_, i, s);
   }
+  MigrateOverflow();
 }
 
 absl::Status TimingWheel::PopDue(absl::Time now, std::vector<Slot>* out, size_t max_items) {
@@ -195,13 +207,15 @@ absl::Status TimingWheel::PopDue(absl::Time now, std::vector<Slot>* out, size_t 
       const Slot* ids = b.ids.data();
       const size_t n = b.ids.size();
       size_t k = b.head;
-      for (; k < n && popped < max_items; ++k) {
-        if (k + kPrefetchDistance < n && ids[k + kPrefetchDistance] != kDead) {
-          __builtin_prefetch(&recs_[ids[k + kPrefetchDistance]], 1);
-        }
+      for (; k < n && b.live > 0 && popped < max_items; ++k) {
+        if (k + kPrefetchDistance < n) __builtin_prefetch(&recs_[ids[k + kPrefetchDistance]], 1);
         Slot s = ids[k];
-        if (s == kDead) continue;
-        recs_[s].pos = kFree;
+        Rec& r = recs_[s];
+        // Stale entries (cancelled or moved) are skipped: see IsLive. The tick
+        // test cannot be fooled by a wrapped tick_lo: pending ticks are within
+        // 2^24 of the cursor.
+        if (r.pos != k || r.tick_lo != static_cast<uint32_t>(tick)) continue;
+        r.pos = kFree;
         out->push_back(s);
         --b.live;
         ++popped;
@@ -216,8 +230,7 @@ absl::Status TimingWheel::PopDue(absl::Time now, std::vector<Slot>* out, size_t 
       uint32_t j = NextLevel1();
       uint64_t start = Level1Start(j);
       if (start > target) break;
-      SetCursor(start);
-      Cascade(j);
+      Cascade(j, start);
     } else if (!overflow_.empty()) {
       uint64_t tick = overflow_.begin()->first.first;
       if (tick > target) break;
@@ -286,11 +299,11 @@ absl::Status TimingWheel::CheckBucket(const Bucket& b, const OccupancyBitmap& bi
   uint32_t live = 0;
   for (uint32_t k = b.head; k < b.ids.size(); ++k) {
     Slot s = b.ids[k];
-    if (s == kDead) continue;
-    ++live;
-    if (s >= recs_.size() || recs_[s].pos != k) {
-      return absl::InternalError(absl::StrCat(where(), ": slot ", s, " record points elsewhere"));
+    if (s >= recs_.size()) {
+      return absl::InternalError(absl::StrCat(where(), ": slot ", s, " out of range"));
     }
+    if (!IsLive(s, k, level, index)) continue;  // stale: cancelled or moved
+    ++live;
     uint64_t tick = TickOf(recs_[s]);
     if (tick < cur_) {
       return absl::InternalError(absl::StrCat(where(), ": slot ", s, " tick ", tick,
@@ -343,8 +356,20 @@ absl::Status TimingWheel::CheckInvariants() const {
       return absl::InternalError(absl::StrCat("overflow slot ", slot, " is not indexed"));
     }
   }
+  // Every pending record points at an entry that names it; with the live
+  // counts above this makes the stale/live split exact.
   size_t pending = 0;
-  for (const Rec& r : recs_) pending += r.pos != kFree;
+  for (Slot s = 0; s < recs_.size(); ++s) {
+    const Rec& r = recs_[s];
+    if (r.pos == kFree) continue;
+    ++pending;
+    if (r.pos == kOverflow) continue;
+    uint64_t tick = TickOf(r);
+    const Bucket& b = InLevel0(tick) ? l0_[tick & kMask] : l1_[(tick >> kLevelBits) & kMask];
+    if (r.pos < b.head || r.pos >= b.ids.size() || b.ids[r.pos] != s) {
+      return absl::InternalError(absl::StrCat("slot ", s, " record points at an entry of another slot"));
+    }
+  }
   if (pending != size_ || in_buckets + overflow_.size() != size_) {
     return absl::InternalError(absl::StrCat("size ", size_, ", records pending ", pending,
                                             ", in buckets ", in_buckets, ", overflow ",

@@ -140,7 +140,6 @@ class TimingWheel final : public TimerQueue {
   static constexpr uint32_t kMask = kSlots - 1;
   static constexpr uint32_t kFree = std::numeric_limits<uint32_t>::max();
   static constexpr uint32_t kOverflow = kFree - 1;
-  static constexpr Slot kDead = std::numeric_limits<Slot>::max();  // > kMaxSlot
   // Compact a bucket once it holds more tombstones than this and than live ids.
   static constexpr uint32_t kMinDeadToCompact = 32;
   // A drained level-0 bucket keeps at most this capacity (in ids).
@@ -151,7 +150,7 @@ class TimingWheel final : public TimerQueue {
     uint32_t pos;      // index in its bucket, or kFree / kOverflow
   };
   struct Bucket {
-    std::vector<Slot> ids;  // append-only; kDead marks a cancelled entry
+    std::vector<Slot> ids;  // append-only; may hold stale entries (see IsLive)
     uint32_t head = 0;      // ids before head were popped (partial drain)
     uint32_t live = 0;
   };
@@ -175,8 +174,19 @@ class TimingWheel final : public TimerQueue {
   void Append(Bucket& b, OccupancyBitmap& bits, uint32_t index, Slot slot);
   void Remove(Slot slot);
   void ResetBucket(Bucket& b, OccupancyBitmap& bits, uint32_t index, size_t keep_capacity);
-  void Compact(Bucket& b);
-  void Cascade(uint32_t j);
+  void Compact(Bucket& b, int level, uint32_t index);
+  void Cascade(uint32_t j, uint64_t start);
+  // Whether entry k of bucket (level, index), naming slot s, is s's live
+  // entry: s's record points at position k and its tick maps to this bucket.
+  // Positions in a bucket are only reused after a reset or a compaction,
+  // both of which drop the stale entries, so a stale entry never matches.
+  bool IsLive(Slot s, uint32_t k, int level, uint32_t index) const {
+    const Rec& r = recs_[s];
+    if (r.pos != k) return false;  // also kFree / kOverflow
+    uint64_t tick = TickOf(r);
+    return level == 0 ? InLevel0(tick) && (tick & kMask) == index
+                      : !InLevel0(tick) && ((tick >> kLevelBits) & kMask) == index;
+  }
   void SetCursor(uint64_t tick);
   void MigrateOverflow();
   absl::Status CheckBucket(const Bucket& b, const OccupancyBitmap& bits, int level,
