@@ -365,8 +365,7 @@ class FileJournal final : public JournalSink {
   FileJournal(const FileJournal&) = delete;
   FileJournal& operator=(const FileJournal&) = delete;
 
-  void Attach(const Engine::Impl* impl, int fd, uint64_t generation, uint64_t records, uint64_t bytes) {
-    impl_ = impl;
+  void Attach(int fd, uint64_t generation, uint64_t records, uint64_t bytes) {
     fd_ = fd;
     info_.generation = generation;
     info_.records = records;
@@ -590,7 +589,6 @@ class FileJournal final : public JournalSink {
   int lock_fd_ = -1;
   int fd_ = -1;
   JournalOptions options_;
-  const Engine::Impl* impl_ = nullptr;
   JournalInfo info_;
   absl::Status health_;
   bool dirty_ = false;  // written since the last synchronous fsync
@@ -913,7 +911,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::OpenDurable(const std::string& d
   }
   FileJournal::RemoveStale(directory, generation);
   absl::MutexLock lock(&engine->impl_->mu);
-  journal->Attach(engine->impl_.get(), *fd, generation, records, bytes);
+  journal->Attach(*fd, generation, records, bytes);
   engine->impl_->journal = std::move(journal);
   return engine;
 }
