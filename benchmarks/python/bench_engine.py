@@ -43,7 +43,7 @@ import numpy.typing as npt
 import mailretry
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pure_python_engine import PurePythonEngine
+from pure_python_engine import PurePythonEngine, classify_reply
 
 MESSAGES = 1_000_000
 DESTINATIONS = 10_000
@@ -230,9 +230,9 @@ def run_per_message(w: Workload) -> Result:
     return r
 
 
-def run_pure_python(w: Workload) -> Result:
-    """PurePythonEngine driven by the same loop."""
-    e = PurePythonEngine(concurrency=20)
+def run_pure_python(w: Workload, classify: bool = False) -> Result:
+    """PurePythonEngine driven by the same loop (``classify``: with its regex classifier)."""
+    e = PurePythonEngine(concurrency=20, classify=classify_reply if classify else None)
     mix = w.mix_text
     r = Result()
     now = START
@@ -314,7 +314,12 @@ def main() -> None:
     args = ap.parse_args()
 
     w = Workload.build(args.messages)
-    runs: dict[str, list[Result]] = {"batch": [], "pure_python": [], "per_message": []}
+    runs: dict[str, list[Result]] = {
+        "batch": [],
+        "pure_python": [],
+        "pure_python_classified": [],
+        "per_message": [],
+    }
     if args.no_drain:
         runs["batch_no_drain"] = []
     for rep in range(args.repeats):
@@ -330,6 +335,9 @@ def main() -> None:
             gc.collect()
             runs["pure_python"].append(run_pure_python(w))
             progress("pure_python", runs["pure_python"][-1])
+            gc.collect()
+            runs["pure_python_classified"].append(run_pure_python(w, classify=True))
+            progress("pure_python_classified", runs["pure_python_classified"][-1])
         if not args.skip_per_message and rep == 0:
             gc.collect()
             runs["per_message"].append(run_per_message(w))
