@@ -365,8 +365,10 @@ class FileJournal final : public JournalSink {
   FileJournal(const FileJournal&) = delete;
   FileJournal& operator=(const FileJournal&) = delete;
 
-  void Attach(int fd, uint64_t generation, uint64_t records, uint64_t bytes) {
+  void Attach(const Engine::Impl* impl, int fd, uint64_t generation, uint64_t records, uint64_t bytes) {
+    impl_ = impl;
     fd_ = fd;
+    next_compact_at_ = options_.compact_after_records;
     info_.generation = generation;
     info_.records = records;
     info_.bytes = bytes;
@@ -510,6 +512,8 @@ class FileJournal final : public JournalSink {
     info_.generation = next;
     info_.records = 0;
     info_.bytes = kHeaderSize;
+    ++info_.compactions;
+    next_compact_at_ = options_.compact_after_records;
     dirty_ = false;
     if (syncer_ != nullptr) syncer_->SetFile(fd_, Path());
     RemoveStale(dir_, next);
@@ -564,10 +568,20 @@ class FileJournal final : public JournalSink {
       case JournalOptions::Fsync::kNever:
         break;
       case JournalOptions::Fsync::kEveryOp:
-        return SyncNow();
+        if (absl::Status s = SyncNow(); !s.ok()) return s;
+        break;
       case JournalOptions::Fsync::kGrouped:
         syncer_->MarkDirty();
         break;
+    }
+    if (next_compact_at_ != 0 && info_.records >= next_compact_at_) {
+      if (absl::Status s = Compact(*impl_); !s.ok()) {
+        // This call's record is in the journal: the call succeeded. Try again
+        // later rather than on every call while, say, the disk is full. (A
+        // compaction that cannot undo itself already set health_.)
+        next_compact_at_ = info_.records + options_.compact_after_records;
+        ++info_.failed_compactions;
+      }
     }
     return absl::OkStatus();
   }
@@ -589,6 +603,8 @@ class FileJournal final : public JournalSink {
   int lock_fd_ = -1;
   int fd_ = -1;
   JournalOptions options_;
+  const Engine::Impl* impl_ = nullptr;  // for automatic compaction
+  uint64_t next_compact_at_ = 0;        // records; 0 = never
   JournalInfo info_;
   absl::Status health_;
   bool dirty_ = false;  // written since the last synchronous fsync
@@ -911,7 +927,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::OpenDurable(const std::string& d
   }
   FileJournal::RemoveStale(directory, generation);
   absl::MutexLock lock(&engine->impl_->mu);
-  journal->Attach(*fd, generation, records, bytes);
+  journal->Attach(engine->impl_.get(), *fd, generation, records, bytes);
   engine->impl_->journal = std::move(journal);
   return engine;
 }

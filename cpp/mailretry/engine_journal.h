@@ -61,6 +61,12 @@ struct JournalOptions {
   };
   Fsync fsync = Fsync::kGrouped;
   absl::Duration group_interval = absl::Milliseconds(5);
+  // Compact automatically once the journal holds this many records (0 =
+  // only when Compact() is called). The call that reaches the threshold
+  // also writes the snapshot (milliseconds per 100k pending messages). A
+  // failed automatic compaction does not fail that call (its record is in
+  // the journal); it is tried again after as many records more.
+  uint64_t compact_after_records = 0;
 };
 
 // What OpenDurable found and what the journal holds now.
@@ -70,6 +76,8 @@ struct JournalInfo {
   uint64_t records = 0;           // records in the current journal
   uint64_t bytes = 0;             // size of the current journal file
   uint64_t fsyncs = 0;            // fsync calls on the journal since open
+  uint64_t compactions = 0;       // since open, automatic or not
+  uint64_t failed_compactions = 0;  // automatic ones that failed (retried later)
   // Recovery (at OpenDurable).
   bool created = false;           // no state existed: a new engine was created
   uint64_t records_replayed = 0;

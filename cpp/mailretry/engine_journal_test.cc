@@ -364,6 +364,30 @@ TEST(EngineJournalTest, CompactionStartsANewGenerationAndRemovesTheOld) {
   EXPECT_EQ(dur_load.events(), ref_load.events());
 }
 
+TEST(EngineJournalTest, AutomaticCompactionKeepsTheJournalShort) {
+  TempDir dir;
+  JournalOptions o{JournalOptions::Fsync::kNever};
+  o.compact_after_records = 100;
+  Workload ref_load(9), dur_load(9);
+  std::unique_ptr<Engine> ref = Reference();
+  std::unique_ptr<Engine> dur = MustOpen(dir.path(), o);
+  ref_load.Run(*ref, 1000);
+  dur_load.Run(*dur, 1000);
+  const JournalInfo info = *dur->journal_info();
+  EXPECT_GE(info.compactions, 9u);
+  EXPECT_EQ(info.failed_compactions, 0u);
+  EXPECT_LT(info.records, 100u);
+  EXPECT_EQ(info.generation, 1 + info.compactions);
+  dur.reset();
+  dur = MustOpen(dir.path(), o);
+  EXPECT_EQ(dur->journal_info()->records_replayed, info.records);
+  EXPECT_EQ(StatsKey(*dur), StatsKey(*ref));
+  ref_load.Run(*ref, 200);
+  dur_load.Run(*dur, 200);
+  EXPECT_EQ(StatsKey(*dur), StatsKey(*ref));
+  EXPECT_EQ(dur_load.events(), ref_load.events());
+}
+
 TEST(EngineJournalTest, CrashAfterTheNewSnapshotBeforeItsJournal) {
   TempDir dir;
   Workload ref_load(6), dur_load(6);

@@ -39,6 +39,8 @@ py::dict InfoToDict(const JournalInfo& i) {
   d["records"] = i.records;
   d["bytes"] = i.bytes;
   d["fsyncs"] = i.fsyncs;
+  d["compactions"] = i.compactions;
+  d["failed_compactions"] = i.failed_compactions;
   d["created"] = i.created;
   d["records_replayed"] = i.records_replayed;
   d["torn_tail_dropped"] = i.torn_tail_dropped;
@@ -53,8 +55,9 @@ void RegisterJournal(py::module_& m) {
       .def_static(
           "open_durable",
           [](const std::string& directory, py::object config, uint64_t seed, const std::string& fsync,
-             double group_interval) {
+             double group_interval, uint64_t compact_after_records) {
             JournalOptions o;
+            o.compact_after_records = compact_after_records;
             o.fsync = ParseFsync(fsync);
             if (!(group_interval >= 0)) {
               ThrowIfError(absl::InvalidArgumentError("group_interval must be >= 0 seconds"));
@@ -69,7 +72,8 @@ void RegisterJournal(py::module_& m) {
             return ValueOrThrow(std::move(e));
           },
           py::arg("directory"), py::arg("config") = py::none(), py::kw_only(), py::arg("seed") = 0,
-          py::arg("fsync") = "group", py::arg("group_interval") = 0.005)
+          py::arg("fsync") = "group", py::arg("group_interval") = 0.005,
+          py::arg("compact_after_records") = 0)
       .def("compact",
            [](Engine& e) {
              absl::Status s;

@@ -102,6 +102,7 @@ class Engine:
         backend: str | None = None,
         fsync: str = "group",
         group_interval: float = 0.005,
+        compact_after_records: int = 0,
     ) -> Engine:
         """Recover the engine kept in ``directory`` (latest snapshot plus journal
         replay), or create one there with ``config``, ``seed`` and ``backend``
@@ -110,9 +111,11 @@ class Engine:
         Every call that changes the engine is then appended to a journal in the
         compiled core before it returns, so killing the process loses nothing a
         call returned. ``fsync`` decides what survives a power loss:
-        ``"always"`` (fsync per call), ``"group"`` (at most one fsync per
-        ``group_interval`` seconds of the engine's own time, i.e. the ``now``
-        passed in) or ``"never"``. Raises CorruptDataError for a corrupt
+        ``"always"`` (fsync per call), ``"group"`` (a background thread
+        fsyncs at most every ``group_interval`` seconds, so a power loss loses
+        at most that much) or ``"never"``. ``compact_after_records`` > 0 compacts
+        automatically when the journal holds that many records (0: only
+        :meth:`compact`). Raises CorruptDataError for a corrupt
         snapshot or journal (a torn last record is dropped, not an error),
         StateError if another engine has the directory open, StorageError for
         I/O errors. See :meth:`journal_info` for what recovery found.
@@ -124,7 +127,12 @@ class Engine:
             cfg["backend"] = backend
         return cls(
             _core_engine=_core.Engine.open_durable(
-                os.fspath(directory), cfg, seed=seed, fsync=fsync, group_interval=group_interval
+                os.fspath(directory),
+                cfg,
+                seed=seed,
+                fsync=fsync,
+                group_interval=group_interval,
+                compact_after_records=compact_after_records,
             )
         )
 
@@ -139,7 +147,8 @@ class Engine:
 
     def journal_info(self) -> dict[str, Any] | None:
         """Durable engines: ``directory``, ``generation``, ``records``,
-        ``bytes``, ``fsyncs`` and what recovery found (``created``,
+        ``bytes``, ``fsyncs``, ``compactions``, ``failed_compactions`` and
+        what recovery found (``created``,
         ``records_replayed``, ``torn_tail_dropped``); None otherwise."""
         return self._e.journal_info()
 

@@ -78,6 +78,21 @@ def test_compact_sync_and_journal_info(tmp_path: Path) -> None:
         Engine(CONFIG).compact()
 
 
+def test_automatic_compaction(tmp_path: Path) -> None:
+    ref = Engine(CONFIG, seed=4)
+    e = Engine.open_durable(tmp_path, CONFIG, seed=4, fsync="never", compact_after_records=50)
+    t = run(ref, 1, 200, T0)
+    run(e, 1, 200, T0)
+    info = e.journal_info()
+    assert info is not None and info["compactions"] >= 4 and info["records"] < 50
+    del e
+    e = Engine.open_durable(tmp_path, compact_after_records=50)
+    assert stats_key(e) == stats_key(ref)
+    run(ref, 201, 50, t)
+    run(e, 201, 50, t)
+    assert stats_key(e) == stats_key(ref)
+
+
 def test_errors(tmp_path: Path) -> None:
     with pytest.raises(InvalidInputError):
         Engine.open_durable(tmp_path / "a", fsync="sometimes")
