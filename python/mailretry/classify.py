@@ -116,6 +116,8 @@ class Classifier:
         """Classify many replies at once, with the GIL released.
 
         ``texts`` is a list/tuple of ``str`` or a numpy array of ``str``/``object``.
+        Fixed-width numpy ``str`` arrays carry padding up to their longest item,
+        which costs reading; a list or an ``object`` array is the fastest input.
         With ``raise_on_error=False`` replies that do not parse are marked in
         ``ok`` and described in ``errors`` instead of raising.
         """
