@@ -12,11 +12,13 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include "absl/container/flat_hash_map.h"
 #include "bindings.h"
 #include "config_reader.h"
 #include "mailretry/engine.h"
 #include "mailretry/retry_policy.h"
 #include "status.h"
+#include "text_column.h"
 
 namespace py = pybind11;
 
@@ -39,7 +41,7 @@ struct PyDecision {
   std::optional<std::string> category;
   std::string rule;
   std::string schedule;
-  uint32_t attempt;
+  uint32_t attempt = 0;
 };
 
 std::optional<double> OptSeconds(const std::optional<absl::Time>& t) {
@@ -260,50 +262,59 @@ void RegisterEngine(py::module_& m) {
              std::string_view source, std::optional<double> not_before) {
             std::optional<absl::Time> nb;
             if (not_before) nb = TimeFromSeconds(*not_before);
-            ThrowIfError(e.Submit(msg_id, destination, TimeFromSeconds(now), source, nb));
+            const absl::Time t = TimeFromSeconds(now);
+            absl::Status status;
+            {
+              // A durable engine may wait for fsync here; other threads may run.
+              py::gil_scoped_release release;
+              status = e.Submit(msg_id, destination, t, source, nb);
+            }
+            ThrowIfError(status);
           },
           py::arg("msg_id"), py::arg("destination"), py::arg("now"), py::kw_only(),
           py::arg("source") = "", py::arg("not_before") = py::none())
       .def(
           "submit_many",
           [](Engine& e, py::array_t<uint64_t, py::array::c_style | py::array::forcecast> msg_ids,
-             py::array_t<uint32_t, py::array::c_style | py::array::forcecast> destination_indices,
-             py::sequence destination_names, double now,
-             std::optional<py::array_t<uint32_t, py::array::c_style | py::array::forcecast>>
-                 source_indices,
-             std::optional<py::sequence> source_names) {
-            if (msg_ids.ndim() != 1 || destination_indices.ndim() != 1 ||
-                msg_ids.shape(0) != destination_indices.shape(0)) {
-              ThrowIfError(absl::InvalidArgumentError(
-                  "msg_ids and destination_indices must be 1-d arrays of equal length"));
+             py::handle destinations, double now, py::handle sources) {
+            if (msg_ids.ndim() != 1) {
+              ThrowIfError(absl::InvalidArgumentError("msg_ids must be a 1-d array"));
             }
-            std::vector<std::string> dests = StringList(destination_names, "destination_names");
-            std::vector<std::string> sources;
-            if (source_names) sources = StringList(*source_names, "source_names");
-            absl::Span<const uint32_t> src_idx;
-            if (source_indices) {
-              if (source_indices->ndim() != 1 || source_indices->shape(0) != msg_ids.shape(0)) {
-                ThrowIfError(absl::InvalidArgumentError(
-                    "source_indices must be a 1-d array as long as msg_ids"));
-              }
-              src_idx = absl::MakeConstSpan(source_indices->data(),
-                                            static_cast<size_t>(source_indices->shape(0)));
+            const size_t n = static_cast<size_t>(msg_ids.shape(0));
+            TextColumn dest_text = CollectTexts(destinations, "destinations");
+            TextColumn source_text;
+            if (!sources.is_none()) source_text = CollectTexts(sources, "sources");
+            if (dest_text.views.size() != n ||
+                (!sources.is_none() && source_text.views.size() != n)) {
+              ThrowIfError(absl::InvalidArgumentError(
+                  "msg_ids, destinations and sources must have the same length"));
             }
             const absl::Time t = TimeFromSeconds(now);
             absl::Status status;
             {
               py::gil_scoped_release release;
-              status = e.SubmitMany(
-                  absl::MakeConstSpan(msg_ids.data(), static_cast<size_t>(msg_ids.shape(0))),
-                  absl::MakeConstSpan(destination_indices.data(),
-                                      static_cast<size_t>(destination_indices.shape(0))),
-                  dests, t, src_idx, sources);
+              // Interned here: hashing is far cheaper than sorting names in numpy.
+              auto intern = [](const std::vector<std::string_view>& views,
+                               std::vector<uint32_t>& indices, std::vector<std::string>& names) {
+                absl::flat_hash_map<std::string_view, uint32_t> ids;
+                indices.reserve(views.size());
+                for (std::string_view v : views) {
+                  auto [it, inserted] = ids.try_emplace(v, static_cast<uint32_t>(names.size()));
+                  if (inserted) names.emplace_back(v);
+                  indices.push_back(it->second);
+                }
+              };
+              std::vector<uint32_t> dest_idx, src_idx;
+              std::vector<std::string> dest_names, src_names;
+              intern(dest_text.views, dest_idx, dest_names);
+              if (!sources.is_none()) intern(source_text.views, src_idx, src_names);
+              status = e.SubmitMany(absl::MakeConstSpan(msg_ids.data(), n), dest_idx, dest_names,
+                                    t, src_idx, src_names);
             }
             ThrowIfError(status);
           },
-          py::arg("msg_ids"), py::arg("destination_indices"), py::arg("destination_names"),
-          py::arg("now"), py::kw_only(), py::arg("source_indices") = py::none(),
-          py::arg("source_names") = py::none())
+          py::arg("msg_ids"), py::arg("destinations"), py::arg("now"), py::kw_only(),
+          py::arg("sources") = py::none())
       .def(
           "advance",
           [](Engine& e, double now) {
@@ -363,13 +374,31 @@ void RegisterEngine(py::module_& m) {
       .def(
           "report",
           [](Engine& e, uint64_t msg_id, double now, std::string_view raw) {
-            return ToPy(ValueOrThrow(e.ReportText(msg_id, TimeFromSeconds(now), raw)));
+            const absl::Time t = TimeFromSeconds(now);
+            absl::StatusOr<Decision> d;
+            PyDecision out;
+            {
+              py::gil_scoped_release release;
+              d = e.ReportText(msg_id, t, raw);
+              if (d.ok()) out = ToPy(*d);
+            }
+            ThrowIfError(d.status());
+            return out;
           },
           py::arg("msg_id"), py::arg("now"), py::arg("reply"))
       .def(
           "report_reply",
           [](Engine& e, uint64_t msg_id, double now, const Reply& reply) {
-            return ToPy(ValueOrThrow(e.Report(msg_id, TimeFromSeconds(now), reply)));
+            const absl::Time t = TimeFromSeconds(now);
+            absl::StatusOr<Decision> d;
+            PyDecision out;
+            {
+              py::gil_scoped_release release;
+              d = e.Report(msg_id, t, reply);
+              if (d.ok()) out = ToPy(*d);
+            }
+            ThrowIfError(d.status());
+            return out;
           },
           py::arg("msg_id"), py::arg("now"), py::arg("reply"))
       .def(

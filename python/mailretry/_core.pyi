@@ -170,14 +170,7 @@ class Engine:
         not_before: float | None = None,
     ) -> None: ...
     def submit_many(
-        self,
-        msg_ids: Any,
-        destination_indices: Any,
-        destination_names: Any,
-        now: float,
-        *,
-        source_indices: Any = None,
-        source_names: Any = None,
+        self, msg_ids: Any, destinations: Any, now: float, *, sources: Any = None
     ) -> None: ...
     def advance(self, now: float) -> None: ...
     def take_ready(self, now: float, limit: int) -> list[Lease]: ...

@@ -180,23 +180,10 @@ class Engine:
         sources: Sequence[str] | npt.NDArray[Any] | None = None,
     ) -> None:
         """Submit many messages at once (all or nothing). ``destinations`` (and
-        ``sources``) give one name per message; names are interned here."""
+        ``sources``) give one name per message: a list of ``str`` or a numpy
+        ``str``/``object`` array; names are interned in the core."""
         ids = np.ascontiguousarray(msg_ids, dtype=np.uint64)
-        dest_names, dest_idx = np.unique(
-            np.asarray(destinations, dtype=object).astype(str), return_inverse=True
-        )
-        kwargs: dict[str, Any] = {}
-        if sources is not None:
-            src_names, src_idx = np.unique(
-                np.asarray(sources, dtype=object).astype(str), return_inverse=True
-            )
-            kwargs = {
-                "source_indices": src_idx.astype(np.uint32),
-                "source_names": src_names.tolist(),
-            }
-        self._e.submit_many(
-            ids, dest_idx.astype(np.uint32), dest_names.tolist(), to_seconds(now), **kwargs
-        )
+        self._e.submit_many(ids, destinations, to_seconds(now), sources=sources)
 
     def advance(self, now: TimeLike) -> None:
         """Process everything due at ``now`` (retries, expiries, lease timeouts)."""
