@@ -199,6 +199,7 @@ def test_profiles_are_listed_and_readable() -> None:
 
 
 def test_simulate_cli_quick(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("matplotlib")  # the command writes a PNG
     import argparse
 
     from mailretry.sim_cli import add_simulate_parser
