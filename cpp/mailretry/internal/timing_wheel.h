@@ -24,10 +24,16 @@
 //   dependent cache miss per timer (perf-anchors.md: 145 vs 30 ns at 10M).
 // * Buckets are only ever appended to, and a cascade appends in bucket order,
 //   so every level-0 bucket (one tick) is already in insertion order: FIFO
-//   among equal due ticks comes for free. Swap-remove would break it, so Cancel
-//   overwrites the id with a tombstone, found in O(1) through the per-slot
-//   record {tick, position}. A bucket whose live count drops to zero is reset;
-//   one with more tombstones than live ids is compacted.
+//   among equal due ticks comes for free. Swap-remove would break it, so
+//   Cancel (and the remove half of Reschedule) leaves the entry where it is
+//   and only frees the per-slot record {tick, position}: an entry is live iff
+//   its slot's record still points at that bucket and position (IsLive). That
+//   makes a cancel one cache line (the record) instead of two dependent ones.
+//   A bucket whose live count drops to zero is reset; one with more stale
+//   entries than live ids is compacted.
+// * The record array is allocated on transparent huge pages when large: at
+//   10M slots it is 80 MB, and with 4 KiB pages every random access also paid
+//   a TLB miss (a nested page walk on a VM).
 // * No allocation per timer: bucket vectors grow geometrically; level-0
 //   buckets keep a small capacity between uses, a cascaded level-1 bucket
 //   hands its memory back.
@@ -44,7 +50,7 @@
 // wakes up at most once for nothing per cascaded bucket.
 //
 // Memory: 8 B per slot id (record) + 4 B per pending timer (bucket entry) +
-// vector slack and tombstones; fixed ~200 KiB of bucket headers and bitmaps.
+// vector slack and stale entries; fixed ~200 KiB of bucket headers and bitmaps.
 #ifndef MAILRETRY_INTERNAL_TIMING_WHEEL_H_
 #define MAILRETRY_INTERNAL_TIMING_WHEEL_H_
 
