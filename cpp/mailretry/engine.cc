@@ -270,6 +270,10 @@ absl::Status EngineConfig::Validate() const {
       return absl::InvalidArgumentError(
           absl::StrCat(where, ": cut_concurrency_to and raise_concurrency_after must be >= 1"));
     }
+    if (d.concurrency_ceiling_hold < absl::ZeroDuration()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ": concurrency_ceiling_hold must not be negative"));
+    }
     for (const RateLimit* r : {&d.rate, &d.unlimited_cut_to, &d.min_rate}) {
       if (r->per <= absl::ZeroDuration() || r->per == absl::InfiniteDuration()) {
         return absl::InvalidArgumentError(absl::StrCat(where, ": rate intervals must be positive and finite"));
@@ -947,6 +951,13 @@ class Core {
     const uint32_t target = std::max(p.min_concurrency, std::min(d.concurrency / 2, p.cut_concurrency_to));
     d.success_streak = 0;
     if (target >= d.concurrency) return;
+    // Remember the refused level so that slow raises do not walk straight
+    // back into the receiver's cap (2 -> 3 -> refused -> 1 -> ...). Only a
+    // real cut sets it: later refusals from the same cohort see the cut limit.
+    if (p.concurrency_ceiling_hold > absl::ZeroDuration()) {
+      d.conc_ceiling = std::max(p.min_concurrency, d.concurrency - 1);
+      d.conc_ceiling_until = SatAdd(now, DurMs(p.concurrency_ceiling_hold));
+    }
     d.concurrency = target;
     EmitThrottled(d, now, cat, rule, text, absl::StrCat("concurrency cut to ", target), std::nullopt);
   }
@@ -1156,7 +1167,9 @@ class Core {
     d.evidence_first = kNoTime;
     if (++d.success_streak >= p.raise_concurrency_after) {
       d.success_streak = 0;
-      if (d.concurrency < p.max_concurrency) ++d.concurrency;
+      const bool capped = d.conc_ceiling != 0 && now < d.conc_ceiling_until;
+      const uint32_t limit = capped ? std::min(p.max_concurrency, d.conc_ceiling) : p.max_concurrency;
+      if (d.concurrency < limit) ++d.concurrency;
     }
     if (d.health == Health::kStructural) {
       d.health = Health::kHealthy;

@@ -86,12 +86,16 @@ struct DestinationPolicy {
   // a too_many_connections reply cuts it to min(current/2, cut_concurrency_to)
   // (at least min_concurrency); each run of `raise_concurrency_after`
   // consecutive deliveries without a throttling reply raises it by one, up to
-  // max_concurrency.
+  // max_concurrency (and, for concurrency_ceiling_hold after a cut, up to one
+  // below the level that was refused).
   uint32_t initial_concurrency = 5;
   uint32_t max_concurrency = 20;
   uint32_t min_concurrency = 1;
   uint32_t cut_concurrency_to = 2;
   uint32_t raise_concurrency_after = 20;
+  // After a too_many_connections cut, raises stop one below the level that was
+  // refused, for this long; then probing upward resumes. Zero = no memory.
+  absl::Duration concurrency_ceiling_hold = absl::Hours(1);
 
   // Rate. A rate_limit / reputation_throttle reply halves the current rate
   // (an unlimited rate is cut to `unlimited_cut_to`), never below `min_rate`.

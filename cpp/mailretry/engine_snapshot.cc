@@ -31,7 +31,7 @@ namespace internal {
 namespace {
 
 constexpr char kMagic[8] = {'M', 'R', 'S', 'N', 'A', 'P', '\r', '\n'};
-constexpr uint32_t kVersion = 1;
+constexpr uint32_t kVersion = 2;  // 2: concurrency ceiling memory
 
 // CRC32C (Castagnoli), table-driven; absl::crc is not available in 20220623.
 const std::array<uint32_t, 256>& CrcTable() {
@@ -221,6 +221,7 @@ void PutDestPolicy(Writer& w, const DestinationPolicy& d) {
   w.U32(d.min_concurrency);
   w.U32(d.cut_concurrency_to);
   w.U32(d.raise_concurrency_after);
+  w.I64(absl::ToInt64Milliseconds(d.concurrency_ceiling_hold));
   PutRate(w, d.rate);
   PutRate(w, d.unlimited_cut_to);
   PutRate(w, d.min_rate);
@@ -239,6 +240,7 @@ DestinationPolicy GetDestPolicy(Reader& r) {
   d.min_concurrency = r.U32();
   d.cut_concurrency_to = r.U32();
   d.raise_concurrency_after = r.U32();
+  d.concurrency_ceiling_hold = absl::Milliseconds(r.I64());
   d.rate = GetRate(r);
   d.unlimited_cut_to = GetRate(r);
   d.min_rate = GetRate(r);
@@ -471,6 +473,8 @@ void PutDest(Writer& w, const DestState& d) {
   w.U32(d.success_streak);
   w.U32(d.conc_override);
   w.I64(d.conc_override_until);
+  w.U32(d.conc_ceiling);
+  w.I64(d.conc_ceiling_until);
   w.I64(d.tat);
   w.I64(d.cut_interval_ms);
   w.I64(d.last_cut);
@@ -524,6 +528,8 @@ void GetDest(Reader& r, DestState& d) {
   d.success_streak = r.U32();
   d.conc_override = r.U32();
   d.conc_override_until = r.I64();
+  d.conc_ceiling = r.U32();
+  d.conc_ceiling_until = r.I64();
   d.tat = r.I64();
   d.cut_interval_ms = r.I64();
   d.last_cut = r.I64();

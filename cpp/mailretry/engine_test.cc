@@ -467,6 +467,39 @@ TEST(Engine, ConcurrencyIsEnforcedCutAndRaisedSlowly) {
   ExpectBalanced(*e);
 }
 
+TEST(Engine, RaisesStopBelowARefusedLevelForAWhile) {
+  EngineConfig c;
+  c.destination_defaults.initial_concurrency = 3;
+  c.destination_defaults.max_concurrency = 10;
+  c.destination_defaults.raise_concurrency_after = 2;
+  c.destination_defaults.concurrency_ceiling_hold = absl::Hours(1);
+  auto e = MakeEngine(c);
+  for (uint64_t i = 0; i < 100; ++i) ASSERT_TRUE(e->Submit(i, "example.com", kT0).ok());
+  std::vector<Lease> l = Take(*e, kT0);
+  ASSERT_EQ(l.size(), 3u);
+  // Refused at 3 in flight: cut to 1, and 3 is remembered as too many.
+  MustReport(*e, l[0].msg_id, kT0, kTooMany);
+  MustReport(*e, l[1].msg_id, kT0, kTooMany);  // same cohort: no second cut
+  EXPECT_EQ(e->GetDestination("example.com")->concurrency_limit, 1u);
+  MustReport(*e, l[2].msg_id, kT0, kOk);
+  absl::Time t = kT0;
+  auto deliver = [&](int n) {
+    for (int i = 0; i < n; ++i) {
+      std::vector<Lease> one = Take(*e, t, 1);
+      ASSERT_EQ(one.size(), 1u);
+      MustReport(*e, one[0].msg_id, t, kOk);
+    }
+  };
+  deliver(1);  // 2 deliveries since the cut: +1
+  EXPECT_EQ(e->GetDestination("example.com")->concurrency_limit, 2u);
+  deliver(6);  // held at 2, one below the refused level
+  EXPECT_EQ(e->GetDestination("example.com")->concurrency_limit, 2u);
+  t = kT0 + absl::Minutes(61);  // the memory has expired: probing upward resumes
+  deliver(2);
+  EXPECT_EQ(e->GetDestination("example.com")->concurrency_limit, 3u);
+  ExpectBalanced(*e);
+}
+
 TEST(Engine, RateIsEnforcedCutAndRampedBack) {
   EngineConfig c;
   c.destination_defaults.rate = {60, absl::Minutes(1)};  // 1/s

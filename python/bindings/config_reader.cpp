@@ -168,6 +168,7 @@ DestinationPolicy ParseDestinationPolicy(py::handle obj, const std::string& path
   t.Unsigned("min_concurrency", d.min_concurrency);
   t.Unsigned("cut_concurrency_to", d.cut_concurrency_to);
   t.Unsigned("raise_concurrency_after", d.raise_concurrency_after);
+  t.Duration("concurrency_ceiling_hold", d.concurrency_ceiling_hold);
   if (t.Has("rate")) d.rate = ParseRate(t.Get("rate"), t.Path("rate"));
   if (t.Has("unlimited_cut_to")) {
     d.unlimited_cut_to = ParseRate(t.Get("unlimited_cut_to"), t.Path("unlimited_cut_to"));

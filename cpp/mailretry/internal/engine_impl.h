@@ -101,6 +101,8 @@ struct DestState {
   uint32_t success_streak = 0;
   uint32_t conc_override = 0;
   int64_t conc_override_until = kNoTime;
+  uint32_t conc_ceiling = 0;          // highest level not refused lately (0 = none)
+  int64_t conc_ceiling_until = kNoTime;
 
   // Rate (GCRA) and its cut / ramp-back.
   int64_t tat = kNoTime;
