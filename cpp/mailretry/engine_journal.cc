@@ -35,6 +35,7 @@
 #include "absl/types/span.h"
 #include "mailretry/engine.h"
 #include "mailretry/engine_journal.h"
+#include "mailretry/internal/binary_io.h"
 #include "mailretry/internal/engine_impl.h"
 #include "mailretry/reply.h"
 #include "re2/re2.h"  // Impl owns compiled RE2s; destroying one here needs the type
@@ -80,25 +81,9 @@ uint64_t LeaseHash(const std::vector<Lease>& leases) {
 int64_t TimeMs(absl::Time t) { return absl::ToUnixMillis(t); }
 
 // Appends little-endian fields to a string the journal reuses between records.
-class Encoder {
+class Encoder : public internal::BinaryWriter {
  public:
-  explicit Encoder(std::string* out) : out_(out) {}
-  void U8(uint8_t v) { out_->push_back(static_cast<char>(v)); }
-  void U32(uint32_t v) {
-    char b[4];
-    for (int i = 0; i < 4; ++i) b[i] = static_cast<char>(v >> (8 * i));
-    out_->append(b, 4);
-  }
-  void U64(uint64_t v) {
-    char b[8];
-    for (int i = 0; i < 8; ++i) b[i] = static_cast<char>(v >> (8 * i));
-    out_->append(b, 8);
-  }
-  void I64(int64_t v) { U64(static_cast<uint64_t>(v)); }
-  void Str(std::string_view s) {
-    U32(static_cast<uint32_t>(s.size()));
-    out_->append(s.data(), s.size());
-  }
+  using BinaryWriter::BinaryWriter;
   void Reply(const mailretry::Reply& r) {
     U8(static_cast<uint8_t>(r.transport));
     U32(static_cast<uint32_t>(r.code));
@@ -110,59 +95,16 @@ class Encoder {
     }
     Str(r.text);
   }
-
- private:
-  std::string* out_;
 };
 
 // Reads what Encoder wrote; any overrun turns ok() false.
-class Decoder {
+class Decoder : public internal::BinaryReader {
  public:
-  explicit Decoder(std::string_view in) : in_(in) {}
-  bool ok() const { return ok_; }
-  bool done() const { return pos_ == in_.size(); }
-  uint8_t U8() {
-    if (pos_ >= in_.size()) {
-      ok_ = false;
-      return 0;
-    }
-    return static_cast<uint8_t>(in_[pos_++]);
-  }
-  uint32_t U32() {
-    uint32_t v = 0;
-    for (int i = 0; i < 4; ++i) v |= uint32_t{U8()} << (8 * i);
-    return v;
-  }
-  uint64_t U64() {
-    uint64_t v = 0;
-    for (int i = 0; i < 8; ++i) v |= uint64_t{U8()} << (8 * i);
-    return v;
-  }
-  int64_t I64() { return static_cast<int64_t>(U64()); }
-  absl::Time Time() { return absl::FromUnixMillis(I64()); }
-  std::string Str() {
-    const uint32_t n = U32();
-    if (!ok_ || n > in_.size() - pos_) {
-      ok_ = false;
-      return {};
-    }
-    std::string s(in_.substr(pos_, n));
-    pos_ += n;
-    return s;
-  }
-  // A count of items of at least `min_bytes` each that the rest can hold.
-  uint64_t Count(size_t min_bytes) {
-    const uint64_t n = U64();
-    if (!ok_ || n > (in_.size() - pos_) / std::max<size_t>(min_bytes, 1)) {
-      ok_ = false;
-      return 0;
-    }
-    return n;
-  }
+  using BinaryReader::BinaryReader;
   mailretry::Reply Reply() {
     mailretry::Reply r;
     const uint8_t t = U8();
-    if (t >= kNumTransports) ok_ = false;
+    if (t >= kNumTransports) Fail();
     r.transport = static_cast<Transport>(t);
     r.code = static_cast<int>(U32());
     if (U8() != 0) {
@@ -175,11 +117,6 @@ class Decoder {
     r.text = Str();
     return r;
   }
-
- private:
-  std::string_view in_;
-  size_t pos_ = 0;
-  bool ok_ = true;
 };
 
 std::string JoinPath(const std::string& dir, std::string_view name) {

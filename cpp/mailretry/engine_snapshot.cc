@@ -23,6 +23,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "mailretry/engine.h"
+#include "mailretry/internal/binary_io.h"
 #include "mailretry/internal/engine_impl.h"
 #include "re2/re2.h"
 
@@ -48,101 +49,8 @@ const std::array<uint32_t, 256>& CrcTable() {
 }
 
 
-class Writer {
- public:
-  void U8(uint8_t v) { out_.push_back(static_cast<char>(v)); }
-  void U32(uint32_t v) {
-    for (int i = 0; i < 4; ++i) U8(static_cast<uint8_t>(v >> (8 * i)));
-  }
-  void U64(uint64_t v) {
-    for (int i = 0; i < 8; ++i) U8(static_cast<uint8_t>(v >> (8 * i)));
-  }
-  void I64(int64_t v) { U64(static_cast<uint64_t>(v)); }
-  void Bool(bool b) { U8(b ? 1 : 0); }
-  void F64(double d) {
-    uint64_t v;
-    std::memcpy(&v, &d, sizeof v);
-    U64(v);
-  }
-  void Str(std::string_view s) {
-    U32(static_cast<uint32_t>(s.size()));
-    out_.append(s.data(), s.size());
-  }
-  void Dur(absl::Duration d) {
-    if (d == absl::InfiniteDuration()) {
-      I64(std::numeric_limits<int64_t>::max());
-    } else {
-      I64(absl::ToInt64Nanoseconds(d));
-    }
-  }
-  void Time(absl::Time t) { I64(absl::ToUnixMillis(t)); }
-  std::string& out() { return out_; }
-
- private:
-  std::string out_;
-};
-
-class Reader {
- public:
-  explicit Reader(std::string_view in) : in_(in) {}
-  bool ok() const { return ok_; }
-  uint8_t U8() {
-    if (pos_ >= in_.size()) {
-      ok_ = false;
-      return 0;
-    }
-    return static_cast<uint8_t>(in_[pos_++]);
-  }
-  uint32_t U32() {
-    uint32_t v = 0;
-    for (int i = 0; i < 4; ++i) v |= uint32_t{U8()} << (8 * i);
-    return v;
-  }
-  uint64_t U64() {
-    uint64_t v = 0;
-    for (int i = 0; i < 8; ++i) v |= uint64_t{U8()} << (8 * i);
-    return v;
-  }
-  int64_t I64() { return static_cast<int64_t>(U64()); }
-  bool Bool() { return U8() != 0; }
-  double F64() {
-    uint64_t v = U64();
-    double d;
-    std::memcpy(&d, &v, sizeof d);
-    return d;
-  }
-  std::string Str() {
-    const uint32_t n = U32();
-    if (!ok_ || n > in_.size() - pos_) {
-      ok_ = false;
-      return {};
-    }
-    std::string s(in_.substr(pos_, n));
-    pos_ += n;
-    return s;
-  }
-  absl::Duration Dur() {
-    const int64_t v = I64();
-    return v == std::numeric_limits<int64_t>::max() ? absl::InfiniteDuration() : absl::Nanoseconds(v);
-  }
-  absl::Time Time() { return absl::FromUnixMillis(I64()); }
-  // A count of items that each take at least `min_bytes`: rejects counts the
-  // remaining input cannot hold, so a corrupt count cannot allocate wildly.
-  uint64_t Count(size_t min_bytes) {
-    const uint64_t n = U64();
-    if (!ok_ || (min_bytes > 0 && n > (in_.size() - pos_) / min_bytes)) {
-      ok_ = false;
-      return 0;
-    }
-    return n;
-  }
-  size_t remaining() const { return in_.size() - pos_; }
-
- private:
-  std::string_view in_;
-  size_t pos_ = 0;
-  bool ok_ = true;
-};
+using Writer = internal::BinaryWriter;
+using Reader = internal::BinaryReader;
 
 // --- config ------------------------------------------------------------------
 
@@ -221,7 +129,7 @@ void PutDestPolicy(Writer& w, const DestinationPolicy& d) {
   w.U32(d.min_concurrency);
   w.U32(d.cut_concurrency_to);
   w.U32(d.raise_concurrency_after);
-  w.I64(absl::ToInt64Milliseconds(d.concurrency_ceiling_hold));
+  w.Dur(d.concurrency_ceiling_hold);
   PutRate(w, d.rate);
   PutRate(w, d.unlimited_cut_to);
   PutRate(w, d.min_rate);
@@ -240,7 +148,7 @@ DestinationPolicy GetDestPolicy(Reader& r) {
   d.min_concurrency = r.U32();
   d.cut_concurrency_to = r.U32();
   d.raise_concurrency_after = r.U32();
-  d.concurrency_ceiling_hold = absl::Milliseconds(r.I64());
+  d.concurrency_ceiling_hold = r.Dur();
   d.rate = GetRate(r);
   d.unlimited_cut_to = GetRate(r);
   d.min_rate = GetRate(r);
@@ -567,7 +475,8 @@ void GetDest(Reader& r, DestState& d) {
 }
 
 std::string Serialize(const Engine::Impl& m) {
-  Writer w;
+  std::string out;
+  Writer w(&out);
   PutConfig(w, m.config);
   w.U64(m.seed);
   w.U64(m.rng.state());
@@ -629,7 +538,7 @@ std::string Serialize(const Engine::Impl& m) {
     auto it = by_names.find({e.destination.data(), e.source.data()});
     PutEvent(w, e, it == by_names.end() ? 0 : it->second);
   }
-  return std::move(w.out());
+  return out;
 }
 
 absl::Status ReadWholeFile(const std::string& path, std::string* out) {
@@ -679,21 +588,21 @@ uint32_t Crc32c(std::string_view data) {
 absl::Status SaveLocked(const Engine::Impl& m, const std::string& path) {
   if (path.empty()) return absl::InvalidArgumentError("snapshot path is empty");
   const std::string payload = Serialize(m);
-  Writer head;
-  head.out().append(kMagic, sizeof kMagic);
-  head.U32(kVersion);
-  head.U64(payload.size());
-  Writer tail;
-  tail.U32(Crc32c(payload));
+  std::string head(kMagic, sizeof kMagic);
+  Writer head_writer(&head);
+  head_writer.U32(kVersion);
+  head_writer.U64(payload.size());
+  std::string tail;
+  Writer(&tail).U32(Crc32c(payload));
 
   const std::string tmp = absl::StrCat(path, ".tmp.", ::getpid());
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) {
     return absl::UnavailableError(absl::StrCat("cannot create '", tmp, "': ", std::strerror(errno)));
   }
-  absl::Status s = WriteAll(fd, head.out());
+  absl::Status s = WriteAll(fd, head);
   if (s.ok()) s = WriteAll(fd, payload);
-  if (s.ok()) s = WriteAll(fd, tail.out());
+  if (s.ok()) s = WriteAll(fd, tail);
   if (s.ok() && ::fsync(fd) != 0) s = absl::UnavailableError(std::strerror(errno));
   if (::close(fd) != 0 && s.ok()) s = absl::UnavailableError(std::strerror(errno));
   if (s.ok() && ::rename(tmp.c_str(), path.c_str()) != 0) s = absl::UnavailableError(std::strerror(errno));
