@@ -124,14 +124,21 @@ class Classifier:
         batch = self._core.classify_many(
             texts, destination=destination or "", raise_on_error=raise_on_error, lenient=lenient
         )
-        return BatchClassification(batch)
+        return BatchClassification(batch, texts, lenient)
 
 
 class BatchClassification:
     """Results of :meth:`Classifier.classify_many`, one row per input, as numpy arrays."""
 
-    def __init__(self, batch: _core.ClassificationBatch) -> None:
+    def __init__(
+        self,
+        batch: _core.ClassificationBatch,
+        texts: Sequence[str] | npt.NDArray[Any] | None = None,
+        lenient: bool = False,
+    ) -> None:
         self._batch = batch
+        self._texts = texts
+        self._lenient = lenient
         self.code: npt.NDArray[np.int16] = batch.code
         self.category_code: npt.NDArray[np.uint8] = batch.category
         self.action_code: npt.NDArray[np.uint8] = batch.action
@@ -161,6 +168,19 @@ class BatchClassification:
         return names[self.rule_index]
 
     @cached_property
+    def text(self) -> list[str | None]:
+        """Reply texts as parsed (code and enhanced code removed, continuation
+        lines joined by newlines); None where the reply did not parse. Parsed
+        again on first access, since the batch itself keeps only columns."""
+        if self._texts is None:
+            return [None] * len(self)
+        parse = _core.parse_reply_lenient if self._lenient else _core.parse_reply
+        return [
+            parse(t).text if ok else None
+            for t, ok in zip(list(self._texts), self.ok.tolist(), strict=True)
+        ]
+
+    @cached_property
     def enhanced(self) -> list[str | None]:
         """Enhanced status codes ('4.7.28') or None."""
         out: list[str | None] = []
@@ -172,20 +192,22 @@ class BatchClassification:
         return out
 
     def to_records(self) -> list[dict[str, Any]]:
-        """One dict per row: code, enhanced, category, action, transient, rule, ok."""
+        """One dict per row: code, enhanced, text, category, action, transient, rule, ok."""
         return [
             {
                 "code": int(code),
                 "enhanced": enhanced,
+                "text": text,
                 "category": category,
                 "action": action,
                 "transient": bool(transient),
                 "rule": rule,
                 "ok": bool(ok),
             }
-            for code, enhanced, category, action, transient, rule, ok in zip(
+            for code, enhanced, text, category, action, transient, rule, ok in zip(
                 self.code.tolist(),
                 self.enhanced,
+                self.text,
                 self.category.tolist(),
                 self.action.tolist(),
                 self.transient.tolist(),

@@ -151,6 +151,7 @@ def test_classify_many_matches_classify(dev_replies: list[dict[str, str]]) -> No
         assert batch.rule[i] == one.rule
         assert int(batch.code[i]) == one.code
         assert batch.enhanced[i] == one.enhanced
+        assert batch.text[i] == one.text
 
 
 def test_classify_many_accepts_numpy_arrays() -> None:
@@ -169,6 +170,8 @@ def test_classify_many_errors() -> None:
     assert batch.ok.tolist() == [True, False, True]
     assert set(batch.errors) == {1}
     assert batch.rule[1] == ""
+    assert batch.text[1] is None
+    assert batch.to_records()[2]["text"] == "unknown user"
     with pytest.raises(InvalidInputError):
         mailretry.classify_many(["421 ok", 42])  # type: ignore[list-item]
 
