@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "bindings.h"
 #include "mailretry/classifier.h"
+#include "mailretry/internal/reply_corpus.h"
 #include "mailretry/reply.h"
 #include "status.h"
 #include "text_column.h"
@@ -77,6 +78,15 @@ void RegisterClassifier(py::module_& m) {
     actions[static_cast<size_t>(i)] = std::string(ActionName(static_cast<Action>(i)));
   }
   m.attr("ACTIONS") = actions;
+
+  m.def(
+      "corpus_split",
+      [](std::string_view source) {
+        return std::string(internal::CorpusSplitName(internal::SplitOfSource(source)));
+      },
+      py::arg("source"),
+      "'tune' or 'validation': the dev corpus split of a row with this source (the C++ "
+      "tests use the same function).");
 
   py::class_<UserRule>(m, "UserRule", "A user classification rule (see mailretry.Classifier).")
       .def(py::init([](std::string name, std::string text, std::string enhanced, std::string code,

@@ -60,7 +60,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from mailretry.evaluate import evaluate, load_labelled
 
     classifier = Classifier.from_toml(args.rules) if args.rules else Classifier()
-    ev = evaluate(load_labelled(args.file), classifier)
+    ev = evaluate(load_labelled(args.file), classifier, split=args.split)
     if args.json:
         print(json.dumps(ev.summary(), indent=2))
     else:
@@ -110,6 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rules", help="TOML file with [[classifier.rules]]")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     p.add_argument("--mistakes", action="store_true", help="also list misclassified replies")
+    p.add_argument(
+        "--split",
+        choices=("tune", "validation", "all"),
+        default="all",
+        help="score only the dev corpus's tune or validation split (by 'source'; default all)",
+    )
     p.set_defaults(func=_evaluate)
 
     p = sub.add_parser("rules", help="list the classifier's rules in evaluation order")
