@@ -25,7 +25,7 @@
 
 namespace mailretry {
 
-// The 20 causes of ../shared/smtp-replies/README.md, in that order.
+// The causes a reply can name, in the order of the labelled corpus's label set.
 enum class Category : uint8_t {
   kRateLimit,
   kTooManyConnections,

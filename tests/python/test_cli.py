@@ -8,7 +8,6 @@ import pytest
 from mailretry.cli import main
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-DATA = Path(__file__).resolve().parents[1] / "data"
 
 
 def test_classify_file_prints_one_json_object_per_reply(capsys: pytest.CaptureFixture[str]) -> None:
@@ -37,8 +36,10 @@ def test_classify_stdin_jsonl(
     assert json.loads(capsys.readouterr().out)["category"] == "mailbox_unknown"
 
 
-def test_evaluate_prints_table(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["evaluate", str(DATA / "dev_replies.jsonl")]) == 0
+def test_evaluate_prints_table(
+    dev_replies_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["evaluate", str(dev_replies_file)]) == 0
     out = capsys.readouterr().out
     assert "precision" in out and "mailbox_unknown" in out
 
