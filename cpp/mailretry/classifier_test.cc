@@ -284,7 +284,52 @@ TEST(DefaultRules, BasicCodeIsTheLastResort) {
   EXPECT_EQ(k.rule, "default:code-5xx");
   k = Of(c, "250 OK");
   EXPECT_EQ(k.rule, "default:code-2xx");
+  EXPECT_EQ(k.category, Category::kDelivered);
   EXPECT_FALSE(k.transient);
+  // The text of a success never turns it into a failure.
+  k = Of(c, "250 2.0.0 queued; note: your mailbox is full of greetings, rate limit ok");
+  EXPECT_EQ(k.category, Category::kDelivered);
+  EXPECT_EQ(CategoryName(k.category), "delivered");
+  EXPECT_EQ(*ParseCategory("delivered"), Category::kDelivered);
+}
+
+TEST(DefaultRules, EnhancedCodeWithoutBasicCodeIsAcceptedAndMarked) {
+  Classifier c = Default();
+  absl::StatusOr<Classification> k = c.ClassifyText("5.1.1 that person does not exist here");
+  ASSERT_TRUE(k.ok()) << k.status();
+  EXPECT_TRUE(k->basic_code_inferred);
+  EXPECT_EQ(k->category, Category::kMailboxUnknown);
+  EXPECT_FALSE(k->transient);
+  k = c.ClassifyText("4.2.2 storage allotment used up, try later");
+  ASSERT_TRUE(k.ok()) << k.status();
+  EXPECT_TRUE(k->basic_code_inferred);
+  EXPECT_EQ(k->category, Category::kMailboxFull);
+  EXPECT_TRUE(k->transient);
+  k = c.ClassifyText("2.0.0 accepted for delivery");
+  ASSERT_TRUE(k.ok()) << k.status();
+  EXPECT_EQ(k->category, Category::kDelivered);
+  k = c.ClassifyText("550 5.1.1 no such person");
+  ASSERT_TRUE(k.ok());
+  EXPECT_FALSE(k->basic_code_inferred);
+  EXPECT_FALSE(c.ClassifyText("no code at all").ok());
+}
+
+TEST(DefaultRules, CallerBuiltReplyWithoutBasicCodeIsNeverDelivered) {
+  // Only a real 2xx is delivered: the engine routes 2xx replies before it
+  // classifies, and counts failures per category up to kNumCategories.
+  Reply r;
+  r.enhanced = EnhancedCode{2, 0, 0};
+  r.text = "ok";
+  const Classification k = Default().Classify(r);
+  EXPECT_NE(k.category, Category::kDelivered);
+  EXPECT_LT(static_cast<int>(k.category), kNumCategories);
+}
+
+TEST(UserRules, CannotProduceDelivered) {
+  absl::StatusOr<Classifier> c = Classifier::Create(
+      {UserRule{.name = "x", .text_regex = "ok", .category = Category::kDelivered}});
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("delivered"), std::string_view::npos);
 }
 
 TEST(DefaultRules, ReplyWithoutBasicCodeUsesEnhancedClass) {
@@ -423,6 +468,28 @@ TEST(UserRules, ApplyToTransportOutcomesByText) {
   EXPECT_TRUE(k.transient);
 }
 
+// User rules use the shared code-pattern grammar: lists, ranges and '*'.
+TEST(UserRules, CodePatternListsRangesAndWildcards) {
+  absl::StatusOr<Classifier> c = Classifier::Create({
+      UserRule{.name = "ms-block",
+               .enhanced_pattern = "5.7.606-649,5.7.7xx-never-matches-not-valid"},
+  });
+  EXPECT_FALSE(c.ok());
+  c = Classifier::Create({
+      UserRule{.name = "ms-block", .enhanced_pattern = "5.7.606-649, 5.7.750",
+               .category = Category::kReputationBlock, .action = Action::kSuspendDomain},
+      UserRule{.name = "deferrals", .code_pattern = "5*1,450-452",
+               .category = Category::kServerBusyCapacity, .action = Action::kRetry},
+  });
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(Of(*c, "550 5.7.612 our gateway refuses your host").rule, "user:ms-block");
+  EXPECT_EQ(Of(*c, "550 5.7.750 tenant has been blocked").rule, "user:ms-block");
+  EXPECT_NE(Of(*c, "550 5.7.650 something else").rule, "user:ms-block");
+  EXPECT_EQ(Of(*c, "451 4.3.0 please come back").rule, "user:deferrals");
+  EXPECT_EQ(Of(*c, "501 5.5.4 odd argument").rule, "user:deferrals");
+  EXPECT_NE(Of(*c, "453 4.3.0 please come back").rule, "user:deferrals");
+}
+
 TEST(UserRules, Validation) {
   auto error_of = [](std::vector<UserRule> rules) {
     absl::StatusOr<Classifier> c = Classifier::Create(std::move(rules));
@@ -437,7 +504,7 @@ TEST(UserRules, Validation) {
   EXPECT_THAT(bad_regex, HasSubstr("missing )"));
   // RE2 refuses backreferences: linear time is guaranteed.
   EXPECT_THAT(error_of({UserRule{.name = "b", .text_regex = "(a)\\1"}}), HasSubstr("\"b\""));
-  for (std::string_view e : {"4.7", "4.7.28.1", "6.7.1", "4.x.1", "4.7.1000", "4.7.9-3", "4.7.*,5.7.*"}) {
+  for (std::string_view e : {"4.7", "4.7.28.1", "6.7.1", "4.x.1", "4.7.1000", "4.7.9-3", "4.7.*,"}) {
     EXPECT_THAT(error_of({UserRule{.name = "e", .enhanced_pattern = std::string(e)}}),
                 HasSubstr("enhanced pattern"))
         << e;

@@ -42,4 +42,21 @@ absl::StatusOr<Reply> ParseReplyLenient(std::string_view raw) {
   return parsed;
 }
 
+absl::StatusOr<Reply> ParseReplyInferringCode(std::string_view raw, bool* basic_code_inferred) {
+  *basic_code_inferred = false;
+  absl::StatusOr<Reply> strict = ParseReply(raw);
+  if (strict.ok()) return strict;
+  std::string_view s = raw;
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  if (!StartsWithEnhancedCode(s)) return strict;
+  // The inferred code is the class's x00: it says transient or permanent and
+  // nothing more, so no rule keyed on a specific basic code fires on it.
+  std::string synthetic = std::string(1, s[0]) + "00 ";
+  synthetic.append(s);
+  absl::StatusOr<Reply> parsed = ParseReply(synthetic);
+  if (!parsed.ok()) return strict;
+  *basic_code_inferred = true;
+  return parsed;
+}
+
 }  // namespace mailretry

@@ -59,3 +59,39 @@ TEST(ParseReplyLenient, ClassifiesByEnhancedCodeAndText) {
 
 }  // namespace
 }  // namespace mailretry
+
+namespace mailretry {
+namespace {
+
+TEST(ParseReplyInferringCode, InfersTheBasicCodeFromTheEnhancedClass) {
+  bool inferred = true;
+  absl::StatusOr<Reply> strict = ParseReplyInferringCode("452 4.2.2 box is over its limit", &inferred);
+  ASSERT_TRUE(strict.ok()) << strict.status();
+  EXPECT_FALSE(inferred);
+  EXPECT_EQ(strict->code, 452);
+
+  absl::StatusOr<Reply> r = ParseReplyInferringCode("  5.1.1 nobody by that name here", &inferred);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(inferred);
+  EXPECT_EQ(r->code, 500);
+  ASSERT_TRUE(r->enhanced.has_value());
+  EXPECT_EQ(r->enhanced->ToString(), "5.1.1");
+  EXPECT_EQ(r->text, "nobody by that name here");
+
+  r = ParseReplyInferringCode("4.4.1 host did not answer", &inferred);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(inferred);
+  EXPECT_EQ(r->code, 400);
+  EXPECT_TRUE(r->transient());
+}
+
+TEST(ParseReplyInferringCode, TextWithoutAnyCodeIsStillRefused) {
+  bool inferred = true;
+  EXPECT_FALSE(ParseReplyInferringCode("mailbox is gone", &inferred).ok());
+  EXPECT_FALSE(inferred);
+  EXPECT_FALSE(ParseReplyInferringCode("", &inferred).ok());
+  EXPECT_FALSE(ParseReplyInferringCode("999 5.1.1 bad code", &inferred).ok());
+}
+
+}  // namespace
+}  // namespace mailretry
