@@ -38,12 +38,12 @@ absl::Status ForEachItem(std::string_view pattern, std::string_view what, F f) {
   }
 }
 
-// 1-3 decimal digits.
-std::optional<int> Number(std::string_view s) {
-  if (s.empty() || s.size() > 3) return std::nullopt;
+// 1-3 decimal digits, or -1.
+int Number(std::string_view s) {
+  if (s.empty() || s.size() > 3) return -1;
   int v = 0;
   for (char c : s) {
-    if (!IsDigit(c)) return std::nullopt;
+    if (!IsDigit(c)) return -1;
     v = v * 10 + (c - '0');
   }
   return v;
@@ -64,15 +64,15 @@ absl::StatusOr<BasicCodePattern> BasicCodePattern::Parse(std::string_view patter
     const size_t dash = item.find('-');
     if (dash != std::string_view::npos) {
       const std::string_view lo = item.substr(0, dash), hi = item.substr(dash + 1);
-      std::optional<int> l = lo.size() == 3 ? Number(lo) : std::nullopt;
-      std::optional<int> h = hi.size() == 3 ? Number(hi) : std::nullopt;
-      if (!l || !h || *h < *l) return bad(item, "is not a range of codes like 450-452");
-      if (!ValidClass(*l / 100) || !ValidClass(*h / 100)) {
+      const int l = lo.size() == 3 ? Number(lo) : -1;
+      const int h = hi.size() == 3 ? Number(hi) : -1;
+      if (l < 0 || h < l) return bad(item, "is not a range of codes like 450-452");
+      if (!ValidClass(l / 100) || !ValidClass(h / 100)) {
         return bad(item, "leaves the classes 2, 4 and 5");
       }
       a.is_range = true;
-      a.lo = static_cast<int16_t>(*l);
-      a.hi = static_cast<int16_t>(*h);
+      a.lo = static_cast<int16_t>(l);
+      a.hi = static_cast<int16_t>(h);
     } else {
       if (item.size() != 3) return bad(item, "must be 3 characters like 421, 4xx or 5*x");
       for (size_t i = 0; i < 3; ++i) {
@@ -132,11 +132,11 @@ absl::StatusOr<EnhancedCodePattern> EnhancedCodePattern::Parse(std::string_view 
   auto part = [](std::string_view s, uint16_t* lo, uint16_t* hi) {
     if (s == "*") return true;
     const size_t dash = s.find('-');
-    std::optional<int> l = Number(s.substr(0, dash));
-    std::optional<int> h = dash == std::string_view::npos ? l : Number(s.substr(dash + 1));
-    if (!l || !h || *h < *l) return false;
-    *lo = static_cast<uint16_t>(*l);
-    *hi = static_cast<uint16_t>(*h);
+    const int l = Number(s.substr(0, dash));
+    const int h = dash == std::string_view::npos ? l : Number(s.substr(dash + 1));
+    if (l < 0 || h < l) return false;
+    *lo = static_cast<uint16_t>(l);
+    *hi = static_cast<uint16_t>(h);
     return true;
   };
   absl::Status st = ForEachItem(pattern, "enhanced", [&](std::string_view item) -> absl::Status {

@@ -25,8 +25,8 @@
 #include <cstdint>
 #include <optional>
 #include <string_view>
+#include <vector>
 
-#include "absl/container/inlined_vector.h"
 #include "absl/status/statusor.h"
 #include "mailretry/reply.h"
 
@@ -56,7 +56,7 @@ class BasicCodePattern {
     std::array<int8_t, 3> digit = {-1, -1, -1};  // -1 = any
     bool is_range = false;
   };
-  absl::InlinedVector<Alternative, 2> alternatives_;
+  std::vector<Alternative> alternatives_;  // filled once by Parse
 };
 
 class EnhancedCodePattern {
@@ -76,7 +76,7 @@ class EnhancedCodePattern {
     uint16_t subject_lo = 0, subject_hi = 999;
     uint16_t detail_lo = 0, detail_hi = 999;
   };
-  absl::InlinedVector<Alternative, 2> alternatives_;
+  std::vector<Alternative> alternatives_;  // filled once by Parse
 };
 
 }  // namespace mailretry::internal

@@ -66,6 +66,7 @@ Action DefaultAction(Category category, int klass) {
     case C::kGreylisting:
     case C::kMaintenanceShutdown:
     case C::kUnknownTransient:
+    case C::kDelivered:  // nothing to do; kRetry is the neutral answer
       return A::kRetry;
     case C::kAuthSpfDkimDmarc:
     case C::kPtrRdns:
