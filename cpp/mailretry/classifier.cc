@@ -65,30 +65,30 @@ struct TransportDecision {
 TransportDecision DecideTransport(Transport t) {
   switch (t) {
     case Transport::kConnectionRefused:
-      return {"default:transport-connection_refused", Category::kUnknownTransient, Action::kRetry};
+      return {"default:transport/connection_refused", Category::kUnknownTransient, Action::kRetry};
     case Transport::kConnectTimeout:
-      return {"default:transport-connect_timeout", Category::kUnknownTransient, Action::kRetry};
+      return {"default:transport/connect_timeout", Category::kUnknownTransient, Action::kRetry};
     case Transport::kTlsFailure:
-      return {"default:transport-tls_failure", Category::kTlsRequired, Action::kRemediate};
+      return {"default:transport/tls_failure", Category::kTlsRequired, Action::kRemediate};
     case Transport::kConnectionDropped:
-      return {"default:transport-connection_dropped", Category::kUnknownTransient, Action::kRetry};
+      return {"default:transport/connection_dropped", Category::kUnknownTransient, Action::kRetry};
     case Transport::kDnsFailure:
-      return {"default:transport-dns_failure", Category::kUnknownTransient, Action::kRetry};
+      return {"default:transport/dns_failure", Category::kUnknownTransient, Action::kRetry};
     case Transport::kReply:
       break;
   }
-  return {"default:transport-unknown", Category::kUnknownTransient, Action::kRetry};
+  return {"default:transport/unknown", Category::kUnknownTransient, Action::kRetry};
 }
 
 constexpr std::string_view kTransportRuleNames[] = {
-    "default:transport-connection_refused", "default:transport-connect_timeout",
-    "default:transport-tls_failure",        "default:transport-connection_dropped",
-    "default:transport-dns_failure",
+    "default:transport/connection_refused", "default:transport/connect_timeout",
+    "default:transport/tls_failure",        "default:transport/connection_dropped",
+    "default:transport/dns_failure",
 };
-constexpr std::string_view kCode2xx = "default:code-2xx";
-constexpr std::string_view kCode4xx = "default:code-4xx";
-constexpr std::string_view kCode5xx = "default:code-5xx";
-constexpr std::string_view kNoCode = "default:no-code";
+constexpr std::string_view kCode2xx = "default:code/2xx";
+constexpr std::string_view kCode4xx = "default:code/4xx";
+constexpr std::string_view kCode5xx = "default:code/5xx";
+constexpr std::string_view kNoCode = "default:code/none";
 
 constexpr size_t kMaxGroupWords = 8;  // up to 512 phrase groups
 

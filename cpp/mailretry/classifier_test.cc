@@ -72,7 +72,7 @@ TEST(DefaultRules, HeaderExample) {
 TEST(DefaultRules, Gmail4728WithoutTextIsRateLimit) {
   Classification k = Of(Default(), "421 4.7.28 - gsmtp");
   EXPECT_EQ(k.category, Category::kRateLimit);
-  EXPECT_EQ(k.rule, "default:gmail-4.7.28");
+  EXPECT_EQ(k.rule, "default:enhanced/4.7.28");
 }
 
 TEST(DefaultRules, GmailUnsolicitedRateIsReputationThrottle) {
@@ -108,7 +108,7 @@ TEST(DefaultRules, YahooTsCodesSuspend) {
             "volume or user complaints - 4.16.55.1; see https://postmaster.yahooinc.com/error-codes");
   EXPECT_EQ(k.category, Category::kReputationThrottle);
   EXPECT_EQ(k.action, Action::kSuspendDomain);
-  EXPECT_EQ(k.rule, "default:yahoo-ts");
+  EXPECT_EQ(k.rule, "default:provider/yahoo-ts");
   EXPECT_TRUE(k.transient);
   EXPECT_EQ(Of(c, "421 [TS03] All messages from 192.0.2.1 will be deferred").action,
             Action::kSuspendDomain);
@@ -121,7 +121,7 @@ TEST(DefaultRules, AppleHcm1Suspends) {
   Classification k = Of(Default(), "421 [HCM1] Your mail from 192.0.2.1 was deferred.");
   EXPECT_EQ(k.category, Category::kReputationThrottle);
   EXPECT_EQ(k.action, Action::kSuspendDomain);
-  EXPECT_EQ(k.rule, "default:apple-hcm1");
+  EXPECT_EQ(k.rule, "default:provider/apple-hcm1");
 }
 
 TEST(DefaultRules, MicrosoftMarkers) {
@@ -256,7 +256,7 @@ TEST(DefaultRules, EnhancedCodeFallbacks) {
   Classifier c = Default();
   Classification k = Of(c, "550 5.1.1 ...");
   EXPECT_EQ(k.category, Category::kMailboxUnknown);
-  EXPECT_EQ(k.rule, "default:enhanced-x.1.1");
+  EXPECT_EQ(k.rule, "default:enhanced/x.1.1");
   EXPECT_EQ(Of(c, "550 5.1.2 ...").category, Category::kDomainUnknown);
   EXPECT_EQ(Of(c, "550 5.2.1 ...").category, Category::kMailboxDisabled);
   Classification full4 = Of(c, "452 4.2.2 ...");
@@ -276,14 +276,14 @@ TEST(DefaultRules, BasicCodeIsTheLastResort) {
   EXPECT_EQ(k.category, Category::kUnknownTransient);
   EXPECT_EQ(k.action, Action::kRetry);
   EXPECT_TRUE(k.transient);
-  EXPECT_EQ(k.rule, "default:code-4xx");
+  EXPECT_EQ(k.rule, "default:code/4xx");
   k = Of(c, "554 Transaction failed");
   EXPECT_EQ(k.category, Category::kUnknownPermanent);
   EXPECT_EQ(k.action, Action::kBounce);
   EXPECT_FALSE(k.transient);
-  EXPECT_EQ(k.rule, "default:code-5xx");
+  EXPECT_EQ(k.rule, "default:code/5xx");
   k = Of(c, "250 OK");
-  EXPECT_EQ(k.rule, "default:code-2xx");
+  EXPECT_EQ(k.rule, "default:code/2xx");
   EXPECT_EQ(k.category, Category::kDelivered);
   EXPECT_FALSE(k.transient);
   // The text of a success never turns it into a failure.
@@ -347,7 +347,7 @@ TEST(DefaultRules, ReplyWithoutBasicCodeUsesEnhancedClass) {
   EXPECT_EQ(k.action, Action::kBounce);
   EXPECT_FALSE(k.transient);
   Reply bare;
-  EXPECT_EQ(c.Classify(bare).rule, "default:no-code");
+  EXPECT_EQ(c.Classify(bare).rule, "default:code/none");
 }
 
 TEST(DefaultRules, TransportOutcomes) {
@@ -356,14 +356,14 @@ TEST(DefaultRules, TransportOutcomes) {
   EXPECT_EQ(k.category, Category::kUnknownTransient);
   EXPECT_EQ(k.action, Action::kRetry);
   EXPECT_TRUE(k.transient);
-  EXPECT_EQ(k.rule, "default:transport-connection_refused");
+  EXPECT_EQ(k.rule, "default:transport/connection_refused");
   k = c.Classify(TransportReply(Transport::kTlsFailure, "certificate verify failed"));
   EXPECT_EQ(k.category, Category::kTlsRequired);
   EXPECT_EQ(k.action, Action::kRemediate);
   for (int t = 1; t < kNumTransports; ++t) {
     Classification kt = c.Classify(TransportReply(static_cast<Transport>(t)));
     EXPECT_TRUE(kt.transient);
-    EXPECT_THAT(std::string(kt.rule), StartsWith("default:transport-"));
+    EXPECT_THAT(std::string(kt.rule), StartsWith("default:transport/"));
   }
 }
 
@@ -392,7 +392,7 @@ TEST(UserRules, TakePrecedenceAndReportTheirName) {
   EXPECT_EQ(k.action, Action::kSuspendDomain);
   EXPECT_TRUE(k.transient);  // from the 4yz code
   EXPECT_EQ(k.rule, "user:my-rule");
-  EXPECT_EQ(Of(*c, "421 4.7.28 x").rule, "default:gmail-4.7.28");
+  EXPECT_EQ(Of(*c, "421 4.7.28 x").rule, "default:enhanced/4.7.28");
   std::vector<std::string> names = c->RuleNames();
   ASSERT_FALSE(names.empty());
   EXPECT_EQ(names.front(), "user:my-rule");

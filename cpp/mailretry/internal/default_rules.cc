@@ -46,7 +46,6 @@ const std::vector<std::string_view>& ReputationPhrases() {
       "characteristic of spam",
       "spam-like characteristics",
       "^ip blocked",
-      "client host rejected",
       "senderbase",
       "talos",
   };
@@ -661,6 +660,12 @@ const std::vector<DefaultRuleSpec>& DefaultRuleSpecs() {
       {.name = "default:phrase/maintenance",
        .category = C::kMaintenanceShutdown,
        .any = {"shutdown", "service not available", "service not active"}},
+      // Postfix's "Client host rejected: <reason>" framing whose reason named
+      // nothing above: the receiver refuses the sending host.
+      {.name = "default:generic/client-host-rejected",
+       .category = C::kReputationBlock,
+       .any = {"client host rejected"},
+       .category_4xx = C::kReputationThrottle},
       {.name = "default:generic/policy",
        .category = C::kPolicyContentSpam,
        .any = {"policy", "not allowed", "not permitted", "prohibited", "forbidden"},
