@@ -284,6 +284,19 @@ TEST(AllLayers, WordingsNotInTheCorpus) {
       {"554 5.7.1 Access denied: IP is listed by Barracuda Reputation", C::kDnsblListed,
        "default:"},
       {"550 5.7.606 Access denied, banned sending IP", C::kReputationBlock, "default:"},
+      {"550 user has moved with no forwarding address", C::kMailboxUnknown, "default:"},
+      {"552 5.2.2 User has exhausted allowed storage space", C::kMailboxFull, "default:"},
+      {"552 Mailbox limit exceeded for this user", C::kMailboxFull, "default:"},
+      {"421 Sending too much email, slow down", C::kRateLimit, "default:"},
+      {"450 You have exceeded your messaging limits", C::kRateLimit, "default:"},
+      {"535 Incorrect authentication data", C::kRelayDenied, "default:"},
+      {"550 5.7.1 Message from example.com failed the sender's authentication policy",
+       C::kAuthSpfDkimDmarc, "default:"},
+      {"550 5.7.1 Mail from your IP range is refused due to spam complaints",
+       C::kReputationBlock, "default:"},
+      {"550 5.7.1 Blocked: this IP address is on our deny list", C::kReputationBlock, "default:"},
+      {"550 5.1.2 Bad destination system address", C::kDomainUnknown, "default:"},
+      {"250 2.0.0 Ok: queued as 1A2B3C", C::kDelivered, "default:code/"},
   });
 }
 
