@@ -636,10 +636,16 @@ TEST(DevCorpus, AccuracyFloors) {
   PrintScore("tune", tune);
   PrintScore("validation", validation);
   PrintScore("full", all);
-  // Floors a little below what the default rules reach, so a regression shows.
-  EXPECT_GE(all.CategoryRate(), 0.97);
-  EXPECT_GE(all.ActionRate(), 0.98);
-  EXPECT_GE(all.TransientRate(), 0.99);
+  // Full corpus: floors a little below what the default rules reach (98.5 %,
+  // 99.4 %, 99.8 %), so a regression shows.
+  EXPECT_GE(all.CategoryRate(), 0.98);
+  EXPECT_GE(all.ActionRate(), 0.99);
+  EXPECT_GE(all.TransientRate(), 0.995);
+  // Validation split (sources never read while writing rules): the floors the
+  // classifier promises on replies it has not seen (issue 13).
+  EXPECT_GE(validation.CategoryRate(), 0.95);
+  EXPECT_GE(validation.ActionRate(), 0.97);
+  EXPECT_GE(validation.TransientRate(), 0.995);
 }
 
 }  // namespace

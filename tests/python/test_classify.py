@@ -9,12 +9,14 @@ import mailretry
 from mailretry import Classifier, InvalidInputError
 from mailretry.evaluate import evaluate
 
-# Floors a little below what the classifier reaches on the dev corpus (98.5% category,
-# 99.4% action, 99.8% transient when set);
-# a change that lowers accuracy must fail here.
-CATEGORY_FLOOR = 0.97
-ACTION_FLOOR = 0.98
-TRANSIENT_FLOOR = 0.99
+# Floors a little below what the classifier reaches on the full dev corpus (98.5% category,
+# 99.4% action, 99.8% transient); a change that lowers accuracy must fail here.
+CATEGORY_FLOOR = 0.98
+ACTION_FLOOR = 0.99
+TRANSIENT_FLOOR = 0.995
+# The validation split (sources nobody read while writing rules): issue 13's floors for
+# replies the classifier has not seen.
+VALIDATION_FLOORS = (0.95, 0.97, 0.995)
 
 
 @pytest.mark.parametrize(
@@ -261,3 +263,7 @@ def test_dev_corpus_splits_are_scored(dev_replies: list[dict[str, str]]) -> None
     assert len(select_split(dev_replies, "validation")) == validation.total
     assert tune.per_source and validation.per_source
     assert not set(tune.per_source) & set(validation.per_source)
+    floors = VALIDATION_FLOORS
+    assert validation.category_accuracy >= floors[0], validation.table(sources=0)
+    assert validation.action_accuracy >= floors[1], validation.table(sources=0)
+    assert validation.transient_accuracy >= floors[2], validation.table(sources=0)
