@@ -73,6 +73,10 @@ TEST(Layer2Providers, StockWordingsOfProvidersAndMtas) {
        C::kMailboxUnknown, "default:mta/"},
       {"552 5.2.2 STOREDRV.Deliver: QuotaExceededException for the mailbox", C::kMailboxFull,
        "default:mta/"},
+      // Gmail's connection cap, refused at EHLO.
+      {"421-4.7.0 Try again later, closing connection. (EHLO)\r\n421 4.7.0 See our sender "
+       "guidelines. 2a00:1450::1 - gsmtp",
+       C::kTooManyConnections, "default:provider/"},
       // Provider markers.
       {"421 4.7.0 [TSS04] Deferred: our systems saw unusual traffic from 192.0.2.1",
        C::kReputationThrottle, "default:provider/"},

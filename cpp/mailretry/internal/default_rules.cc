@@ -181,6 +181,14 @@ const std::vector<DefaultRuleSpec>& DefaultRuleSpecs() {
       {.name = "default:provider/microsoft-block",
        .category = C::kReputationBlock,
        .enhanced = "5.7.507-508,5.7.511,5.7.513,5.7.606-649,5.7.700-749"},
+      // Gmail answers EHLO with "421 4.7.0 Try again later, closing connection.
+      // (EHLO)" when a sender holds more connections than it allows; the same
+      // text after MAIL is a reputation deferral and stays with the phrases.
+      {.name = "default:provider/gmail-ehlo-connections",
+       .category = C::kTooManyConnections,
+       .any = {"(ehlo)"},
+       .also = {"closing connection"},
+       .code = "421"},
       // Orange "Service refusé": KumoMTA and the labels suspend the path.
       {.name = "default:provider/orange-service-refuse",
        .category = C::kReputationBlock,
