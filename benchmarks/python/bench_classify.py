@@ -59,7 +59,9 @@ def main() -> None:
     args = ap.parse_args()
     # The labelled corpus lives outside the repository (collected from other
     # public projects), beside the checkout.
-    path = Path(os.environ.get("MAILRETRY_DEV_REPLIES", ROOT.parent / "shared/smtp-replies/dev.jsonl"))
+    path = Path(
+        os.environ.get("MAILRETRY_DEV_REPLIES", ROOT.parent / "shared/smtp-replies/dev.jsonl")
+    )
     if not path.is_file():
         sys.exit(f"bench_classify: the dev corpus is not at {path} (set MAILRETRY_DEV_REPLIES)")
     corpus = [json.loads(line)["reply"] for line in path.read_text().splitlines() if line.strip()]

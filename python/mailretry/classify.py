@@ -179,6 +179,7 @@ class BatchClassification:
         again on first access, since the batch itself keeps only columns."""
         if self._texts is None:
             return [None] * len(self)
+
         def parse(t: str) -> str:
             try:
                 return _core.parse_reply(t).text

@@ -14,7 +14,6 @@ from mailretry.classify import Classifier
 from mailretry.errors import InvalidInputError, MailretryError
 from mailretry.sim_cli import add_simulate_parser
 
-
 _LOOKS_LIKE_REPLY = re.compile(r"\s*(?:[245]\d\d(?:[ -]|$)|[245]\.\d{1,3}\.\d{1,3}\b)")
 
 

@@ -188,7 +188,9 @@ class Evaluation:
             "top_confusions": [
                 {"expected": w, "predicted": g, "n": k} for w, g, k in self.top_confusions()
             ],
-            "per_source": {s: {"n": n, "category_correct": ok} for s, n, ok in self.source_accuracy()},
+            "per_source": {
+                s: {"n": n, "category_correct": ok} for s, n, ok in self.source_accuracy()
+            },
         }
 
 

@@ -246,7 +246,10 @@ def test_corpus_split_is_by_source_and_stable() -> None:
     from mailretry.evaluate import corpus_split, select_split
 
     assert corpus_split("a source") == corpus_split("a source")
-    rows = [{"reply": "550 x", "category": "c", "action": "bounce", "source": f"s{i}"} for i in range(200)]
+    rows = [
+        {"reply": "550 x", "category": "c", "action": "bounce", "source": f"s{i}"}
+        for i in range(200)
+    ]
     tune, validation = select_split(rows, "tune"), select_split(rows, "validation")
     assert len(tune) + len(validation) == 200
     assert 30 <= len(validation) <= 90

@@ -36,9 +36,7 @@ def test_classify_stdin_jsonl(
     assert json.loads(capsys.readouterr().out)["category"] == "mailbox_unknown"
 
 
-def test_evaluate_prints_table(
-    dev_replies_file: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_evaluate_prints_table(dev_replies_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["evaluate", str(dev_replies_file)]) == 0
     out = capsys.readouterr().out
     assert "precision" in out and "mailbox_unknown" in out
