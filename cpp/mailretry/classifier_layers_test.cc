@@ -301,6 +301,15 @@ TEST(AllLayers, WordingsNotInTheCorpus) {
       {"550 5.7.1 Blocked: this IP address is on our deny list", C::kReputationBlock, "default:"},
       {"550 5.1.2 Bad destination system address", C::kDomainUnknown, "default:"},
       {"250 2.0.0 Ok: queued as 1A2B3C", C::kDelivered, "default:code/"},
+      {"550 Administrative prohibition", C::kPolicyContentSpam, "default:generic/"},
+      {"550 5.7.27 Sender address has null MX", C::kAuthSpfDkimDmarc, "default:words/"},
+      {"421 4.3.0 System temporarily down for upgrade", C::kMaintenanceShutdown, "default:"},
+      {"554 5.7.1 Recipient does not accept mail from this sender", C::kPolicyContentSpam,
+       "default:"},
+      {"450 Sender address rejected: not logged in", C::kRelayDenied, "default:"},
+      // A state word next to another noun is not about the sender.
+      {"550 5.2.253 Sender held back after repeated invalid licence errors, throttled",
+       C::kRateLimit, "default:"},
   });
 }
 
