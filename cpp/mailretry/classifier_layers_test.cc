@@ -307,6 +307,9 @@ TEST(AllLayers, WordingsNotInTheCorpus) {
       {"554 5.7.1 Recipient does not accept mail from this sender", C::kPolicyContentSpam,
        "default:"},
       {"450 Sender address rejected: not logged in", C::kRelayDenied, "default:"},
+      {"550 [ID:77aa] mailbox <x@y.example> : does-not-exist", C::kMailboxUnknown, "default:"},
+      // "Your account" is the sender's own account, not the recipient's mailbox.
+      {"550 5.7.1 Your account has been disabled for sending", C::kRelayDenied, "default:"},
       // A state word next to another noun is not about the sender.
       {"550 5.2.253 Sender held back after repeated invalid licence errors, throttled",
        C::kRateLimit, "default:"},
