@@ -2,6 +2,7 @@
 
 #include <array>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <optional>
 #include <string>
@@ -47,6 +48,20 @@ int ReplyClass(const Reply& r) {
   if (r.code >= 200 && r.code <= 599) return r.code / 100;
   if (r.enhanced.has_value()) return r.enhanced->klass;
   return 0;
+}
+
+// Eight bytes at a time: replies are short and nearly always ASCII.
+bool HasNonAscii(std::string_view s) {
+  size_t i = 0;
+  for (; i + 8 <= s.size(); i += 8) {
+    uint64_t w;
+    std::memcpy(&w, s.data() + i, 8);
+    if ((w & 0x8080808080808080ULL) != 0) return true;
+  }
+  for (; i < s.size(); ++i) {
+    if (static_cast<unsigned char>(s[i]) >= 0x80) return true;
+  }
+  return false;
 }
 
 std::string_view StripTrailingDot(std::string_view s) {
@@ -140,7 +155,13 @@ struct Classifier::Impl {
 
   std::vector<CompiledUserRule> user_rules;
   std::vector<CompiledDefaultRule> default_rules;
+  // Two automata over the same phrase groups: ASCII phrases, run on every
+  // reply, and phrases with non-ASCII bytes (non-English stock wordings), run
+  // only on replies that have such bytes. Kept apart because each distinct
+  // UTF-8 byte of a phrase widens every DFA row: one automaton for both would
+  // be several times larger and slower on the (mostly ASCII) replies.
   std::unique_ptr<internal::PhraseMatcher> matcher;
+  std::unique_ptr<internal::PhraseMatcher> matcher_non_ascii;  // null when no such phrase
   size_t rule_words = 0;
   // For group g: the default rules whose first required phrase group is g.
   std::vector<uint64_t> rules_by_group;  // num_groups * rule_words
@@ -195,6 +216,9 @@ Classification Classifier::Impl::ClassifyDefault(const Reply& r) const {
   if (!r.text.empty()) {
     thread_local std::string scratch;
     matcher->Match(r.text, &scratch, groups.data());
+    if (matcher_non_ascii != nullptr && HasNonAscii(r.text)) {
+      matcher_non_ascii->Match(r.text, &scratch, groups.data());
+    }
     const size_t group_words = matcher->num_words();
     for (size_t w = 0; w < group_words; ++w) {
       uint64_t bits = groups[w];
@@ -323,7 +347,12 @@ absl::StatusOr<Classifier> Classifier::Create(std::vector<UserRule> user_rules) 
   if (num_groups > kMaxGroupWords * 64 || impl->default_rules.size() > kMaxGroupWords * 64) {
     return absl::InternalError("default rule table exceeds the matcher's fixed limits");
   }
-  impl->matcher = std::make_unique<internal::PhraseMatcher>(phrases, num_groups);
+  std::vector<internal::Phrase> ascii, non_ascii;
+  for (const internal::Phrase& p : phrases) (HasNonAscii(p.text) ? non_ascii : ascii).push_back(p);
+  impl->matcher = std::make_unique<internal::PhraseMatcher>(ascii, num_groups);
+  if (!non_ascii.empty()) {
+    impl->matcher_non_ascii = std::make_unique<internal::PhraseMatcher>(non_ascii, num_groups);
+  }
   impl->rule_words = (impl->default_rules.size() + 63) / 64;
   impl->rules_by_group.assign(static_cast<size_t>(num_groups) * impl->rule_words, 0);
   impl->always_candidates.assign(impl->rule_words, 0);

@@ -89,38 +89,6 @@ absl::StatusOr<BasicCodePattern> BasicCodePattern::Parse(std::string_view patter
   return out;
 }
 
-bool BasicCodePattern::MatchesCode(int code) const {
-  if (alternatives_.empty()) return true;
-  if (code < 200 || code > 599) return false;
-  const int d[3] = {code / 100, code / 10 % 10, code % 10};
-  for (const Alternative& a : alternatives_) {
-    if (a.is_range) {
-      if (code >= a.lo && code <= a.hi) return true;
-      continue;
-    }
-    if ((a.digit[0] < 0 || a.digit[0] == d[0]) && (a.digit[1] < 0 || a.digit[1] == d[1]) &&
-        (a.digit[2] < 0 || a.digit[2] == d[2])) {
-      return true;
-    }
-  }
-  return false;
-}
-
-bool BasicCodePattern::Matches(const Reply& reply) const {
-  if (alternatives_.empty()) return true;
-  if (reply.transport != Transport::kReply) return false;
-  if (reply.code != 0) return MatchesCode(reply.code);
-  if (!reply.enhanced.has_value()) return false;
-  const int klass = reply.enhanced->klass;
-  for (const Alternative& a : alternatives_) {
-    if (!a.is_range && a.digit[1] < 0 && a.digit[2] < 0 &&
-        (a.digit[0] < 0 || a.digit[0] == klass)) {
-      return true;
-    }
-  }
-  return false;
-}
-
 absl::StatusOr<EnhancedCodePattern> EnhancedCodePattern::Parse(std::string_view pattern) {
   EnhancedCodePattern out;
   if (Trim(pattern).empty()) return out;
@@ -160,22 +128,6 @@ absl::StatusOr<EnhancedCodePattern> EnhancedCodePattern::Parse(std::string_view 
   });
   if (!st.ok()) return st;
   return out;
-}
-
-bool EnhancedCodePattern::Matches(const EnhancedCode& e) const {
-  if (alternatives_.empty()) return true;
-  for (const Alternative& a : alternatives_) {
-    if ((a.klass < 0 || a.klass == e.klass) && e.subject >= a.subject_lo &&
-        e.subject <= a.subject_hi && e.detail >= a.detail_lo && e.detail <= a.detail_hi) {
-      return true;
-    }
-  }
-  return false;
-}
-
-bool EnhancedCodePattern::Matches(const std::optional<EnhancedCode>& e) const {
-  if (alternatives_.empty()) return true;
-  return e.has_value() && Matches(*e);
 }
 
 }  // namespace mailretry::internal
