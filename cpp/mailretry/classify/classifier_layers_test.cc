@@ -310,6 +310,14 @@ TEST(AllLayers, WordingsNotInTheCorpus) {
       {"550 [ID:77aa] mailbox <x@y.example> : does-not-exist", C::kMailboxUnknown, "default:"},
       // "Your account" is the sender's own account, not the recipient's mailbox.
       {"550 5.7.1 Your account has been disabled for sending", C::kRelayDenied, "default:"},
+      // "Recipient address rejected" with an X.7 code and a reason no rule
+      // knows: the receiver's policy, not a missing mailbox.
+      {"550 5.7.1 <a@b.example>: Recipient address rejected: your mail looks like bulk",
+       C::kPolicyContentSpam, "default:generic/"},
+      {"550 5.7.1 Message rejected: this user has blocked your address", C::kPolicyContentSpam,
+       "default:"},
+      {"452 4.3.1 Mail system full, storage temporarily exhausted", C::kServerBusyCapacity,
+       "default:enhanced/"},
       // A state word next to another noun is not about the sender.
       {"550 5.2.253 Sender held back after repeated invalid licence errors, throttled",
        C::kRateLimit, "default:"},

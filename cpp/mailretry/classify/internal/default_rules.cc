@@ -452,7 +452,9 @@ const std::vector<DefaultRuleSpec>& DefaultRuleSpecs() {
                "unknown mailbox", "address unknown", "unknown account", "not a valid mailbox",
                "bad recipient", "unknown email address", "undeliverable address",
                "mailbox name not allowed", "no valid recipients", "user is unknown", "does-not-exist",
-               "not-found", "no-such-user", "user-unknown"}},
+               "not-found", "no-such-user", "user-unknown"},
+       // "Too many invalid recipients" judges the sender's list, not one mailbox.
+       .unless = {"too many"}},
       {.name = "default:phrase/too-large",
        .category = C::kMessageTooLarge,
        .any = {"too large", "too big", "size limit", "message size", "size exceeds",
@@ -495,7 +497,8 @@ const std::vector<DefaultRuleSpec>& DefaultRuleSpecs() {
                 "not in use", "dormant", "on hold", "deleted", "cancelled", "canceled",
                 "blocked"},
        .unless = {"your account", "sender", "sending", "^ip", "your ip", "your email",
-                  "mail from", "spam", "relay", "journaling"}},
+                  "mail from", "spam", "relay", "journaling", "your address", "your domain",
+                  "from your"}},
       {.name = "default:words/mailbox-full",
        .category = C::kMailboxFull,
        .any = {"mailbox", "inbox", "mail box", "storage", "quota", "disk", "space", "mailfolder",
@@ -504,7 +507,7 @@ const std::vector<DefaultRuleSpec>& DefaultRuleSpecs() {
                 "no more space", "out of", "reached", "capacity", "too small", "not enough",
                 "exhausted", "no room", "limit"},
        .unless = {"sending", "send limit", "rate", "per hour", "per day", "per minute",
-                  "message size", "size limit", "submission", "system storage", "relay"}},
+                  "message size", "size limit", "submission", "system", "relay"}},
       {.name = "default:words/mailbox-unknown",
        .category = C::kMailboxUnknown,
        .any = {"mailbox", "account", "^user", "users", "recipient", "address", "addressee", "e-mail", "email", "local part", "alias", "rcpt", "username", "^to:"},
@@ -518,7 +521,7 @@ const std::vector<DefaultRuleSpec>& DefaultRuleSpecs() {
                 "not hosted", "unroutable", "unrouteable", "has moved", "no forwarding",
                 "no longer with", "left the"},
        .unless = {"sender", "mail from", "from address", "your address", "your email",
-                  "relay", "helo", "ehlo", "sending", "domain", "destination system",
+                  "relay", "helo", "ehlo", "sending", "domain", "too many", "destination system",
                   "destination host", "destination server"}},
       {.name = "default:words/message-size",
        .category = C::kMessageTooLarge,
@@ -533,8 +536,7 @@ const std::vector<DefaultRuleSpec>& DefaultRuleSpecs() {
        .also = {"too many", "too much", "too fast", "too quickly", "excessive", "exceeded",
                 "maximum", "frequency", "per hour", "per minute", "per day", "threshold",
                 "limit reached", "over the limit", "slow down", "limits"},
-       .unless = {"size", "mailbox", "inbox", "storage", "disk", "too large", "too big",
-                  "invalid recipients", "unknown recipients"},
+       .unless = {"size", "mailbox", "inbox", "storage", "disk", "too large", "too big"},
        .action = A::kThrottle},
       {.name = "default:words/relay",
        .category = C::kRelayDenied,
@@ -676,6 +678,13 @@ const std::vector<DefaultRuleSpec>& DefaultRuleSpecs() {
       // beat the enhanced subject and the basic code below. ---
       // Postfix-style "Recipient address rejected: <reason>" whose reason named
       // nothing above: the recipient is refused.
+      // ... unless the enhanced code says the refusal is policy (X.7): then
+      // the unnamed reason is the receiver's policy, not a missing mailbox.
+      {.name = "default:generic/address-rejected-policy",
+       .category = C::kPolicyContentSpam,
+       .any = {"address rejected"},
+       .enhanced = "*.7.*",
+       .category_4xx = C::kUnknownTransient},
       {.name = "default:phrase/address-rejected",
        .category = C::kMailboxUnknown,
        .any = {"address rejected"}},
