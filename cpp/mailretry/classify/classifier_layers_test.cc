@@ -77,6 +77,9 @@ TEST(Layer2Providers, StockWordingsOfProvidersAndMtas) {
       {"421-4.7.0 Try again later, closing connection. (EHLO)\r\n421 4.7.0 See our sender "
        "guidelines. 2a00:1450::1 - gsmtp",
        C::kTooManyConnections, "default:provider/"},
+      {"432 4.3.2 STOREDRV.Deliver; mailbox database thread limit exceeded", C::kRateLimit,
+       "default:mta/"},
+      {"550 Envelope blocked - policy entry for this sender", C::kPolicyContentSpam, "default:mta/"},
       // Provider markers.
       {"421 4.7.0 [TSS04] Deferred: our systems saw unusual traffic from 192.0.2.1",
        C::kReputationThrottle, "default:provider/"},
@@ -318,6 +321,10 @@ TEST(AllLayers, WordingsNotInTheCorpus) {
        "default:"},
       {"452 4.3.1 Mail system full, storage temporarily exhausted", C::kServerBusyCapacity,
        "default:enhanced/"},
+      // A server's own disk is its capacity, not a recipient's quota.
+      {"452 4.4.5 Insufficient disk space; try again later", C::kServerBusyCapacity,
+       "default:enhanced/"},
+      {"550 Rejected by header-based anti-spoofing policy", C::kAuthSpfDkimDmarc, "default:phrase/"},
       // A state word next to another noun is not about the sender.
       {"550 5.2.253 Sender held back after repeated invalid licence errors, throttled",
        C::kRateLimit, "default:"},

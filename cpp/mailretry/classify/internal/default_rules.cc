@@ -236,9 +236,18 @@ const std::vector<DefaultRuleSpec>& DefaultRuleSpecs() {
       {.name = "default:mta/exchange-recipient",
        .category = C::kMailboxUnknown,
        .any = {"recipnotfound", "recipientnotfound", "mailboxnotfound"}},
+      // Exchange's mailbox database refusing a recipient that receives too fast.
+      {.name = "default:mta/exchange-thread-limit",
+       .category = C::kRateLimit,
+       .any = {"thread limit exceeded"},
+       .action = A::kRetry},
       {.name = "default:mta/exchange-quota",
        .category = C::kMailboxFull,
-       .any = {"quotaexceeded", "mailboxfull", "storedrv.deliver"}},
+       .any = {"quotaexceeded", "mailboxfull"}},
+      // Mimecast: the envelope matched a block entry (a policy of the receiver).
+      {.name = "default:mta/mimecast-envelope-blocked",
+       .category = C::kPolicyContentSpam,
+       .any = {"envelope blocked"}},
 
       // --- Layer 3: phrase families from word classes; the most specific causes first. ---
       {.name = "default:phrase/protocol",
@@ -276,7 +285,8 @@ const std::vector<DefaultRuleSpec>& DefaultRuleSpecs() {
                "it is unauthenticated", "authentication results", "authenticate with",
                "purported responsible address", "authentication check", "email authentication",
                "sender authentication", "authentication policy", "alignment", "not aligned",
-               "authentication requirements"}},
+               "authentication requirements", "anti-spoofing", "spoofing policy",
+               "spoofed sender", "sender spoofing"}},
       {.name = "default:phrase/tls",
        .category = C::kTlsRequired,
        .any = {"starttls", "^tls", "^ssl$", "tls/ssl", "^dane", "certificate", "dnssec",
@@ -501,8 +511,9 @@ const std::vector<DefaultRuleSpec>& DefaultRuleSpecs() {
                   "from your"}},
       {.name = "default:words/mailbox-full",
        .category = C::kMailboxFull,
-       .any = {"mailbox", "inbox", "mail box", "storage", "quota", "disk", "space", "mailfolder",
-               "folder", "mail store"},
+       // Not "disk" or "space" alone: a server's disk is its own capacity.
+       .any = {"mailbox", "inbox", "mail box", "storage", "quota", "mailfolder", "folder",
+               "mail store", "user's disk", "user disk"},
        .also = {"full", "exceeded", "exceeds", "over ", "insufficient", "used up", "no space",
                 "no more space", "out of", "reached", "capacity", "too small", "not enough",
                 "exhausted", "no room", "limit"},
