@@ -184,6 +184,14 @@ TEST(Layer3International, CommonStockWordings) {
       {"550 宛先のメールアドレスは存在しません", C::kMailboxUnknown, "default:intl/"},
       {"421 Zu viele Verbindungen von Ihrer IP", C::kTooManyConnections, "default:intl/"},
       {"421 Trop de connexions, réessayez plus tard", C::kTooManyConnections, "default:"},
+      // Word order and words in between.
+      {"452 Das Postfach des Empfängers ist leider voll", C::kMailboxFull, "default:intl/"},
+      {"452 La boîte aux lettres de ce destinataire est pleine", C::kMailboxFull, "default:intl/"},
+      {"552 El buzón del destinatario está lleno", C::kMailboxFull, "default:intl/"},
+      {"550 O endereço de destino é desconhecido", C::kMailboxUnknown, "default:intl/"},
+      {"550 Dieses Konto wurde gesperrt", C::kMailboxDisabled, "default:intl/"},
+      {"550 La cuenta del destinatario está desactivada", C::kMailboxDisabled, "default:intl/"},
+      {"550 该邮箱账户已被冻结", C::kMailboxDisabled, "default:intl/"},
   });
 }
 
