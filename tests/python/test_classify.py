@@ -270,3 +270,13 @@ def test_dev_corpus_splits_are_scored(dev_replies: list[dict[str, str]]) -> None
     assert validation.category_accuracy >= floors[0], validation.table(sources=0)
     assert validation.action_accuracy >= floors[1], validation.table(sources=0)
     assert validation.transient_accuracy >= floors[2], validation.table(sources=0)
+
+
+def test_log_wrapped_replies_are_unwrapped() -> None:
+    r = mailretry.classify("Diagnostic-Code: smtp; 552 5.2.2 storage for this mailbox is used up")
+    assert (r.code, r.category, r.basic_code_inferred) == (552, "mailbox_full", False)
+    r = mailretry.classify(
+        "host mx.example.net[192.0.2.9] said: 550 5.1.1 <a@b.example>: Recipient address "
+        "rejected: User unknown in local recipient table (in reply to RCPT TO command)"
+    )
+    assert (r.code, r.category) == (550, "mailbox_unknown")
