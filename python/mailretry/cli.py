@@ -14,7 +14,10 @@ from mailretry.classify import Classifier
 from mailretry.errors import InvalidInputError, MailretryError
 from mailretry.sim_cli import add_simulate_parser
 
-_LOOKS_LIKE_REPLY = re.compile(r"\s*(?:[245]\d\d(?:[ -]|$)|[245]\.\d{1,3}\.\d{1,3}\b)")
+_LOOKS_LIKE_REPLY = re.compile(
+    r"\s*(?:[245]\d\d(?:[ -]|$)|[245]\.\d{1,3}\.\d{1,3}\b|diagnostic-code:|smtp;|host \S+ said:)",
+    re.IGNORECASE,
+)
 
 
 def _looks_like_reply(arg: str) -> bool:

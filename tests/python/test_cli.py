@@ -60,6 +60,8 @@ def test_classify_bare_reply_argument(capsys: pytest.CaptureFixture[str]) -> Non
     assert main(["classify", "5.1.1 no mailbox by that name"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["basic_code_inferred"] is True and out["category"] == "mailbox_unknown"
+    assert main(["classify", "Diagnostic-Code: smtp; 421 4.7.0 too many connections"]) == 0
+    assert json.loads(capsys.readouterr().out)["category"] == "too_many_connections"
 
 
 def test_classify_bare_argument_neither_file_nor_reply(capsys: pytest.CaptureFixture[str]) -> None:
