@@ -71,7 +71,9 @@ sim::ReceiverProfile ProfileFrom(py::handle obj, const std::string& path) {
   if (f.Has("checks_auth")) {
     std::string a;
     f.String("checks_auth", a);
-    p.checks_auth = ValueOrThrow(sim::ParseAuthCheck(a));
+    absl::StatusOr<sim::AuthCheck> check = sim::ParseAuthCheck(a);
+    if (!check.ok()) Bad(f.Path("checks_auth"), std::string(check.status().message()));
+    p.checks_auth = *check;
   }
   f.Unsigned("auth_soft_attempts", p.auth_soft_attempts);
   f.Duration("maintenance_every", p.maintenance_every);
@@ -206,7 +208,7 @@ sim::Scenario ScenarioFrom(py::handle obj) {
       try {
         (void)EngineConfigFromMapping(item.second);
       } catch (py::error_already_set& e) {
-        Bad(absl::StrCat("policies.", std::string(py::str(item.first))), e.what());
+        Bad(absl::StrCat("policies.", std::string(py::str(item.first))), std::string(py::str(e.value())));
       }
     }
   }

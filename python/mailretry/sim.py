@@ -794,10 +794,11 @@ def plot_suite(df: DataFrame, path: str | os.PathLike[str]) -> str:
             ax = axes[row][col]
             values = sub[metric].replace([np.inf], np.nan)
             top = float(values.max()) * 1.15 if values.notna().any() else 1.0
+            lookup = {key: float(v) for key, v in sub[metric].items()}
             for i, pol in enumerate(policies):
                 ys = []
                 for scn in scenarios:
-                    v = float(sub.loc[(scn, pol), metric]) if (scn, pol) in sub.index else np.nan
+                    v = lookup.get((scn, pol), np.nan)
                     ys.append(top if math.isinf(v) else v)
                 xs = np.arange(len(scenarios)) + i * width
                 ax.bar(xs, ys, width=width, label=pol, color=f"C{i}")
