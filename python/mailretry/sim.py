@@ -727,7 +727,6 @@ def suite_table(df: DataFrame) -> DataFrame:
     """:func:`run_suite` rows averaged over seeds, one row per (scenario,
     reputation_from_retries, policy), policies in :data:`POLICIES` order. An
     infinite percentile stays infinite (a mean with inf is inf)."""
-    pd = _pandas()
     keys = ["scenario", "reputation_from_retries", "policy"]
     out = df.groupby(keys, sort=False)[list(SUITE_COLUMNS)].mean()
     order = {p: i for i, p in enumerate(POLICIES)}

@@ -54,8 +54,10 @@ def _explain() -> int:
 
     info = sim.explain()
     for title, key in (("Receiver parameters", "profiles"), ("Policy presets", "presets")):
-        print(f"{title} (confidence: H own documentation/source, M relayed or secondary, "
-              "L folklore, assumption = no source)")
+        print(
+            f"{title} (confidence: H own documentation/source, M relayed or secondary, "
+            "L folklore, assumption = no source)"
+        )
         for row in info[key]:
             print(f"  [{row['confidence']}] {row['item']} / {row['field']} = {row['value']}")
             print(f"      {row['source']}")
@@ -82,8 +84,9 @@ def _print_frame(df: Any, stream: Any = None) -> None:
         key = idx if isinstance(idx, tuple) else (idx,)
         rows.append([_fmt(k) for k in key] + [_fmt(v) for v in r.tolist()])
     header = index_names + cols
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
-              for i, h in enumerate(header)]
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)
+    ]
     out.write("  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True)) + "\n")
     for r in rows:
         out.write("  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) + "\n")
@@ -131,15 +134,19 @@ def _suite(args: argparse.Namespace) -> int:
         _print_frame(block.droplevel([0, 1]))
         print()
     env = sim.envelope(df)
-    print("== envelope: adaptive / best preset (ratio > 1: a preset did better; "
-          "p95 over all messages, undelivered = never)")
+    print(
+        "== envelope: adaptive / best preset (ratio > 1: a preset did better; "
+        "p95 over all messages, undelivered = never)"
+    )
     _print_frame(env)
     os.makedirs(args.out, exist_ok=True)
     raw_path = os.path.join(args.out, "suite_runs.csv")
     df.to_csv(raw_path, index=False)
-    table.to_csv(os.path.join(args.out, "suite.csv"))
-    env.to_csv(os.path.join(args.out, "envelope.csv"))
-    written = [raw_path, os.path.join(args.out, "suite.csv"), os.path.join(args.out, "envelope.csv")]
+    suite_path = os.path.join(args.out, "suite.csv")
+    env_path = os.path.join(args.out, "envelope.csv")
+    table.to_csv(suite_path)
+    env.to_csv(env_path)
+    written = [raw_path, suite_path, env_path]
     try:
         written.append(sim.plot_suite(df, os.path.join(args.out, "suite.png")))
     except ImportError as e:  # pragma: no cover - depends on the environment

@@ -294,9 +294,12 @@ def test_run_suite_tables_and_envelope() -> None:
     )
     assert len(df) == 2 * 2 * 2 * 3
     assert set(sim.SUMMARY_COLUMNS) <= set(df.columns)
-    assert (df["delivered_pct"] + df["bounced_pct"] + df["expired_pct"] + df["held_pct"]).round(
-        6
-    ).eq(100).all()
+    assert (
+        (df["delivered_pct"] + df["bounced_pct"] + df["expired_pct"] + df["held_pct"])
+        .round(6)
+        .eq(100)
+        .all()
+    )
     table = sim.suite_table(df)
     assert len(table) == 2 * 2 * 3
     assert list(table.index.get_level_values("policy")[:3]) == ["postfix", "kumomta", "adaptive"]
@@ -331,9 +334,7 @@ def test_envelope_ratio_handles_never() -> None:
     assert row["4xx_ratio"] == 1.0
 
 
-def test_simulate_cli_suite_and_explain(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_simulate_cli_suite_and_explain(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("matplotlib")
     import argparse
 
@@ -368,7 +369,7 @@ def test_simulate_cli_suite_and_explain(
     args = parser.parse_args(["simulate", "--explain"])
     assert args.func(args) == 0
     out = capsys.readouterr().out
-    assert "postgrey" in out and "qmgr" in out.lower() or "SCHEDULER_README" in out
+    assert "postgrey" in out and "SCHEDULER_README" in out
     for name in sim.profile_names():
         assert name in out
 
