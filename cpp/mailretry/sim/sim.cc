@@ -1,0 +1,671 @@
+// The simulator's event loop: arrivals, the Engine's leases, the sending-MTA
+// model's gate, receiver replies after a latency, the Engine's decisions and
+// events, all in virtual time at millisecond resolution. There is no tick:
+// the loop jumps to the next moment anything can happen (an arrival, the end
+// of an attempt, an engine or gate timer).
+#include "mailretry/sim/sim.h"
+
+#include <algorithm>
+#include <chrono>  // NOLINT(build/c++11): wall time of the run, reported only
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <queue>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "mailretry/engine/engine.h"
+#include "mailretry/sim/internal/sim_receiver.h"
+#include "mailretry/sim/internal/sim_sender.h"
+#include "mailretry/reply/reply.h"
+#include "mailretry/policy/retry_policy.h"
+
+namespace mailretry::sim {
+namespace {
+
+using internal::kMsPerHour;
+using internal::PairState;
+using internal::RecipientState;
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+constexpr size_t kTakeBatch = 1 << 16;
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+int64_t Ms(absl::Duration d) { return absl::ToInt64Milliseconds(d); }
+
+struct InFlight {
+  int64_t end_ms;
+  uint64_t seq;
+  uint32_t msg;
+  ReplyKind kind;
+  bool holds_connection;
+};
+struct EndsLater {
+  bool operator()(const InFlight& a, const InFlight& b) const {
+    return a.end_ms != b.end_ms ? a.end_ms > b.end_ms : a.seq > b.seq;
+  }
+};
+
+// Cumulative distribution over weights; Pick maps u in [0, 1) to an index.
+class Cdf {
+ public:
+  explicit Cdf(const std::vector<double>& weights) {
+    double total = 0;
+    for (double w : weights) total += w;
+    double acc = 0;
+    cum_.reserve(weights.size());
+    for (double w : weights) {
+      acc += w / total;
+      cum_.push_back(acc);
+    }
+    if (!cum_.empty()) cum_.back() = 1.0;
+  }
+  uint32_t Pick(double u) const {
+    auto it = std::upper_bound(cum_.begin(), cum_.end(), u);
+    if (it == cum_.end()) --it;
+    return static_cast<uint32_t>(it - cum_.begin());
+  }
+
+ private:
+  std::vector<double> cum_;
+};
+
+double Percentile(std::vector<double>& v, double q) {
+  if (v.empty()) return kNaN;
+  const size_t k = std::min(v.size() - 1, static_cast<size_t>(q * static_cast<double>(v.size())));
+  std::nth_element(v.begin(), v.begin() + static_cast<ptrdiff_t>(k), v.end());
+  return v[k];
+}
+
+// Sorted arrival offsets (ms): stratified inverse-CDF sampling over the
+// hourly weights, so arrival i is non-decreasing in i without a sort.
+std::vector<int64_t> Arrivals(const Scenario& s, SplitMix64& rng) {
+  const uint64_t n = s.messages;
+  std::vector<int64_t> out(n, 0);
+  const int64_t window = Ms(s.arrival_window);
+  if (window <= 0) return out;
+  const int64_t hours = (window + kMsPerHour - 1) / kMsPerHour;
+  std::vector<double> cdf(static_cast<size_t>(hours) + 1, 0.0);
+  for (int64_t h = 0; h < hours; ++h) {
+    const double w = s.hourly_weights.empty()
+                         ? 1.0
+                         : s.hourly_weights[static_cast<size_t>(h) % s.hourly_weights.size()];
+    const int64_t len = std::min(kMsPerHour, window - h * kMsPerHour);
+    cdf[h + 1] = cdf[h] + w * static_cast<double>(len) / static_cast<double>(kMsPerHour);
+  }
+  const double total = cdf.back();
+  for (double& c : cdf) c /= total;
+  cdf.back() = 1.0;
+  int64_t h = 0;
+  for (uint64_t i = 0; i < n; ++i) {
+    const double u = (static_cast<double>(i) + rng.Uniform()) / static_cast<double>(n);
+    while (h + 1 < hours && cdf[h + 1] <= u) ++h;
+    const double width = cdf[h + 1] - cdf[h];
+    const int64_t len = std::min(kMsPerHour, window - h * kMsPerHour);
+    const double frac = width > 0 ? std::clamp((u - cdf[h]) / width, 0.0, 1.0) : 0.0;
+    int64_t t = h * kMsPerHour + static_cast<int64_t>(frac * static_cast<double>(len));
+    t = std::min(t, window - 1);
+    out[i] = std::max(t, i > 0 ? out[i - 1] : int64_t{0});
+  }
+  return out;
+}
+
+class Simulation : public internal::GateHost {
+ public:
+  Simulation(const Scenario& s, const ProgressFn& progress) : s_(s), progress_(progress) {}
+
+  absl::StatusOr<Result> Run(const Policy& policy);
+
+  // GateHost.
+  void StartAttempt(uint32_t msg, int64_t now_ms) override;
+  void Defer(uint32_t msg, int64_t now_ms, internal::LocalDeferral why) override;
+  // Also true once the message's lifetime has passed: the engine expires
+  // it silently then (message events are off for speed, see Run).
+  bool Finished(uint32_t msg) override {
+    if (r_.msg_outcome[msg] != Outcome::kPending) return true;
+    if (infer_expiry_ && now_ >= expiry_ms_[msg] && !final_attempt_[msg]) {
+      Finish(msg, Outcome::kExpired, expiry_ms_[msg]);
+      return true;
+    }
+    return false;
+  }
+
+ private:
+  absl::Status Setup();
+  uint32_t ProfileIndex(const std::string& name);
+  void Finish(uint32_t msg, Outcome o, int64_t t_ms);
+  HourBin& Bin(int64_t t_ms) {
+    const size_t b = static_cast<size_t>(std::max<int64_t>(t_ms, 0) / kMsPerHour);
+    if (b >= r_.hours.size()) r_.hours.resize(b + 1);
+    return r_.hours[b];
+  }
+  uint32_t Pair(uint32_t msg) const { return r_.msg_domain[msg] * nsources_ + r_.msg_source[msg]; }
+  absl::Time T(int64_t ms) const { return s_.start + absl::Milliseconds(ms); }
+  int64_t ToMs(absl::Time t) const { return absl::ToInt64Milliseconds(t - s_.start); }
+  absl::Status Decide(uint32_t msg, int64_t now, const Reply& reply);
+  void DrainEvents();
+  void Summarise();
+
+  const Scenario& s_;
+  const ProgressFn& progress_;
+  Result r_;
+  uint64_t finished_ = 0;
+  uint32_t nsources_ = 1;
+  double receiver_ms_ = 0;
+  absl::Status error_;
+
+  std::vector<ReceiverProfile> profiles_;
+  std::vector<std::vector<Reply>> replies_;  // [profile][kind]
+  std::vector<Reply> local_replies_;         // [LocalDeferral]
+  absl::flat_hash_map<std::string, uint32_t> profile_ids_;
+  std::vector<uint32_t> domain_profile_;     // profile index per domain
+  absl::flat_hash_map<std::string, uint32_t> domain_ids_;
+  absl::flat_hash_map<std::string, uint32_t> source_ids_;
+  std::vector<int64_t> arrival_ms_;
+  std::vector<RecipientState> rcpt_;
+  std::vector<PairState> pairs_;
+
+  std::unique_ptr<Engine> engine_;
+  std::unique_ptr<internal::SenderGate> gate_;
+  std::priority_queue<InFlight, std::vector<InFlight>, EndsLater> in_flight_;
+  uint64_t seq_ = 0;
+  SplitMix64 rng_{0};
+  int64_t now_ = 0;
+  bool infer_expiry_ = false;
+  int64_t lifetime_ms_ = 0;
+  std::vector<int64_t> expiry_ms_;  // submit + lifetime, when infer_expiry_
+  std::vector<bool> final_attempt_;  // leased for the attempt at the lifetime's end
+};
+
+uint32_t Simulation::ProfileIndex(const std::string& name) {
+  auto it = profile_ids_.find(name);
+  if (it != profile_ids_.end()) return it->second;
+  ReceiverProfile p;
+  bool found = false;
+  for (const ReceiverProfile& custom : s_.profiles) {
+    if (custom.name == name) {
+      p = custom;
+      found = true;
+      break;
+    }
+  }
+  if (!found) p = *BuiltinProfile(name);  // ValidateScenario checked the name
+  std::vector<Reply> parsed;
+  parsed.reserve(kNumReplyKinds);
+  for (int k = 0; k < kNumReplyKinds; ++k) {
+    switch (static_cast<ReplyKind>(k)) {
+      case ReplyKind::kConnectionRefused:
+        parsed.push_back(TransportReply(Transport::kConnectionRefused, p.replies[k]));
+        break;
+      case ReplyKind::kConnectTimeout:
+        parsed.push_back(TransportReply(Transport::kConnectTimeout, p.replies[k]));
+        break;
+      case ReplyKind::kDroppedMidData:
+        parsed.push_back(TransportReply(Transport::kConnectionDropped, p.replies[k]));
+        break;
+      default:
+        parsed.push_back(*ParseReply(p.replies[k]));
+    }
+  }
+  const uint32_t id = static_cast<uint32_t>(profiles_.size());
+  profiles_.push_back(std::move(p));
+  replies_.push_back(std::move(parsed));
+  profile_ids_.emplace(name, id);
+  return id;
+}
+
+absl::Status Simulation::Setup() {
+  const uint64_t n = s_.messages;
+  SplitMix64 rng(s_.seed ^ 0x243f6a8885a308d3ULL);
+
+  // Domains: the named ones, then the Zipf tail.
+  for (const NamedDestination& d : s_.named) {
+    domain_ids_.emplace(d.domain, static_cast<uint32_t>(r_.domains.size()));
+    r_.domains.push_back(d.domain);
+    domain_profile_.push_back(ProfileIndex(d.profile));
+  }
+  const size_t named = r_.domains.size();
+  std::vector<double> tail_weights;
+  std::vector<double> tail_profile_weights;
+  for (const auto& entry : s_.tail_profiles) tail_profile_weights.push_back(entry.second);
+  if (s_.tail_domains > 0) {
+    Cdf tail_profiles(tail_profile_weights);
+    tail_weights.reserve(s_.tail_domains);
+    for (uint32_t k = 1; k <= s_.tail_domains; ++k) {
+      std::string name = absl::StrCat("d", k, ".example.net");
+      if (domain_ids_.contains(name)) {
+        return absl::InvalidArgumentError(absl::StrCat("destination \"", name, "\" clashes with the tail's names"));
+      }
+      domain_ids_.emplace(name, static_cast<uint32_t>(r_.domains.size()));
+      r_.domains.push_back(std::move(name));
+      const std::string& profile = s_.tail_profiles[tail_profiles.Pick(rng.Uniform())].first;
+      domain_profile_.push_back(ProfileIndex(profile));
+      tail_weights.push_back(1.0 / std::pow(static_cast<double>(k), s_.zipf_exponent));
+    }
+  }
+  const size_t domains = r_.domains.size();
+  for (size_t d = 0; d < domains; ++d) r_.domain_profile.push_back(profiles_[domain_profile_[d]].name);
+  r_.domain_messages.assign(domains, 0);
+
+  // Sources and (domain, source) pairs with their ground truth.
+  std::vector<double> source_weights;
+  for (const Source& src : s_.sources) {
+    source_ids_.emplace(src.name, static_cast<uint32_t>(r_.sources.size()));
+    r_.sources.push_back(src.name);
+    source_weights.push_back(src.weight);
+  }
+  nsources_ = static_cast<uint32_t>(s_.sources.size());
+  const size_t npairs = domains * nsources_;
+  pairs_.assign(npairs, PairState{});
+  r_.pair_structural.assign(npairs, false);
+  r_.pair_structural_s.assign(npairs, kNaN);
+  r_.pair_warning_s.assign(npairs, kNaN);
+  r_.pair_messages.assign(npairs, 0);
+  for (size_t d = 0; d < domains; ++d) {
+    const ReceiverProfile& p = profiles_[domain_profile_[d]];
+    for (size_t i = 0; i < nsources_; ++i) {
+      pairs_[d * nsources_ + i].reputation = s_.sources[i].reputation;
+      r_.pair_structural[d * nsources_ + i] =
+          internal::PtrFails(p, s_.sources[i]) || internal::AuthFails(p, s_.sources[i]);
+    }
+  }
+
+  // Messages: arrival time, domain, source, recipient.
+  arrival_ms_ = Arrivals(s_, rng);
+  double named_total = 0;
+  std::vector<double> named_weights;
+  for (const NamedDestination& d : s_.named) {
+    named_total += d.share;
+    named_weights.push_back(d.share);
+  }
+  std::unique_ptr<Cdf> named_cdf = named_total > 0 ? std::make_unique<Cdf>(named_weights) : nullptr;
+  std::unique_ptr<Cdf> tail_cdf = tail_weights.empty() ? nullptr : std::make_unique<Cdf>(tail_weights);
+  Cdf source_cdf(source_weights);
+  r_.msg_domain.resize(n);
+  r_.msg_source.resize(n);
+  r_.msg_outcome.assign(n, Outcome::kPending);
+  r_.msg_submit_s.assign(n, kNaN);
+  r_.msg_end_s.assign(n, kNaN);
+  r_.msg_attempts.assign(n, 0);
+  r_.msg_4xx.assign(n, 0);
+  rcpt_.resize(n);
+  for (uint64_t i = 0; i < n; ++i) {
+    const double u = rng.Uniform();
+    uint32_t d;
+    if (named_cdf != nullptr && (u < named_total || tail_cdf == nullptr)) {
+      d = named_cdf->Pick(std::min(u / named_total, 0.999999999));
+    } else {
+      d = static_cast<uint32_t>(named) + tail_cdf->Pick(rng.Uniform());
+    }
+    r_.msg_domain[i] = d;
+    r_.msg_source[i] = static_cast<uint16_t>(source_cdf.Pick(rng.Uniform()));
+    ++r_.domain_messages[d];
+    ++r_.pair_messages[d * nsources_ + r_.msg_source[i]];
+  }
+  for (int k = 0; k < internal::kNumLocalDeferrals; ++k) {
+    local_replies_.push_back(*ParseReply(internal::LocalDeferralText(static_cast<internal::LocalDeferral>(k))));
+  }
+  return absl::OkStatus();
+}
+
+void Simulation::Finish(uint32_t msg, Outcome o, int64_t t_ms) {
+  if (r_.msg_outcome[msg] != Outcome::kPending) return;
+  r_.msg_outcome[msg] = o;
+  r_.msg_end_s[msg] = static_cast<double>(t_ms) / 1000.0;
+  ++finished_;
+  HourBin& b = Bin(t_ms);
+  switch (o) {
+    case Outcome::kDelivered: ++b.delivered; break;
+    case Outcome::kBounced: ++b.bounced; break;
+    case Outcome::kExpired: ++b.expired; break;
+    default: break;
+  }
+}
+
+absl::Status Simulation::Decide(uint32_t m, int64_t now, const Reply& reply) {
+  absl::StatusOr<Decision> dec = engine_->Report(m, T(now), reply);
+  if (!dec.ok()) {
+    // The engine expired the message while its attempt was out (its
+    // lifetime ended): the expired event says so.
+    if (absl::IsNotFound(dec.status()) || absl::IsFailedPrecondition(dec.status())) {
+      if (infer_expiry_) Finish(m, Outcome::kExpired, std::min(now, expiry_ms_[m]));
+      return absl::OkStatus();
+    }
+    return absl::InternalError(
+        absl::StrCat("engine rejected a report for message ", m, ": ", dec.status().ToString()));
+  }
+  switch (dec->action) {
+    case DecisionAction::kDelivered: Finish(m, Outcome::kDelivered, now); break;
+    case DecisionAction::kBounced: Finish(m, Outcome::kBounced, now); break;
+    case DecisionAction::kExpired: Finish(m, Outcome::kExpired, now); break;
+    case DecisionAction::kRetry:
+      // The engine keeps a lease for the last attempt at the end of the
+      // lifetime alive past it (Postfix tries once more after expiry).
+      if (infer_expiry_ && dec->next_attempt.has_value() && ToMs(*dec->next_attempt) >= expiry_ms_[m]) {
+        final_attempt_[m] = true;
+      }
+      break;
+  }
+  return absl::OkStatus();
+}
+
+void Simulation::StartAttempt(uint32_t m, int64_t now) {
+  const uint32_t d = r_.msg_domain[m];
+  const uint32_t src = r_.msg_source[m];
+  const internal::AttemptResult a =
+      internal::StartAttempt(profiles_[domain_profile_[d]], s_.sources[src], s_.reputation_from_retries,
+                             pairs_[d * nsources_ + src], rcpt_[m], now, rng_);
+  if (r_.msg_attempts[m] < UINT16_MAX) ++r_.msg_attempts[m];
+  ++r_.reply_kinds[static_cast<int>(a.kind)];
+  ++Bin(now).attempts;
+  receiver_ms_ += static_cast<double>(a.latency_ms);
+  in_flight_.push({now + a.latency_ms, seq_++, m, a.kind, a.holds_connection});
+}
+
+void Simulation::Defer(uint32_t m, int64_t now, internal::LocalDeferral why) {
+  ++r_.summary.local_deferrals;
+  absl::Status st = Decide(m, now, local_replies_[static_cast<int>(why)]);
+  if (!st.ok() && error_.ok()) error_ = st;
+}
+
+void Simulation::DrainEvents() {
+  for (const Event& e : engine_->DrainEvents()) {
+    switch (e.kind) {
+      case EventKind::kExpired:
+        if (e.msg_id.has_value() && *e.msg_id < s_.messages) {
+          Finish(static_cast<uint32_t>(*e.msg_id), Outcome::kExpired, ToMs(e.time));
+        }
+        break;
+      case EventKind::kStructuralFailure:
+      case EventKind::kDestinationWarning: {
+        auto dom = domain_ids_.find(std::string(e.destination));
+        auto src = source_ids_.find(std::string(e.source));
+        if (dom == domain_ids_.end() || src == source_ids_.end()) break;
+        std::vector<double>& first =
+            e.kind == EventKind::kStructuralFailure ? r_.pair_structural_s : r_.pair_warning_s;
+        double& slot = first[dom->second * nsources_ + src->second];
+        if (std::isnan(slot)) slot = static_cast<double>(ToMs(e.time)) / 1000.0;
+        break;
+      }
+      default:
+        break;
+    }
+  }
+}
+
+absl::StatusOr<Result> Simulation::Run(const Policy& policy) {
+  const auto wall_start = std::chrono::steady_clock::now();
+  if (absl::Status st = ValidateScenario(s_); !st.ok()) return st;
+  if (absl::Status st = Setup(); !st.ok()) return st;
+
+  EngineConfig cfg = policy.engine;
+  // Expiries without a report: with no schedule overrides every message
+  // expires exactly at submission + retry.lifetime, so the simulation infers
+  // them and spares the engine a per-message event stream (a large share of
+  // the run time); otherwise it reads the expired events.
+  infer_expiry_ = cfg.overrides.empty();
+  cfg.message_events = !infer_expiry_;
+  lifetime_ms_ = Ms(cfg.retry.lifetime);
+  absl::StatusOr<std::unique_ptr<Engine>> created = Engine::Create(cfg, s_.seed);
+  if (!created.ok()) return created.status();
+  engine_ = std::move(*created);
+  Engine& engine = *engine_;
+  if (policy.sender != SenderModel::kEngine) {
+    std::vector<uint32_t> pair_profile(pairs_.size());
+    for (size_t i = 0; i < pairs_.size(); ++i) pair_profile[i] = domain_profile_[i / nsources_];
+    gate_ = std::make_unique<internal::SenderGate>(policy.sender, profiles_, std::move(pair_profile),
+                                                   s_.seed);
+  }
+
+  const uint64_t n = s_.messages;
+  const int64_t horizon = Ms(s_.horizon);
+  if (infer_expiry_) {
+    expiry_ms_.assign(n, std::numeric_limits<int64_t>::max());
+    final_attempt_.assign(n, false);
+  }
+  // Every message has an outcome by then (the last arrival's lifetime, plus a
+  // day for attempts in flight at its end); without inference, a safety stop.
+  const int64_t all_done = (n > 0 ? arrival_ms_[n - 1] : 0) +
+                           (infer_expiry_ ? lifetime_ms_ : Ms(absl::Hours(24 * 60))) + kMsPerHour * 24;
+  // For progress only: arrivals plus the schedule's lifetime.
+  const double expected_end =
+      static_cast<double>(Ms(s_.arrival_window) + Ms(cfg.retry.lifetime)) + 1.0;
+  rng_ = SplitMix64(s_.seed ^ 0x13198a2e03707344ULL);
+  uint64_t next_arrival = 0;
+  int64_t next_hour = kMsPerHour;
+  std::vector<uint64_t> batch_ids;
+  std::vector<uint32_t> batch_domains;
+  std::vector<uint32_t> batch_sources;
+  int64_t now = n > 0 ? arrival_ms_[0] : 0;
+  int64_t last_event = now;
+  bool stopped_at_horizon = false;
+
+  while (true) {
+    while (now >= next_hour) {
+      Bin(next_hour - 1).in_flight = in_flight_.size();
+      next_hour += kMsPerHour;
+      if (progress_ && !progress_(std::min(0.99, static_cast<double>(now) / expected_end))) {
+        return absl::CancelledError("simulation cancelled");
+      }
+    }
+    if (horizon > 0 && now > horizon) {
+      stopped_at_horizon = true;
+      break;
+    }
+    if (now > all_done) break;
+    now_ = now;
+    const absl::Time now_t = T(now);
+
+    // Arrivals.
+    batch_ids.clear();
+    batch_domains.clear();
+    batch_sources.clear();
+    while (next_arrival < n && arrival_ms_[next_arrival] <= now) {
+      const uint32_t m = static_cast<uint32_t>(next_arrival++);
+      batch_ids.push_back(m);
+      batch_domains.push_back(r_.msg_domain[m]);
+      batch_sources.push_back(r_.msg_source[m]);
+      r_.msg_submit_s[m] = static_cast<double>(now) / 1000.0;
+      if (infer_expiry_) expiry_ms_[m] = now + lifetime_ms_;
+      rcpt_[m] = internal::DrawRecipient(profiles_[domain_profile_[r_.msg_domain[m]]], s_.seed, m, now);
+    }
+    if (!batch_ids.empty()) {
+      absl::Status st = engine.SubmitMany(batch_ids, batch_domains, r_.domains, now_t,
+                                          batch_sources, r_.sources);
+      if (!st.ok()) return absl::InternalError(absl::StrCat("engine rejected a submit: ", st.ToString()));
+    }
+    if (!infer_expiry_) {
+      // Expiries first, so that nothing expired is tried.
+      if (absl::Status st = engine.Advance(now_t); !st.ok()) return st;
+      DrainEvents();
+    }
+
+    // Attempts that end now.
+    while (!in_flight_.empty() && in_flight_.top().end_ms <= now) {
+      const InFlight f = in_flight_.top();
+      in_flight_.pop();
+      const uint32_t m = f.msg;
+      const uint32_t d = r_.msg_domain[m];
+      const uint32_t pair = Pair(m);
+      if (f.holds_connection) internal::EndAttempt(pairs_[pair]);
+      const Reply& reply = replies_[domain_profile_[d]][static_cast<int>(f.kind)];
+      HourBin& b = Bin(now);
+      if (reply.transport != Transport::kReply) {
+        ++r_.summary.transport_failures;
+      } else if (reply.code / 100 == 4) {
+        ++b.replies_4xx;
+        if (r_.msg_4xx[m] < UINT16_MAX) ++r_.msg_4xx[m];
+      } else if (reply.code / 100 == 5) {
+        ++b.replies_5xx;
+      }
+      if (r_.msg_outcome[m] == Outcome::kPending) {
+        if (absl::Status st = Decide(m, now, reply); !st.ok()) return st;
+      }
+      if (gate_) gate_->OnResult(*this, pair, f.kind, now);
+    }
+    if (gate_) gate_->Advance(*this, now);
+
+    // New attempts (or offers to the MTA model).
+    while (true) {
+      absl::StatusOr<std::vector<Lease>> leases = engine.TakeReady(now_t, kTakeBatch);
+      if (!leases.ok()) return leases.status();
+      for (const Lease& l : *leases) {
+        const uint32_t m = static_cast<uint32_t>(l.msg_id);
+        if (gate_) {
+          gate_->Offer(*this, Pair(m), m, now);
+        } else {
+          StartAttempt(m, now);
+        }
+      }
+      if (leases->size() < kTakeBatch) break;
+    }
+    if (!error_.ok()) return error_;
+    DrainEvents();
+    if (finished_ > 0) last_event = now;
+    if (finished_ == n) break;
+
+    // The next moment anything can happen.
+    int64_t next = std::numeric_limits<int64_t>::max();
+    if (next_arrival < n) next = std::min(next, arrival_ms_[next_arrival]);
+    if (!in_flight_.empty()) next = std::min(next, in_flight_.top().end_ms);
+    if (gate_) next = std::min(next, gate_->NextWake());
+    if (std::optional<absl::Time> wake = engine.NextWakeup(); wake.has_value()) {
+      const int64_t w = ToMs(*wake);
+      next = std::min(next, w <= now ? now + 1 : w);
+    }
+    if (next == std::numeric_limits<int64_t>::max()) break;  // idle
+    now = std::max(now + 1, next);
+  }
+  int64_t end = stopped_at_horizon ? horizon : last_event;
+  if (!stopped_at_horizon && infer_expiry_) {
+    for (uint64_t i = 0; i < n; ++i) {
+      if (r_.msg_outcome[i] == Outcome::kPending) end = std::max(end, expiry_ms_[i]);
+    }
+  }
+  Bin(end);
+  // Whatever has no outcome at the end is expired if its lifetime is over
+  // (the engine expired it silently), else held: still queued, in flight, or
+  // behind a suspended or held destination when the horizon stopped the run.
+  for (uint64_t i = 0; i < n; ++i) {
+    if (r_.msg_outcome[i] != Outcome::kPending) continue;
+    if (infer_expiry_ && expiry_ms_[i] <= end) {
+      Finish(static_cast<uint32_t>(i), Outcome::kExpired, expiry_ms_[i]);
+    } else {
+      r_.msg_outcome[i] = Outcome::kHeld;
+    }
+  }
+  // Pending at the end of each hour: submitted and not yet ended.
+  std::vector<int64_t> delta(r_.hours.size() + 1, 0);
+  for (uint64_t i = 0; i < n; ++i) {
+    if (std::isnan(r_.msg_submit_s[i])) continue;
+    ++delta[std::min(r_.hours.size() - 1, static_cast<size_t>(r_.msg_submit_s[i] * 1000) / kMsPerHour)];
+    if (!std::isnan(r_.msg_end_s[i])) {
+      --delta[std::min(r_.hours.size() - 1, static_cast<size_t>(r_.msg_end_s[i] * 1000) / kMsPerHour)];
+    }
+  }
+  int64_t acc = 0;
+  for (size_t h = 0; h < r_.hours.size(); ++h) {
+    acc += delta[h];
+    r_.hours[h].pending = static_cast<uint64_t>(std::max<int64_t>(acc, 0));
+  }
+  if (progress_) progress_(1.0);
+  r_.engine_stats = engine.Stats();
+  r_.summary.end_s = static_cast<double>(end) / 1000.0;
+  Summarise();
+  r_.summary.wall_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
+  return std::move(r_);
+}
+
+double Ratio(uint64_t a, uint64_t b) { return b == 0 ? kNaN : static_cast<double>(a) / static_cast<double>(b); }
+
+void Simulation::Summarise() {
+  Summary& s = r_.summary;
+  s.messages = s_.messages;
+  std::vector<double> ttd, all;
+  all.reserve(s_.messages);
+  for (uint64_t i = 0; i < s_.messages; ++i) {
+    switch (r_.msg_outcome[i]) {
+      case Outcome::kDelivered: {
+        ++s.delivered;
+        const double t = r_.msg_end_s[i] - r_.msg_submit_s[i];
+        ttd.push_back(t);
+        all.push_back(t);
+        continue;
+      }
+      case Outcome::kBounced: ++s.bounced; break;
+      case Outcome::kExpired: ++s.expired; break;
+      case Outcome::kHeld:
+      case Outcome::kPending: ++s.held; break;
+    }
+    all.push_back(kInf);
+  }
+  const double m = static_cast<double>(s.messages);
+  s.delivered_pct = 100.0 * static_cast<double>(s.delivered) / m;
+  s.bounced_pct = 100.0 * static_cast<double>(s.bounced) / m;
+  s.expired_pct = 100.0 * static_cast<double>(s.expired) / m;
+  s.held_pct = 100.0 * static_cast<double>(s.held) / m;
+  s.ttd_p50_s = Percentile(ttd, 0.50);
+  s.ttd_p95_s = Percentile(ttd, 0.95);
+  s.ttd_p99_s = Percentile(ttd, 0.99);
+  s.all_p50_s = Percentile(all, 0.50);
+  s.all_p95_s = Percentile(all, 0.95);
+  s.all_p99_s = Percentile(all, 0.99);
+  for (const HourBin& b : r_.hours) {
+    s.attempts += b.attempts;
+    s.replies_4xx += b.replies_4xx;
+    s.replies_5xx += b.replies_5xx;
+  }
+  const double delivered = static_cast<double>(s.delivered);
+  s.attempts_per_delivered = s.delivered ? static_cast<double>(s.attempts) / delivered : kNaN;
+  s.replies_4xx_per_delivered = s.delivered ? static_cast<double>(s.replies_4xx) / delivered : kNaN;
+  s.receiver_seconds = receiver_ms_ / 1000.0;
+  s.receiver_seconds_per_delivered = s.delivered ? s.receiver_seconds / delivered : kNaN;
+  for (size_t i = 0; i < pairs_.size(); ++i) {
+    const uint32_t cap = profiles_[domain_profile_[i / nsources_]].max_connections_per_source;
+    if (cap > 0) {
+      s.peak_connection_utilisation = std::max(
+          s.peak_connection_utilisation, static_cast<double>(pairs_[i].peak_connections) / cap);
+    }
+  }
+  for (size_t i = 0; i < pairs_.size(); ++i) {
+    if (r_.pair_messages[i] == 0) continue;
+    const bool flagged = !std::isnan(r_.pair_structural_s[i]);
+    const bool truth = r_.pair_structural[i];
+    if (flagged && truth) ++s.structural_true_positives;
+    if (flagged && !truth) ++s.structural_false_positives;
+    if (!flagged && truth) ++s.structural_false_negatives;
+    if (!flagged && !truth) ++s.structural_true_negatives;
+    if (!std::isnan(r_.pair_warning_s[i])) ++s.warning_destinations;
+  }
+  s.structural_precision = Ratio(s.structural_true_positives,
+                                 s.structural_true_positives + s.structural_false_positives);
+  s.structural_recall = Ratio(s.structural_true_positives,
+                              s.structural_true_positives + s.structural_false_negatives);
+}
+
+}  // namespace
+
+absl::StatusOr<Result> Run(const Scenario& scenario, const Policy& policy,
+                           const ProgressFn& progress) {
+  Simulation sim(scenario, progress);
+  return sim.Run(policy);
+}
+
+absl::StatusOr<Result> Run(const Scenario& scenario, const EngineConfig& config,
+                           const ProgressFn& progress) {
+  Policy p;
+  p.name = "custom";
+  p.engine = config;
+  p.sender = SenderModel::kEngine;
+  return Run(scenario, p, progress);
+}
+
+}  // namespace mailretry::sim
