@@ -1,12 +1,17 @@
 // Wall time of simulator runs: the default scenario's receiver mix scaled to
 // 1M messages over 10k tail domains, arrivals over 24 h, each run until every
 // message has an outcome (about 5 simulated days), once per policy preset
-// (naive, postfix, exim, kumomta, powermta, adaptive). Counters report the
-// simulated outcome too, so a fast but broken run shows. SIM_MESSAGES /
-// SIM_DOMAINS override the size (environment variables).
+// (naive, postfix, exim, kumomta, powermta, adaptive), and then all six at
+// once over every core (BM_SimAllPolicies: what `mailretry.sim.run_many`
+// does). Counters report the simulated outcome too, so a fast but broken run
+// shows. SIM_MESSAGES / SIM_DOMAINS override the size (environment variables).
+#include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cstdlib>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -52,6 +57,45 @@ void BM_Sim(benchmark::State& state, const std::string& policy) {
   state.counters["4xx_per_delivered"] = last.replies_4xx_per_delivered;
   state.counters["all_p95_s"] = last.all_p95_s;
 }
+
+// The six presets at once, on as many threads as there are cores.
+void BM_SimAllPolicies(benchmark::State& state) {
+  sim::Scenario s = sim::DefaultScenario();
+  s.messages = EnvOr("SIM_MESSAGES", 1'000'000);
+  s.tail_domains = static_cast<uint32_t>(EnvOr("SIM_DOMAINS", 10'000));
+  const std::vector<std::string> names = sim::PresetPolicyNames();
+  uint64_t attempts = 0;
+  for (auto _ : state) {
+    std::atomic<size_t> next{0};
+    std::atomic<uint64_t> total{0};
+    std::atomic<bool> failed{false};
+    std::vector<std::thread> workers;
+    const unsigned n = std::max(1u, std::thread::hardware_concurrency());
+    for (unsigned w = 0; w < n; ++w) {
+      workers.emplace_back([&] {
+        for (size_t i = next++; i < names.size(); i = next++) {
+          absl::StatusOr<sim::Result> r = sim::Run(s, *sim::PresetPolicy(names[i]));
+          if (!r.ok()) {
+            failed = true;
+            return;
+          }
+          total += r->summary.attempts;
+        }
+      });
+    }
+    for (std::thread& t : workers) t.join();
+    if (failed) {
+      state.SkipWithError("a run failed");
+      return;
+    }
+    attempts = total;
+  }
+  state.counters["messages"] = static_cast<double>(s.messages);
+  state.counters["destinations"] = static_cast<double>(s.tail_domains + s.named.size());
+  state.counters["attempts"] = static_cast<double>(attempts);
+  state.counters["threads"] = static_cast<double>(std::max(1u, std::thread::hardware_concurrency()));
+}
+BENCHMARK(BM_SimAllPolicies)->Iterations(1)->Unit(benchmark::kSecond)->UseRealTime();
 
 const int kRegistered = [] {
   for (const std::string& name : sim::PresetPolicyNames()) {
