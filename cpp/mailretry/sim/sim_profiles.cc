@@ -501,6 +501,22 @@ std::vector<ParamSource> ExplainProfiles() {
       {"auth-checking-host", "checks_auth dmarc, 4 deferrals then 5xx", "451/550 5.7.26",
        "assumption: a DMARC-enforcing host; Gmail documents 451 4.7.26 on a DNS tempfail and "
        "550 5.7.26 on failure (" + kGmailCodes + ")", "M"},
+      {"*", "latency_min / latency_max", "1-4 s (Gmail 0.5-2 s, Outlook and Yahoo 1-3 s, "
+       "gateway 2-8 s)", "assumption: an SMTP transaction of a small message over a warm path; "
+       "content scanning makes gateways slower", "assumption"},
+      {"*", "refuse_latency", "300 ms", "assumption: TCP connect plus a banner-time refusal",
+       "assumption"},
+      {"*", "mailbox_full_duration", "12 h (drawn 6-18 h per recipient)",
+       "assumption: an over-quota user clears space within a day", "assumption"},
+      {"outlook-like, yahoo-like", "soft_block_below / throttle_probability",
+       "0.4 / 0.7 and 0.6 / 0.9", "assumption: Outlook.com (421 RP-001, 451 4.7.650) and Yahoo "
+       "([TSS04]) throttle on reputation without publishing thresholds; Yahoo is described as "
+       "the stricter one (receiver-behaviour survey)", "assumption"},
+      {"outlook-like, yahoo-like, comcast-like", "overload / random_deferral",
+       "0.002-0.003 / 0.002-0.003", "assumption: rare background 4xx on healthy traffic",
+       "assumption"},
+      {"small-host-greylisting", "greylist_probability", "1.0",
+       "postgrey greylists every new (client /24, sender, recipient) triplet", "H"},
       {"*", "ceilings", "token buckets (continuous refill)",
        "rspamd ratelimit (leaky buckets) and Exim ratelimit (smoothed); Postfix anvil uses a "
        "fixed 60 s window per client, which a bucket of the same size approximates", "H"},
