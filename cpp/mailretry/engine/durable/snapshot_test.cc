@@ -1,0 +1,112 @@
+// File: engine/durable/snapshot_test.cc
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <random>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "mailretry/engine/engine.h"
+#include "mailretry/engine/internal/engine_test_util.h"
+
+namespace mailretry {
+namespace {
+
+using namespace ::mailretry::engine_test;  // NOLINT: the shared test vocabulary
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::Not;
+
+TEST(Engine, SnapshotMidRunReplaysIdentically) {
+  auto a = MakeEngine(RandomizedConfig(), 9);
+  Driver da(11);
+  for (int i = 0; i < 1200; ++i) da.Step(*a, false);
+  const std::string path = TempPath("mid.snap");
+  ASSERT_TRUE(a->Save(path).ok());
+  absl::StatusOr<std::unique_ptr<Engine>> b = Engine::Load(path);
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_TRUE((*b)->CheckInvariants().ok());
+  EXPECT_EQ((*b)->seed(), 9u);
+  EngineStats sa = a->Stats(), sb = (*b)->Stats();
+  EXPECT_EQ(sa.submitted, sb.submitted);
+  EXPECT_EQ(sa.pending, sb.pending);
+  EXPECT_GT(sa.pending, 10u);
+  Driver db = da;  // same driver state from here on
+  da.rendered.clear();
+  db.rendered.clear();
+  for (int i = 0; i < 1500; ++i) {
+    da.Step(*a, false);
+    db.Step(**b, false);
+  }
+  ASSERT_GT(da.rendered.size(), 200u);
+  EXPECT_EQ(da.rendered, db.rendered);
+  std::remove(path.c_str());
+}
+
+TEST(Engine, SnapshotKeepsUndrainedEventsAndDestinationState) {
+  auto a = MakeEngine();
+  ASSERT_TRUE(a->Submit(1, "example.com", kT0, "ip9").ok());
+  Take(*a, kT0);
+  MustReport(*a, 1, kT0, kBusy);
+  const std::string path = TempPath("events.snap");
+  ASSERT_TRUE(a->Save(path).ok());
+  absl::StatusOr<std::unique_ptr<Engine>> b = Engine::Load(path);
+  ASSERT_TRUE(b.ok()) << b.status();
+  std::vector<Event> ea = a->DrainEvents(), eb = (*b)->DrainEvents();
+  ASSERT_EQ(ea.size(), eb.size());
+  for (size_t i = 0; i < ea.size(); ++i) EXPECT_EQ(Render(ea[i]), Render(eb[i]));
+  EXPECT_EQ((*b)->GetDestination("example.com", "ip9")->suspended_until, kT0 + absl::Minutes(5));
+  std::remove(path.c_str());
+}
+
+TEST(Engine, CorruptOrTruncatedSnapshotIsAClearError) {
+  auto a = MakeEngine();
+  for (uint64_t i = 0; i < 20; ++i) ASSERT_TRUE(a->Submit(i, "example.com", kT0).ok());
+  const std::string path = TempPath("good.snap");
+  ASSERT_TRUE(a->Save(path).ok());
+  std::string bytes;
+  {
+    std::ifstream in(path, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  ASSERT_GT(bytes.size(), 100u);
+  auto write = [](const std::string& p, const std::string& b) {
+    std::ofstream out(p, std::ios::binary | std::ios::trunc);
+    out << b;
+  };
+  const std::string bad = TempPath("bad.snap");
+  write(bad, bytes.substr(0, bytes.size() / 2));
+  absl::Status s = Engine::Load(bad).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("truncated"));
+  std::string flipped = bytes;
+  flipped[flipped.size() / 2] ^= 0x40;
+  write(bad, flipped);
+  s = Engine::Load(bad).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("checksum"));
+  write(bad, "not a snapshot at all, just text");
+  EXPECT_EQ(Engine::Load(bad).status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(Engine::Load(TempPath("missing.snap")).status().code(), absl::StatusCode::kNotFound);
+  // A failed save leaves the previous snapshot intact.
+  EXPECT_FALSE(a->Save("/nonexistent-dir/x.snap").ok());
+  ASSERT_TRUE(a->Submit(100, "example.com", kT0).ok());
+  absl::StatusOr<std::unique_ptr<Engine>> still = Engine::Load(path);
+  ASSERT_TRUE(still.ok()) << still.status();
+  EXPECT_EQ((*still)->Stats().submitted, 20u);
+  std::remove(path.c_str());
+  std::remove(bad.c_str());
+}
+
+}  // namespace
+}  // namespace mailretry
