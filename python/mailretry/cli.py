@@ -26,27 +26,13 @@ def _looks_like_reply(arg: str) -> bool:
     return bool(_LOOKS_LIKE_REPLY.match(arg)) or "\n" in arg
 
 
-def _replies(args: argparse.Namespace) -> Iterator[str]:
-    if args.reply:
-        yield from args.reply
-        if args.file is None:
-            return
-    if args.file not in (None, "-") and not os.path.exists(args.file):
-        if _looks_like_reply(args.file):
-            yield args.file
-            return
-        raise InvalidInputError(
-            f"{args.file!r} is neither a file nor a reply (a reply starts with a code like "
-            "'421 ' or '5.1.1 '; use -r TEXT for any other text)"
-        )
-    stream: TextIO
-    stream = sys.stdin if args.file in (None, "-") else open(args.file, encoding="utf-8")  # noqa: SIM115
+def _lines(stream: TextIO, jsonl: bool) -> Iterator[str]:
     with stream:
         for raw in stream:
             line = raw.rstrip("\r\n")
             if not line.strip():
                 continue
-            if args.jsonl:
+            if jsonl:
                 record = json.loads(line)
                 if isinstance(record, dict):
                     if not isinstance(record.get("reply"), str):
@@ -56,6 +42,28 @@ def _replies(args: argparse.Namespace) -> Iterator[str]:
                     yield str(record)
             else:
                 yield line
+
+
+def _replies(args: argparse.Namespace) -> Iterator[str]:
+    """-r replies first, then each input: '-' (stdin), a file, or a bare reply; stdin
+    when there is nothing else."""
+    if args.reply:
+        yield from args.reply
+    inputs: list[str] = list(args.inputs)
+    if not inputs and not args.reply:
+        inputs = ["-"]
+    for item in inputs:
+        if item == "-":
+            yield from _lines(sys.stdin, args.jsonl)
+        elif os.path.exists(item):
+            yield from _lines(open(item, encoding="utf-8"), args.jsonl)  # noqa: SIM115
+        elif _looks_like_reply(item):
+            yield item
+        else:
+            raise InvalidInputError(
+                f"{item!r} is neither a file nor a reply (a reply starts with a code like "
+                "'421 ' or '5.1.1 '; use -r TEXT for any other text)"
+            )
 
 
 _TABLE_COLUMNS = ("code", "enhanced", "category", "action", "transient", "rule", "reply")
@@ -157,9 +165,10 @@ def build_parser() -> argparse.ArgumentParser:
         "transient, rule. Example: mailretry classify '421 4.7.0 Try again later'.",
     )
     p.add_argument(
-        "file",
-        nargs="?",
-        help="a reply ('421 4.7.0 ...'), or a file with one reply per line ('-' = stdin)",
+        "inputs",
+        nargs="*",
+        metavar="REPLY_OR_FILE",
+        help="replies ('421 4.7.0 ...'), or files with one reply per line ('-' = stdin)",
     )
     p.add_argument(
         "--format",

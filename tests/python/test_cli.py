@@ -62,6 +62,11 @@ def test_classify_bare_reply_argument(capsys: pytest.CaptureFixture[str]) -> Non
     assert out["basic_code_inferred"] is True and out["category"] == "mailbox_unknown"
     assert main(["classify", "Diagnostic-Code: smtp; 421 4.7.0 too many connections"]) == 0
     assert json.loads(capsys.readouterr().out)["category"] == "too_many_connections"
+    assert (
+        main(["classify", "452 4.2.2 full", "450 4.7.1 Error: too much mail from 192.0.2.1"]) == 0
+    )
+    cats = [json.loads(x)["category"] for x in capsys.readouterr().out.splitlines()]
+    assert cats == ["mailbox_full", "rate_limit"]
 
 
 def test_classify_bare_argument_neither_file_nor_reply(capsys: pytest.CaptureFixture[str]) -> None:

@@ -64,6 +64,40 @@ bool HasNonAscii(std::string_view s) {
   return false;
 }
 
+// Drops a phrase when a shorter phrase of the same group, without word-boundary
+// marks, occurs inside it ("mailbox is full" beside "is full"): the group is
+// found either way, and the automaton (whose size costs cache misses on every
+// reply) gets smaller.
+std::vector<internal::Phrase> RemoveImpliedPhrases(const std::vector<internal::Phrase>& phrases) {
+  auto body = [](std::string_view t) {
+    if (!t.empty() && t.front() == '^') t.remove_prefix(1);
+    if (!t.empty() && t.back() == '$') t.remove_suffix(1);
+    return t;
+  };
+  std::vector<internal::Phrase> out;
+  out.reserve(phrases.size());
+  // A group's phrases are contiguous (Create adds them list by list).
+  size_t begin = 0;
+  for (size_t i = 0; i < phrases.size(); ++i) {
+    if (phrases[i].group != phrases[begin].group) begin = i;
+    size_t end = i;
+    while (end < phrases.size() && phrases[end].group == phrases[i].group) ++end;
+    const std::string_view long_body = body(phrases[i].text);
+    bool implied = false;
+    for (size_t j = begin; j < end && !implied; ++j) {
+      if (i == j) continue;
+      const std::string_view t = phrases[j].text;
+      if (t.empty() || t.front() == '^' || t.back() == '$') continue;
+      // Equal phrases: keep the first.
+      if (t.size() < long_body.size() || (t == long_body && j < i)) {
+        implied = long_body.find(t) != std::string_view::npos;
+      }
+    }
+    if (!implied) out.push_back(phrases[i]);
+  }
+  return out;
+}
+
 std::string_view StripTrailingDot(std::string_view s) {
   if (!s.empty() && s.back() == '.') s.remove_suffix(1);
   return s;
@@ -348,7 +382,9 @@ absl::StatusOr<Classifier> Classifier::Create(std::vector<UserRule> user_rules) 
     return absl::InternalError("default rule table exceeds the matcher's fixed limits");
   }
   std::vector<internal::Phrase> ascii, non_ascii;
-  for (const internal::Phrase& p : phrases) (HasNonAscii(p.text) ? non_ascii : ascii).push_back(p);
+  for (const internal::Phrase& p : RemoveImpliedPhrases(phrases)) {
+    (HasNonAscii(p.text) ? non_ascii : ascii).push_back(p);
+  }
   impl->matcher = std::make_unique<internal::PhraseMatcher>(ascii, num_groups);
   if (!non_ascii.empty()) {
     impl->matcher_non_ascii = std::make_unique<internal::PhraseMatcher>(non_ascii, num_groups);
