@@ -585,6 +585,14 @@ uint32_t Crc32c(std::string_view data) {
   return c ^ 0xFFFFFFFFu;
 }
 
+std::string EncodeConfig(const EngineConfig& config, uint64_t seed) {
+  std::string out;
+  Writer w(&out);
+  PutConfig(w, config);
+  w.U64(seed);
+  return out;
+}
+
 absl::Status SaveLocked(const Engine::Impl& m, const std::string& path) {
   if (path.empty()) return absl::InvalidArgumentError("snapshot path is empty");
   const std::string payload = Serialize(m);

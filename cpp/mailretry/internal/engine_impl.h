@@ -282,6 +282,9 @@ absl::Status CheckInvariantsLocked(const Engine::Impl& impl);
 uint32_t Crc32c(std::string_view data);
 absl::Status SaveLocked(const Engine::Impl& impl, const std::string& path);
 absl::StatusOr<std::unique_ptr<Engine::Impl>> LoadImpl(const std::string& path);
+// The snapshot encoding of a config and seed: equal bytes, equal behaviour.
+// A durable reopen compares the caller's config with the saved one by it.
+std::string EncodeConfig(const EngineConfig& config, uint64_t seed);
 }  // namespace internal
 
 }  // namespace mailretry
