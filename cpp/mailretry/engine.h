@@ -209,6 +209,11 @@ struct Lease {
   absl::Time deadline;           // report before this or the lease expires
 };
 
+// Set (empty value) on the FailedPrecondition returned for a report naming a
+// lease that is no longer current, so callers can tell a stale report (a
+// late duplicate, harmless) from a report in the wrong state.
+inline constexpr char kStaleLeasePayload[] = "type.googleapis.com/mailretry.StaleLease";
+
 enum class DecisionAction : uint8_t { kDelivered, kRetry, kBounced, kExpired };
 std::string_view DecisionActionName(DecisionAction a);  // "delivered", "retry", ...
 

@@ -372,6 +372,11 @@ absl::Status ValidateScenario(const Scenario& s) {
   if (s.duration <= absl::ZeroDuration() || s.duration > absl::Hours(24 * 366)) {
     return absl::InvalidArgumentError("scenario.duration must be in (0, 366d]");
   }
+  // The engine accepts times from the Unix epoch on; a start it would reject
+  // must fail here, in check(), not as an internal error halfway through run().
+  if (s.start < absl::UnixEpoch() || s.start > absl::FromUnixSeconds(int64_t{1} << 40)) {
+    return absl::InvalidArgumentError("scenario.start must be epoch seconds from 0 to 2^40");
+  }
   if (s.arrival_window < absl::ZeroDuration() || s.arrival_window > s.duration) {
     return absl::InvalidArgumentError("scenario.arrival_window must be in [0, duration]");
   }

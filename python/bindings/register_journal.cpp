@@ -54,7 +54,7 @@ void RegisterJournal(py::module_& m) {
   engine
       .def_static(
           "open_durable",
-          [](const std::string& directory, py::object config, uint64_t seed, const std::string& fsync,
+          [](const std::string& directory, py::object config, py::object seed, const std::string& fsync,
              double group_interval, uint64_t compact_after_records) {
             JournalOptions o;
             o.compact_after_records = compact_after_records;
@@ -63,15 +63,20 @@ void RegisterJournal(py::module_& m) {
               ThrowIfError(absl::InvalidArgumentError("group_interval must be >= 0 seconds"));
             }
             o.group_interval = DurationFromSeconds(group_interval);
-            EngineConfig c = EngineConfigFromMapping(config);
+            // Neither given: reopen with the saved ones (or create with the
+            // defaults). Either given: a reopen must match what is saved.
+            o.reopen = config.is_none() && seed.is_none() ? JournalOptions::Reopen::kUseSaved
+                                                          : JournalOptions::Reopen::kRequireSame;
+            ConfigFile f = ConfigFromMapping(config);
+            const uint64_t s = ResolveSeed(f.seed, SeedArg(seed));
             absl::StatusOr<std::unique_ptr<Engine>> e;
             {
               py::gil_scoped_release release;  // replay can take a while
-              e = Engine::OpenDurable(directory, std::move(c), seed, o);
+              e = Engine::OpenDurable(directory, std::move(f.config), s, o);
             }
             return ValueOrThrow(std::move(e));
           },
-          py::arg("directory"), py::arg("config") = py::none(), py::kw_only(), py::arg("seed") = 0,
+          py::arg("directory"), py::arg("config") = py::none(), py::kw_only(), py::arg("seed") = py::none(),
           py::arg("fsync") = "group", py::arg("group_interval") = 0.005,
           py::arg("compact_after_records") = 0)
       .def("compact",
