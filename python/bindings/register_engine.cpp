@@ -18,9 +18,9 @@
 #include "bindings.h"
 #include "config_reader.h"
 #include "mailretry/engine/config_toml.h"
+#include "mailretry/engine/engine.h"
 #include "mailretry/engine/internal/config_tree.h"
-#include "mailretry/engine.h"
-#include "mailretry/retry_policy.h"
+#include "mailretry/policy/retry_policy.h"
 #include "status.h"
 #include "text_column.h"
 
@@ -274,6 +274,8 @@ py::dict StatsToDict(const EngineStats& s) {
   d["held_destinations"] = s.held_destinations;
   d["events_buffered"] = s.events_buffered;
   d["events_dropped"] = s.events_dropped;
+  d["stale_reports"] = s.stale_reports;
+  d["clamped_times"] = s.clamped_times;
   d["memory_bytes"] = s.memory_bytes;
   return d;
 }
@@ -513,61 +515,74 @@ void RegisterEngine(py::module_& m) {
           py::arg("now_ms"), py::arg("limit"))
       .def(
           "report",
-          [](Engine& e, uint64_t msg_id, int64_t now_ms, std::string_view raw) {
+          [](Engine& e, uint64_t msg_id, uint32_t attempt, int64_t now_ms, std::string_view raw) {
             const absl::Time t = TimeFromMillis(now_ms);
             absl::StatusOr<Decision> d;
             PyDecision out;
             {
               py::gil_scoped_release release;
-              d = e.ReportText(msg_id, t, raw);
+              d = e.ReportText(msg_id, attempt, t, raw);
               if (d.ok()) out = ToPy(*d);
             }
             ThrowIfError(d.status());
             return out;
           },
-          py::arg("msg_id"), py::arg("now_ms"), py::arg("reply"))
+          py::arg("msg_id"), py::arg("attempt"), py::arg("now_ms"), py::arg("reply"))
       .def(
           "report_reply",
-          [](Engine& e, uint64_t msg_id, int64_t now_ms, const Reply& reply) {
+          [](Engine& e, uint64_t msg_id, uint32_t attempt, int64_t now_ms, const Reply& reply) {
             const absl::Time t = TimeFromMillis(now_ms);
             absl::StatusOr<Decision> d;
             PyDecision out;
             {
               py::gil_scoped_release release;
-              d = e.Report(msg_id, t, reply);
+              d = e.Report(msg_id, attempt, t, reply);
               if (d.ok()) out = ToPy(*d);
             }
             ThrowIfError(d.status());
             return out;
           },
-          py::arg("msg_id"), py::arg("now_ms"), py::arg("reply"))
+          py::arg("msg_id"), py::arg("attempt"), py::arg("now_ms"), py::arg("reply"))
       .def(
           "report_many",
-          [](Engine& e, py::handle msg_ids_in, py::sequence replies, int64_t now_ms) {
+          [](Engine& e, py::handle msg_ids_in, py::handle attempts_in, py::sequence replies, int64_t now_ms) {
             py::array_t<uint64_t> msg_ids = CheckedIds(msg_ids_in, "msg_ids");
-            if (static_cast<size_t>(msg_ids.shape(0)) != py::len(replies)) {
+            py::array_t<uint64_t> attempts64 = CheckedIds(attempts_in, "attempts");
+            if (static_cast<size_t>(msg_ids.shape(0)) != py::len(replies) ||
+                attempts64.shape(0) != msg_ids.shape(0)) {
               ThrowIfError(absl::InvalidArgumentError(
-                  "msg_ids and replies must have the same length"));
+                  "msg_ids, attempts and replies must have the same length"));
+            }
+            std::vector<uint32_t> attempts(static_cast<size_t>(attempts64.shape(0)));
+            for (size_t i = 0; i < attempts.size(); ++i) {
+              const uint64_t a = attempts64.data()[i];
+              if (a == 0 || a > std::numeric_limits<uint32_t>::max()) {
+                ThrowIfError(absl::InvalidArgumentError(
+                    absl::StrCat("attempts index ", i, ": ", a, " is not an attempt number (1 or more)")));
+              }
+              attempts[i] = static_cast<uint32_t>(a);
             }
             std::vector<std::string> texts = StringList(replies, "replies");
             const absl::Time t = TimeFromMillis(now_ms);
             std::vector<absl::StatusOr<Decision>> results;
-            std::vector<uint8_t> action, ok;
+            std::vector<uint8_t> action, ok, stale;
             std::vector<double> next_attempt;
             std::vector<int16_t> category;
             std::vector<std::pair<size_t, absl::Status>> errors;
             {
               py::gil_scoped_release release;
               results = e.ReportManyText(
-                  absl::MakeConstSpan(msg_ids.data(), static_cast<size_t>(msg_ids.shape(0))),
+                  absl::MakeConstSpan(msg_ids.data(), static_cast<size_t>(msg_ids.shape(0))), attempts,
                   texts, t);
               const size_t n = results.size();
               action.assign(n, 0);
               ok.assign(n, 0);
+              stale.assign(n, 0);
               next_attempt.assign(n, std::numeric_limits<double>::quiet_NaN());
               category.assign(n, -1);
               for (size_t i = 0; i < n; ++i) {
                 if (!results[i].ok()) {
+                  stale[i] = results[i].status().GetPayload(kStaleLeasePayload).has_value();
                   errors.emplace_back(i, results[i].status());
                   continue;
                 }
@@ -585,10 +600,11 @@ void RegisterEngine(py::module_& m) {
             out["action"] = ToArray(std::move(action));
             out["next_attempt"] = ToArray(std::move(next_attempt));
             out["category"] = ToArray(std::move(category));
+            out["stale"] = ToArray(std::move(stale)).attr("view")("bool");
             out["errors"] = errs;
             return out;
           },
-          py::arg("msg_ids"), py::arg("replies"), py::arg("now_ms"))
+          py::arg("msg_ids"), py::arg("attempts"), py::arg("replies"), py::arg("now_ms"))
       .def("next_wakeup",
            [](const Engine& e) { return OptSeconds(e.NextWakeup()); })
       .def("drain_events",

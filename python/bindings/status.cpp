@@ -2,7 +2,7 @@
 
 #include <string>
 
-#include "mailretry/engine.h"
+#include "mailretry/engine/engine.h"
 
 namespace py = pybind11;
 

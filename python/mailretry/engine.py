@@ -223,21 +223,61 @@ class Engine:
         ids, dest, attempt = self._e.take_ready_arrays(to_millis(now), limit)
         return ids, dest, attempt
 
-    def report(self, msg_id: int, now: TimeLike, reply: str | Reply) -> Decision:
+    def report(
+        self,
+        lease: Lease | int,
+        now: TimeLike,
+        reply: str | Reply,
+        *,
+        attempt: int | None = None,
+    ) -> Decision:
         """Report a leased attempt's outcome: the final reply text (``"250 ok"``
         means delivered) or a :class:`Reply` such as
-        ``mailretry.transport_reply("connection_refused")``."""
+        ``mailretry.transport_reply("connection_refused")``.
+
+        ``lease`` names the attempt: the :class:`Lease` from :meth:`take_ready`,
+        or a message id with ``attempt=`` (``Lease.attempt``). A report for a
+        lease that is no longer current (it timed out and the message was
+        leased again, or it was reported already) raises StaleLeaseError,
+        changes nothing and is counted in ``stats()["stale_reports"]``."""
+        if isinstance(lease, Lease):
+            if attempt is not None and attempt != lease.attempt:
+                raise InvalidInputError("attempt= contradicts the lease")
+            msg_id, attempt = lease.msg_id, lease.attempt
+        elif attempt is None:
+            raise InvalidInputError(
+                "report needs the lease (or a message id with attempt=): "
+                "it names the attempt being reported"
+            )
+        else:
+            msg_id = lease
         if isinstance(reply, Reply):
-            return self._e.report_reply(msg_id, to_millis(now), reply)
-        return self._e.report(msg_id, to_millis(now), reply)
+            return self._e.report_reply(msg_id, attempt, to_millis(now), reply)
+        return self._e.report(msg_id, attempt, to_millis(now), reply)
 
     def report_many(
-        self, msg_ids: npt.ArrayLike, replies: Sequence[str], now: TimeLike
+        self,
+        leases: Sequence[Lease] | npt.ArrayLike,
+        replies: Sequence[str],
+        now: TimeLike,
+        *,
+        attempts: npt.ArrayLike | None = None,
     ) -> dict[str, Any]:
-        """Report many outcomes. Returns arrays ``ok``, ``action`` (index into
+        """Report many outcomes: ``leases`` is a list of :class:`Lease`, or
+        message ids with ``attempts`` (as :meth:`take_ready_arrays` returns
+        them). Returns arrays ``ok``, ``stale`` (the entry named a lease that
+        is no longer current; see :meth:`report`), ``action`` (index into
         DECISION_ACTIONS), ``next_attempt`` (NaN unless retry), ``category``
         (index into CATEGORIES, -1 if none) and ``errors`` {index: message}."""
-        return self._e.report_many(msg_ids, list(replies), to_millis(now))
+        if attempts is None:
+            items = list(leases)  # type: ignore[arg-type]
+            if items and not all(isinstance(x, Lease) for x in items):
+                raise InvalidInputError("report_many needs leases, or message ids with attempts=")
+            ids: Any = [x.msg_id for x in items]
+            attempts = [x.attempt for x in items]
+        else:
+            ids = leases
+        return self._e.report_many(ids, attempts, list(replies), to_millis(now))
 
     # -- observation ------------------------------------------------------------
     def next_wakeup(self) -> float | None:

@@ -15,7 +15,10 @@ from mailretry import (
     CorruptDataError,
     Engine,
     InvalidInputError,
+    StaleLeaseError,
+    StateError,
     StorageError,
+    transport_reply,
 )
 
 T0 = 1_700_000_000.0
@@ -109,7 +112,7 @@ def test_now_equal_to_next_wakeup_always_makes_progress(
             # Fail every other attempt so that retries (and their sub-second
             # due times) are scheduled too.
             reply = "250 ok" if (lease.msg_id + lease.attempt) % 2 else "451 4.3.0 later"
-            if e.report(lease.msg_id, now, reply).action != "retry":
+            if e.report(lease, now, reply).action != "retry":
                 finished += 1
     assert finished == ids
 
@@ -149,9 +152,11 @@ def test_batch_ids_that_are_not_exact_non_negative_integers_are_rejected(
     e.submit(5, "a.example", T0)
     [lease] = e.take_ready(T0, 1)
     with pytest.raises(InvalidInputError, match=f"index {index}"):
-        e.report_many(ids, ["250 ok"] * n, T0)  # type: ignore[arg-type]
+        e.report_many(ids, ["250 ok"] * n, T0, attempts=[1] * n)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match=f"index {index}"):
+        e.report_many([5] * n, ["250 ok"] * n, T0, attempts=ids)  # type: ignore[arg-type]
     assert e.stats()["leased"] == 1
-    assert e.report(lease.msg_id, T0, "250 ok").action == "delivered"
+    assert e.report(lease, T0, "250 ok").action == "delivered"
 
 
 def test_batch_ids_accept_integer_dtypes_and_exact_floats() -> None:
@@ -161,7 +166,7 @@ def test_batch_ids_accept_integer_dtypes_and_exact_floats() -> None:
     e.submit_many([2**64 - 1], ["c.example"], T0)
     assert e.stats()["submitted"] == 5
     with pytest.raises(InvalidInputError):
-        e.report_many(np.array([5.7]), ["250 ok"], T0)
+        e.report_many(np.array([5.7]), ["250 ok"], T0, attempts=[1])
 
 
 # -- 9. error types --
@@ -312,7 +317,130 @@ def test_drain_events_never_loses_events() -> None:
     e.submit(1, "a.example", T0)
     e.submit(2, "b.example", T0)
     for lease in e.take_ready(T0, 10):
-        e.report(lease.msg_id, T0, "250 ok")
+        e.report(lease, T0, "250 ok")
     events = e.drain_events()
     assert sorted(ev["msg_id"] for ev in events if ev["kind"] == "delivered") == [1, 2]
     assert all(isinstance(ev["destination"], str) for ev in events)
+
+
+# -- 4. fencing: a report names its lease --
+
+
+def test_late_report_of_an_expired_lease_is_stale_and_changes_nothing() -> None:
+    e = Engine({"lease_timeout": "2m"})
+    e.submit(1, "a.example", T0)
+    [first] = e.take_ready(T0, 10)
+    [second] = e.take_ready(T0 + 180, 10)  # the first lease timed out
+    assert second.attempt == 2
+    before = e.stats()
+    with pytest.raises(StaleLeaseError, match="attempt 2 was leased since"):
+        e.report(first, T0 + 180, "451 4.3.0 try later")
+    after = e.stats()
+    assert after["stale_reports"] == before["stale_reports"] + 1
+    assert (after["leased"], after["deferred"]) == (1, before["deferred"])
+    # The real outcome of attempt 2 is applied: the message is delivered once.
+    assert e.report(second, T0 + 180, "250 ok").action == "delivered"
+    assert e.stats()["delivered"] == 1
+    assert isinstance(StaleLeaseError("x"), StateError)
+
+
+def test_report_needs_the_lease() -> None:
+    e = Engine()
+    e.submit(1, "a.example", T0)
+    [lease] = e.take_ready(T0, 1)
+    with pytest.raises(InvalidInputError, match="lease"):
+        e.report(1, T0, "250 ok")
+    with pytest.raises(InvalidInputError, match="lease"):
+        e.report_many([1], ["250 ok"], T0)
+    out = e.report_many([lease], ["250 ok"], T0)
+    assert out["ok"].tolist() == [True] and out["stale"].tolist() == [False]
+
+
+def test_report_many_marks_stale_entries() -> None:
+    e = Engine({"lease_timeout": "2m"})
+    e.submit_many([1, 2], ["a.example", "b.example"], T0)
+    first = e.take_ready(T0, 10)
+    again = e.take_ready(T0 + 180, 10)
+    out = e.report_many([first[0], again[1]], ["250 ok", "250 ok"], T0 + 180)
+    assert out["stale"].tolist() == [True, False]
+    assert out["ok"].tolist() == [False, True]
+    assert e.stats()["stale_reports"] == 1
+
+
+# -- 10. threads with wall clocks: small reorderings are absorbed --
+
+
+def test_slightly_earlier_now_is_clamped_and_counted() -> None:
+    e = Engine()
+    e.submit(1, "a.example", T0 + 10)
+    e.submit(2, "a.example", T0 + 9.7)  # another thread read its clock first
+    e.advance(T0 + 9.2)
+    assert e.stats()["clamped_times"] == 2
+    with pytest.raises(InvalidInputError, match="backwards"):
+        e.advance(T0 + 9.0)  # 1 s behind: a real regression
+    assert e.stats()["submitted"] == 2
+
+
+def test_threads_with_wall_clock_times_do_not_fail() -> None:
+    import threading
+
+    e = Engine()
+    errors: list[BaseException] = []
+    base = T0
+
+    # Each thread's times are increasing but lag the others' by up to 0.5 s,
+    # as reading a clock and then taking the engine's lock does.
+    def worker(k: int) -> None:
+        try:
+            for i in range(2000):
+                t = base + i * 0.001 - (k % 4) * 0.125
+                e.submit(k * 10_000 + i, f"d{k}.example", t)
+        except BaseException as exc:  # pragma: no cover - the failure being tested
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert errors == []
+    assert e.stats()["submitted"] == 8000
+
+
+# -- 11. sizes --
+
+
+def test_transport_reply_detail_is_capped_like_replies() -> None:
+    e = Engine()
+    e.submit(1, "a.example", T0)
+    [lease] = e.take_ready(T0, 1)
+    e.report(lease, T0, transport_reply("connection_refused", "x" * 10_000_000))
+    for ev in e.drain_events():
+        assert len(ev["reply"]) <= 65_536 + 64
+        assert len(ev["detail"]) <= 65_536 + 64
+
+
+# -- 3. the default setup delivers at its own default rate --
+
+
+def test_default_wheel_delivers_at_the_configured_rate_under_the_driver() -> None:
+    import asyncio
+
+    from mailretry.aio import Driver, VirtualClock
+
+    class Instant:
+        async def send(self, lease: object, message: object) -> str:
+            return "250 2.0.0 OK"
+
+    async def run() -> float:
+        e = Engine()  # default wheel, default rate 600/min per destination
+        e.submit_many(list(range(1, 101)), ["a.example"] * 100, T0)
+        clock = VirtualClock(T0, speed=0.0, skip_idle=True)
+        driver = Driver(e, Instant(), lambda i: i, clock=clock)
+        await driver.run(until_idle=True)
+        assert e.stats()["delivered"] == 100
+        return clock.now() - T0
+
+    elapsed = asyncio.run(run())
+    # 100 messages at 10/s: 9.9 s at full rate; >= 95 % of R allows 10.4 s.
+    assert elapsed <= 100 / (0.95 * 10), elapsed

@@ -28,12 +28,12 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
-#include "mailretry/classifier.h"
-#include "mailretry/engine.h"
+#include "mailretry/classify/classifier.h"
+#include "mailretry/engine/engine.h"
 #include "mailretry/engine/internal/config_tree.h"
-#include "mailretry/reply.h"
-#include "mailretry/retry_policy.h"
-#include "mailretry/timer_queue.h"
+#include "mailretry/reply/reply.h"
+#include "mailretry/policy/retry_policy.h"
+#include "mailretry/timers/timer_queue.h"
 
 namespace mailretry {
 namespace {

@@ -31,7 +31,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "mailretry/engine.h"
+#include "mailretry/engine/engine.h"
 
 namespace mailretry {
 

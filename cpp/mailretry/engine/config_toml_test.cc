@@ -6,7 +6,7 @@
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "mailretry/engine.h"
+#include "mailretry/engine/engine.h"
 
 namespace mailretry {
 namespace {

@@ -46,7 +46,7 @@ size_t Utf8Length(std::string_view s, size_t i) {
 }
 
 // Shared checks; `ascii_only` for destinations. Describes the first problem.
-absl::Status Check(std::string_view name, std::string_view what, bool ascii_only) {
+absl::Status Check(std::string_view name, const char* what, bool ascii_only) {
   if (name.size() > kMaxName) {
     return absl::InvalidArgumentError(absl::StrCat(what, " is longer than ", kMaxName, " bytes"));
   }

@@ -14,7 +14,7 @@
 #include <toml++/toml.h>
 
 #include "absl/status/statusor.h"
-#include "mailretry/classifier.h"
+#include "mailretry/classify/classifier.h"
 #include "mailretry/engine/config_toml.h"
 
 namespace mailretry::internal {
