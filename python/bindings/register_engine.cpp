@@ -79,7 +79,7 @@ py::array_t<uint64_t> CheckedIds(py::handle obj, const char* what) {
   if (arr.ndim() != 1) ThrowIfError(absl::InvalidArgumentError(absl::StrCat(what, " must be a 1-d array")));
   const size_t n = static_cast<size_t>(arr.shape(0));
   const char kind = arr.dtype().kind();
-  auto bad = [&](size_t i, std::string_view why) {
+  auto bad = [&](size_t i, const std::string& why) {
     ThrowIfError(absl::InvalidArgumentError(absl::StrCat(what, " index ", i, ": ", why)));
   };
   if (kind == 'u') return py::array_t<uint64_t, py::array::c_style | py::array::forcecast>::ensure(arr);
