@@ -3,6 +3,7 @@
 // (internal/operations.cc) and, for a durable engine, journals the call.
 #include "mailretry/engine/engine.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -16,7 +17,9 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "mailretry/engine/destination_name.h"
+#include "mailretry/engine/internal/commands.h"
 #include "mailretry/engine/internal/core.h"
+#include "mailretry/engine/internal/execute.h"
 #include "mailretry/engine/internal/state.h"
 #include "re2/re2.h"  // Impl owns compiled RE2s; destroying one here needs the type
 
@@ -24,6 +27,7 @@ namespace mailretry {
 
 using internal::Core;
 using internal::DestState;
+using internal::Execute;
 using internal::Ms;
 using internal::T;
 using internal::ToAbsl;
@@ -43,61 +47,34 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Load(const std::string& path) {
   return std::unique_ptr<Engine>(new Engine(*std::move(impl)));
 }
 
-// A durable engine (engine_journal.cc) journals each state-changing call after
-// applying it, under the same lock, so the journal order is the apply order.
-// After a failed journal write the engine refuses further changes.
-#define MAILRETRY_JOURNAL_HEALTH()                                        \
-  if (impl_->journal != nullptr) {                                        \
-    if (absl::Status h = impl_->journal->health(); !h.ok()) return h;     \
-  }
+// Each state-changing method builds its command and runs it through the one
+// command path (internal/execute.h), which also journals it.
 
 absl::Status Engine::Submit(uint64_t msg_id, std::string_view destination, absl::Time now,
                             std::string_view source, std::optional<absl::Time> not_before) {
-  absl::MutexLock lock(&impl_->mu);
-  MAILRETRY_JOURNAL_HEALTH();
-  absl::Status s = Core(*impl_).Submit(msg_id, destination, now, source, not_before);
-  if (impl_->journal != nullptr) {
-    if (absl::Status j = impl_->journal->Submit(msg_id, destination, now, source, not_before, s); !j.ok()) return j;
-  }
-  return s;
+  return Execute(*impl_, internal::SubmitCommand{.now = now,
+                                                 .msg_id = msg_id,
+                                                 .destination = destination,
+                                                 .source = source,
+                                                 .not_before = not_before});
 }
 
 absl::Status Engine::SubmitMany(absl::Span<const uint64_t> msg_ids, absl::Span<const uint32_t> destination_indices,
                                 absl::Span<const std::string> destination_names, absl::Time now,
                                 absl::Span<const uint32_t> source_indices,
                                 absl::Span<const std::string> source_names) {
-  absl::MutexLock lock(&impl_->mu);
-  MAILRETRY_JOURNAL_HEALTH();
-  absl::Status s = Core(*impl_).SubmitMany(msg_ids, destination_indices, destination_names, now, source_indices,
-                                           source_names);
-  if (impl_->journal != nullptr) {
-    if (absl::Status j = impl_->journal->SubmitMany(msg_ids, destination_indices, destination_names, now,
-                                                    source_indices, source_names, s);
-        !j.ok()) {
-      return j;
-    }
-  }
-  return s;
+  return Execute(*impl_, internal::SubmitManyCommand{.now = now,
+                                                     .msg_ids = msg_ids,
+                                                     .destination_indices = destination_indices,
+                                                     .destination_names = destination_names,
+                                                     .source_indices = source_indices,
+                                                     .source_names = source_names});
 }
 
-absl::Status Engine::Advance(absl::Time now) {
-  absl::MutexLock lock(&impl_->mu);
-  MAILRETRY_JOURNAL_HEALTH();
-  absl::Status s = Core(*impl_).Advance(now);
-  if (impl_->journal != nullptr) {
-    if (absl::Status j = impl_->journal->Advance(now, s); !j.ok()) return j;
-  }
-  return s;
-}
+absl::Status Engine::Advance(absl::Time now) { return Execute(*impl_, internal::AdvanceCommand{.now = now}); }
 
 absl::StatusOr<std::vector<Lease>> Engine::TakeReady(absl::Time now, size_t limit) {
-  absl::MutexLock lock(&impl_->mu);
-  MAILRETRY_JOURNAL_HEALTH();
-  absl::StatusOr<std::vector<Lease>> out = Core(*impl_).TakeReady(now, limit);
-  if (impl_->journal != nullptr) {
-    if (absl::Status j = impl_->journal->TakeReady(now, limit, out); !j.ok()) return j;
-  }
-  return out;
+  return Execute(*impl_, internal::TakeReadyCommand{.now = now, .limit = limit});
 }
 
 namespace {
@@ -114,37 +91,30 @@ const Reply& CappedReply(const Reply& reply, Reply& storage) {
   return storage;
 }
 
-absl::Status NeverLeased(uint64_t msg_id) {
-  return absl::InvalidArgumentError(
-      absl::StrCat("attempt 0 of message ", msg_id, " was never leased (attempts start at 1)"));
+// The replies paired with an id (the rest are never read, nor journaled),
+// capped as CappedReply; `storage` holds a copy only when one is cut.
+absl::Span<const Reply> CappedReplies(absl::Span<const Reply> replies, size_t n, std::vector<Reply>& storage) {
+  replies = replies.first(std::min(replies.size(), n));
+  for (size_t i = 0; i < replies.size(); ++i) {
+    if (replies[i].text.size() <= kMaxReplyBytes) continue;
+    if (storage.empty()) storage.assign(replies.begin(), replies.end());
+    Reply cut;
+    storage[i] = CappedReply(replies[i], cut);
+  }
+  return storage.empty() ? replies : absl::Span<const Reply>(storage);
 }
 
 }  // namespace
 
-absl::StatusOr<Decision> Engine::ReportLocked(uint64_t msg_id, uint32_t attempt, absl::Time now,
-                                              const Reply& raw_reply) {
-  MAILRETRY_JOURNAL_HEALTH();
-  Reply storage;
-  const Reply& reply = CappedReply(raw_reply, storage);
-  Core core(*impl_);
-  const absl::Status adv = core.Advance(now);
-  absl::StatusOr<Decision> out =
-      adv.ok() ? core.Report(msg_id, attempt, impl_->now_ms, reply) : absl::StatusOr<Decision>(adv);
-  if (impl_->journal != nullptr) {
-    if (absl::Status j = impl_->journal->Report(msg_id, attempt, now, reply, out); !j.ok()) return j;
-  }
-  return out;
-}
-
 absl::StatusOr<Decision> Engine::Report(uint64_t msg_id, uint32_t attempt, absl::Time now, const Reply& reply) {
-  if (attempt == internal::kUnfenced) return NeverLeased(msg_id);
-  absl::MutexLock lock(&impl_->mu);
-  return ReportLocked(msg_id, attempt, now, reply);
+  Reply storage;
+  return Execute(*impl_, internal::ReportLeaseCommand{
+                             .now = now, .msg_id = msg_id, .attempt = attempt, .reply = &CappedReply(reply, storage)});
 }
 
 absl::StatusOr<Decision> Engine::Report(uint64_t msg_id, absl::Time now, const Reply& reply) {
-  absl::MutexLock lock(&impl_->mu);
-  return ReportLocked(msg_id, internal::kUnfenced, now, reply);
+  Reply storage;
+  return Execute(*impl_, internal::ReportCommand{.now = now, .msg_id = msg_id, .reply = &CappedReply(reply, storage)});
 }
 
 absl::StatusOr<Decision> Engine::ReportText(uint64_t msg_id, uint32_t attempt, absl::Time now,
@@ -160,82 +130,34 @@ absl::StatusOr<Decision> Engine::ReportText(uint64_t msg_id, absl::Time now, std
   return Report(msg_id, now, *reply);
 }
 
-// The batch reports, fenced (`attempts` as long as `msg_ids`) or not (empty).
-// `reply_of(i)` gives entry i's reply or the error that replaces its report.
-template <typename ReplyOf, typename JournalFn>
-std::vector<absl::StatusOr<Decision>> Engine::ReportBatchLocked(absl::Span<const uint64_t> msg_ids,
-                                                                absl::Span<const uint32_t> attempts,
-                                                                absl::Time now, ReplyOf reply_of,
-                                                                JournalFn journal) {
-  std::vector<absl::StatusOr<Decision>> out;
-  out.reserve(msg_ids.size());
-  if (impl_->journal != nullptr) {
-    if (absl::Status h = impl_->journal->health(); !h.ok()) return std::vector<absl::StatusOr<Decision>>(msg_ids.size(), h);
-  }
-  Core core(*impl_);
-  absl::Status adv = core.Advance(now);
-  for (size_t i = 0; i < msg_ids.size(); ++i) {
-    if (!adv.ok()) {
-      out.push_back(adv);
-      continue;
-    }
-    const uint32_t attempt = attempts.empty() ? internal::kUnfenced : attempts[i];
-    if (!attempts.empty() && attempt == internal::kUnfenced) {
-      out.push_back(NeverLeased(msg_ids[i]));
-      continue;
-    }
-    Reply storage;
-    absl::StatusOr<const Reply*> reply = reply_of(i, storage);
-    if (!reply.ok()) {
-      out.push_back(reply.status());
-      continue;
-    }
-    out.push_back(core.Report(msg_ids[i], attempt, impl_->now_ms, **reply));
-  }
-  if (impl_->journal != nullptr) {
-    if (absl::Status j = journal(out); !j.ok()) return std::vector<absl::StatusOr<Decision>>(msg_ids.size(), j);
-  }
-  return out;
+std::vector<absl::StatusOr<Decision>> Engine::ReportMany(absl::Span<const uint64_t> msg_ids,
+                                                         absl::Span<const Reply> replies, absl::Time now) {
+  std::vector<Reply> storage;
+  return Execute(*impl_, internal::ReportManyCommand{
+                             .now = now, .msg_ids = msg_ids, .replies = CappedReplies(replies, msg_ids.size(), storage)});
 }
 
 std::vector<absl::StatusOr<Decision>> Engine::ReportMany(absl::Span<const uint64_t> msg_ids,
                                                          absl::Span<const uint32_t> attempts,
                                                          absl::Span<const Reply> replies, absl::Time now) {
   if (attempts.size() != msg_ids.size()) {
-    return std::vector<absl::StatusOr<Decision>>(
-        msg_ids.size(), absl::InvalidArgumentError("attempts must be as long as msg_ids"));
+    return std::vector<absl::StatusOr<Decision>>(msg_ids.size(),
+                                                 absl::InvalidArgumentError("attempts must be as long as msg_ids"));
   }
-  absl::MutexLock lock(&impl_->mu);
-  return ReportManyLocked(msg_ids, attempts, replies, now);
+  std::vector<Reply> storage;
+  return Execute(*impl_, internal::ReportLeasesCommand{.now = now,
+                                                       .msg_ids = msg_ids,
+                                                       .attempts = attempts,
+                                                       .replies = CappedReplies(replies, msg_ids.size(), storage)});
 }
 
-std::vector<absl::StatusOr<Decision>> Engine::ReportMany(absl::Span<const uint64_t> msg_ids,
-                                                         absl::Span<const Reply> replies, absl::Time now) {
-  absl::MutexLock lock(&impl_->mu);
-  return ReportManyLocked(msg_ids, {}, replies, now);
-}
-
-std::vector<absl::StatusOr<Decision>> Engine::ReportManyLocked(absl::Span<const uint64_t> msg_ids,
-                                                               absl::Span<const uint32_t> attempts,
-                                                               absl::Span<const Reply> replies, absl::Time now) {
-  std::vector<Reply> capped;  // journaled as applied
-  for (size_t i = 0; i < replies.size(); ++i) {
-    if (replies[i].text.size() > kMaxReplyBytes) {
-      if (capped.empty()) capped.assign(replies.begin(), replies.end());
-      Reply storage;
-      capped[i] = CappedReply(replies[i], storage);
-    }
-  }
-  const absl::Span<const Reply> used = capped.empty() ? replies : absl::Span<const Reply>(capped);
-  return ReportBatchLocked(
-      msg_ids, attempts, now,
-      [&](size_t i, Reply&) -> absl::StatusOr<const Reply*> {
-        if (i >= used.size()) return absl::InvalidArgumentError("no reply for this id (replies is shorter than msg_ids)");
-        return &used[i];
-      },
-      [&](const std::vector<absl::StatusOr<Decision>>& out) {
-        return impl_->journal->ReportMany(msg_ids, attempts, used, now, out);
-      });
+std::vector<absl::StatusOr<Decision>> Engine::ReportManyText(absl::Span<const uint64_t> msg_ids,
+                                                             absl::Span<const std::string> raw_replies,
+                                                             absl::Time now) {
+  return Execute(*impl_, internal::ReportManyTextCommand{
+                             .now = now,
+                             .msg_ids = msg_ids,
+                             .raw_replies = raw_replies.first(std::min(raw_replies.size(), msg_ids.size()))});
 }
 
 std::vector<absl::StatusOr<Decision>> Engine::ReportManyText(absl::Span<const uint64_t> msg_ids,
@@ -243,38 +165,14 @@ std::vector<absl::StatusOr<Decision>> Engine::ReportManyText(absl::Span<const ui
                                                              absl::Span<const std::string> raw_replies,
                                                              absl::Time now) {
   if (attempts.size() != msg_ids.size()) {
-    return std::vector<absl::StatusOr<Decision>>(
-        msg_ids.size(), absl::InvalidArgumentError("attempts must be as long as msg_ids"));
+    return std::vector<absl::StatusOr<Decision>>(msg_ids.size(),
+                                                 absl::InvalidArgumentError("attempts must be as long as msg_ids"));
   }
-  absl::MutexLock lock(&impl_->mu);
-  return ReportManyTextLocked(msg_ids, attempts, raw_replies, now);
-}
-
-std::vector<absl::StatusOr<Decision>> Engine::ReportManyText(absl::Span<const uint64_t> msg_ids,
-                                                             absl::Span<const std::string> raw_replies,
-                                                             absl::Time now) {
-  absl::MutexLock lock(&impl_->mu);
-  return ReportManyTextLocked(msg_ids, {}, raw_replies, now);
-}
-
-std::vector<absl::StatusOr<Decision>> Engine::ReportManyTextLocked(absl::Span<const uint64_t> msg_ids,
-                                                                   absl::Span<const uint32_t> attempts,
-                                                                   absl::Span<const std::string> raw_replies,
-                                                                   absl::Time now) {
-  return ReportBatchLocked(
-      msg_ids, attempts, now,
-      [&](size_t i, Reply& storage) -> absl::StatusOr<const Reply*> {
-        if (i >= raw_replies.size()) {
-          return absl::InvalidArgumentError("no reply for this id (raw_replies is shorter than msg_ids)");
-        }
-        absl::StatusOr<Reply> reply = ParseReply(raw_replies[i]);
-        if (!reply.ok()) return reply.status();
-        storage = *std::move(reply);
-        return &storage;
-      },
-      [&](const std::vector<absl::StatusOr<Decision>>& out) {
-        return impl_->journal->ReportManyText(msg_ids, attempts, raw_replies, now, out);
-      });
+  return Execute(*impl_, internal::ReportLeasesTextCommand{
+                             .now = now,
+                             .msg_ids = msg_ids,
+                             .attempts = attempts,
+                             .raw_replies = raw_replies.first(std::min(raw_replies.size(), msg_ids.size()))});
 }
 
 std::optional<absl::Time> Engine::NextWakeup() const {
@@ -282,17 +180,7 @@ std::optional<absl::Time> Engine::NextWakeup() const {
   return Core(*impl_).NextWakeup();
 }
 
-std::vector<Event> Engine::DrainEvents() {
-  absl::MutexLock lock(&impl_->mu);
-  // A durable engine whose journal failed keeps its events (they are state).
-  if (impl_->journal != nullptr && !impl_->journal->health().ok()) return {};
-  std::vector<Event> out(std::make_move_iterator(impl_->events.begin()),
-                         std::make_move_iterator(impl_->events.end()));
-  impl_->events.clear();
-  // An empty drain changes nothing and is not journaled.
-  if (impl_->journal != nullptr && !out.empty()) impl_->journal->DrainEvents(out.size()).IgnoreError();
-  return out;
-}
+std::vector<Event> Engine::DrainEvents() { return Execute(*impl_, internal::DrainEventsCommand{}); }
 
 absl::StatusOr<DestinationInfo> Engine::GetDestination(std::string_view destination,
                                                        std::string_view source) const {

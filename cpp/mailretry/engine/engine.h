@@ -469,20 +469,6 @@ class Engine {
 
  private:
   explicit Engine(std::unique_ptr<Impl> impl);
-  // The report paths, with Impl::mu held; attempt 0 / empty attempts =
-  // unfenced (engine.cc).
-  absl::StatusOr<Decision> ReportLocked(uint64_t msg_id, uint32_t attempt, absl::Time now, const Reply& reply);
-  std::vector<absl::StatusOr<Decision>> ReportManyLocked(absl::Span<const uint64_t> msg_ids,
-                                                         absl::Span<const uint32_t> attempts,
-                                                         absl::Span<const Reply> replies, absl::Time now);
-  std::vector<absl::StatusOr<Decision>> ReportManyTextLocked(absl::Span<const uint64_t> msg_ids,
-                                                             absl::Span<const uint32_t> attempts,
-                                                             absl::Span<const std::string> raw_replies,
-                                                             absl::Time now);
-  template <typename ReplyOf, typename JournalFn>
-  std::vector<absl::StatusOr<Decision>> ReportBatchLocked(absl::Span<const uint64_t> msg_ids,
-                                                          absl::Span<const uint32_t> attempts, absl::Time now,
-                                                          ReplyOf reply_of, JournalFn journal);
   std::unique_ptr<Impl> impl_;
 };
 

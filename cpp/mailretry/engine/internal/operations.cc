@@ -3,6 +3,8 @@
 // with Impl::mu held.
 #include "mailretry/engine/internal/core.h"
 
+#include "mailretry/engine/internal/commands.h"
+
 #include <algorithm>
 #include <cstdint>
 #include <limits>
@@ -15,6 +17,9 @@
 #include "absl/status/status.h"
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
+#include <cstddef>
+#include <iterator>
+
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "mailretry/engine/destination_name.h"
@@ -351,6 +356,112 @@ DestinationInfo Core::Info(uint32_t di) const {
     out.last_reply = d.samples[(d.sample_next + internal::kSampleRing - 1) % internal::kSampleRing];
   }
   out.failure_categories = DominantCategories(d, kNumCategories);
+  return out;
+}
+
+// --- commands (commands.h) ------------------------------------------------------
+
+absl::Status Apply(Engine::Impl& impl, const SubmitCommand& c) {
+  return Core(impl).Submit(c.msg_id, c.destination, c.now, c.source, c.not_before);
+}
+
+absl::Status Apply(Engine::Impl& impl, const SubmitManyCommand& c) {
+  return Core(impl).SubmitMany(c.msg_ids, c.destination_indices, c.destination_names, c.now, c.source_indices,
+                               c.source_names);
+}
+
+absl::Status Apply(Engine::Impl& impl, const AdvanceCommand& c) { return Core(impl).Advance(c.now); }
+
+absl::StatusOr<std::vector<Lease>> Apply(Engine::Impl& impl, const TakeReadyCommand& c) {
+  return Core(impl).TakeReady(c.now, static_cast<size_t>(std::min<uint64_t>(c.limit, SIZE_MAX)));
+}
+
+namespace {
+
+// The reports of a batch, fenced (`attempts` as long as `msg_ids`) or not
+// (empty). `reply_of(i, storage)` gives entry i's reply or the error that
+// replaces its report.
+template <typename ReplyOf>
+Decisions ReportBatch(Engine::Impl& impl, absl::Time now, absl::Span<const uint64_t> msg_ids,
+                      absl::Span<const uint32_t> attempts, ReplyOf reply_of) {
+  Core core(impl);
+  const absl::Status adv = core.Advance(now);
+  Decisions out;
+  out.reserve(msg_ids.size());
+  for (size_t i = 0; i < msg_ids.size(); ++i) {
+    if (!adv.ok()) {
+      out.push_back(adv);
+      continue;
+    }
+    const uint32_t attempt = attempts.empty() ? kUnfenced : (i < attempts.size() ? attempts[i] : 0);
+    if (!attempts.empty() && attempt == kUnfenced) {
+      out.push_back(absl::InvalidArgumentError(
+          absl::StrCat("attempt 0 of message ", msg_ids[i], " was never leased (attempts start at 1)")));
+      continue;
+    }
+    Reply storage;
+    absl::StatusOr<const Reply*> reply = reply_of(i, storage);
+    if (!reply.ok()) {
+      out.push_back(reply.status());
+      continue;
+    }
+    out.push_back(core.Report(msg_ids[i], attempt, impl.now_ms, **reply));
+  }
+  return out;
+}
+
+absl::StatusOr<const Reply*> ReplyAt(absl::Span<const Reply> replies, size_t i) {
+  if (i >= replies.size()) return absl::InvalidArgumentError("no reply for this id (replies is shorter than msg_ids)");
+  return &replies[i];
+}
+
+absl::StatusOr<const Reply*> ParsedReplyAt(absl::Span<const std::string> raw, size_t i, Reply& storage) {
+  if (i >= raw.size()) return absl::InvalidArgumentError("no reply for this id (raw_replies is shorter than msg_ids)");
+  absl::StatusOr<Reply> reply = ParseReply(raw[i]);
+  if (!reply.ok()) return reply.status();
+  storage = *std::move(reply);
+  return &storage;
+}
+
+}  // namespace
+
+absl::StatusOr<Decision> Apply(Engine::Impl& impl, const ReportCommand& c) {
+  Core core(impl);
+  if (absl::Status s = core.Advance(c.now); !s.ok()) return s;
+  return core.Report(c.msg_id, kUnfenced, impl.now_ms, *c.reply);
+}
+
+absl::StatusOr<Decision> Apply(Engine::Impl& impl, const ReportLeaseCommand& c) {
+  if (c.attempt == kUnfenced || c.attempt > std::numeric_limits<uint32_t>::max()) {
+    return absl::InvalidArgumentError(absl::StrCat("attempt ", c.attempt, " of message ", c.msg_id,
+                                                   " was never leased (attempts start at 1)"));
+  }
+  Core core(impl);
+  if (absl::Status s = core.Advance(c.now); !s.ok()) return s;
+  return core.Report(c.msg_id, static_cast<uint32_t>(c.attempt), impl.now_ms, *c.reply);
+}
+
+Decisions Apply(Engine::Impl& impl, const ReportManyCommand& c) {
+  return ReportBatch(impl, c.now, c.msg_ids, {}, [&](size_t i, Reply&) { return ReplyAt(c.replies, i); });
+}
+
+Decisions Apply(Engine::Impl& impl, const ReportLeasesCommand& c) {
+  return ReportBatch(impl, c.now, c.msg_ids, c.attempts, [&](size_t i, Reply&) { return ReplyAt(c.replies, i); });
+}
+
+Decisions Apply(Engine::Impl& impl, const ReportManyTextCommand& c) {
+  return ReportBatch(impl, c.now, c.msg_ids, {},
+                     [&](size_t i, Reply& storage) { return ParsedReplyAt(c.raw_replies, i, storage); });
+}
+
+Decisions Apply(Engine::Impl& impl, const ReportLeasesTextCommand& c) {
+  return ReportBatch(impl, c.now, c.msg_ids, c.attempts,
+                     [&](size_t i, Reply& storage) { return ParsedReplyAt(c.raw_replies, i, storage); });
+}
+
+std::vector<Event> Apply(Engine::Impl& impl, const DrainEventsCommand&) {
+  std::vector<Event> out(std::make_move_iterator(impl.events.begin()), std::make_move_iterator(impl.events.end()));
+  impl.events.clear();
   return out;
 }
 
