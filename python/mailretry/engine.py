@@ -270,8 +270,8 @@ class Engine:
         DECISION_ACTIONS), ``next_attempt`` (NaN unless retry), ``category``
         (index into CATEGORIES, -1 if none) and ``errors`` {index: message}."""
         if attempts is None:
-            items = list(leases)  # type: ignore[arg-type]
-            if items and not all(isinstance(x, Lease) for x in items):
+            items: list[Any] = list(leases)  # type: ignore[arg-type]
+            if not all(isinstance(x, Lease) for x in items):
                 raise InvalidInputError("report_many needs leases, or message ids with attempts=")
             ids: Any = [x.msg_id for x in items]
             attempts = [x.attempt for x in items]
