@@ -1,5 +1,6 @@
 // Golden durable directory: a snapshot and a journal written by the 0.1 engine
-// (tests/golden/durable-0.1/), with the state they must restore to. Replaying
+// (tests/golden/durable-0.1/), with the state they must restore to, and that
+// state saved as a snapshot (state.mrs). Replaying
 // them checks that a refactor of the command path or of the journal keeps
 // reading what earlier versions wrote, and reaches the same decisions.
 //
@@ -165,6 +166,8 @@ TEST(GoldenJournal, WriteWhenAsked) {
   }
   absl::StatusOr<std::unique_ptr<Engine>> e = Engine::OpenDurable(tmp.string(), GoldenConfig(), 11, o);
   ASSERT_TRUE(e.ok()) << e.status();
+  // The same state as a snapshot, before Describe moves it on.
+  ASSERT_TRUE((*e)->Save((GoldenDir() / "state.mrs").string()).ok());
   std::ofstream(GoldenDir() / "expected.txt") << Describe(**e);
 }
 
@@ -181,6 +184,14 @@ TEST(GoldenJournal, ReplaysToTheRecordedState) {
   EXPECT_TRUE((*e)->CheckInvariants().ok());
   EXPECT_EQ(Describe(**e), ReadAll(GoldenDir() / "expected.txt"));
   fs::remove_all(dir);
+}
+
+TEST(GoldenJournal, SnapshotOfTheReplayedStateLoadsToTheSameState) {
+  if (!fs::exists(GoldenDir() / "state.mrs")) GTEST_SKIP() << "no golden fixture";
+  absl::StatusOr<std::unique_ptr<Engine>> e = Engine::Load((GoldenDir() / "state.mrs").string());
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_TRUE((*e)->CheckInvariants().ok());
+  EXPECT_EQ(Describe(**e), ReadAll(GoldenDir() / "expected.txt"));
 }
 
 TEST(GoldenJournal, SnapshotAloneLoadsTheEmptyStartingEngine) {
