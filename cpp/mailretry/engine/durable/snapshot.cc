@@ -436,8 +436,8 @@ uint32_t Crc32c(std::string_view data) {
 
 std::string EncodeConfig(const EngineConfig& config, uint64_t seed) {
   std::string out;
-  Writer w(&out);
-  PutConfig(w, config);
+  FieldWriter w(&out);
+  w(config);
   w.U64(seed);
   return out;
 }
