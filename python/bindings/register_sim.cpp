@@ -54,20 +54,50 @@ sim::ReceiverProfile ProfileFrom(py::handle obj, const std::string& path) {
     p = ValueOrThrow(sim::BuiltinProfile("generic-host"));
   }
   p.name = name;
+  f.String("provider", p.provider);
   f.Unsigned("max_connections_per_source", p.max_connections_per_source);
   f.Unsigned("max_per_minute", p.max_per_minute);
   f.Unsigned("max_per_hour", p.max_per_hour);
+  f.Bool("ceiling_strict", p.ceiling_strict);
   f.Double("soft_block_below", p.soft_block_below);
   f.Double("throttle_probability", p.throttle_probability);
-  f.Double("penalty", p.penalty);
+  f.Double("retry_penalty", p.retry_penalty);
   f.Double("recovery_per_hour", p.recovery_per_hour);
-  f.Bool("structural", p.structural);
-  f.Unsigned("structural_soft_attempts", p.structural_soft_attempts);
+  f.Duration("incident_offset", p.incident_offset);
+  f.Duration("incident_duration", p.incident_duration);
+  f.Double("incident_probability", p.incident_probability);
+  f.Bool("checks_ptr", p.checks_ptr);
+  f.Unsigned("ptr_soft_attempts", p.ptr_soft_attempts);
+  if (f.Has("checks_auth")) {
+    std::string a;
+    f.String("checks_auth", a);
+    absl::StatusOr<sim::AuthCheck> check = sim::ParseAuthCheck(a);
+    if (!check.ok()) Bad(f.Path("checks_auth"), std::string(check.status().message()));
+    p.checks_auth = *check;
+  }
+  f.Unsigned("auth_soft_attempts", p.auth_soft_attempts);
   f.Duration("maintenance_every", p.maintenance_every);
   f.Duration("maintenance_duration", p.maintenance_duration);
   f.Duration("maintenance_offset", p.maintenance_offset);
+  f.Duration("outage_offset", p.outage_offset);
+  f.Duration("outage_duration", p.outage_duration);
+  if (f.Has("outage_kind")) {
+    std::string k;
+    f.String("outage_kind", k);
+    bool found = false;
+    for (int i = 0; i < sim::kNumReplyKinds; ++i) {
+      if (sim::ReplyKindName(static_cast<sim::ReplyKind>(i)) == k) {
+        p.outage_kind = static_cast<sim::ReplyKind>(i);
+        found = true;
+      }
+    }
+    if (!found) Bad(f.Path("outage_kind"), "expected connection_refused, connect_timeout or maintenance");
+  }
   f.Double("overload_probability", p.overload_probability);
   f.Double("random_deferral_probability", p.random_deferral_probability);
+  f.Double("refuse_probability", p.refuse_probability);
+  f.Double("timeout_probability", p.timeout_probability);
+  f.Double("drop_probability", p.drop_probability);
   f.Double("greylist_probability", p.greylist_probability);
   f.Duration("greylist_delay", p.greylist_delay);
   f.Double("mailbox_full_probability", p.mailbox_full_probability);
@@ -76,6 +106,7 @@ sim::ReceiverProfile ProfileFrom(py::handle obj, const std::string& path) {
   f.Duration("latency_min", p.latency_min);
   f.Duration("latency_max", p.latency_max);
   f.Duration("refuse_latency", p.refuse_latency);
+  f.Duration("connect_timeout", p.connect_timeout);
   if (f.Has("replies")) {
     Fields r(f.Get("replies"), f.Path("replies"));
     for (int k = 0; k < sim::kNumReplyKinds; ++k) {
@@ -99,9 +130,9 @@ sim::Scenario ScenarioFrom(py::handle obj) {
     f.Double("start", start);
     s.start = TimeFromSeconds(start);
   }
-  f.Duration("duration", s.duration);
+  f.Duration("horizon", s.horizon);
   f.Duration("arrival_window", s.arrival_window);
-  f.Duration("tick", s.tick);
+  f.Bool("reputation_from_retries", s.reputation_from_retries);
   if (f.Has("hourly_weights")) {
     s.hourly_weights.clear();
     size_t i = 0;
@@ -122,6 +153,10 @@ sim::Scenario ScenarioFrom(py::handle obj) {
       src.String("name", out.name);
       src.Double("reputation", out.reputation);
       src.Double("weight", out.weight);
+      src.Bool("ptr", out.ptr);
+      src.Bool("spf", out.spf);
+      src.Bool("dkim", out.dkim);
+      src.Bool("dmarc", out.dmarc);
       src.Finish();
       s.sources.push_back(std::move(out));
     }
@@ -160,8 +195,23 @@ sim::Scenario ScenarioFrom(py::handle obj) {
       s.profiles.push_back(ProfileFrom(item, absl::StrCat("profiles[", i++, "]")));
     }
   }
-  f.Has("name");         // consumed by mailretry.sim (a label)
-  f.Has("description");  // likewise
+  // Labels for mailretry.sim: checked for type here, so that one place
+  // decides what a scenario file may contain.
+  for (const char* key : {"name", "description"}) {
+    std::string label;
+    f.String(key, label);
+  }
+  if (f.Has("policies")) {
+    py::handle pol = f.Get("policies");
+    if (!py::isinstance<py::dict>(pol)) Bad("policies", "expected a table of engine-config tables");
+    for (auto item : py::reinterpret_borrow<py::dict>(pol)) {
+      try {
+        (void)EngineConfigFromMapping(item.second);
+      } catch (py::error_already_set& e) {
+        Bad(absl::StrCat("policies.", std::string(py::str(item.first))), std::string(py::str(e.value())));
+      }
+    }
+  }
   f.Finish();
   ThrowIfError(sim::ValidateScenario(s));
   return s;
@@ -170,20 +220,33 @@ sim::Scenario ScenarioFrom(py::handle obj) {
 py::dict ProfileToDict(const sim::ReceiverProfile& p) {
   py::dict d;
   d["name"] = p.name;
+  d["provider"] = p.provider;
   d["max_connections_per_source"] = p.max_connections_per_source;
   d["max_per_minute"] = p.max_per_minute;
   d["max_per_hour"] = p.max_per_hour;
+  d["ceiling_strict"] = p.ceiling_strict;
   d["soft_block_below"] = p.soft_block_below;
   d["throttle_probability"] = p.throttle_probability;
-  d["penalty"] = p.penalty;
+  d["retry_penalty"] = p.retry_penalty;
   d["recovery_per_hour"] = p.recovery_per_hour;
-  d["structural"] = p.structural;
-  d["structural_soft_attempts"] = p.structural_soft_attempts;
+  d["incident_offset"] = SecondsFromDuration(p.incident_offset);
+  d["incident_duration"] = SecondsFromDuration(p.incident_duration);
+  d["incident_probability"] = p.incident_probability;
+  d["checks_ptr"] = p.checks_ptr;
+  d["ptr_soft_attempts"] = p.ptr_soft_attempts;
+  d["checks_auth"] = std::string(sim::AuthCheckName(p.checks_auth));
+  d["auth_soft_attempts"] = p.auth_soft_attempts;
   d["maintenance_every"] = SecondsFromDuration(p.maintenance_every);
   d["maintenance_duration"] = SecondsFromDuration(p.maintenance_duration);
   d["maintenance_offset"] = SecondsFromDuration(p.maintenance_offset);
+  d["outage_offset"] = SecondsFromDuration(p.outage_offset);
+  d["outage_duration"] = SecondsFromDuration(p.outage_duration);
+  d["outage_kind"] = std::string(sim::ReplyKindName(p.outage_kind));
   d["overload_probability"] = p.overload_probability;
   d["random_deferral_probability"] = p.random_deferral_probability;
+  d["refuse_probability"] = p.refuse_probability;
+  d["timeout_probability"] = p.timeout_probability;
+  d["drop_probability"] = p.drop_probability;
   d["greylist_probability"] = p.greylist_probability;
   d["greylist_delay"] = SecondsFromDuration(p.greylist_delay);
   d["mailbox_full_probability"] = p.mailbox_full_probability;
@@ -192,6 +255,7 @@ py::dict ProfileToDict(const sim::ReceiverProfile& p) {
   d["latency_min"] = SecondsFromDuration(p.latency_min);
   d["latency_max"] = SecondsFromDuration(p.latency_max);
   d["refuse_latency"] = SecondsFromDuration(p.refuse_latency);
+  d["connect_timeout"] = SecondsFromDuration(p.connect_timeout);
   py::dict replies;
   for (int k = 0; k < sim::kNumReplyKinds; ++k) {
     replies[py::str(std::string(sim::ReplyKindName(static_cast<sim::ReplyKind>(k))))] = p.replies[k];
@@ -205,9 +269,9 @@ py::dict ScenarioToDict(const sim::Scenario& s) {
   d["messages"] = s.messages;
   d["seed"] = s.seed;
   d["start"] = SecondsFromTime(s.start);
-  d["duration"] = SecondsFromDuration(s.duration);
+  d["horizon"] = SecondsFromDuration(s.horizon);
   d["arrival_window"] = SecondsFromDuration(s.arrival_window);
-  d["tick"] = SecondsFromDuration(s.tick);
+  d["reputation_from_retries"] = s.reputation_from_retries;
   d["hourly_weights"] = s.hourly_weights;
   py::list sources;
   for (const sim::Source& src : s.sources) {
@@ -215,6 +279,10 @@ py::dict ScenarioToDict(const sim::Scenario& s) {
     x["name"] = src.name;
     x["reputation"] = src.reputation;
     x["weight"] = src.weight;
+    x["ptr"] = src.ptr;
+    x["spf"] = src.spf;
+    x["dkim"] = src.dkim;
+    x["dmarc"] = src.dmarc;
     sources.append(x);
   }
   d["sources"] = sources;
@@ -258,18 +326,22 @@ py::dict ResultToDict(const sim::Result& r) {
   msgs["replies_4xx"] = Array(r.msg_4xx);
   out["messages"] = msgs;
   py::list outcome_names;
-  for (int o = 0; o < 4; ++o) outcome_names.append(std::string(sim::OutcomeName(static_cast<sim::Outcome>(o))));
+  for (int o = 0; o < sim::kNumOutcomes; ++o) outcome_names.append(std::string(sim::OutcomeName(static_cast<sim::Outcome>(o))));
   out["outcome_names"] = outcome_names;
 
   py::dict doms;
   doms["domain"] = r.domains;
   doms["profile"] = r.domain_profile;
-  std::vector<uint8_t> truth(r.domain_misconfigured.begin(), r.domain_misconfigured.end());
-  doms["misconfigured"] = Array(truth).attr("astype")("bool");
   doms["messages"] = Array(r.domain_messages);
-  doms["structural_s"] = Array(r.domain_structural_s);
-  doms["warning_s"] = Array(r.domain_warning_s);
   out["domains"] = doms;
+  // Per (domain, source) pair, index domain * sources + source.
+  py::dict pairs;
+  std::vector<uint8_t> truth(r.pair_structural.begin(), r.pair_structural.end());
+  pairs["structural"] = Array(truth).attr("astype")("bool");
+  pairs["messages"] = Array(r.pair_messages);
+  pairs["structural_s"] = Array(r.pair_structural_s);
+  pairs["warning_s"] = Array(r.pair_warning_s);
+  out["pairs"] = pairs;
   out["sources"] = r.sources;
 
   const size_t h = r.hours.size();
@@ -304,17 +376,22 @@ py::dict ResultToDict(const sim::Result& r) {
   sum["delivered"] = s.delivered;
   sum["bounced"] = s.bounced;
   sum["expired"] = s.expired;
-  sum["pending"] = s.pending;
+  sum["held"] = s.held;
   sum["delivered_pct"] = s.delivered_pct;
   sum["bounced_pct"] = s.bounced_pct;
   sum["expired_pct"] = s.expired_pct;
-  sum["pending_pct"] = s.pending_pct;
+  sum["held_pct"] = s.held_pct;
+  sum["all_p50_s"] = s.all_p50_s;
+  sum["all_p95_s"] = s.all_p95_s;
+  sum["all_p99_s"] = s.all_p99_s;
   sum["ttd_p50_s"] = s.ttd_p50_s;
   sum["ttd_p95_s"] = s.ttd_p95_s;
   sum["ttd_p99_s"] = s.ttd_p99_s;
   sum["attempts"] = s.attempts;
   sum["replies_4xx"] = s.replies_4xx;
   sum["replies_5xx"] = s.replies_5xx;
+  sum["transport_failures"] = s.transport_failures;
+  sum["local_deferrals"] = s.local_deferrals;
   sum["attempts_per_delivered"] = s.attempts_per_delivered;
   sum["replies_4xx_per_delivered"] = s.replies_4xx_per_delivered;
   sum["receiver_seconds"] = s.receiver_seconds;
@@ -324,6 +401,9 @@ py::dict ResultToDict(const sim::Result& r) {
   sum["structural_false_positives"] = s.structural_false_positives;
   sum["structural_false_negatives"] = s.structural_false_negatives;
   sum["structural_true_negatives"] = s.structural_true_negatives;
+  sum["structural_precision"] = s.structural_precision;
+  sum["structural_recall"] = s.structural_recall;
+  sum["end_s"] = s.end_s;
   sum["warning_destinations"] = s.warning_destinations;
   sum["wall_seconds"] = s.wall_seconds;
   out["summary"] = sum;
@@ -360,9 +440,19 @@ void RegisterSim(py::module_& m) {
       "Validates a scenario dict; returns it completed with defaults. Raises InvalidInputError.");
   m.def(
       "sim_run",
-      [](py::handle scenario, py::handle config, std::optional<py::function> progress) {
+      [](py::handle scenario, py::handle policy, std::optional<py::function> progress) {
         const sim::Scenario s = ScenarioFrom(scenario);
-        const EngineConfig cfg = EngineConfigFromMapping(config);
+        sim::Policy pol;
+        if (py::isinstance<py::str>(policy)) {
+          absl::StatusOr<sim::Policy> preset = sim::PresetPolicy(policy.cast<std::string>());
+          if (!preset.ok()) {
+            ThrowIfError(absl::InvalidArgumentError(preset.status().message()));
+          }
+          pol = *std::move(preset);
+        } else {
+          pol.name = "custom";
+          pol.engine = EngineConfigFromMapping(policy);
+        }
         // Progress and Ctrl-C: take the GIL back about once per simulated hour.
         std::optional<py::error_already_set> pending_error;
         sim::ProgressFn fn = [&](double fraction) {
@@ -382,13 +472,33 @@ void RegisterSim(py::module_& m) {
         absl::StatusOr<sim::Result> result;
         {
           py::gil_scoped_release release;
-          result = sim::Run(s, cfg, fn);
+          result = sim::Run(s, pol, fn);
         }
         if (pending_error.has_value()) throw std::move(*pending_error);
         return ResultToDict(ValueOrThrow(std::move(result)));
       },
-      py::arg("scenario"), py::arg("config") = py::none(), py::arg("progress") = py::none(),
-      "Runs one simulation; returns a dict of NumPy arrays and summaries (see mailretry.sim).");
+      py::arg("scenario"), py::arg("policy") = py::none(), py::arg("progress") = py::none(),
+      "Runs one simulation under a preset policy name or an engine-config mapping (the engine "
+      "alone); returns a dict of NumPy arrays and summaries (see mailretry.sim).");
+  m.def("sim_policy_names", [] { return sim::PresetPolicyNames(); },
+        "Names of the preset policies, in display order.");
+  auto sources_to_list = [](const std::vector<sim::ParamSource>& v) {
+    py::list out;
+    for (const sim::ParamSource& p : v) {
+      py::dict d;
+      d["item"] = p.profile;
+      d["field"] = p.field;
+      d["value"] = p.value;
+      d["source"] = p.source;
+      d["confidence"] = p.confidence;
+      out.append(d);
+    }
+    return out;
+  };
+  m.def("sim_explain_profiles", [sources_to_list] { return sources_to_list(sim::ExplainProfiles()); },
+        "Where every built-in receiver parameter comes from (list of dicts).");
+  m.def("sim_explain_presets", [sources_to_list] { return sources_to_list(sim::ExplainPresets()); },
+        "What each preset policy reproduces and where its defaults come from (list of dicts).");
 }
 
 }  // namespace mailretry::python

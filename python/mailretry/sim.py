@@ -1,16 +1,18 @@
 """What-if simulation of retry policies against modelled receivers.
 
-The event loop runs in the compiled core and drives the real engine in
-virtual time (no wall clock, no sleeps): messages arrive, the engine leases
-them, simulated receivers (Gmail-, Outlook-, Yahoo-like, enterprise gateways,
-greylisting hosts, misconfigured ones) answer each attempt with real provider
-wording, and the engine's decisions are recorded. Same scenario, policy and
-seed give the same results.
+The event loop runs in the compiled core at millisecond resolution and drives
+the real engine in virtual time (no wall clock, no sleeps): messages arrive,
+the engine leases them, a sending-MTA model (for the presets: Postfix's qmgr,
+Exim's host hints, KumoMTA's shaping and automation, PowerMTA's backoff mode)
+decides when each is really tried, simulated receivers answer, and every
+message ends delivered, bounced, expired or (only at a finite horizon) held.
+Same scenario, policy and seed give the same results.
 
 >>> from mailretry import sim
 >>> table = sim.compare(sim.Scenario(messages=20_000))       # doctest: +SKIP
->>> result = sim.run(sim.Scenario(messages=20_000), "adaptive")  # doctest: +SKIP
->>> result.outcomes.head()                                    # doctest: +SKIP
+>>> result = sim.run(sim.Scenario(messages=20_000), "postfix")  # doctest: +SKIP
+>>> df = sim.run_suite(seeds=[1, 2, 3])                       # doctest: +SKIP
+>>> sim.envelope(df)                                          # doctest: +SKIP
 
 pandas and matplotlib are optional (``pip install mailretry[analysis]``):
 ``run`` works without them; DataFrames, CSV/Parquet export and plots need them.
@@ -21,9 +23,12 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import importlib
+import importlib.resources
+import math
 import os
 import sys
 import threading
+import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -38,6 +43,7 @@ DataFrame = Any
 
 __all__ = [
     "POLICIES",
+    "SUMMARY_COLUMNS",
     "Destination",
     "Profile",
     "Result",
@@ -45,63 +51,37 @@ __all__ = [
     "Source",
     "compare",
     "default_scenario",
+    "envelope",
+    "explain",
     "load_scenario",
+    "load_suite",
     "plot",
+    "plot_suite",
     "profile",
     "profile_names",
     "run",
     "run_many",
+    "run_suite",
+    "suite_names",
+    "suite_table",
     "summary_table",
     "sweep",
 ]
 
-Policy = Mapping[str, Any]
+#: A preset name (see :data:`POLICIES`) or an engine-config mapping (the TOML
+#: shape ``mailretry.Engine`` takes), which runs the engine alone.
+Policy = str | Mapping[str, Any]
 Progress = Callable[[float], object]
 
-
-def _stateless(concurrency: int = 20) -> dict[str, Any]:
-    """Engine settings without destination state: a fixed number of
-    connections per destination (Postfix's default_destination_concurrency_limit
-    is 20), no reaction to throttling replies (1 ms suspensions, rate cuts from
-    a million per second), no structural detection, no greylisting override."""
-    return {
-        "builtin_overrides": False,
-        "structural": {"enabled": False},
-        "destination_defaults": {
-            "initial_concurrency": concurrency,
-            "max_concurrency": concurrency,
-            "min_concurrency": concurrency,
-            "cut_concurrency_to": concurrency,
-            "unlimited_cut_to": "1000000/1s",
-            "min_rate": "1000000/1s",
-            "suspend_base": 0.001,
-            "suspend_max": 0.001,
-            "connection_failures_to_suspend": 0,
-        },
-    }
-
-
-def _with_retry(base: dict[str, Any], retry: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    out["retry"] = retry
-    return out
-
-
-#: The policies ``compare`` runs by default, as engine-config mappings (the
-#: TOML shape that ``mailretry.Engine`` takes). All but ``adaptive`` run without
-#: destination state at a fixed 20 connections per destination, which is how
-#: the MTAs they imitate behave towards a 4xx after connect (see
-#: docs in README: they react to connection failures only).
-POLICIES: dict[str, dict[str, Any]] = {
-    "naive-15m": _with_retry(
-        _stateless(), {"backoff": "intervals", "intervals": ["15m"], "lifetime": "5d"}
-    ),
-    "postfix": _with_retry(_stateless(), {"preset": "postfix"}),
-    "exim": _with_retry(_stateless(), {"preset": "exim"}),
-    "kumomta": _with_retry(_stateless(), {"preset": "kumomta"}),
-    "seed-no-state": _with_retry(_stateless(), {"preset": "default"}),
-    "adaptive": {},
-}
+#: The preset policies ``compare`` and the suite run, in display order:
+#: ``naive`` (every 15 min, 20 connections, no reaction to anything), the
+#: sending-MTA models ``postfix``, ``exim``, ``kumomta`` and ``powermta`` (the
+#: MTA's schedule plus its queue manager: concurrency feedback, host hints,
+#: shaping and automation, backoff mode; see :func:`explain`), and
+#: ``adaptive`` (mailretry's engine defaults).
+POLICIES: tuple[str, ...] = tuple(_core.sim_policy_names())
+#: The policies the envelope compares ``adaptive`` against.
+PRESETS: tuple[str, ...] = tuple(p for p in POLICIES if p != "adaptive")
 
 
 # --------------------------------------------------------------------------
@@ -111,11 +91,18 @@ POLICIES: dict[str, dict[str, Any]] = {
 
 @dataclasses.dataclass
 class Source:
-    """A sending IP: its starting reputation at every receiver and its share."""
+    """A sending IP with the domain it sends for: its starting reputation at
+    every receiver, its share of messages, and its sender-side properties (a
+    PTR record belongs to the IP; SPF, DKIM, DMARC to the domain). Receivers
+    that check a property the source lacks refuse it."""
 
     name: str
     reputation: float = 0.9
     weight: float = 1.0
+    ptr: bool = True
+    spf: bool = True
+    dkim: bool = True
+    dmarc: bool = True
 
 
 @dataclasses.dataclass
@@ -150,16 +137,21 @@ class Scenario:
     scenario's value (see :func:`default_scenario`).
 
     Durations are seconds, ``datetime.timedelta`` or strings such as ``"15m"``,
-    ``"5d"``. ``tail_profiles`` maps profile names to weights for the Zipf tail
-    of ``tail_domains`` domains; ``policies`` are extra engine-config mappings
-    for :func:`compare` (from the TOML file's ``[policies.NAME]`` tables).
+    ``"5d"``. ``horizon`` stops the run early (unfinished messages count as
+    ``held``); by default a run continues until every message has an outcome.
+    ``reputation_from_retries`` turns on the receivers' reputation penalty for
+    refused attempts (off by default: no source sizes it). ``tail_profiles``
+    maps profile names to weights for the Zipf tail of ``tail_domains``
+    domains; ``policies`` are extra engine-config mappings for :func:`compare`
+    (the TOML file's ``[policies.NAME]`` tables).
     """
 
     name: str = "scenario"
+    description: str = ""
     messages: int | None = None
     seed: int | None = None
     start: float | None = None
-    duration: Any = None
+    horizon: Any = None
     arrival_window: Any = None
     hourly_weights: list[float] | None = None
     sources: list[Source] | None = None
@@ -168,7 +160,7 @@ class Scenario:
     zipf_exponent: float | None = None
     tail_profiles: dict[str, float] | None = None
     profiles: list[Profile] | None = None
-    tick: Any = None
+    reputation_from_retries: bool | None = None
     policies: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -176,7 +168,7 @@ class Scenario:
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
-            if v is None or f.name in ("name", "policies"):
+            if v is None or f.name in ("name", "description", "policies"):
                 continue
             if f.name in ("sources", "destinations"):
                 v = [dataclasses.asdict(x) for x in v]
@@ -187,50 +179,38 @@ class Scenario:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Scenario:
-        """From a TOML-shaped mapping; unknown keys raise InvalidInputError."""
-        d = dict(data)
+        """From a TOML-shaped mapping. The core validates it (one place decides
+        what a scenario may contain); a bad key or value raises
+        InvalidInputError naming it."""
+        _core.sim_check_scenario(dict(data))
         kwargs: dict[str, Any] = {}
-        known = {f.name for f in dataclasses.fields(cls)}
-        for key in list(d):
-            if key not in known:
-                raise InvalidInputError(f"scenario {key}: unknown key")
-        for key, value in d.items():
+        for key, value in data.items():
             if key == "sources":
-                kwargs[key] = [_build(Source, s, f"sources[{i}]") for i, s in enumerate(value)]
+                kwargs[key] = [Source(**s) for s in value]
             elif key == "destinations":
-                kwargs[key] = [
-                    _build(Destination, s, f"destinations[{i}]") for i, s in enumerate(value)
-                ]
+                kwargs[key] = [Destination(**s) for s in value]
             elif key == "profiles":
-                profiles = []
-                for i, p in enumerate(value):
-                    if not isinstance(p, Mapping) or "name" not in p:
-                        raise InvalidInputError(f"scenario profiles[{i}]: needs a name")
-                    rest = {k: v for k, v in p.items() if k not in ("name", "base")}
-                    profiles.append(Profile(p["name"], p.get("base"), rest))
-                kwargs[key] = profiles
+                kwargs[key] = [
+                    Profile(
+                        p["name"],
+                        p.get("base"),
+                        {k: v for k, v in p.items() if k not in ("name", "base")},
+                    )
+                    for p in value
+                ]
             elif key == "policies":
-                if not isinstance(value, Mapping):
-                    raise InvalidInputError("scenario policies: expected a table of tables")
                 kwargs[key] = {str(k): dict(v) for k, v in value.items()}
             else:
                 kwargs[key] = value
-        scenario = cls(**kwargs)
-        scenario.check()
-        return scenario
+        return cls(**kwargs)
 
     def check(self) -> None:
         """Raise InvalidInputError if the core would reject this scenario."""
         _core.sim_check_scenario(self.to_dict())
 
-
-def _build(cls: Any, data: Any, path: str) -> Any:
-    if not isinstance(data, Mapping):
-        raise InvalidInputError(f"scenario {path}: expected a table")
-    try:
-        return cls(**data)
-    except TypeError as e:
-        raise InvalidInputError(f"scenario {path}: {e}") from e
+    def replace(self, **changes: Any) -> Scenario:
+        """A copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
 
 
 def load_scenario(path: str | os.PathLike[str]) -> Scenario:
@@ -238,6 +218,32 @@ def load_scenario(path: str | os.PathLike[str]) -> Scenario:
     data = load_toml(path)
     data.setdefault("name", os.path.splitext(os.path.basename(os.fspath(path)))[0])
     return Scenario.from_dict(data)
+
+
+def suite_names() -> list[str]:
+    """Names of the standard scenarios shipped with the package, in order."""
+    root = importlib.resources.files("mailretry") / "scenarios"
+    names = sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".toml"))
+    return names
+
+
+def load_suite(names: Sequence[str] | None = None) -> list[Scenario]:
+    """The standard scenarios (all, or those named), each with its
+    ``description`` saying what it tests and why."""
+    known = suite_names()
+    chosen = list(names) if names else known
+    out = []
+    root = importlib.resources.files("mailretry") / "scenarios"
+    for name in chosen:
+        if name not in known:
+            raise InvalidInputError(f"unknown suite scenario {name!r}; known: {', '.join(known)}")
+        try:
+            data = tomllib.loads((root / f"{name}.toml").read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as e:  # pragma: no cover - shipped files are tested
+            raise InvalidInputError(f"scenario {name}: {e}") from e
+        data.setdefault("name", name)
+        out.append(Scenario.from_dict(data))
+    return out
 
 
 def default_scenario() -> dict[str, Any]:
@@ -253,20 +259,36 @@ def profile_names() -> list[str]:
 def profile(name: str) -> dict[str, Any]:
     """A built-in receiver profile as a mapping (durations in seconds)::
 
+    provider                    the MX's provider ("google", ...), for preset rules
     max_connections_per_source  concurrent connections per source IP (0 = no cap)
-    max_per_minute/max_per_hour accepted messages per source (0 = no ceiling)
-    soft_block_below, throttle_probability, penalty, recovery_per_hour
-                                reputation: below the threshold attempts are
-                                throttled; refusals cost `penalty`; it recovers
-    structural, structural_soft_attempts
-                                misconfiguration (ground truth): deferred, then
-                                5xx after that many deferrals (0 = never)
-    maintenance_every/_duration/_offset, overload_probability,
-    random_deferral_probability, greylist_probability, greylist_delay,
+    max_per_minute/max_per_hour accepted messages per source, token buckets
+    ceiling_strict              refused attempts also take a token
+    soft_block_below, throttle_probability
+                                low-reputation throttling
+    retry_penalty, recovery_per_hour
+                                reputation-from-retries (with the scenario switch)
+    incident_offset/_duration/_probability
+                                a reputation incident window
+    checks_ptr, ptr_soft_attempts, checks_auth, auth_soft_attempts
+                                sender-side faults shown here (4xx count before 5xx;
+                                65535 = never 5xx)
+    maintenance_every/_duration/_offset, outage_offset/_duration/_kind,
+    overload_probability, random_deferral_probability, refuse_probability,
+    timeout_probability, drop_probability, greylist_probability, greylist_delay,
     mailbox_full_probability, mailbox_full_duration, unknown_user_probability,
-    latency_min, latency_max, refuse_latency, replies (text per reply kind)
+    latency_min, latency_max, refuse_latency, connect_timeout, replies
     """
     return dict(_core.sim_profile(name))
+
+
+def explain() -> dict[str, list[dict[str, str]]]:
+    """Provenance: where every built-in receiver parameter comes from
+    (``"profiles"``) and what each preset policy reproduces (``"presets"``);
+    rows of item, field, value, source, confidence."""
+    return {
+        "profiles": list(_core.sim_explain_profiles()),
+        "presets": list(_core.sim_explain_presets()),
+    }
 
 
 # --------------------------------------------------------------------------
@@ -353,13 +375,36 @@ class Result:
 
     @property
     def destinations(self) -> DataFrame:
-        """One row per receiving domain: profile, ground truth, messages, and
-        when the engine first flagged it (structural_s, warning_s; NaN = never)."""
+        """One row per receiving domain: domain, profile, messages."""
         pd = _pandas()
         return pd.DataFrame({k: v for k, v in self.raw["domains"].items()})
 
+    @property
+    def pairs(self) -> DataFrame:
+        """One row per (destination, source) pair with traffic: messages, the
+        ground truth (``structural``: the source fails a check the receiver
+        makes) and when the policy first flagged it (``structural_s``,
+        ``warning_s``; NaN = never)."""
+        pd = _pandas()
+        p = self.raw["pairs"]
+        domains = self.raw["domains"]["domain"]
+        sources = self.raw["sources"]
+        n = len(p["messages"])
+        idx = np.arange(n)
+        df = pd.DataFrame(
+            {
+                "destination": [domains[i // len(sources)] for i in idx],
+                "source": [sources[i % len(sources)] for i in idx],
+                "messages": p["messages"],
+                "structural": p["structural"],
+                "structural_s": p["structural_s"],
+                "warning_s": p["warning_s"],
+            }
+        )
+        return df[df["messages"] > 0].reset_index(drop=True)
+
     def to_csv(self, directory: str | os.PathLike[str]) -> list[str]:
-        """Write outcomes.csv, timeseries.csv, destinations.csv, summary.csv."""
+        """Write outcomes.csv, timeseries.csv, destinations.csv, pairs.csv, summary.csv."""
         return self._export(directory, "csv")
 
     def to_parquet(self, directory: str | os.PathLike[str]) -> list[str]:
@@ -373,6 +418,7 @@ class Result:
             "outcomes": self.outcomes,
             "timeseries": self.timeseries,
             "destinations": self.destinations,
+            "pairs": self.pairs,
             "summary": pd.DataFrame([self.summary]),
         }
         paths = []
@@ -386,9 +432,9 @@ class Result:
         return paths
 
 
-def _policy(policy: str | Policy | None, scenario: Scenario | None = None) -> tuple[str, Policy]:
+def _policy(policy: Policy | None, scenario: Scenario | None = None) -> tuple[str, Policy]:
     if policy is None:
-        return "adaptive", POLICIES["adaptive"]
+        return "adaptive", "adaptive"
     if isinstance(policy, str):
         extra = scenario.policies if scenario is not None else {}
         if policy in extra:
@@ -397,8 +443,12 @@ def _policy(policy: str | Policy | None, scenario: Scenario | None = None) -> tu
             raise InvalidInputError(
                 f"unknown policy {policy!r}; known: {', '.join([*POLICIES, *extra])}"
             )
-        return policy, POLICIES[policy]
+        return policy, policy
     return "custom", policy
+
+
+def _core_policy(policy: Policy) -> Any:
+    return policy if isinstance(policy, str) else dict(policy)
 
 
 def _scenario(scenario: Scenario | Mapping[str, Any] | None) -> Scenario:
@@ -411,7 +461,7 @@ def _scenario(scenario: Scenario | Mapping[str, Any] | None) -> Scenario:
 
 def run(
     scenario: Scenario | Mapping[str, Any] | None = None,
-    policy: str | Policy | None = None,
+    policy: Policy | None = None,
     *,
     progress: Progress | None = None,
 ) -> Result:
@@ -423,10 +473,11 @@ def run(
         A :class:`Scenario`, a TOML-shaped mapping, or None for the default.
     policy
         A name from :data:`POLICIES` (or the scenario's ``policies``), an
-        engine-config mapping, or None for ``"adaptive"`` (the engine default).
+        engine-config mapping (the engine alone decides), or None for
+        ``"adaptive"`` (the engine defaults).
     progress
         Called with the fraction of simulated time done (0..1) about once per
-        simulated hour; returning False stops the run (InternalError "cancelled").
+        simulated hour; returning False stops the run (error "cancelled").
 
     Returns
     -------
@@ -435,7 +486,7 @@ def run(
     """
     sc = _scenario(scenario)
     name, config = _policy(policy, sc)
-    raw = _core.sim_run(sc.to_dict(), dict(config), progress)
+    raw = _core.sim_run(sc.to_dict(), _core_policy(config), progress)
     return Result(sc.name, name, raw)
 
 
@@ -452,7 +503,7 @@ def run_many(
     sc = _scenario(scenario)
     chosen: dict[str, Policy]
     if policies is None:
-        chosen = {**POLICIES, **sc.policies}
+        chosen = {**{p: p for p in POLICIES}, **sc.policies}
     elif isinstance(policies, Mapping):
         chosen = dict(policies)
     else:
@@ -467,24 +518,33 @@ def run_many(
             with lock:
                 return progress(name, fraction)
 
-        return Result(sc.name, name, _core.sim_run(sc.to_dict(), dict(config), report))
+        return Result(sc.name, name, _core.sim_run(sc.to_dict(), _core_policy(config), report))
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
         futures = {name: pool.submit(one, name, cfg) for name, cfg in chosen.items()}
         return {name: f.result() for name, f in futures.items()}
 
 
+#: Columns of :func:`summary_table`, :func:`sweep` and :func:`run_suite`.
+#: ``p50_h``/``p95_h``/``p99_h`` are over ALL messages, an undelivered one
+#: counting as never (inf); ``dlv_p*_h`` over delivered messages only.
 SUMMARY_COLUMNS = (
     "delivered_pct",
     "bounced_pct",
     "expired_pct",
-    "pending_pct",
-    "ttd_p50_h",
-    "ttd_p95_h",
-    "ttd_p99_h",
+    "held_pct",
+    "p50_h",
+    "p95_h",
+    "p99_h",
+    "dlv_p50_h",
+    "dlv_p95_h",
+    "dlv_p99_h",
     "attempts_per_delivered",
     "replies_4xx_per_delivered",
+    "local_deferrals",
     "receiver_seconds_per_delivered",
+    "structural_precision",
+    "structural_recall",
     "structural_tp",
     "structural_fp",
     "structural_fn",
@@ -496,13 +556,19 @@ def _summary_row(s: Mapping[str, Any]) -> dict[str, Any]:
         "delivered_pct": s["delivered_pct"],
         "bounced_pct": s["bounced_pct"],
         "expired_pct": s["expired_pct"],
-        "pending_pct": s["pending_pct"],
-        "ttd_p50_h": s["ttd_p50_s"] / 3600,
-        "ttd_p95_h": s["ttd_p95_s"] / 3600,
-        "ttd_p99_h": s["ttd_p99_s"] / 3600,
+        "held_pct": s["held_pct"],
+        "p50_h": s["all_p50_s"] / 3600,
+        "p95_h": s["all_p95_s"] / 3600,
+        "p99_h": s["all_p99_s"] / 3600,
+        "dlv_p50_h": s["ttd_p50_s"] / 3600,
+        "dlv_p95_h": s["ttd_p95_s"] / 3600,
+        "dlv_p99_h": s["ttd_p99_s"] / 3600,
         "attempts_per_delivered": s["attempts_per_delivered"],
         "replies_4xx_per_delivered": s["replies_4xx_per_delivered"],
+        "local_deferrals": s["local_deferrals"],
         "receiver_seconds_per_delivered": s["receiver_seconds_per_delivered"],
+        "structural_precision": s["structural_precision"],
+        "structural_recall": s["structural_recall"],
         "structural_tp": s["structural_true_positives"],
         "structural_fp": s["structural_false_positives"],
         "structural_fn": s["structural_false_negatives"],
@@ -529,7 +595,7 @@ def compare(
     return summary_table(run_many(scenario, policies, progress=progress))
 
 
-def _sweep_one(scenario: dict[str, Any], name: str, config: dict[str, Any]) -> dict[str, Any]:
+def _sweep_one(scenario: dict[str, Any], name: str, config: Any) -> dict[str, Any]:
     raw = _core.sim_run(scenario, config, None)
     return dict(raw["summary"])
 
@@ -544,12 +610,12 @@ def sweep(
     ``distributed.Client.get_executor()``, ...). Only summaries travel back.
 
     Returns a DataFrame with one row per (scenario, policy): the scenario's
-    name and seed, the policy, then :data:`SUMMARY_COLUMNS`.
+    name, index and seed, the policy, then :data:`SUMMARY_COLUMNS`.
     """
     pd = _pandas()
     items = [_scenario(s) for s in scenarios]
     if policies is None:
-        chosen: dict[str, Policy] = {"adaptive": POLICIES["adaptive"]}
+        chosen: dict[str, Policy] = {"adaptive": "adaptive"}
     elif isinstance(policies, Mapping):
         chosen = dict(policies)
     else:
@@ -562,7 +628,7 @@ def sweep(
         jobs = []
         for i, sc in enumerate(items):
             for pname, cfg in chosen.items():
-                fut = pool.submit(_sweep_one, sc.to_dict(), pname, dict(cfg))
+                fut = pool.submit(_sweep_one, sc.to_dict(), pname, _core_policy(cfg))
                 jobs.append((i, sc, pname, fut))
         rows = []
         for i, sc, pname, fut in jobs:
@@ -580,6 +646,173 @@ def sweep(
         if own:
             pool.shutdown()
     return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------
+# The standard suite
+# --------------------------------------------------------------------------
+
+#: Columns :func:`suite_table` averages over seeds.
+SUITE_COLUMNS = (
+    "delivered_pct",
+    "bounced_pct",
+    "expired_pct",
+    "held_pct",
+    "replies_4xx_per_delivered",
+    "p50_h",
+    "p95_h",
+    "p99_h",
+    "dlv_p95_h",
+    "structural_precision",
+    "structural_recall",
+)
+
+
+def run_suite(
+    names: Sequence[str] | None = None,
+    seeds: Sequence[int] = (1, 2, 3),
+    policies: Sequence[str] | None = None,
+    *,
+    reputation: Sequence[bool] = (False,),
+    messages: int | None = None,
+    max_workers: int | None = None,
+    progress: Callable[[int, int], object] | None = None,
+) -> DataFrame:
+    """Run the standard scenarios (all, or ``names``) under every policy for
+    every seed, with the reputation-from-retries effect off and/or on.
+
+    Returns one row per (scenario, reputation_from_retries, seed, policy) with
+    :data:`SUMMARY_COLUMNS`. Runs go to a thread pool (the core releases the
+    GIL). ``messages`` scales every scenario down (smoke runs).
+    ``progress(done, total)`` is called after each run.
+    """
+    pd = _pandas()
+    chosen = list(policies) if policies else list(POLICIES)
+    jobs: list[tuple[Scenario, bool, int, str]] = []
+    for sc in load_suite(names):
+        for rep in reputation:
+            for seed in seeds:
+                variant = sc.replace(seed=seed, reputation_from_retries=rep)
+                if messages is not None:
+                    variant.messages = messages
+                for pol in chosen:
+                    jobs.append((variant, rep, seed, pol))
+    total = len(jobs)
+    done = 0
+    lock = threading.Lock()
+
+    def one(job: tuple[Scenario, bool, int, str]) -> dict[str, Any]:
+        nonlocal done
+        sc, rep, seed, pol = job
+        raw = _core.sim_run(sc.to_dict(), _core_policy(_policy(pol, sc)[1]), None)
+        with lock:
+            done += 1
+            if progress is not None:
+                progress(done, total)
+        return {
+            "scenario": sc.name,
+            "reputation_from_retries": rep,
+            "seed": seed,
+            "policy": pol,
+            **_summary_row(raw["summary"]),
+        }
+
+    workers = max_workers or os.cpu_count() or 1
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+        rows = list(pool.map(one, jobs))
+    return pd.DataFrame(rows)
+
+
+def suite_table(df: DataFrame) -> DataFrame:
+    """:func:`run_suite` rows averaged over seeds, one row per (scenario,
+    reputation_from_retries, policy), policies in :data:`POLICIES` order. An
+    infinite percentile stays infinite (a mean with inf is inf)."""
+    keys = ["scenario", "reputation_from_retries", "policy"]
+    out = df.groupby(keys, sort=False)[list(SUITE_COLUMNS)].mean()
+    order = {p: i for i, p in enumerate(POLICIES)}
+    out = out.reset_index()
+    out["_o"] = out["policy"].map(lambda p: order.get(p, len(order)))
+    out = out.sort_values(["reputation_from_retries", "scenario", "_o"], kind="stable")
+    return out.drop(columns="_o").set_index(keys)
+
+
+def _ratio(a: float, b: float) -> float:
+    if math.isnan(a) or math.isnan(b):
+        return math.nan
+    if math.isinf(a) and math.isinf(b):
+        return math.nan
+    if b == 0:
+        return 1.0 if a == 0 else math.inf
+    return a / b
+
+
+def envelope(df: DataFrame, policy: str = "adaptive") -> DataFrame:
+    """Per scenario: ``policy``'s ratio to the best preset (the lowest value
+    among :data:`PRESETS`) on 4xx per delivered and on p95 over all messages,
+    each averaged over seeds. A ratio above 1 means some preset did better;
+    ``best_*`` names it. NaN where both are infinite (neither delivers 95 %)."""
+    pd = _pandas()
+    table = suite_table(df)
+    rows = []
+    for (scenario, rep), block in table.groupby(level=[0, 1], sort=False):
+        block = block.droplevel([0, 1])
+        if policy not in block.index:
+            continue
+        presets = block.drop(index=[p for p in block.index if p not in PRESETS])
+        row: dict[str, Any] = {"scenario": scenario, "reputation_from_retries": rep}
+        for col, label in (("replies_4xx_per_delivered", "4xx"), ("p95_h", "p95")):
+            best_name = str(presets[col].idxmin()) if len(presets) else ""
+            best = float(presets[col].min()) if len(presets) else math.nan
+            own = float(block.loc[policy, col])
+            row[f"{label}_{policy}"] = own
+            row[f"{label}_best_preset"] = best_name
+            row[f"{label}_best"] = best
+            row[f"{label}_ratio"] = _ratio(own, best)
+        rows.append(row)
+    return pd.DataFrame(rows).set_index(["scenario", "reputation_from_retries"])
+
+
+def plot_suite(df: DataFrame, path: str | os.PathLike[str]) -> str:
+    """Write a PNG: per scenario, 4xx per delivered and p95 over all messages
+    (capped at the plot's top when infinite) for each policy."""
+    plt = _pyplot()
+    table = suite_table(df)
+    reps = sorted(set(table.index.get_level_values(1)))
+    fig, axes = plt.subplots(len(reps), 2, figsize=(15, 4.8 * len(reps)), squeeze=False)
+    for row, rep in enumerate(reps):
+        sub = table.xs(rep, level=1)
+        scenarios = list(dict.fromkeys(sub.index.get_level_values(0)))
+        policies = [p for p in POLICIES if p in set(sub.index.get_level_values(1))]
+        width = 0.8 / max(1, len(policies))
+        for col, (metric, title) in enumerate(
+            (
+                ("replies_4xx_per_delivered", "4xx replies per delivered message"),
+                ("p95_h", "p95 time to delivery, all messages (h; top = never)"),
+            )
+        ):
+            ax = axes[row][col]
+            values = sub[metric].replace([np.inf], np.nan)
+            top = float(values.max()) * 1.15 if values.notna().any() else 1.0
+            lookup = {key: float(v) for key, v in sub[metric].items()}
+            for i, pol in enumerate(policies):
+                ys = []
+                for scn in scenarios:
+                    v = lookup.get((scn, pol), np.nan)
+                    ys.append(top if math.isinf(v) else v)
+                xs = np.arange(len(scenarios)) + i * width
+                ax.bar(xs, ys, width=width, label=pol, color=f"C{i}")
+            ax.set_xticks(np.arange(len(scenarios)) + 0.4 - width / 2)
+            ax.set_xticklabels(scenarios, rotation=30, ha="right", fontsize=8)
+            effect = "on" if rep else "off"
+            ax.set_title(f"{title} (reputation-from-retries {effect})", fontsize=10)
+            if metric == "replies_4xx_per_delivered":
+                ax.set_yscale("symlog")
+        axes[row][0].legend(fontsize=8)
+    fig.tight_layout()
+    out = os.fspath(path)
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
 
 
 def plot(

@@ -1,5 +1,8 @@
-// The simulator's event loop: arrivals, the Engine's leases, receiver replies
-// after a latency, the Engine's decisions and events, all in virtual time.
+// The simulator's event loop: arrivals, the Engine's leases, the sending-MTA
+// model's gate, receiver replies after a latency, the Engine's decisions and
+// events, all in virtual time at millisecond resolution. There is no tick:
+// the loop jumps to the next moment anything can happen (an arrival, the end
+// of an attempt, an engine or gate timer).
 #include "mailretry/sim/sim.h"
 
 #include <algorithm>
@@ -20,6 +23,7 @@
 #include "absl/time/time.h"
 #include "mailretry/engine/engine.h"
 #include "mailretry/sim/internal/sim_receiver.h"
+#include "mailretry/sim/internal/sim_sender.h"
 #include "mailretry/reply/reply.h"
 #include "mailretry/policy/retry_policy.h"
 
@@ -31,7 +35,11 @@ using internal::PairState;
 using internal::RecipientState;
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
-constexpr size_t kTakeBatch = 1 << 16;
+// Small: TakeReady reserves room for min(limit, ready) leases on every call,
+// and the loop calls it at every event time (ready can be large when a
+// destination is throttled).
+constexpr size_t kTakeBatch = 256;
+constexpr double kInf = std::numeric_limits<double>::infinity();
 
 int64_t Ms(absl::Duration d) { return absl::ToInt64Milliseconds(d); }
 
@@ -112,38 +120,71 @@ std::vector<int64_t> Arrivals(const Scenario& s, SplitMix64& rng) {
   return out;
 }
 
-class Simulation {
+class Simulation : public internal::GateHost {
  public:
   Simulation(const Scenario& s, const ProgressFn& progress) : s_(s), progress_(progress) {}
 
-  absl::StatusOr<Result> Run(const EngineConfig& config);
+  absl::StatusOr<Result> Run(const Policy& policy);
+
+  // GateHost.
+  void StartAttempt(uint32_t msg, int64_t now_ms) override;
+  void Defer(uint32_t msg, int64_t now_ms, internal::LocalDeferral why) override;
+  // Also true once the message's lifetime has passed: the engine expires
+  // it silently then (message events are off for speed, see Run).
+  bool Finished(uint32_t msg) override {
+    if (r_.msg_outcome[msg] != Outcome::kPending) return true;
+    if (infer_expiry_ && now_ >= expiry_ms_[msg] && !final_attempt_[msg]) {
+      Finish(msg, Outcome::kExpired, expiry_ms_[msg]);
+      return true;
+    }
+    return false;
+  }
 
  private:
   absl::Status Setup();
   uint32_t ProfileIndex(const std::string& name);
   void Finish(uint32_t msg, Outcome o, int64_t t_ms);
-  size_t Bin(int64_t t_ms) const {
-    return std::min(static_cast<size_t>(std::max<int64_t>(t_ms, 0) / kMsPerHour), bins_ - 1);
+  HourBin& Bin(int64_t t_ms) {
+    const size_t b = static_cast<size_t>(std::max<int64_t>(t_ms, 0) / kMsPerHour);
+    if (b >= r_.hours.size()) r_.hours.resize(b + 1);
+    return r_.hours[b];
   }
+  uint32_t Pair(uint32_t msg) const { return r_.msg_domain[msg] * nsources_ + r_.msg_source[msg]; }
   absl::Time T(int64_t ms) const { return s_.start + absl::Milliseconds(ms); }
   int64_t ToMs(absl::Time t) const { return absl::ToInt64Milliseconds(t - s_.start); }
+  absl::Status Decide(uint32_t msg, int64_t now, const Reply& reply);
+  void DrainEvents();
   void Summarise();
 
   const Scenario& s_;
   const ProgressFn& progress_;
   Result r_;
-  size_t bins_ = 1;
-  uint64_t pending_ = 0;
+  uint64_t finished_ = 0;
+  uint32_t nsources_ = 1;
   double receiver_ms_ = 0;
+  absl::Status error_;
 
   std::vector<ReceiverProfile> profiles_;
   std::vector<std::vector<Reply>> replies_;  // [profile][kind]
+  std::vector<Reply> local_replies_;         // [LocalDeferral]
   absl::flat_hash_map<std::string, uint32_t> profile_ids_;
   std::vector<uint32_t> domain_profile_;     // profile index per domain
   absl::flat_hash_map<std::string, uint32_t> domain_ids_;
+  absl::flat_hash_map<std::string, uint32_t> source_ids_;
   std::vector<int64_t> arrival_ms_;
   std::vector<RecipientState> rcpt_;
   std::vector<PairState> pairs_;
+
+  std::unique_ptr<Engine> engine_;
+  std::unique_ptr<internal::SenderGate> gate_;
+  std::priority_queue<InFlight, std::vector<InFlight>, EndsLater> in_flight_;
+  uint64_t seq_ = 0;
+  SplitMix64 rng_{0};
+  int64_t now_ = 0;
+  bool infer_expiry_ = false;
+  int64_t lifetime_ms_ = 0;
+  std::vector<int64_t> expiry_ms_;  // submit + lifetime, when infer_expiry_
+  std::vector<bool> final_attempt_;  // leased for the attempt at the lifetime's end
 };
 
 uint32_t Simulation::ProfileIndex(const std::string& name) {
@@ -161,7 +202,21 @@ uint32_t Simulation::ProfileIndex(const std::string& name) {
   if (!found) p = *BuiltinProfile(name);  // ValidateScenario checked the name
   std::vector<Reply> parsed;
   parsed.reserve(kNumReplyKinds);
-  for (int k = 0; k < kNumReplyKinds; ++k) parsed.push_back(*ParseReply(p.replies[k]));
+  for (int k = 0; k < kNumReplyKinds; ++k) {
+    switch (static_cast<ReplyKind>(k)) {
+      case ReplyKind::kConnectionRefused:
+        parsed.push_back(TransportReply(Transport::kConnectionRefused, p.replies[k]));
+        break;
+      case ReplyKind::kConnectTimeout:
+        parsed.push_back(TransportReply(Transport::kConnectTimeout, p.replies[k]));
+        break;
+      case ReplyKind::kDroppedMidData:
+        parsed.push_back(TransportReply(Transport::kConnectionDropped, p.replies[k]));
+        break;
+      default:
+        parsed.push_back(*ParseReply(p.replies[k]));
+    }
+  }
   const uint32_t id = static_cast<uint32_t>(profiles_.size());
   profiles_.push_back(std::move(p));
   replies_.push_back(std::move(parsed));
@@ -199,25 +254,30 @@ absl::Status Simulation::Setup() {
     }
   }
   const size_t domains = r_.domains.size();
-  for (size_t d = 0; d < domains; ++d) {
-    const ReceiverProfile& p = profiles_[domain_profile_[d]];
-    r_.domain_profile.push_back(p.name);
-    r_.domain_misconfigured.push_back(p.structural);
-  }
+  for (size_t d = 0; d < domains; ++d) r_.domain_profile.push_back(profiles_[domain_profile_[d]].name);
   r_.domain_messages.assign(domains, 0);
-  r_.domain_structural_s.assign(domains, kNaN);
-  r_.domain_warning_s.assign(domains, kNaN);
 
-  // Sources.
+  // Sources and (domain, source) pairs with their ground truth.
   std::vector<double> source_weights;
   for (const Source& src : s_.sources) {
+    source_ids_.emplace(src.name, static_cast<uint32_t>(r_.sources.size()));
     r_.sources.push_back(src.name);
     source_weights.push_back(src.weight);
   }
-  const size_t sources = s_.sources.size();
-  pairs_.assign(domains * sources, PairState{});
+  nsources_ = static_cast<uint32_t>(s_.sources.size());
+  const size_t npairs = domains * nsources_;
+  pairs_.assign(npairs, PairState{});
+  r_.pair_structural.assign(npairs, false);
+  r_.pair_structural_s.assign(npairs, kNaN);
+  r_.pair_warning_s.assign(npairs, kNaN);
+  r_.pair_messages.assign(npairs, 0);
   for (size_t d = 0; d < domains; ++d) {
-    for (size_t i = 0; i < sources; ++i) pairs_[d * sources + i].reputation = s_.sources[i].reputation;
+    const ReceiverProfile& p = profiles_[domain_profile_[d]];
+    for (size_t i = 0; i < nsources_; ++i) {
+      pairs_[d * nsources_ + i].reputation = s_.sources[i].reputation;
+      r_.pair_structural[d * nsources_ + i] =
+          internal::PtrFails(p, s_.sources[i]) || internal::AuthFails(p, s_.sources[i]);
+    }
   }
 
   // Messages: arrival time, domain, source, recipient.
@@ -250,9 +310,11 @@ absl::Status Simulation::Setup() {
     r_.msg_domain[i] = d;
     r_.msg_source[i] = static_cast<uint16_t>(source_cdf.Pick(rng.Uniform()));
     ++r_.domain_messages[d];
+    ++r_.pair_messages[d * nsources_ + r_.msg_source[i]];
   }
-  bins_ = static_cast<size_t>((Ms(s_.duration) + kMsPerHour - 1) / kMsPerHour);
-  r_.hours.assign(bins_, HourBin{});
+  for (int k = 0; k < internal::kNumLocalDeferrals; ++k) {
+    local_replies_.push_back(*ParseReply(internal::LocalDeferralText(static_cast<internal::LocalDeferral>(k))));
+  }
   return absl::OkStatus();
 }
 
@@ -260,52 +322,149 @@ void Simulation::Finish(uint32_t msg, Outcome o, int64_t t_ms) {
   if (r_.msg_outcome[msg] != Outcome::kPending) return;
   r_.msg_outcome[msg] = o;
   r_.msg_end_s[msg] = static_cast<double>(t_ms) / 1000.0;
-  --pending_;
-  HourBin& b = r_.hours[Bin(t_ms)];
+  ++finished_;
+  HourBin& b = Bin(t_ms);
   switch (o) {
     case Outcome::kDelivered: ++b.delivered; break;
     case Outcome::kBounced: ++b.bounced; break;
     case Outcome::kExpired: ++b.expired; break;
-    case Outcome::kPending: break;
+    default: break;
   }
 }
 
-absl::StatusOr<Result> Simulation::Run(const EngineConfig& config) {
+absl::Status Simulation::Decide(uint32_t m, int64_t now, const Reply& reply) {
+  absl::StatusOr<Decision> dec = engine_->Report(m, T(now), reply);
+  if (!dec.ok()) {
+    // The engine expired the message while its attempt was out (its
+    // lifetime ended): the expired event says so.
+    if (absl::IsNotFound(dec.status()) || absl::IsFailedPrecondition(dec.status())) {
+      if (infer_expiry_) Finish(m, Outcome::kExpired, std::min(now, expiry_ms_[m]));
+      return absl::OkStatus();
+    }
+    return absl::InternalError(
+        absl::StrCat("engine rejected a report for message ", m, ": ", dec.status().ToString()));
+  }
+  switch (dec->action) {
+    case DecisionAction::kDelivered: Finish(m, Outcome::kDelivered, now); break;
+    case DecisionAction::kBounced: Finish(m, Outcome::kBounced, now); break;
+    case DecisionAction::kExpired: Finish(m, Outcome::kExpired, now); break;
+    case DecisionAction::kRetry:
+      // The engine keeps a lease for the last attempt at the end of the
+      // lifetime alive past it (Postfix tries once more after expiry).
+      if (infer_expiry_ && dec->next_attempt.has_value() && ToMs(*dec->next_attempt) >= expiry_ms_[m]) {
+        final_attempt_[m] = true;
+      }
+      break;
+  }
+  return absl::OkStatus();
+}
+
+void Simulation::StartAttempt(uint32_t m, int64_t now) {
+  const uint32_t d = r_.msg_domain[m];
+  const uint32_t src = r_.msg_source[m];
+  const internal::AttemptResult a =
+      internal::StartAttempt(profiles_[domain_profile_[d]], s_.sources[src], s_.reputation_from_retries,
+                             pairs_[d * nsources_ + src], rcpt_[m], now, rng_);
+  if (r_.msg_attempts[m] < UINT16_MAX) ++r_.msg_attempts[m];
+  ++r_.reply_kinds[static_cast<int>(a.kind)];
+  ++Bin(now).attempts;
+  receiver_ms_ += static_cast<double>(a.latency_ms);
+  in_flight_.push({now + a.latency_ms, seq_++, m, a.kind, a.holds_connection});
+}
+
+void Simulation::Defer(uint32_t m, int64_t now, internal::LocalDeferral why) {
+  ++r_.summary.local_deferrals;
+  absl::Status st = Decide(m, now, local_replies_[static_cast<int>(why)]);
+  if (!st.ok() && error_.ok()) error_ = st;
+}
+
+void Simulation::DrainEvents() {
+  for (const Event& e : engine_->DrainEvents()) {
+    switch (e.kind) {
+      case EventKind::kExpired:
+        if (e.msg_id.has_value() && *e.msg_id < s_.messages) {
+          Finish(static_cast<uint32_t>(*e.msg_id), Outcome::kExpired, ToMs(e.time));
+        }
+        break;
+      case EventKind::kStructuralFailure:
+      case EventKind::kDestinationWarning: {
+        auto dom = domain_ids_.find(std::string(e.destination));
+        auto src = source_ids_.find(std::string(e.source));
+        if (dom == domain_ids_.end() || src == source_ids_.end()) break;
+        std::vector<double>& first =
+            e.kind == EventKind::kStructuralFailure ? r_.pair_structural_s : r_.pair_warning_s;
+        double& slot = first[dom->second * nsources_ + src->second];
+        if (std::isnan(slot)) slot = static_cast<double>(ToMs(e.time)) / 1000.0;
+        break;
+      }
+      default:
+        break;
+    }
+  }
+}
+
+absl::StatusOr<Result> Simulation::Run(const Policy& policy) {
   const auto wall_start = std::chrono::steady_clock::now();
   if (absl::Status st = ValidateScenario(s_); !st.ok()) return st;
   if (absl::Status st = Setup(); !st.ok()) return st;
 
-  EngineConfig cfg = config;
-  cfg.message_events = true;  // expiries without a report arrive as events
+  EngineConfig cfg = policy.engine;
+  // Expiries without a report: with no schedule overrides every message
+  // expires exactly at submission + retry.lifetime, so the simulation infers
+  // them and spares the engine a per-message event stream (a large share of
+  // the run time); otherwise it reads the expired events.
+  infer_expiry_ = cfg.overrides.empty();
+  cfg.message_events = !infer_expiry_;
+  lifetime_ms_ = Ms(cfg.retry.lifetime);
   absl::StatusOr<std::unique_ptr<Engine>> created = Engine::Create(cfg, s_.seed);
   if (!created.ok()) return created.status();
-  Engine& engine = **created;
+  engine_ = std::move(*created);
+  Engine& engine = *engine_;
+  if (policy.sender != SenderModel::kEngine) {
+    std::vector<uint32_t> pair_profile(pairs_.size());
+    for (size_t i = 0; i < pairs_.size(); ++i) pair_profile[i] = domain_profile_[i / nsources_];
+    gate_ = std::make_unique<internal::SenderGate>(policy.sender, profiles_, std::move(pair_profile),
+                                                   s_.seed);
+  }
 
   const uint64_t n = s_.messages;
-  const size_t sources = s_.sources.size();
-  const int64_t end_ms = Ms(s_.duration);
-  const int64_t tick = std::max<int64_t>(1, Ms(s_.tick));
-  SplitMix64 rng(s_.seed ^ 0x13198a2e03707344ULL);
-  std::priority_queue<InFlight, std::vector<InFlight>, EndsLater> in_flight;
-  uint64_t seq = 0;
+  const int64_t horizon = Ms(s_.horizon);
+  if (infer_expiry_) {
+    expiry_ms_.assign(n, std::numeric_limits<int64_t>::max());
+    final_attempt_.assign(n, false);
+  }
+  // Every message has an outcome by then (the last arrival's lifetime, plus a
+  // day for attempts in flight at its end); without inference, a safety stop.
+  const int64_t all_done = (n > 0 ? arrival_ms_[n - 1] : 0) +
+                           (infer_expiry_ ? lifetime_ms_ : Ms(absl::Hours(24 * 60))) + kMsPerHour * 24;
+  // For progress only: arrivals plus the schedule's lifetime.
+  const double expected_end =
+      static_cast<double>(Ms(s_.arrival_window) + Ms(cfg.retry.lifetime)) + 1.0;
+  rng_ = SplitMix64(s_.seed ^ 0x13198a2e03707344ULL);
   uint64_t next_arrival = 0;
-  size_t next_bin = 0;
+  int64_t next_hour = kMsPerHour;
   std::vector<uint64_t> batch_ids;
   std::vector<uint32_t> batch_domains;
   std::vector<uint32_t> batch_sources;
+  int64_t now = n > 0 ? arrival_ms_[0] : 0;
+  int64_t last_event = now;
+  int64_t next_drain = now;
+  bool stopped_at_horizon = false;
 
-  int64_t now = n > 0 ? (arrival_ms_[0] + tick - 1) / tick * tick : 0;
   while (true) {
-    // Close the hours that ended before `now`.
-    while (next_bin < bins_ && static_cast<int64_t>(next_bin + 1) * kMsPerHour <= now) {
-      r_.hours[next_bin].in_flight = in_flight.size();
-      r_.hours[next_bin].pending = pending_;
-      ++next_bin;
-      if (progress_ && !progress_(static_cast<double>(next_bin) / static_cast<double>(bins_))) {
+    while (now >= next_hour) {
+      Bin(next_hour - 1).in_flight = in_flight_.size();
+      next_hour += kMsPerHour;
+      if (progress_ && !progress_(std::min(0.99, static_cast<double>(now) / expected_end))) {
         return absl::CancelledError("simulation cancelled");
       }
     }
-    if (now > end_ms) break;
+    if (horizon > 0 && now > horizon) {
+      stopped_at_horizon = true;
+      break;
+    }
+    if (now > all_done) break;
+    now_ = now;
     const absl::Time now_t = T(now);
 
     // Arrivals.
@@ -318,131 +477,166 @@ absl::StatusOr<Result> Simulation::Run(const EngineConfig& config) {
       batch_domains.push_back(r_.msg_domain[m]);
       batch_sources.push_back(r_.msg_source[m]);
       r_.msg_submit_s[m] = static_cast<double>(now) / 1000.0;
+      if (infer_expiry_) expiry_ms_[m] = now + lifetime_ms_;
       rcpt_[m] = internal::DrawRecipient(profiles_[domain_profile_[r_.msg_domain[m]]], s_.seed, m, now);
     }
-    if (!batch_ids.empty()) {
+    // SubmitMany checks every name in the table it is given, so a batch of a
+    // few arrivals (the usual case at millisecond resolution) goes one by one.
+    if (batch_ids.size() >= 64) {
       absl::Status st = engine.SubmitMany(batch_ids, batch_domains, r_.domains, now_t,
                                           batch_sources, r_.sources);
       if (!st.ok()) return absl::InternalError(absl::StrCat("engine rejected a submit: ", st.ToString()));
-      pending_ += batch_ids.size();
+    } else {
+      for (size_t i = 0; i < batch_ids.size(); ++i) {
+        absl::Status st = engine.Submit(batch_ids[i], r_.domains[batch_domains[i]], now_t,
+                                        r_.sources[batch_sources[i]]);
+        if (!st.ok()) return absl::InternalError(absl::StrCat("engine rejected a submit: ", st.ToString()));
+      }
+    }
+    if (!infer_expiry_) {
+      // Expiries first, so that nothing expired is tried.
+      if (absl::Status st = engine.Advance(now_t); !st.ok()) return st;
+      DrainEvents();
     }
 
     // Attempts that end now.
-    while (!in_flight.empty() && in_flight.top().end_ms <= now) {
-      const InFlight f = in_flight.top();
-      in_flight.pop();
+    while (!in_flight_.empty() && in_flight_.top().end_ms <= now) {
+      const InFlight f = in_flight_.top();
+      in_flight_.pop();
       const uint32_t m = f.msg;
       const uint32_t d = r_.msg_domain[m];
-      if (f.holds_connection) internal::EndAttempt(pairs_[d * sources + r_.msg_source[m]]);
+      const uint32_t pair = Pair(m);
+      if (f.holds_connection) internal::EndAttempt(pairs_[pair]);
       const Reply& reply = replies_[domain_profile_[d]][static_cast<int>(f.kind)];
-      absl::StatusOr<Decision> dec = engine.Report(m, now_t, reply);
-      if (!dec.ok()) {
-        return absl::InternalError(absl::StrCat("engine rejected a report for message ", m, ": ",
-                                                dec.status().ToString()));
-      }
-      HourBin& b = r_.hours[Bin(now)];
-      if (reply.code / 100 == 4) {
+      HourBin& b = Bin(now);
+      if (reply.transport != Transport::kReply) {
+        ++r_.summary.transport_failures;
+      } else if (reply.code / 100 == 4) {
         ++b.replies_4xx;
         if (r_.msg_4xx[m] < UINT16_MAX) ++r_.msg_4xx[m];
       } else if (reply.code / 100 == 5) {
         ++b.replies_5xx;
       }
-      switch (dec->action) {
-        case DecisionAction::kDelivered: Finish(m, Outcome::kDelivered, now); break;
-        case DecisionAction::kBounced: Finish(m, Outcome::kBounced, now); break;
-        case DecisionAction::kExpired: Finish(m, Outcome::kExpired, now); break;
-        case DecisionAction::kRetry: break;
+      if (r_.msg_outcome[m] == Outcome::kPending) {
+        if (absl::Status st = Decide(m, now, reply); !st.ok()) return st;
       }
+      if (gate_) gate_->OnResult(*this, pair, f.kind, now);
     }
+    if (gate_) gate_->Advance(*this, now);
 
-    // New attempts.
+    // New attempts (or offers to the MTA model).
     while (true) {
       absl::StatusOr<std::vector<Lease>> leases = engine.TakeReady(now_t, kTakeBatch);
       if (!leases.ok()) return leases.status();
       for (const Lease& l : *leases) {
         const uint32_t m = static_cast<uint32_t>(l.msg_id);
-        const uint32_t d = r_.msg_domain[m];
-        const uint32_t p = domain_profile_[d];
-        const internal::AttemptResult a = internal::StartAttempt(
-            profiles_[p], pairs_[d * sources + r_.msg_source[m]], rcpt_[m], now, rng);
-        if (r_.msg_attempts[m] < UINT16_MAX) ++r_.msg_attempts[m];
-        ++r_.reply_kinds[static_cast<int>(a.kind)];
-        ++r_.hours[Bin(now)].attempts;
-        receiver_ms_ += static_cast<double>(a.latency_ms);
-        in_flight.push({now + a.latency_ms, seq++, m, a.kind, a.holds_connection});
+        if (gate_) {
+          gate_->Offer(*this, Pair(m), m, now);
+        } else {
+          StartAttempt(m, now);
+        }
       }
       if (leases->size() < kTakeBatch) break;
     }
-
-    // Engine events: expiries without a report, structural detections.
-    for (const Event& e : engine.DrainEvents()) {
-      switch (e.kind) {
-        case EventKind::kExpired:
-          if (e.msg_id.has_value() && *e.msg_id < n) {
-            Finish(static_cast<uint32_t>(*e.msg_id), Outcome::kExpired, ToMs(e.time));
-          }
-          break;
-        case EventKind::kStructuralFailure:
-        case EventKind::kDestinationWarning: {
-          auto it = domain_ids_.find(std::string(e.destination));
-          if (it == domain_ids_.end()) break;
-          std::vector<double>& first = e.kind == EventKind::kStructuralFailure
-                                           ? r_.domain_structural_s
-                                           : r_.domain_warning_s;
-          if (std::isnan(first[it->second])) first[it->second] = static_cast<double>(ToMs(e.time)) / 1000.0;
-          break;
-        }
-        default:
-          break;
-      }
+    if (!error_.ok()) return error_;
+    // Without message events only destination events remain, which carry
+    // their own time: reading them once per simulated minute is exact and
+    // spares a lock per event time.
+    if (!infer_expiry_ || now >= next_drain) {
+      DrainEvents();
+      next_drain = now + internal::kMsPerMinute;
     }
+    if (finished_ > 0) last_event = now;
+    if (finished_ == n) break;
 
     // The next moment anything can happen.
     int64_t next = std::numeric_limits<int64_t>::max();
     if (next_arrival < n) next = std::min(next, arrival_ms_[next_arrival]);
-    if (!in_flight.empty()) next = std::min(next, in_flight.top().end_ms);
+    if (!in_flight_.empty()) next = std::min(next, in_flight_.top().end_ms);
+    if (gate_) next = std::min(next, gate_->NextWake());
     if (std::optional<absl::Time> wake = engine.NextWakeup(); wake.has_value()) {
       const int64_t w = ToMs(*wake);
-      next = std::min(next, w <= now ? now + tick : w);
+      next = std::min(next, w <= now ? now + 1 : w);
     }
-    if (next == std::numeric_limits<int64_t>::max()) break;  // idle: everything finished
-    now = std::max(now + tick, (next + tick - 1) / tick * tick);
+    if (next == std::numeric_limits<int64_t>::max()) break;  // idle
+    now = std::max(now + 1, next);
   }
-  for (; next_bin < bins_; ++next_bin) {
-    r_.hours[next_bin].in_flight = in_flight.size();
-    r_.hours[next_bin].pending = pending_;
+  DrainEvents();
+  int64_t end = stopped_at_horizon ? horizon : last_event;
+  if (!stopped_at_horizon && infer_expiry_) {
+    for (uint64_t i = 0; i < n; ++i) {
+      if (r_.msg_outcome[i] == Outcome::kPending) end = std::max(end, expiry_ms_[i]);
+    }
+  }
+  Bin(end);
+  // Whatever has no outcome at the end is expired if its lifetime is over
+  // (the engine expired it silently), else held: still queued, in flight, or
+  // behind a suspended or held destination when the horizon stopped the run.
+  for (uint64_t i = 0; i < n; ++i) {
+    if (r_.msg_outcome[i] != Outcome::kPending) continue;
+    if (infer_expiry_ && expiry_ms_[i] <= end) {
+      Finish(static_cast<uint32_t>(i), Outcome::kExpired, expiry_ms_[i]);
+    } else {
+      r_.msg_outcome[i] = Outcome::kHeld;
+    }
+  }
+  // Pending at the end of each hour: submitted and not yet ended.
+  std::vector<int64_t> delta(r_.hours.size() + 1, 0);
+  for (uint64_t i = 0; i < n; ++i) {
+    if (std::isnan(r_.msg_submit_s[i])) continue;
+    ++delta[std::min(r_.hours.size() - 1, static_cast<size_t>(r_.msg_submit_s[i] * 1000) / kMsPerHour)];
+    if (!std::isnan(r_.msg_end_s[i])) {
+      --delta[std::min(r_.hours.size() - 1, static_cast<size_t>(r_.msg_end_s[i] * 1000) / kMsPerHour)];
+    }
+  }
+  int64_t acc = 0;
+  for (size_t h = 0; h < r_.hours.size(); ++h) {
+    acc += delta[h];
+    r_.hours[h].pending = static_cast<uint64_t>(std::max<int64_t>(acc, 0));
   }
   if (progress_) progress_(1.0);
   r_.engine_stats = engine.Stats();
+  r_.summary.end_s = static_cast<double>(end) / 1000.0;
   Summarise();
   r_.summary.wall_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
   return std::move(r_);
 }
 
+double Ratio(uint64_t a, uint64_t b) { return b == 0 ? kNaN : static_cast<double>(a) / static_cast<double>(b); }
+
 void Simulation::Summarise() {
   Summary& s = r_.summary;
   s.messages = s_.messages;
-  std::vector<double> ttd;
+  std::vector<double> ttd, all;
+  all.reserve(s_.messages);
   for (uint64_t i = 0; i < s_.messages; ++i) {
     switch (r_.msg_outcome[i]) {
-      case Outcome::kDelivered:
+      case Outcome::kDelivered: {
         ++s.delivered;
-        ttd.push_back(r_.msg_end_s[i] - r_.msg_submit_s[i]);
-        break;
+        const double t = r_.msg_end_s[i] - r_.msg_submit_s[i];
+        ttd.push_back(t);
+        all.push_back(t);
+        continue;
+      }
       case Outcome::kBounced: ++s.bounced; break;
       case Outcome::kExpired: ++s.expired; break;
-      case Outcome::kPending: ++s.pending; break;
+      case Outcome::kHeld:
+      case Outcome::kPending: ++s.held; break;
     }
+    all.push_back(kInf);
   }
   const double m = static_cast<double>(s.messages);
   s.delivered_pct = 100.0 * static_cast<double>(s.delivered) / m;
   s.bounced_pct = 100.0 * static_cast<double>(s.bounced) / m;
   s.expired_pct = 100.0 * static_cast<double>(s.expired) / m;
-  s.pending_pct = 100.0 * static_cast<double>(s.pending) / m;
+  s.held_pct = 100.0 * static_cast<double>(s.held) / m;
   s.ttd_p50_s = Percentile(ttd, 0.50);
   s.ttd_p95_s = Percentile(ttd, 0.95);
   s.ttd_p99_s = Percentile(ttd, 0.99);
+  s.all_p50_s = Percentile(all, 0.50);
+  s.all_p95_s = Percentile(all, 0.95);
+  s.all_p99_s = Percentile(all, 0.99);
   for (const HourBin& b : r_.hours) {
     s.attempts += b.attempts;
     s.replies_4xx += b.replies_4xx;
@@ -453,32 +647,44 @@ void Simulation::Summarise() {
   s.replies_4xx_per_delivered = s.delivered ? static_cast<double>(s.replies_4xx) / delivered : kNaN;
   s.receiver_seconds = receiver_ms_ / 1000.0;
   s.receiver_seconds_per_delivered = s.delivered ? s.receiver_seconds / delivered : kNaN;
-  const size_t sources = s_.sources.size();
   for (size_t i = 0; i < pairs_.size(); ++i) {
-    const uint32_t cap = profiles_[domain_profile_[i / sources]].max_connections_per_source;
+    const uint32_t cap = profiles_[domain_profile_[i / nsources_]].max_connections_per_source;
     if (cap > 0) {
       s.peak_connection_utilisation = std::max(
           s.peak_connection_utilisation, static_cast<double>(pairs_[i].peak_connections) / cap);
     }
   }
-  for (size_t d = 0; d < r_.domains.size(); ++d) {
-    if (r_.domain_messages[d] == 0) continue;
-    const bool flagged = !std::isnan(r_.domain_structural_s[d]);
-    const bool truth = r_.domain_misconfigured[d];
+  for (size_t i = 0; i < pairs_.size(); ++i) {
+    if (r_.pair_messages[i] == 0) continue;
+    const bool flagged = !std::isnan(r_.pair_structural_s[i]);
+    const bool truth = r_.pair_structural[i];
     if (flagged && truth) ++s.structural_true_positives;
     if (flagged && !truth) ++s.structural_false_positives;
     if (!flagged && truth) ++s.structural_false_negatives;
     if (!flagged && !truth) ++s.structural_true_negatives;
-    if (!std::isnan(r_.domain_warning_s[d])) ++s.warning_destinations;
+    if (!std::isnan(r_.pair_warning_s[i])) ++s.warning_destinations;
   }
+  s.structural_precision = Ratio(s.structural_true_positives,
+                                 s.structural_true_positives + s.structural_false_positives);
+  s.structural_recall = Ratio(s.structural_true_positives,
+                              s.structural_true_positives + s.structural_false_negatives);
 }
 
 }  // namespace
 
-absl::StatusOr<Result> Run(const Scenario& scenario, const EngineConfig& config,
+absl::StatusOr<Result> Run(const Scenario& scenario, const Policy& policy,
                            const ProgressFn& progress) {
   Simulation sim(scenario, progress);
-  return sim.Run(config);
+  return sim.Run(policy);
+}
+
+absl::StatusOr<Result> Run(const Scenario& scenario, const EngineConfig& config,
+                           const ProgressFn& progress) {
+  Policy p;
+  p.name = "custom";
+  p.engine = config;
+  p.sender = SenderModel::kEngine;
+  return Run(scenario, p, progress);
 }
 
 }  // namespace mailretry::sim

@@ -1,6 +1,6 @@
-// Built-in receiver profiles, the default scenario and scenario validation.
-// Reply wordings are taken from real provider replies (the dev corpus in
-// tests/data/dev_replies.jsonl); see each profile.
+// Built-in receiver profiles with the provenance of every parameter
+// (ExplainProfiles), the default scenario and scenario validation. Reply
+// wordings are our own words in the providers' documented style.
 #include <cmath>
 #include <string>
 #include <string_view>
@@ -23,16 +23,23 @@ void SetReply(ReceiverProfile& p, ReplyKind k, std::string text) {
 }
 
 // Defaults shared by every profile; each profile overwrites what differs.
+// The transport kinds carry a detail text, not an SMTP reply.
 ReceiverProfile Base(std::string name) {
   ReceiverProfile p;
   p.name = std::move(name);
   SetReply(p, ReplyKind::kAccepted, "250 2.0.0 Ok: queued as 4Xq9Lw1bTz");
   SetReply(p, ReplyKind::kTooManyConnections, "421 4.7.0 Error: too many connections from 192.0.2.10");
-  SetReply(p, ReplyKind::kRateLimited, "421 Rate limit reached. Please try again later");
+  SetReply(p, ReplyKind::kRateLimited, "450 4.7.1 Error: too much mail from 192.0.2.10");
   SetReply(p, ReplyKind::kReputationThrottled, "421 Reject due to policy violations");
-  SetReply(p, ReplyKind::kStructuralDeferral,
-           "450 4.7.1 Client host rejected: cannot find your hostname, [192.0.2.10]");
-  SetReply(p, ReplyKind::kStructuralReject, "554 5.7.1 Reverse DNS failed.");
+  SetReply(p, ReplyKind::kPtrDeferral,
+           "450 4.7.25 Client host rejected: cannot find your hostname, [192.0.2.10]");
+  SetReply(p, ReplyKind::kPtrReject, "554 5.7.1 Reverse DNS failed.");
+  SetReply(p, ReplyKind::kAuthDeferral,
+           "451 4.7.26 Message deferred: the sending domain's DMARC check could not pass (no "
+           "aligned SPF or DKIM result)");
+  SetReply(p, ReplyKind::kAuthReject,
+           "550 5.7.26 Message refused: the sending domain publishes a DMARC policy and neither "
+           "SPF nor DKIM passed aligned");
   SetReply(p, ReplyKind::kMaintenance, "421 4.3.2 Service shutting down, closing transmission channel");
   SetReply(p, ReplyKind::kOverload, "421 4.4.5 Server busy, try again later.");
   SetReply(p, ReplyKind::kGreylisted,
@@ -42,19 +49,30 @@ ReceiverProfile Base(std::string name) {
            "550 5.1.1 <user@example.org>: Recipient address rejected: User unknown in virtual "
            "mailbox table");
   SetReply(p, ReplyKind::kRandomDeferral, "451 4.3.0 Temporary local problem - please try later");
+  SetReply(p, ReplyKind::kConnectionRefused, "connect to mx.example.net[198.51.100.7]:25: Connection refused");
+  SetReply(p, ReplyKind::kConnectTimeout, "connect to mx.example.net[198.51.100.7]:25: Connection timed out");
+  SetReply(p, ReplyKind::kDroppedMidData, "lost connection with mx.example.net[198.51.100.7] while sending message body");
   p.unknown_user_probability = 0.01;
   p.mailbox_full_probability = 0.002;
+  p.refuse_probability = 0.0005;
+  p.timeout_probability = 0.0005;
+  p.drop_probability = 0.0005;
   return p;
 }
 
 ReceiverProfile GmailLike() {
   ReceiverProfile p = Base("gmail-like");
+  p.provider = "google";
   p.max_connections_per_source = 20;
   p.max_per_hour = 1200;
   p.soft_block_below = 0.5;
   p.throttle_probability = 0.8;
-  p.penalty = 0.001;
+  p.retry_penalty = 0.001;
   p.recovery_per_hour = 0.02;
+  p.checks_ptr = true;
+  p.ptr_soft_attempts = 4;
+  p.checks_auth = AuthCheck::kSpfOrDkim;
+  p.auth_soft_attempts = 4;
   p.overload_probability = 0.001;
   p.random_deferral_probability = 0.005;
   p.latency_min = absl::Milliseconds(500);
@@ -75,14 +93,18 @@ ReceiverProfile GmailLike() {
            "address. To protect our users from spam, email sent from your IP address has been "
            "temporarily rate limited. For more information, go to Why has Gmail blocked my "
            "messages?. - gsmtp");
-  SetReply(p, ReplyKind::kStructuralDeferral,
-           "421 4.7.0 The IP address sending this message does not have a PTR record, or the "
-           "corresponding forward DNS entry does not point to the sending IP. To protect our users "
-           "from spam, email sent from your IP address has been temporarily rate limited. For more "
-           "information, go to Email sender guidelines. - gsmtp");
-  SetReply(p, ReplyKind::kStructuralReject,
-           "550 5.7.26 This email has been blocked because the sender is unauthenticated. Gmail "
-           "requires all senders to authenticate with either SPF or DKIM. - gsmtp");
+  SetReply(p, ReplyKind::kPtrDeferral,
+           "451 4.7.23 The sending IP has no PTR record, or its PTR name does not resolve back to "
+           "it; mail from this IP is deferred until reverse DNS is fixed. - gsmtp");
+  SetReply(p, ReplyKind::kPtrReject,
+           "550 5.7.25 The sending IP has no PTR record that resolves back to it, so this message "
+           "is refused. - gsmtp");
+  SetReply(p, ReplyKind::kAuthDeferral,
+           "421 4.7.26 Unauthenticated mail is rate limited: this message passed neither SPF nor "
+           "DKIM. - gsmtp");
+  SetReply(p, ReplyKind::kAuthReject,
+           "550 5.7.26 Unauthenticated mail is refused: this message passed neither SPF nor DKIM. "
+           "- gsmtp");
   SetReply(p, ReplyKind::kOverload,
            "421 4.7.0 Try again later, closing connection. (MAIL) For more information, go to "
            "About SMTP error messages. - gsmtp");
@@ -100,11 +122,12 @@ ReceiverProfile GmailLike() {
 
 ReceiverProfile OutlookLike() {
   ReceiverProfile p = Base("outlook-like");
-  p.max_connections_per_source = 10;
+  p.provider = "microsoft";
+  p.max_connections_per_source = 5;
   p.max_per_minute = 60;
   p.soft_block_below = 0.4;
   p.throttle_probability = 0.7;
-  p.penalty = 0.001;
+  p.retry_penalty = 0.001;
   p.recovery_per_hour = 0.02;
   p.maintenance_every = absl::Hours(24);
   p.maintenance_duration = absl::Minutes(20);
@@ -132,7 +155,7 @@ ReceiverProfile OutlookLike() {
            "451 4.3.2 Temporary server error. Please try again later ATTR17 [outlook.com]");
   SetReply(p, ReplyKind::kUnknownUser,
            "550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup");
-  SetReply(p, ReplyKind::kStructuralReject,
+  SetReply(p, ReplyKind::kAuthReject,
            "550 5.7.509 Access denied, sending domain [EXAMPLE.COM] does not pass DMARC "
            "verification and has a DMARC policy of reject.");
   return p;
@@ -140,13 +163,17 @@ ReceiverProfile OutlookLike() {
 
 ReceiverProfile YahooLike() {
   ReceiverProfile p = Base("yahoo-like");
-  p.max_connections_per_source = 15;
+  p.provider = "yahoo";
+  p.max_connections_per_source = 8;
   p.max_per_minute = 20;
   p.max_per_hour = 600;
   p.soft_block_below = 0.6;
   p.throttle_probability = 0.9;
-  p.penalty = 0.002;
+  p.retry_penalty = 0.002;
   p.recovery_per_hour = 0.02;
+  p.checks_ptr = true;
+  p.checks_auth = AuthCheck::kSpfOrDkim;
+  p.auth_soft_attempts = 0;
   p.overload_probability = 0.003;
   p.random_deferral_probability = 0.002;
   p.latency_min = absl::Seconds(1);
@@ -158,15 +185,31 @@ ReceiverProfile YahooLike() {
   SetReply(p, ReplyKind::kRateLimited, tss04);
   SetReply(p, ReplyKind::kReputationThrottled, tss04);
   SetReply(p, ReplyKind::kTooManyConnections, tss04);
+  SetReply(p, ReplyKind::kPtrDeferral,
+           "421 4.7.0 [TSS04] Mail from 192.0.2.10 deferred: the IP has no valid reverse DNS "
+           "name");
   SetReply(p, ReplyKind::kOverload,
            "451 mta283.mail.scd.yahoo.com Resources temporarily unavailable. Please try again "
            "later [#4.16.5].");
   SetReply(p, ReplyKind::kUnknownUser,
            "554 delivery error: dd This user doesn't have a yahoo.com account (***@yahoo.com) [-5] "
            "- mta1234.mail.bf1.yahoo.com");
-  SetReply(p, ReplyKind::kStructuralReject,
+  SetReply(p, ReplyKind::kAuthReject,
            "550 5.7.9 This mail has been blocked because the sender is unauthenticated. Yahoo "
            "requires all senders to authenticate with either SPF or DKIM.");
+  return p;
+}
+
+ReceiverProfile ComcastLike() {
+  ReceiverProfile p = Base("comcast-like");
+  p.provider = "comcast";
+  p.max_connections_per_source = 25;
+  p.checks_ptr = true;
+  p.overload_probability = 0.002;
+  p.random_deferral_probability = 0.002;
+  SetReply(p, ReplyKind::kTooManyConnections,
+           "421 mx.comcast.example comcast Too many sessions opened from 192.0.2.10");
+  SetReply(p, ReplyKind::kPtrDeferral, "421 mx.comcast.example Reverse DNS failure : Try again later");
   return p;
 }
 
@@ -186,7 +229,7 @@ ReceiverProfile EnterpriseGateway() {
 
 ReceiverProfile SmallHostGreylisting() {
   ReceiverProfile p = Base("small-host-greylisting");
-  p.max_connections_per_source = 10;
+  p.max_connections_per_source = 50;
   p.greylist_probability = 1.0;
   p.greylist_delay = absl::Minutes(5);
   p.overload_probability = 0.005;
@@ -200,7 +243,7 @@ ReceiverProfile SmallHostGreylisting() {
 
 ReceiverProfile GenericHost() {
   ReceiverProfile p = Base("generic-host");
-  p.max_connections_per_source = 10;
+  p.max_connections_per_source = 50;
   p.overload_probability = 0.002;
   p.random_deferral_probability = 0.003;
   p.unknown_user_probability = 0.02;
@@ -208,35 +251,33 @@ ReceiverProfile GenericHost() {
   return p;
 }
 
-// PTR/HELO: Postfix's reject_unknown_client_hostname answers 450 forever.
-ReceiverProfile Misconfigured() {
-  ReceiverProfile p = Base("misconfigured");
-  p.max_connections_per_source = 10;
-  p.structural = true;
-  p.structural_soft_attempts = 0;
+// A Postfix host with reject_unknown_client_hostname: 450 until the queue
+// lifetime ends for a source without PTR.
+ReceiverProfile PtrCheckingHost() {
+  ReceiverProfile p = GenericHost();
+  p.name = "ptr-checking-host";
+  p.checks_ptr = true;
+  p.ptr_soft_attempts = kSoftForever;
   return p;
 }
 
-// SPF/DKIM/DMARC: Gmail-style soft-fail as 421 4.7.26, then 550 5.7.26.
-ReceiverProfile MisconfiguredAuth() {
-  ReceiverProfile p = Base("misconfigured-auth");
-  p.max_connections_per_source = 10;
-  p.structural = true;
-  p.structural_soft_attempts = 4;
-  SetReply(p, ReplyKind::kStructuralDeferral,
-           "421 4.7.26 This email has been rate limited because it is unauthenticated. Gmail "
-           "requires all senders to authenticate with either SPF or DKIM. Authentication results: "
-           "DKIM = did not pass SPF domain-name with ip: ip-address = did not pass. To resolve "
-           "this issue, go to Email sender guidelines.");
-  SetReply(p, ReplyKind::kStructuralReject,
-           "550 5.7.26 This email has been blocked because the sender is unauthenticated. Gmail "
-           "requires all senders to authenticate with either SPF or DKIM. Authentication results: "
-           "DKIM = did not pass SPF [domain-name] with ip: [ip-address] = did not pass. For "
-           "instructions on setting up authentication, go to Email sender guidelines.");
+// A host enforcing DMARC: a temporary failure first (a DNS hiccup is
+// possible), then a rejection.
+ReceiverProfile AuthCheckingHost() {
+  ReceiverProfile p = GenericHost();
+  p.name = "auth-checking-host";
+  p.checks_auth = AuthCheck::kDmarc;
+  p.auth_soft_attempts = 4;
   return p;
 }
 
 bool Probability(double p) { return std::isfinite(p) && p >= 0.0 && p <= 1.0; }
+
+bool IsTransportKind(int k) {
+  return k == static_cast<int>(ReplyKind::kConnectionRefused) ||
+         k == static_cast<int>(ReplyKind::kConnectTimeout) ||
+         k == static_cast<int>(ReplyKind::kDroppedMidData);
+}
 
 absl::Status CheckProfile(const ReceiverProfile& p) {
   auto bad = [&](std::string_view field, std::string_view what) {
@@ -248,15 +289,19 @@ absl::Status CheckProfile(const ReceiverProfile& p) {
       {"throttle_probability", p.throttle_probability},
       {"overload_probability", p.overload_probability},
       {"random_deferral_probability", p.random_deferral_probability},
+      {"refuse_probability", p.refuse_probability},
+      {"timeout_probability", p.timeout_probability},
+      {"drop_probability", p.drop_probability},
+      {"incident_probability", p.incident_probability},
       {"greylist_probability", p.greylist_probability},
       {"mailbox_full_probability", p.mailbox_full_probability},
       {"unknown_user_probability", p.unknown_user_probability},
       {"soft_block_below", p.soft_block_below},
+      {"retry_penalty", p.retry_penalty},
   };
   for (const auto& [field, v] : probs) {
     if (!Probability(v)) return bad(field, "must be in [0, 1]");
   }
-  if (!std::isfinite(p.penalty) || p.penalty < 0) return bad("penalty", "must be >= 0");
   if (!std::isfinite(p.recovery_per_hour) || p.recovery_per_hour < 0) {
     return bad("recovery_per_hour", "must be >= 0");
   }
@@ -266,23 +311,33 @@ absl::Status CheckProfile(const ReceiverProfile& p) {
        p.maintenance_duration >= p.maintenance_every)) {
     return bad("maintenance_duration", "must be in (0, maintenance_every)");
   }
-  if (p.maintenance_offset < absl::ZeroDuration()) return bad("maintenance_offset", "negative");
-  if (p.greylist_delay < absl::ZeroDuration()) return bad("greylist_delay", "negative");
-  if (p.mailbox_full_duration < absl::ZeroDuration()) {
-    return bad("mailbox_full_duration", "negative");
+  const std::pair<const char*, absl::Duration> nonneg[] = {
+      {"maintenance_offset", p.maintenance_offset}, {"outage_offset", p.outage_offset},
+      {"outage_duration", p.outage_duration},       {"incident_offset", p.incident_offset},
+      {"incident_duration", p.incident_duration},   {"greylist_delay", p.greylist_delay},
+      {"mailbox_full_duration", p.mailbox_full_duration}, {"refuse_latency", p.refuse_latency},
+  };
+  for (const auto& [field, v] : nonneg) {
+    if (v < absl::ZeroDuration()) return bad(field, "negative");
+  }
+  if (p.connect_timeout <= absl::ZeroDuration()) return bad("connect_timeout", "must be > 0");
+  if (p.outage_kind != ReplyKind::kConnectionRefused && p.outage_kind != ReplyKind::kConnectTimeout &&
+      p.outage_kind != ReplyKind::kMaintenance) {
+    return bad("outage_kind", "must be connection_refused, connect_timeout or maintenance");
   }
   if (p.latency_min < absl::ZeroDuration() || p.latency_max < p.latency_min) {
     return bad("latency_min/latency_max", "need 0 <= latency_min <= latency_max");
   }
-  if (p.refuse_latency < absl::ZeroDuration()) return bad("refuse_latency", "negative");
   for (int k = 0; k < kNumReplyKinds; ++k) {
     const std::string field =
         absl::StrCat("replies.", std::string(ReplyKindName(static_cast<ReplyKind>(k))));
+    if (IsTransportKind(k)) continue;  // free text detail
     absl::StatusOr<Reply> r = ParseReply(p.replies[k]);
     if (!r.ok()) return bad(field, std::string(r.status().message()));
     const int klass = r->code / 100;
     const bool want_2xx = k == static_cast<int>(ReplyKind::kAccepted);
-    const bool want_5xx = k == static_cast<int>(ReplyKind::kStructuralReject) ||
+    const bool want_5xx = k == static_cast<int>(ReplyKind::kPtrReject) ||
+                          k == static_cast<int>(ReplyKind::kAuthReject) ||
                           k == static_cast<int>(ReplyKind::kUnknownUser);
     if (want_2xx && klass != 2) return bad(field, "must be a 2xx reply");
     if (want_5xx && klass != 5) return bad(field, "must be a 5xx reply");
@@ -299,16 +354,52 @@ std::string_view ReplyKindName(ReplyKind k) {
     case ReplyKind::kTooManyConnections: return "too_many_connections";
     case ReplyKind::kRateLimited: return "rate_limited";
     case ReplyKind::kReputationThrottled: return "reputation_throttled";
-    case ReplyKind::kStructuralDeferral: return "structural_deferral";
-    case ReplyKind::kStructuralReject: return "structural_reject";
+    case ReplyKind::kPtrDeferral: return "ptr_deferral";
+    case ReplyKind::kPtrReject: return "ptr_reject";
+    case ReplyKind::kAuthDeferral: return "auth_deferral";
+    case ReplyKind::kAuthReject: return "auth_reject";
     case ReplyKind::kMaintenance: return "maintenance";
     case ReplyKind::kOverload: return "overload";
     case ReplyKind::kGreylisted: return "greylisted";
     case ReplyKind::kMailboxFull: return "mailbox_full";
     case ReplyKind::kUnknownUser: return "unknown_user";
     case ReplyKind::kRandomDeferral: return "random_deferral";
+    case ReplyKind::kConnectionRefused: return "connection_refused";
+    case ReplyKind::kConnectTimeout: return "connect_timeout";
+    case ReplyKind::kDroppedMidData: return "dropped_mid_data";
   }
   return "unknown";
+}
+
+bool IsConnectionLevel(ReplyKind k) {
+  switch (k) {
+    case ReplyKind::kTooManyConnections:
+    case ReplyKind::kMaintenance:
+    case ReplyKind::kOverload:
+    case ReplyKind::kConnectionRefused:
+    case ReplyKind::kConnectTimeout:
+      return true;
+    default:
+      return false;
+  }
+}
+
+std::string_view AuthCheckName(AuthCheck a) {
+  switch (a) {
+    case AuthCheck::kNone: return "none";
+    case AuthCheck::kSpfOrDkim: return "spf_or_dkim";
+    case AuthCheck::kSpfAndDkim: return "spf_and_dkim";
+    case AuthCheck::kDmarc: return "dmarc";
+  }
+  return "none";
+}
+
+absl::StatusOr<AuthCheck> ParseAuthCheck(std::string_view name) {
+  for (AuthCheck a : {AuthCheck::kNone, AuthCheck::kSpfOrDkim, AuthCheck::kSpfAndDkim, AuthCheck::kDmarc}) {
+    if (AuthCheckName(a) == name) return a;
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "unknown auth check \"", std::string(name), "\" (expected none, spf_or_dkim, spf_and_dkim or dmarc)"));
 }
 
 std::string_view OutcomeName(Outcome o) {
@@ -317,51 +408,146 @@ std::string_view OutcomeName(Outcome o) {
     case Outcome::kDelivered: return "delivered";
     case Outcome::kBounced: return "bounced";
     case Outcome::kExpired: return "expired";
+    case Outcome::kHeld: return "held";
   }
   return "unknown";
 }
 
 std::vector<std::string> BuiltinProfileNames() {
-  return {"gmail-like",         "outlook-like",  "yahoo-like",    "enterprise-gateway",
-          "small-host-greylisting", "generic-host", "misconfigured", "misconfigured-auth"};
+  return {"gmail-like",   "outlook-like",      "yahoo-like",         "comcast-like",
+          "enterprise-gateway", "small-host-greylisting", "generic-host", "ptr-checking-host",
+          "auth-checking-host"};
 }
 
 absl::StatusOr<ReceiverProfile> BuiltinProfile(std::string_view name) {
   if (name == "gmail-like") return GmailLike();
   if (name == "outlook-like") return OutlookLike();
   if (name == "yahoo-like") return YahooLike();
+  if (name == "comcast-like") return ComcastLike();
   if (name == "enterprise-gateway") return EnterpriseGateway();
   if (name == "small-host-greylisting") return SmallHostGreylisting();
   if (name == "generic-host") return GenericHost();
-  if (name == "misconfigured") return Misconfigured();
-  if (name == "misconfigured-auth") return MisconfiguredAuth();
+  if (name == "ptr-checking-host") return PtrCheckingHost();
+  if (name == "auth-checking-host") return AuthCheckingHost();
   return absl::NotFoundError(absl::StrCat("unknown receiver profile \"", std::string(name), "\""));
+}
+
+std::vector<ParamSource> ExplainProfiles() {
+  // Sources are public documents; "assumption" marks a number nobody
+  // publishes, with the reason for the value chosen.
+  const std::string kGmailReq =
+      "Gmail sender guidelines, support.google.com/mail/answer/81126 (all senders: SPF or DKIM, "
+      "valid PTR; 4xx first, 5xx later)";
+  const std::string kGmailCodes = "Gmail SMTP error reference, support.google.com/a/answer/3726730";
+  return {
+      {"*", "unknown_user_probability", "0.01 (0.02 small hosts)",
+       "assumption: list hygiene of a sender with regular bounce processing", "assumption"},
+      {"*", "mailbox_full_probability", "0.002 (0.005-0.01 small hosts)",
+       "assumption: rare over-quota mailboxes, more at small hosts", "assumption"},
+      {"*", "refuse/timeout/drop_probability", "0.0005 each",
+       "assumption: occasional network faults; no receiver publishes a rate", "assumption"},
+      {"*", "connect_timeout", "30s", "Postfix smtp_connect_timeout default (postconf.proto)", "H"},
+      {"*", "retry_penalty / recovery_per_hour", "0.001-0.002 / 0.02 per h, OFF unless "
+       "reputation_from_retries",
+       "assumption: providers say they weigh retry volume (Gmail guidelines: reduce volume when "
+       "deferrals start; a vendor report of GMX's limit tripping while old retries keep arriving, "
+       "suped.com) but no source gives a size, so the effect is off by default and the suite "
+       "reports results with it on and off", "assumption"},
+      {"gmail-like", "max_connections_per_source", "20",
+       "suped.com baseline Google connection settings (20 per IP); Google publishes none", "L"},
+      {"gmail-like", "max_per_hour", "1200",
+       "assumption: Gmail documents per-IP quotas (support.google.com/mail/answer/81126) but no "
+       "number; 1200/h per IP is passed by the default volume except in its 09:00 peak", "assumption"},
+      {"gmail-like", "soft_block_below / throttle_probability", "0.5 / 0.8",
+       "assumption: Gmail rate-limits low-reputation IPs (421 4.7.0, " + kGmailCodes +
+       "); the threshold is not published", "assumption"},
+      {"gmail-like", "checks_ptr, ptr_soft_attempts", "yes, 4", kGmailReq + "; " + kGmailCodes +
+       " (451 4.7.23 then 550 5.7.25); the count of 4xx before the 5xx is an assumption", "H"},
+      {"gmail-like", "checks_auth, auth_soft_attempts", "spf_or_dkim, 4",
+       kGmailReq + " (421 4.7.26 then 550 5.7.26)", "H"},
+      {"gmail-like", "overload / random_deferral", "0.001 / 0.005",
+       "assumption: rare background 4xx on healthy traffic", "assumption"},
+      {"outlook-like", "max_connections_per_source", "5",
+       "KumoMTA stock shaping.toml (5 per provider); a postfix-users report of 451 4.7.652 at 6 "
+       "processes (go.mail-archive.com msg87906); Microsoft's only number is a 500 ceiling", "L"},
+      {"outlook-like", "max_per_minute", "60",
+       "assumption: Outlook.com names rate limits (421 RP-001/RP-002) without numbers", "assumption"},
+      {"outlook-like", "maintenance 20 min daily", "24h / 20m",
+       "assumption: stands for Microsoft's transient 4.3.2 'Temporary server error' replies", "assumption"},
+      {"yahoo-like", "max_connections_per_source", "8", "folklore 5-8 (receiver-behaviour survey); "
+       "Yahoo publishes no number (senders.yahooinc.com/best-practices)", "L"},
+      {"yahoo-like", "max_per_minute / max_per_hour", "20 / 600",
+       "assumption: Yahoo defers with [TSS04] on 'unexpected volume' without numbers", "assumption"},
+      {"yahoo-like", "checks_ptr / checks_auth", "yes (4xx) / spf_or_dkim (5xx at once)",
+       "Yahoo sender requirements (senders.yahooinc.com/best-practices): valid reverse DNS, SPF or "
+       "DKIM for all; auth failures get 550 5.7.9, reputation problems 4xx", "H"},
+      {"comcast-like", "max_connections_per_source", "25",
+       "postmaster.comcast.net block-removal page: 25 simultaneous connections per IP", "H"},
+      {"comcast-like", "checks_ptr", "yes, 421 'Reverse DNS failure' (retryable)",
+       "postmaster.comcast.net SMTP error codes", "H"},
+      {"enterprise-gateway", "max_connections_per_source / max_per_minute", "5 / 30",
+       "assumption: a gateway tuned conservatively (Exim smtp_accept_max 20 shared by all clients)",
+       "assumption"},
+      {"enterprise-gateway", "maintenance 1 h daily, latency 2-8 s", "24h / 1h",
+       "assumption: a nightly maintenance window; content scanning makes DATA slow", "assumption"},
+      {"small-host-greylisting", "greylist_delay", "5 min",
+       "postgrey --delay default 300 s (schweikert/postgrey)", "H"},
+      {"small-host-greylisting, generic-host", "max_connections_per_source", "50",
+       "Postfix smtpd_client_connection_count_limit default 50 (postconf.proto)", "H"},
+      {"ptr-checking-host", "checks_ptr, never 5xx", "450 4.7.25",
+       "Postfix reject_unknown_client_hostname with unknown_client_reject_code 450 (postconf.proto)",
+       "H"},
+      {"auth-checking-host", "checks_auth dmarc, 4 deferrals then 5xx", "451/550 5.7.26",
+       "assumption: a DMARC-enforcing host; Gmail documents 451 4.7.26 on a DNS tempfail and "
+       "550 5.7.26 on failure (" + kGmailCodes + ")", "M"},
+      {"*", "latency_min / latency_max", "1-4 s (Gmail 0.5-2 s, Outlook and Yahoo 1-3 s, "
+       "gateway 2-8 s)", "assumption: an SMTP transaction of a small message over a warm path; "
+       "content scanning makes gateways slower", "assumption"},
+      {"*", "refuse_latency", "300 ms", "assumption: TCP connect plus a banner-time refusal",
+       "assumption"},
+      {"*", "mailbox_full_duration", "12 h (drawn 6-18 h per recipient)",
+       "assumption: an over-quota user clears space within a day", "assumption"},
+      {"outlook-like, yahoo-like", "soft_block_below / throttle_probability",
+       "0.4 / 0.7 and 0.6 / 0.9", "assumption: Outlook.com (421 RP-001, 451 4.7.650) and Yahoo "
+       "([TSS04]) throttle on reputation without publishing thresholds; Yahoo is described as "
+       "the stricter one (receiver-behaviour survey)", "assumption"},
+      {"outlook-like, yahoo-like, comcast-like", "overload / random_deferral",
+       "0.002-0.003 / 0.002-0.003", "assumption: rare background 4xx on healthy traffic",
+       "assumption"},
+      {"small-host-greylisting", "greylist_probability", "1.0",
+       "postgrey greylists every new (client /24, sender, recipient) triplet", "H"},
+      {"*", "ceilings", "token buckets (continuous refill)",
+       "rspamd ratelimit (leaky buckets) and Exim ratelimit (smoothed); Postfix anvil uses a "
+       "fixed 60 s window per client, which a bucket of the same size approximates", "H"},
+  };
 }
 
 Scenario DefaultScenario() {
   Scenario s;
   s.messages = 100000;
   s.seed = 1;
-  s.duration = absl::Hours(24 * 5);
   s.arrival_window = absl::Hours(24);
   // A working day: quiet night, morning campaign peak, afternoon shoulder.
   // Transactional mail follows the working day; at 09:00 a newsletter goes
   // out (about a quarter of the day's volume within that hour).
   s.hourly_weights = {0.3, 0.2, 0.2, 0.2, 0.3, 0.5, 1.0, 2.0, 3.0, 12.0, 2.5, 2.0,
                       1.5, 1.5, 2.0, 2.0, 1.5, 1.2, 1.0, 0.8, 0.6, 0.5, 0.4, 0.3};
+  // ip-d is a newly added IP whose PTR record was forgotten.
   s.sources = {{"ip-a", 0.95, 1.0}, {"ip-b", 0.9, 1.0}, {"ip-c", 0.85, 1.0}, {"ip-d", 0.45, 1.0}};
+  s.sources[3].ptr = false;
   s.named = {{"gmail.com", 0.30, "gmail-like"},
              {"outlook.com", 0.12, "outlook-like"},
              {"hotmail.com", 0.05, "outlook-like"},
              {"yahoo.com", 0.10, "yahoo-like"},
+             {"comcast.net", 0.02, "comcast-like"},
              {"corp-gateway.example", 0.03, "enterprise-gateway"}};
   s.tail_domains = 2000;
   s.zipf_exponent = 1.0;
   s.tail_profiles = {{"generic-host", 0.55},
                      {"small-host-greylisting", 0.2},
-                     {"enterprise-gateway", 0.2},
-                     {"misconfigured", 0.03},
-                     {"misconfigured-auth", 0.02}};
+                     {"enterprise-gateway", 0.15},
+                     {"ptr-checking-host", 0.07},
+                     {"auth-checking-host", 0.03}};
   return s;
 }
 
@@ -369,19 +555,17 @@ absl::Status ValidateScenario(const Scenario& s) {
   if (s.messages == 0 || s.messages > (uint64_t{1} << 31)) {
     return absl::InvalidArgumentError("scenario.messages must be in [1, 2^31]");
   }
-  if (s.duration <= absl::ZeroDuration() || s.duration > absl::Hours(24 * 366)) {
-    return absl::InvalidArgumentError("scenario.duration must be in (0, 366d]");
+  if (s.horizon < absl::ZeroDuration() || s.horizon > absl::Hours(24 * 366)) {
+    return absl::InvalidArgumentError("scenario.horizon must be in [0, 366d] (0 = until every message has an outcome)");
   }
   // The engine accepts times from the Unix epoch on; a start it would reject
   // must fail here, in check(), not as an internal error halfway through run().
   if (s.start < absl::UnixEpoch() || s.start > absl::FromUnixSeconds(int64_t{1} << 40)) {
     return absl::InvalidArgumentError("scenario.start must be epoch seconds from 0 to 2^40");
   }
-  if (s.arrival_window < absl::ZeroDuration() || s.arrival_window > s.duration) {
-    return absl::InvalidArgumentError("scenario.arrival_window must be in [0, duration]");
-  }
-  if (s.tick < absl::Milliseconds(1) || s.tick > absl::Minutes(10)) {
-    return absl::InvalidArgumentError("scenario.tick must be in [1ms, 10m]");
+  if (s.arrival_window < absl::ZeroDuration() || s.arrival_window > absl::Hours(24 * 60) ||
+      (s.horizon > absl::ZeroDuration() && s.arrival_window > s.horizon)) {
+    return absl::InvalidArgumentError("scenario.arrival_window must be in [0, 60d] and <= horizon");
   }
   double hw = 0;
   for (double w : s.hourly_weights) {

@@ -32,6 +32,7 @@
 #include "mailretry/engine/engine.h"
 #include "mailretry/engine/durable/journal.h"
 #include "mailretry/common/internal/binary_io.h"
+#include "mailretry/common/internal/file_io.h"
 #include "mailretry/engine/durable/internal/record_codec.h"
 #include "mailretry/engine/internal/commands.h"
 #include "mailretry/engine/internal/execute.h"
@@ -55,21 +56,7 @@ std::string JoinPath(const std::string& dir, std::string_view name) {
 std::string SnapshotName(uint64_t g) { return absl::StrCat("snapshot-", g, ".mrs"); }
 std::string JournalName(uint64_t g) { return absl::StrCat("journal-", g, ".mrj"); }
 
-absl::Status Errno(absl::string_view what, const std::string& path, int err) {
-  return absl::UnavailableError(absl::StrCat(what, " '", path, "': ", std::strerror(err)));
-}
 
-absl::Status WriteFully(int fd, std::string_view data) {
-  while (!data.empty()) {
-    const ssize_t n = ::write(fd, data.data(), data.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return absl::UnavailableError(std::strerror(errno));
-    }
-    data.remove_prefix(static_cast<size_t>(n));
-  }
-  return absl::OkStatus();
-}
 
 int DataSync(int fd) {
 #if defined(__linux__)
@@ -81,14 +68,6 @@ int DataSync(int fd) {
 #endif
 }
 
-absl::Status SyncDir(const std::string& dir) {
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return Errno("cannot open directory", dir, errno);
-  absl::Status s;
-  if (::fsync(fd) != 0) s = Errno("cannot fsync directory", dir, errno);
-  ::close(fd);
-  return s;
-}
 
 // "<prefix><digits><suffix>" -> digits; nullopt otherwise.
 std::optional<uint64_t> ParseGeneration(std::string_view name, std::string_view prefix, std::string_view suffix) {
@@ -387,29 +366,6 @@ class FileJournal final : public JournalSink {
 };
 
 
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    const int err = errno;
-    if (err == ENOENT) return absl::NotFoundError(absl::StrCat("'", path, "' does not exist"));
-    return Errno("cannot open", path, err);
-  }
-  std::string out;
-  char buf[1 << 16];
-  for (;;) {
-    const ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      const int err = errno;
-      ::close(fd);
-      return Errno("cannot read", path, err);
-    }
-    if (n == 0) break;
-    out.append(buf, static_cast<size_t>(n));
-  }
-  ::close(fd);
-  return out;
-}
 
 // The payload of the record at `off`, or nullopt if it is cut short or fails
 // its checksum; `end` is set to the offset after it when valid.
@@ -618,7 +574,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::OpenDurable(const std::string& d
     }
     engine.reset(new Engine(*std::move(impl)));
     const std::string path = internal::JoinPath(directory, internal::JournalName(generation));
-    absl::StatusOr<std::string> data = internal::ReadFile(path);
+    absl::StatusOr<std::string> data = internal::ReadFile(path, "journal");
     if (absl::IsNotFound(data.status())) {
       // Only a compaction interrupted after its snapshot and before its
       // journal leaves this, and then the previous journal is still there

@@ -26,6 +26,7 @@
 #include "absl/strings/str_cat.h"
 #include "mailretry/engine/engine.h"
 #include "mailretry/common/internal/binary_io.h"
+#include "mailretry/common/internal/file_io.h"
 #include "mailretry/engine/internal/state.h"
 #include "re2/re2.h"
 
@@ -390,40 +391,7 @@ std::string Serialize(const Engine::Impl& m) {
   return out;
 }
 
-absl::Status ReadWholeFile(const std::string& path, std::string* out) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    const int err = errno;
-    if (err == ENOENT) return absl::NotFoundError(absl::StrCat("snapshot '", path, "' does not exist"));
-    return absl::UnavailableError(absl::StrCat("cannot open snapshot '", path, "': ", std::strerror(err)));
-  }
-  char buf[1 << 16];
-  for (;;) {
-    const ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      const int err = errno;
-      ::close(fd);
-      return absl::UnavailableError(absl::StrCat("cannot read snapshot '", path, "': ", std::strerror(err)));
-    }
-    if (n == 0) break;
-    out->append(buf, static_cast<size_t>(n));
-  }
-  ::close(fd);
-  return absl::OkStatus();
-}
 
-absl::Status WriteAll(int fd, std::string_view data) {
-  while (!data.empty()) {
-    const ssize_t n = ::write(fd, data.data(), data.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return absl::UnavailableError(std::strerror(errno));
-    }
-    data.remove_prefix(static_cast<size_t>(n));
-  }
-  return absl::OkStatus();
-}
 
 }  // namespace
 
@@ -457,9 +425,9 @@ absl::Status SaveLocked(const Engine::Impl& m, const std::string& path) {
   if (fd < 0) {
     return absl::UnavailableError(absl::StrCat("cannot create '", tmp, "': ", std::strerror(errno)));
   }
-  absl::Status s = WriteAll(fd, head);
-  if (s.ok()) s = WriteAll(fd, payload);
-  if (s.ok()) s = WriteAll(fd, tail);
+  absl::Status s = WriteFully(fd, head);
+  if (s.ok()) s = WriteFully(fd, payload);
+  if (s.ok()) s = WriteFully(fd, tail);
   if (s.ok() && ::fsync(fd) != 0) s = absl::UnavailableError(std::strerror(errno));
   if (::close(fd) != 0 && s.ok()) s = absl::UnavailableError(std::strerror(errno));
   if (s.ok() && ::rename(tmp.c_str(), path.c_str()) != 0) s = absl::UnavailableError(std::strerror(errno));
@@ -467,20 +435,16 @@ absl::Status SaveLocked(const Engine::Impl& m, const std::string& path) {
     ::unlink(tmp.c_str());
     return absl::UnavailableError(absl::StrCat("cannot write snapshot '", path, "': ", s.message()));
   }
-  // Make the rename itself durable.
+  // Make the rename itself durable (best effort: the file is complete).
   const size_t slash = path.find_last_of('/');
-  const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
-  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
+  SyncDir(slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash))).IgnoreError();
   return absl::OkStatus();
 }
 
 absl::StatusOr<std::unique_ptr<Engine::Impl>> LoadImpl(const std::string& path) {
-  std::string data;
-  if (absl::Status s = ReadWholeFile(path, &data); !s.ok()) return s;
+  absl::StatusOr<std::string> read = ReadFile(path, "snapshot");
+  if (!read.ok()) return read.status();
+  const std::string& data = *read;
   auto corrupt = [&](absl::string_view why) {
     return absl::DataLossError(absl::StrCat("snapshot '", path, "' is corrupt: ", why));
   };

@@ -31,6 +31,7 @@
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "mailretry/classify/classifier.h"
+#include "mailretry/classify/internal/code_pattern.h"
 #include "mailretry/engine/engine.h"
 #include "mailretry/reply/reply.h"
 #include "mailretry/policy/retry_policy.h"
@@ -145,6 +146,8 @@ struct DestState {
 // A compiled reaction rule.
 struct CompiledReaction {
   ReactionRule rule;
+  BasicCodePattern code;          // rule.code_pattern, compiled once
+  EnhancedCodePattern enhanced;   // rule.enhanced_pattern, compiled once
   std::unique_ptr<re2::RE2> regex;
 };
 

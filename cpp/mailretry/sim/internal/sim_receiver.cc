@@ -18,8 +18,40 @@ int64_t UniformMs(int64_t lo, int64_t hi, SplitMix64& rng) {
   return lo + static_cast<int64_t>(rng.Uniform() * static_cast<double>(hi - lo + 1));
 }
 
-void Penalise(const ReceiverProfile& p, PairState& pair) {
-  pair.reputation = std::max(0.0, pair.reputation - p.penalty);
+void Penalise(const ReceiverProfile& p, bool on, PairState& pair) {
+  if (on) pair.reputation = std::max(0.0, pair.reputation - p.retry_penalty);
+}
+
+bool InWindow(int64_t now, absl::Duration offset, absl::Duration duration) {
+  const int64_t o = Ms(offset);
+  return duration > absl::ZeroDuration() && now >= o && now - o < Ms(duration);
+}
+
+// Continuous refill: `max` tokens per `window`, never above `max`.
+void Refill(const ReceiverProfile& p, PairState& pair, int64_t now) {
+  if (!pair.buckets_started) {
+    pair.buckets_started = true;
+    pair.minute_tokens = p.max_per_minute;
+    pair.hour_tokens = p.max_per_hour;
+    pair.bucket_ms = now;
+    return;
+  }
+  if (now <= pair.bucket_ms) return;
+  const double dt = static_cast<double>(now - pair.bucket_ms);
+  pair.bucket_ms = now;
+  if (p.max_per_minute > 0) {
+    pair.minute_tokens = std::min<double>(
+        p.max_per_minute, pair.minute_tokens + dt * p.max_per_minute / static_cast<double>(kMsPerMinute));
+  }
+  if (p.max_per_hour > 0) {
+    pair.hour_tokens = std::min<double>(
+        p.max_per_hour, pair.hour_tokens + dt * p.max_per_hour / static_cast<double>(kMsPerHour));
+  }
+}
+
+void Take(const ReceiverProfile& p, PairState& pair) {
+  if (p.max_per_minute > 0) pair.minute_tokens = std::max<double>(pair.minute_tokens - 1, -1.0 * p.max_per_minute);
+  if (p.max_per_hour > 0) pair.hour_tokens = std::max<double>(pair.hour_tokens - 1, -1.0 * p.max_per_hour);
 }
 
 }  // namespace
@@ -39,86 +71,106 @@ RecipientState DrawRecipient(const ReceiverProfile& p, uint64_t seed, uint64_t m
   return r;
 }
 
-AttemptResult StartAttempt(const ReceiverProfile& p, PairState& pair, RecipientState& rcpt,
-                           int64_t now_ms, SplitMix64& rng) {
+bool PtrFails(const ReceiverProfile& p, const Source& src) { return p.checks_ptr && !src.ptr; }
+
+bool AuthFails(const ReceiverProfile& p, const Source& src) {
+  switch (p.checks_auth) {
+    case AuthCheck::kNone: return false;
+    case AuthCheck::kSpfOrDkim: return !(src.spf || src.dkim);
+    case AuthCheck::kSpfAndDkim: return !(src.spf && src.dkim);
+    case AuthCheck::kDmarc: return !(src.dmarc && (src.spf || src.dkim));
+  }
+  return false;
+}
+
+AttemptResult StartAttempt(const ReceiverProfile& p, const Source& src, bool reputation_effect,
+                           PairState& pair, RecipientState& rcpt, int64_t now_ms,
+                           SplitMix64& rng) {
   AttemptResult out;
   const int64_t refuse = Ms(p.refuse_latency);
   const int64_t quick = Ms(p.latency_min);
 
   // Reputation recovers with time since it was last brought up to date.
-  if (now_ms > pair.reputation_ms) {
+  if (reputation_effect && now_ms > pair.reputation_ms) {
     pair.reputation = std::min(
         1.0, pair.reputation + p.recovery_per_hour * static_cast<double>(now_ms - pair.reputation_ms) /
                                    static_cast<double>(kMsPerHour));
     pair.reputation_ms = now_ms;
   }
+  auto refused = [&](ReplyKind k) {
+    out.kind = k;
+    out.latency_ms = k == ReplyKind::kConnectTimeout ? Ms(p.connect_timeout) : refuse;
+    return out;
+  };
 
-  // Connection level: maintenance, overload, connection cap.
+  // Connection level: outage, maintenance, refused, timeout, overload, cap.
+  if (InWindow(now_ms, p.outage_offset, p.outage_duration)) return refused(p.outage_kind);
   if (p.maintenance_every > absl::ZeroDuration()) {
     const int64_t offset = Ms(p.maintenance_offset);
     if (now_ms >= offset && (now_ms - offset) % Ms(p.maintenance_every) < Ms(p.maintenance_duration)) {
-      out.kind = ReplyKind::kMaintenance;
-      out.latency_ms = refuse;
-      return out;
+      return refused(ReplyKind::kMaintenance);
     }
   }
+  if (p.refuse_probability > 0 && rng.Uniform() < p.refuse_probability) {
+    return refused(ReplyKind::kConnectionRefused);
+  }
+  if (p.timeout_probability > 0 && rng.Uniform() < p.timeout_probability) {
+    return refused(ReplyKind::kConnectTimeout);
+  }
   if (p.overload_probability > 0 && rng.Uniform() < p.overload_probability) {
-    out.kind = ReplyKind::kOverload;
-    out.latency_ms = refuse;
-    return out;
+    return refused(ReplyKind::kOverload);
   }
   if (p.max_connections_per_source > 0 && pair.connections >= p.max_connections_per_source) {
-    Penalise(p, pair);
-    out.kind = ReplyKind::kTooManyConnections;
-    out.latency_ms = refuse;
-    return out;
+    Penalise(p, reputation_effect, pair);
+    return refused(ReplyKind::kTooManyConnections);
   }
   ++pair.connections;
   pair.peak_connections = std::max(pair.peak_connections, pair.connections);
   out.holds_connection = true;
   out.latency_ms = quick;
 
-  // Sender level: structural misconfiguration, reputation, rate ceilings.
-  if (p.structural) {
-    if (p.structural_soft_attempts > 0 && rcpt.structural_replies >= p.structural_soft_attempts) {
-      out.kind = ReplyKind::kStructuralReject;
+  // Client identity (PTR) at the start of the transaction.
+  if (PtrFails(p, src)) {
+    if (p.ptr_soft_attempts < kSoftForever && rcpt.ptr_replies >= p.ptr_soft_attempts) {
+      out.kind = ReplyKind::kPtrReject;
       return out;
     }
-    if (rcpt.structural_replies < 255) ++rcpt.structural_replies;
-    out.kind = ReplyKind::kStructuralDeferral;
+    if (rcpt.ptr_replies < UINT16_MAX) ++rcpt.ptr_replies;
+    out.kind = ReplyKind::kPtrDeferral;
+    return out;
+  }
+  // Reputation at MAIL FROM: an incident, or a low standing.
+  if (InWindow(now_ms, p.incident_offset, p.incident_duration) &&
+      rng.Uniform() < p.incident_probability) {
+    Penalise(p, reputation_effect, pair);
+    out.kind = ReplyKind::kReputationThrottled;
     return out;
   }
   if (pair.reputation < p.soft_block_below && p.throttle_probability > 0) {
     const double depth = (p.soft_block_below - pair.reputation) / p.soft_block_below;
     const double prob = p.throttle_probability * std::max(0.5, depth);
     if (rng.Uniform() < prob) {
-      Penalise(p, pair);
+      Penalise(p, reputation_effect, pair);
       out.kind = ReplyKind::kReputationThrottled;
       return out;
     }
   }
-  const int64_t minute = now_ms / kMsPerMinute;
-  const int64_t hour = now_ms / kMsPerHour;
-  if (minute != pair.minute) {
-    pair.minute = minute;
-    pair.minute_count = 0;
-  }
-  if (hour != pair.hour) {
-    pair.hour = hour;
-    pair.hour_count = 0;
-  }
-  if ((p.max_per_minute > 0 && pair.minute_count >= p.max_per_minute) ||
-      (p.max_per_hour > 0 && pair.hour_count >= p.max_per_hour)) {
-    Penalise(p, pair);
-    out.kind = ReplyKind::kRateLimited;
-    return out;
+  if (p.max_per_minute > 0 || p.max_per_hour > 0) {
+    Refill(p, pair, now_ms);
+    if ((p.max_per_minute > 0 && pair.minute_tokens < 1.0) ||
+        (p.max_per_hour > 0 && pair.hour_tokens < 1.0)) {
+      if (p.ceiling_strict) Take(p, pair);
+      Penalise(p, reputation_effect, pair);
+      out.kind = ReplyKind::kRateLimited;
+      return out;
+    }
   }
   if (p.random_deferral_probability > 0 && rng.Uniform() < p.random_deferral_probability) {
     out.kind = ReplyKind::kRandomDeferral;
     return out;
   }
 
-  // Recipient level.
+  // Recipient level (RCPT TO).
   if (rcpt.flags & kRecipientUnknown) {
     out.kind = ReplyKind::kUnknownUser;
     return out;
@@ -135,10 +187,23 @@ AttemptResult StartAttempt(const ReceiverProfile& p, PairState& pair, RecipientS
     return out;
   }
 
-  ++pair.minute_count;
-  ++pair.hour_count;
-  out.kind = ReplyKind::kAccepted;
+  // After DATA: authentication (DKIM needs the message), a dropped connection.
   out.latency_ms = UniformMs(quick, Ms(p.latency_max), rng);
+  if (AuthFails(p, src)) {
+    if (p.auth_soft_attempts < kSoftForever && rcpt.auth_replies >= p.auth_soft_attempts) {
+      out.kind = ReplyKind::kAuthReject;
+      return out;
+    }
+    if (rcpt.auth_replies < UINT16_MAX) ++rcpt.auth_replies;
+    out.kind = ReplyKind::kAuthDeferral;
+    return out;
+  }
+  if (p.drop_probability > 0 && rng.Uniform() < p.drop_probability) {
+    out.kind = ReplyKind::kDroppedMidData;
+    return out;
+  }
+  if (p.max_per_minute > 0 || p.max_per_hour > 0) Take(p, pair);
+  out.kind = ReplyKind::kAccepted;
   return out;
 }
 

@@ -1,9 +1,11 @@
-// File: sim/internal/sim_receiver.h
+// File: internal/sim_receiver.h
 // -----------------------------------------------------------------------------
-// The simulator's receiver model: given a profile, the state of one
-// (receiving domain, source IP) pair and one recipient, decides what the
-// receiver answers to an attempt and how long the attempt takes. Pure logic
-// over explicit state and a caller-owned PRNG, so it is testable alone.
+// The simulator's receiver model: given a profile, the sending source, the
+// state of one (receiving domain, source IP) pair and one recipient, decides
+// what the receiver answers to an attempt and how long the attempt takes.
+// Pure logic over explicit state and a caller-owned PRNG, so it is testable
+// alone. Time is in milliseconds since the scenario start; nothing is
+// quantised to a window or tick (ceilings are token buckets).
 #ifndef MAILRETRY_SIM_INTERNAL_SIM_RECEIVER_H_
 #define MAILRETRY_SIM_INTERNAL_SIM_RECEIVER_H_
 
@@ -21,10 +23,10 @@ inline constexpr int64_t kMsPerHour = 3'600'000;
 struct PairState {
   uint32_t connections = 0;       // attempts holding a connection now
   uint32_t peak_connections = 0;
-  int64_t minute = -1;            // current fixed window (index) and its count
-  uint32_t minute_count = 0;
-  int64_t hour = -1;
-  uint32_t hour_count = 0;
+  bool buckets_started = false;
+  double minute_tokens = 0;       // token buckets of the rate ceilings
+  double hour_tokens = 0;
+  int64_t bucket_ms = 0;          // when the buckets were last refilled
   double reputation = 1.0;
   int64_t reputation_ms = 0;      // when `reputation` was last brought up to date
 };
@@ -40,7 +42,8 @@ struct RecipientState {
   int64_t greylist_first_ms = -1;  // first attempt seen by the greylister
   int64_t full_until_ms = 0;       // mailbox full until then
   uint8_t flags = 0;
-  uint8_t structural_replies = 0;  // structural deferrals so far (saturating)
+  uint16_t ptr_replies = 0;        // PTR deferrals so far (saturating)
+  uint16_t auth_replies = 0;       // authentication deferrals so far (saturating)
 };
 
 // Draws one recipient's fixed attributes from the profile, using a PRNG
@@ -48,17 +51,24 @@ struct RecipientState {
 RecipientState DrawRecipient(const ReceiverProfile& p, uint64_t seed, uint64_t msg_id,
                              int64_t submit_ms);
 
+// True when `src` fails a check `p` makes (the ground truth of structural
+// failure for the pair).
+bool PtrFails(const ReceiverProfile& p, const Source& src);
+bool AuthFails(const ReceiverProfile& p, const Source& src);
+
 struct AttemptResult {
   ReplyKind kind = ReplyKind::kAccepted;
   int64_t latency_ms = 0;
   bool holds_connection = false;  // the attempt occupies a connection until it ends
 };
 
-// The receiver's answer to an attempt starting at `now_ms` (ms since the
-// scenario start). Updates `pair` (connections, rate windows, reputation) and
-// `rcpt`. If `holds_connection`, call EndAttempt when the attempt ends.
-AttemptResult StartAttempt(const ReceiverProfile& p, PairState& pair, RecipientState& rcpt,
-                           int64_t now_ms, SplitMix64& rng);
+// The receiver's answer to an attempt starting at `now_ms`. Updates `pair`
+// (connections, buckets, reputation) and `rcpt`. If `holds_connection`, call
+// EndAttempt when the attempt ends. `reputation_effect` applies the profile's
+// retry_penalty (Scenario::reputation_from_retries).
+AttemptResult StartAttempt(const ReceiverProfile& p, const Source& src, bool reputation_effect,
+                           PairState& pair, RecipientState& rcpt, int64_t now_ms,
+                           SplitMix64& rng);
 void EndAttempt(PairState& pair);
 
 }  // namespace mailretry::sim::internal
