@@ -8,6 +8,8 @@ endif()
 
 mailretry_find_dependency(absl CONFIG REQUIRED)
 mailretry_find_dependency(Boost 1.74 CONFIG REQUIRED COMPONENTS headers)
+# toml++ (Debian libtomlplusplus-dev, a compiled library): the config grammar.
+mailretry_find_dependency(tomlplusplus CONFIG REQUIRED)
 
 # RE2: Debian 12 ships only a pkg-config file; newer RE2 ships a CMake package.
 if(NOT TARGET mailretry::re2)

@@ -163,7 +163,7 @@ def run_batch(w: Workload, drain: bool = True) -> Result:
     rounds = 0
     while True:
         t0 = pc()
-        ids, _dest, _attempt = e.take_ready_arrays(now, LIMIT)
+        ids, _dest, attempts = e.take_ready_arrays(now, LIMIT)
         n = len(ids)
         ops += n
         t1 = pc()
@@ -171,7 +171,7 @@ def run_batch(w: Workload, drain: bool = True) -> Result:
         k += n
         replies = mix[picks].tolist()
         t2 = pc()
-        decisions = e.report_many(ids, replies, now)
+        decisions = e.report_many(ids, replies, now, attempts=attempts)
         ops += len(decisions["ok"])
         t3 = pc()
         if drain:

@@ -37,7 +37,7 @@ def workload(engine: Any, n: int) -> int:
         leases = engine.take_ready(now, 100)
         calls += 1
         for lease in leases:
-            engine.report(lease.msg_id, now, "250 2.0.0 OK")
+            engine.report(lease, now, "250 2.0.0 OK")
             calls += 1
         done += len(leases)
     return calls

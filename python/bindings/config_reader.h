@@ -1,18 +1,22 @@
 // File: config_reader.h
-// Builds an EngineConfig from a Python mapping (parsed TOML or dicts), with
-// every key checked and errors naming the key's path.
+// Python mappings into the C++ config grammar (mailretry/engine/config_toml.h),
+// which checks every key; and CheckedTable, the key-checking reader of
+// simulator scenarios.
 #ifndef MAILRETRY_PYTHON_BINDINGS_CONFIG_READER_H_
 #define MAILRETRY_PYTHON_BINDINGS_CONFIG_READER_H_
 
+#include <cstdint>
 #include <limits>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include <pybind11/pybind11.h>
+#include <toml++/toml.h>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/time/time.h"
+#include "mailretry/engine/config_toml.h"
 #include "mailretry/engine/engine.h"
 
 namespace mailretry::python {
@@ -59,12 +63,26 @@ class CheckedTable {
   absl::flat_hash_set<std::string> used_;
 };
 
+// A mapping (parsed TOML or dicts) as a toml++ tree, for the one C++ config
+// grammar (mailretry/engine/config_toml.h). None values are left out (absent);
+// a timedelta becomes seconds; an int beyond int64 or a value of another type
+// raises InvalidInputError naming its path.
+toml::table ConfigTreeFromMapping(pybind11::handle mapping, const std::string& path);
 // None -> defaults. Raises InvalidInputError for unknown keys, wrong types,
-// bad durations, and whatever EngineConfig::Validate rejects.
+// bad durations, and whatever EngineConfig::Validate rejects. `seed` is the
+// mapping's top-level seed, if any.
+ConfigFile ConfigFromMapping(pybind11::handle mapping);
 EngineConfig EngineConfigFromMapping(pybind11::handle mapping);
+// A seed argument: None, or an int from 0 to 2^64-1 (else InvalidInputError).
+std::optional<uint64_t> SeedArg(pybind11::handle value);
+// The config's top-level `seed` and a seed argument: either one, or both when
+// equal (InvalidInputError otherwise); 0 when neither is given.
+uint64_t ResolveSeed(std::optional<uint64_t> from_config, std::optional<uint64_t> from_argument);
+// A parsed TOML tree back as Python dicts and lists.
+pybind11::object PythonFromConfigNode(const toml::node& node);
 
-// Seconds (int/float), datetime.timedelta, or a string such as "90s", "15m",
-// "4h", "5d", "1h30m". Raises InvalidInputError naming `path`.
+// Seconds (int/float), datetime.timedelta, or a string in the config
+// grammar's syntax ("90s", "15m", "1h30m"). Raises InvalidInputError naming `path`.
 absl::Duration ParseDurationValue(pybind11::handle value, const std::string& path);
 
 }  // namespace mailretry::python

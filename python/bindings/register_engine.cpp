@@ -1,6 +1,7 @@
 // mailretry._core.Engine and its result types. Times cross the boundary as
 // float seconds since the epoch (mailretry.engine converts datetime). Calls
 // whose work grows with input release the GIL; the engine locks itself.
+#include <cmath>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -13,9 +14,12 @@
 #include <pybind11/stl.h>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
 #include "bindings.h"
 #include "config_reader.h"
+#include "mailretry/engine/config_toml.h"
 #include "mailretry/engine/engine.h"
+#include "mailretry/engine/internal/config_tree.h"
 #include "mailretry/policy/retry_policy.h"
 #include "status.h"
 #include "text_column.h"
@@ -44,9 +48,82 @@ struct PyDecision {
   uint32_t attempt = 0;
 };
 
+// Time crosses into the engine as integer milliseconds since the epoch (the
+// engine's own unit; mailretry.engine.to_millis rounds seconds and datetimes
+// to it), so a time the engine hands out and gets back is the same integer:
+// `take_ready(next_wakeup())` is never one unit short. Outgoing times are
+// seconds (ms / 1000, the double nearest to it, which to_millis maps back
+// exactly); an engine time that is not a whole millisecond rounds up, so a
+// wake-up time is never early.
+absl::Time TimeFromMillis(int64_t ms) { return absl::FromUnixMillis(ms); }
+
+int64_t CeilMillis(absl::Time t) {
+  const int64_t ms = absl::ToUnixMillis(t);  // floor
+  return absl::FromUnixMillis(ms) < t ? ms + 1 : ms;
+}
+
+double Seconds(absl::Time t) { return static_cast<double>(CeilMillis(t)) / 1000.0; }
+
 std::optional<double> OptSeconds(const std::optional<absl::Time>& t) {
   if (!t) return std::nullopt;
-  return SecondsFromTime(*t);
+  return Seconds(*t);
+}
+
+// Message ids from an array-like: integer dtypes (negative values rejected),
+// or floats that are exact integers in [0, 2^64). Anything else, including
+// NaN, 2.9 and booleans, is InvalidInputError naming the first bad index: a
+// silent cast turned -1 into 2^64-1 and 5.7 into 5 (and delivered message 5).
+py::array_t<uint64_t> CheckedIds(py::handle obj, const char* what) {
+  py::module_ np = py::module_::import("numpy");
+  py::array arr = np.attr("asarray")(obj);
+  if (arr.ndim() != 1) ThrowIfError(absl::InvalidArgumentError(absl::StrCat(what, " must be a 1-d array")));
+  const size_t n = static_cast<size_t>(arr.shape(0));
+  const char kind = arr.dtype().kind();
+  auto bad = [&](size_t i, const std::string& why) {
+    ThrowIfError(absl::InvalidArgumentError(absl::StrCat(what, " index ", i, ": ", why)));
+  };
+  if (kind == 'u') return py::array_t<uint64_t, py::array::c_style | py::array::forcecast>::ensure(arr);
+  py::array_t<uint64_t> out(static_cast<py::ssize_t>(n));
+  uint64_t* dst = out.mutable_data();
+  if (kind == 'i') {
+    auto src = py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(arr);
+    const int64_t* p = src.data();
+    for (size_t i = 0; i < n; ++i) {
+      if (p[i] < 0) bad(i, absl::StrCat(p[i], " is negative"));
+      dst[i] = static_cast<uint64_t>(p[i]);
+    }
+    return out;
+  }
+  if (kind == 'f') {
+    auto src = py::array_t<double, py::array::c_style | py::array::forcecast>::ensure(arr);
+    const double* p = src.data();
+    for (size_t i = 0; i < n; ++i) {
+      const double x = p[i];
+      // 2^64 itself is the first double out of range.
+      if (!(x >= 0 && x < 18446744073709551616.0) || std::floor(x) != x) {
+        bad(i, absl::StrCat(x, " is not an integer from 0 to 2^64-1"));
+      }
+      dst[i] = static_cast<uint64_t>(x);
+    }
+    return out;
+  }
+  if (kind == 'O') {  // e.g. a list mixing huge and small ints
+    py::list items = arr.attr("tolist")();
+    for (size_t i = 0; i < n; ++i) {
+      py::handle v = items[i];
+      if (py::isinstance<py::bool_>(v) || !py::isinstance<py::int_>(v)) bad(i, "not an integer");
+      const unsigned long long x = PyLong_AsUnsignedLongLong(v.ptr());
+      if (PyErr_Occurred()) {
+        PyErr_Clear();
+        bad(i, "out of range 0 to 2^64-1");
+      }
+      dst[i] = x;
+    }
+    return out;
+  }
+  if (n == 0) return out;
+  bad(0, absl::StrCat("ids must be integers, got an array of dtype ", std::string(py::str(arr.dtype()))));
+  return out;
 }
 
 std::optional<std::string> OptCategory(const std::optional<Category>& c) {
@@ -56,7 +133,7 @@ std::optional<std::string> OptCategory(const std::optional<Category>& c) {
 
 PyLease ToPy(const Lease& l) {
   return PyLease{l.msg_id,           std::string(l.destination), std::string(l.source),
-                 l.destination_index, l.attempt,                  SecondsFromTime(l.deadline)};
+                 l.destination_index, l.attempt,                  Seconds(l.deadline)};
 }
 
 PyDecision ToPy(const Decision& d) {
@@ -76,9 +153,20 @@ py::tuple CategoryCounts(const std::vector<CategoryCount>& counts) {
   return out;
 }
 
+// Event text as str without ever raising: the engine's events are drained
+// (gone from its buffer) before they are converted, so a decode error here
+// would lose every event of the batch. Names are validated UTF-8 on the way
+// in; this also covers text from other sources (a C++ caller's transport
+// detail) by replacing undecodable bytes.
+py::str Text(std::string_view s) {
+  PyObject* o = PyUnicode_DecodeUTF8(s.data(), static_cast<Py_ssize_t>(s.size()), "replace");
+  if (o == nullptr) throw py::error_already_set();  // out of memory
+  return py::reinterpret_steal<py::str>(o);
+}
+
 py::tuple StringTuple(const std::vector<std::string>& items) {
   py::tuple out(items.size());
-  for (size_t i = 0; i < items.size(); ++i) out[i] = py::str(items[i]);
+  for (size_t i = 0; i < items.size(); ++i) out[i] = Text(items[i]);
   return out;
 }
 
@@ -119,19 +207,19 @@ py::dict EventToDict(const Event& e) {
   const EventKeys& k = Keys();
   py::dict d;
   d[k.kind] = k.kind_names[static_cast<size_t>(e.kind)];
-  d[k.time] = py::float_(SecondsFromTime(e.time));
+  d[k.time] = py::float_(Seconds(e.time));
   d[k.msg_id] = e.msg_id ? py::object(py::int_(*e.msg_id)) : py::object(py::none());
-  d[k.destination] = py::str(e.destination.data(), e.destination.size());
-  d[k.source] = py::str(e.source.data(), e.source.size());
+  d[k.destination] = Text(e.destination);
+  d[k.source] = Text(e.source);
   d[k.category] = e.category ? py::object(k.category_names[static_cast<size_t>(*e.category)])
                              : py::object(py::none());
   d[k.attempt] = py::int_(e.attempt);
   d[k.next_attempt] = OptFloat(OptSeconds(e.next_attempt));
   d[k.until] = OptFloat(OptSeconds(e.until));
-  d[k.status] = py::str(e.status);
-  d[k.reply] = py::str(e.reply);
-  d[k.detail] = py::str(e.detail);
-  d[k.rule] = py::str(e.rule);
+  d[k.status] = Text(e.status);
+  d[k.reply] = Text(e.reply);
+  d[k.detail] = Text(e.detail);
+  d[k.rule] = Text(e.rule);
   d[k.concurrency_limit] = py::int_(e.concurrency_limit);
   d[k.rate_per_second] = OptFloat(e.rate_per_second);
   d[k.categories] = CategoryCounts(e.categories);
@@ -186,6 +274,8 @@ py::dict StatsToDict(const EngineStats& s) {
   d["held_destinations"] = s.held_destinations;
   d["events_buffered"] = s.events_buffered;
   d["events_dropped"] = s.events_dropped;
+  d["stale_reports"] = s.stale_reports;
+  d["clamped_times"] = s.clamped_times;
   d["memory_bytes"] = s.memory_bytes;
   return d;
 }
@@ -207,6 +297,52 @@ std::vector<std::string> StringList(py::handle seq, const char* what) {
     out.push_back(item.cast<std::string>());
   }
   return out;
+}
+
+bool IsAscii(std::string_view s) {
+  for (char c : s) {
+    if (static_cast<unsigned char>(c) >= 0x80) return false;
+  }
+  return true;
+}
+
+// The IDNA step of destination normalisation, done here with Python's codec
+// (IDNA 2003: nameprep, which maps case and compatibility forms, then
+// punycode) because the C++ core takes only A-labels; lowercasing, the
+// trailing dot and the checks happen once, in the core. Text that is not
+// valid UTF-8 is passed on unchanged for the core to reject.
+std::string ToALabels(std::string_view utf8) {
+  if (IsAscii(utf8)) return std::string(utf8);
+  PyObject* u = PyUnicode_DecodeUTF8(utf8.data(), static_cast<Py_ssize_t>(utf8.size()), "strict");
+  if (u == nullptr) {
+    PyErr_Clear();
+    return std::string(utf8);
+  }
+  py::str name = py::reinterpret_steal<py::str>(u);
+  try {
+    return name.attr("encode")("idna").cast<std::string>();
+  } catch (py::error_already_set& err) {
+    ThrowIfError(absl::InvalidArgumentError(absl::StrCat(
+        "destination '", std::string(py::str(name.attr("encode")("ascii", "backslashreplace").attr("decode")())),
+        "' is not a valid internationalised domain name: ", err.what())));
+    throw;
+  }
+}
+
+// A name argument as UTF-8: str (a lone surrogate is InvalidInputError, not a
+// TypeError) or bytes (checked by the core).
+std::string NameArg(py::handle v, const char* what) {
+  if (py::isinstance<py::bytes>(v)) return v.cast<std::string>();
+  if (!py::isinstance<py::str>(v)) {
+    ThrowIfError(absl::InvalidArgumentError(absl::StrCat(what, " must be a str")));
+  }
+  Py_ssize_t size = 0;
+  const char* data = PyUnicode_AsUTF8AndSize(v.ptr(), &size);
+  if (data == nullptr) {
+    PyErr_Clear();
+    ThrowIfError(absl::InvalidArgumentError(absl::StrCat(what, " is not valid text (lone surrogate)")));
+  }
+  return std::string(data, static_cast<size_t>(size));
 }
 
 }  // namespace
@@ -240,11 +376,11 @@ void RegisterEngine(py::module_& m) {
       });
 
   py::class_<Engine>(m, "Engine", "The retry engine (see mailretry.Engine for the typed API).")
-      .def(py::init([](py::object config, uint64_t seed) {
-             EngineConfig c = EngineConfigFromMapping(config);
-             return ValueOrThrow(Engine::Create(std::move(c), seed));
+      .def(py::init([](py::object config, py::object seed) {
+             ConfigFile f = ConfigFromMapping(config);
+             return ValueOrThrow(Engine::Create(std::move(f.config), ResolveSeed(f.seed, SeedArg(seed))));
            }),
-           py::arg("config") = py::none(), py::kw_only(), py::arg("seed") = 0)
+           py::arg("config") = py::none(), py::kw_only(), py::arg("seed") = py::none())
       .def_static(
           "load",
           [](const std::string& path) {
@@ -253,16 +389,19 @@ void RegisterEngine(py::module_& m) {
               py::gil_scoped_release release;
               e = Engine::Load(path);
             }
-            return ValueOrThrow(std::move(e));
+            ThrowIfFileError(e.status());
+            return *std::move(e);
           },
           py::arg("path"))
       .def(
           "submit",
-          [](Engine& e, uint64_t msg_id, std::string_view destination, double now,
-             std::string_view source, std::optional<double> not_before) {
+          [](Engine& e, uint64_t msg_id, py::handle destination_in, int64_t now_ms, py::handle source_in,
+             std::optional<int64_t> not_before_ms) {
+            const std::string destination = ToALabels(NameArg(destination_in, "destination"));
+            const std::string source = NameArg(source_in, "source");
             std::optional<absl::Time> nb;
-            if (not_before) nb = TimeFromSeconds(*not_before);
-            const absl::Time t = TimeFromSeconds(now);
+            if (not_before_ms) nb = TimeFromMillis(*not_before_ms);
+            const absl::Time t = TimeFromMillis(now_ms);
             absl::Status status;
             {
               // A durable engine may wait for fsync here; other threads may run.
@@ -271,15 +410,12 @@ void RegisterEngine(py::module_& m) {
             }
             ThrowIfError(status);
           },
-          py::arg("msg_id"), py::arg("destination"), py::arg("now"), py::kw_only(),
-          py::arg("source") = "", py::arg("not_before") = py::none())
+          py::arg("msg_id"), py::arg("destination"), py::arg("now_ms"), py::kw_only(),
+          py::arg("source") = "", py::arg("not_before_ms") = py::none())
       .def(
           "submit_many",
-          [](Engine& e, py::array_t<uint64_t, py::array::c_style | py::array::forcecast> msg_ids,
-             py::handle destinations, double now, py::handle sources) {
-            if (msg_ids.ndim() != 1) {
-              ThrowIfError(absl::InvalidArgumentError("msg_ids must be a 1-d array"));
-            }
+          [](Engine& e, py::handle msg_ids_in, py::handle destinations, int64_t now_ms, py::handle sources) {
+            py::array_t<uint64_t> msg_ids = CheckedIds(msg_ids_in, "msg_ids");
             const size_t n = static_cast<size_t>(msg_ids.shape(0));
             TextColumn dest_text = CollectTexts(destinations, "destinations");
             TextColumn source_text;
@@ -289,7 +425,7 @@ void RegisterEngine(py::module_& m) {
               ThrowIfError(absl::InvalidArgumentError(
                   "msg_ids, destinations and sources must have the same length"));
             }
-            const absl::Time t = TimeFromSeconds(now);
+            const absl::Time t = TimeFromMillis(now_ms);
             absl::Status status;
             {
               py::gil_scoped_release release;
@@ -307,18 +443,24 @@ void RegisterEngine(py::module_& m) {
               std::vector<uint32_t> dest_idx, src_idx;
               std::vector<std::string> dest_names, src_names;
               intern(dest_text.views, dest_idx, dest_names);
+              for (std::string& name : dest_names) {
+                if (!IsAscii(name)) {
+                  py::gil_scoped_acquire acquire;  // rare: names with non-ASCII text
+                  name = ToALabels(name);
+                }
+              }
               if (!sources.is_none()) intern(source_text.views, src_idx, src_names);
               status = e.SubmitMany(absl::MakeConstSpan(msg_ids.data(), n), dest_idx, dest_names,
                                     t, src_idx, src_names);
             }
             ThrowIfError(status);
           },
-          py::arg("msg_ids"), py::arg("destinations"), py::arg("now"), py::kw_only(),
+          py::arg("msg_ids"), py::arg("destinations"), py::arg("now_ms"), py::kw_only(),
           py::arg("sources") = py::none())
       .def(
           "advance",
-          [](Engine& e, double now) {
-            const absl::Time t = TimeFromSeconds(now);
+          [](Engine& e, int64_t now_ms) {
+            const absl::Time t = TimeFromMillis(now_ms);
             absl::Status status;
             {
               py::gil_scoped_release release;
@@ -326,11 +468,11 @@ void RegisterEngine(py::module_& m) {
             }
             ThrowIfError(status);
           },
-          py::arg("now"))
+          py::arg("now_ms"))
       .def(
           "take_ready",
-          [](Engine& e, double now, size_t limit) {
-            const absl::Time t = TimeFromSeconds(now);
+          [](Engine& e, int64_t now_ms, size_t limit) {
+            const absl::Time t = TimeFromMillis(now_ms);
             absl::StatusOr<std::vector<Lease>> leases;
             std::vector<PyLease> out;
             {
@@ -344,11 +486,11 @@ void RegisterEngine(py::module_& m) {
             ThrowIfError(leases.status());
             return out;
           },
-          py::arg("now"), py::arg("limit"))
+          py::arg("now_ms"), py::arg("limit"))
       .def(
           "take_ready_arrays",
-          [](Engine& e, double now, size_t limit) {
-            const absl::Time t = TimeFromSeconds(now);
+          [](Engine& e, int64_t now_ms, size_t limit) {
+            const absl::Time t = TimeFromMillis(now_ms);
             absl::StatusOr<std::vector<Lease>> leases;
             std::vector<uint64_t> ids;
             std::vector<uint32_t> dest, attempt;
@@ -370,71 +512,84 @@ void RegisterEngine(py::module_& m) {
             return py::make_tuple(ToArray(std::move(ids)), ToArray(std::move(dest)),
                                   ToArray(std::move(attempt)));
           },
-          py::arg("now"), py::arg("limit"))
+          py::arg("now_ms"), py::arg("limit"))
       .def(
           "report",
-          [](Engine& e, uint64_t msg_id, double now, std::string_view raw) {
-            const absl::Time t = TimeFromSeconds(now);
+          [](Engine& e, uint64_t msg_id, uint32_t attempt, int64_t now_ms, std::string_view raw) {
+            const absl::Time t = TimeFromMillis(now_ms);
             absl::StatusOr<Decision> d;
             PyDecision out;
             {
               py::gil_scoped_release release;
-              d = e.ReportText(msg_id, t, raw);
+              d = e.ReportText(msg_id, attempt, t, raw);
               if (d.ok()) out = ToPy(*d);
             }
             ThrowIfError(d.status());
             return out;
           },
-          py::arg("msg_id"), py::arg("now"), py::arg("reply"))
+          py::arg("msg_id"), py::arg("attempt"), py::arg("now_ms"), py::arg("reply"))
       .def(
           "report_reply",
-          [](Engine& e, uint64_t msg_id, double now, const Reply& reply) {
-            const absl::Time t = TimeFromSeconds(now);
+          [](Engine& e, uint64_t msg_id, uint32_t attempt, int64_t now_ms, const Reply& reply) {
+            const absl::Time t = TimeFromMillis(now_ms);
             absl::StatusOr<Decision> d;
             PyDecision out;
             {
               py::gil_scoped_release release;
-              d = e.Report(msg_id, t, reply);
+              d = e.Report(msg_id, attempt, t, reply);
               if (d.ok()) out = ToPy(*d);
             }
             ThrowIfError(d.status());
             return out;
           },
-          py::arg("msg_id"), py::arg("now"), py::arg("reply"))
+          py::arg("msg_id"), py::arg("attempt"), py::arg("now_ms"), py::arg("reply"))
       .def(
           "report_many",
-          [](Engine& e, py::array_t<uint64_t, py::array::c_style | py::array::forcecast> msg_ids,
-             py::sequence replies, double now) {
-            if (msg_ids.ndim() != 1 || static_cast<size_t>(msg_ids.shape(0)) != py::len(replies)) {
+          [](Engine& e, py::handle msg_ids_in, py::handle attempts_in, py::sequence replies, int64_t now_ms) {
+            py::array_t<uint64_t> msg_ids = CheckedIds(msg_ids_in, "msg_ids");
+            py::array_t<uint64_t> attempts64 = CheckedIds(attempts_in, "attempts");
+            if (static_cast<size_t>(msg_ids.shape(0)) != py::len(replies) ||
+                attempts64.shape(0) != msg_ids.shape(0)) {
               ThrowIfError(absl::InvalidArgumentError(
-                  "msg_ids and replies must have the same length"));
+                  "msg_ids, attempts and replies must have the same length"));
+            }
+            std::vector<uint32_t> attempts(static_cast<size_t>(attempts64.shape(0)));
+            for (size_t i = 0; i < attempts.size(); ++i) {
+              const uint64_t a = attempts64.data()[i];
+              if (a == 0 || a > std::numeric_limits<uint32_t>::max()) {
+                ThrowIfError(absl::InvalidArgumentError(
+                    absl::StrCat("attempts index ", i, ": ", a, " is not an attempt number (1 or more)")));
+              }
+              attempts[i] = static_cast<uint32_t>(a);
             }
             std::vector<std::string> texts = StringList(replies, "replies");
-            const absl::Time t = TimeFromSeconds(now);
+            const absl::Time t = TimeFromMillis(now_ms);
             std::vector<absl::StatusOr<Decision>> results;
-            std::vector<uint8_t> action, ok;
+            std::vector<uint8_t> action, ok, stale;
             std::vector<double> next_attempt;
             std::vector<int16_t> category;
             std::vector<std::pair<size_t, absl::Status>> errors;
             {
               py::gil_scoped_release release;
               results = e.ReportManyText(
-                  absl::MakeConstSpan(msg_ids.data(), static_cast<size_t>(msg_ids.shape(0))),
+                  absl::MakeConstSpan(msg_ids.data(), static_cast<size_t>(msg_ids.shape(0))), attempts,
                   texts, t);
               const size_t n = results.size();
               action.assign(n, 0);
               ok.assign(n, 0);
+              stale.assign(n, 0);
               next_attempt.assign(n, std::numeric_limits<double>::quiet_NaN());
               category.assign(n, -1);
               for (size_t i = 0; i < n; ++i) {
                 if (!results[i].ok()) {
+                  stale[i] = results[i].status().GetPayload(kStaleLeasePayload).has_value();
                   errors.emplace_back(i, results[i].status());
                   continue;
                 }
                 const Decision& d = *results[i];
                 ok[i] = 1;
                 action[i] = static_cast<uint8_t>(d.action);
-                if (d.next_attempt) next_attempt[i] = SecondsFromTime(*d.next_attempt);
+                if (d.next_attempt) next_attempt[i] = Seconds(*d.next_attempt);
                 if (d.category) category[i] = static_cast<int16_t>(*d.category);
               }
             }
@@ -445,10 +600,11 @@ void RegisterEngine(py::module_& m) {
             out["action"] = ToArray(std::move(action));
             out["next_attempt"] = ToArray(std::move(next_attempt));
             out["category"] = ToArray(std::move(category));
+            out["stale"] = ToArray(std::move(stale)).attr("view")("bool");
             out["errors"] = errs;
             return out;
           },
-          py::arg("msg_ids"), py::arg("replies"), py::arg("now"))
+          py::arg("msg_ids"), py::arg("attempts"), py::arg("replies"), py::arg("now_ms"))
       .def("next_wakeup",
            [](const Engine& e) { return OptSeconds(e.NextWakeup()); })
       .def("drain_events",
@@ -464,8 +620,9 @@ void RegisterEngine(py::module_& m) {
            })
       .def(
           "destination",
-          [](const Engine& e, std::string_view name, std::string_view source) {
-            return DestinationToDict(ValueOrThrow(e.GetDestination(name, source)));
+          [](const Engine& e, py::handle name, py::handle source) {
+            return DestinationToDict(
+                ValueOrThrow(e.GetDestination(ToALabels(NameArg(name, "destination")), NameArg(source, "source"))));
           },
           py::arg("name"), py::arg("source") = "")
       .def("stats", [](const Engine& e) { return StatsToDict(e.Stats()); })
@@ -483,12 +640,57 @@ void RegisterEngine(py::module_& m) {
       .def("check_invariants", [](const Engine& e) { ThrowIfError(e.CheckInvariants()); })
       .def_property_readonly("seed", &Engine::seed);
 
+  m.attr("TIMER_BACKENDS") = py::make_tuple(std::string(TimerBackendName(TimerBackend::kWheel)),
+                                            std::string(TimerBackendName(TimerBackend::kQuadHeap)),
+                                            std::string(TimerBackendName(TimerBackend::kBoostHeap)));
   m.attr("DECISION_ACTIONS") = py::make_tuple("delivered", "retry", "bounced", "expired");
   py::tuple kinds(kNumEventKinds);
   for (int i = 0; i < kNumEventKinds; ++i) {
     kinds[static_cast<size_t>(i)] = std::string(EventKindName(static_cast<EventKind>(i)));
   }
   m.attr("EVENT_KINDS") = kinds;
+
+  m.def(
+      "read_config_file",
+      [](const std::string& path) {
+        absl::StatusOr<std::string> text;
+        {
+          py::gil_scoped_release release;
+          text = internal::ReadConfigText(path);
+        }
+        ThrowIfFileError(text.status());
+        toml::table root = ValueOrThrow(internal::ParseTomlTree(*text, path));
+        ThrowIfError(internal::ConfigFromTree(root).status());
+        return PythonFromConfigNode(root);
+      },
+      py::arg("path"),
+      R"doc(A TOML configuration file as dicts, after checking it with the engine's
+config grammar (the same as Engine(config)): InvalidInputError for a syntax
+error, invalid UTF-8 or a bad key or value; MissingFileError if it does not
+exist.)doc");
+  m.def(
+      "user_rules",
+      [](py::iterable specs) {
+        std::vector<UserRule> out;
+        size_t i = 0;
+        for (py::handle spec : specs) {
+          const std::string path = absl::StrCat("rules[", i++, "]");
+          if (py::isinstance<UserRule>(spec)) {
+            out.push_back(spec.cast<UserRule>());
+            continue;
+          }
+          py::list one;
+          one.append(spec);
+          toml::array list;
+          if (!py::isinstance<py::dict>(spec)) FailAt("config", path, "expected a table (dict)");
+          list.push_back(ConfigTreeFromMapping(spec, path));
+          std::vector<UserRule> parsed = ValueOrThrow(internal::UserRulesFromTree(list, "rules"));
+          out.push_back(std::move(parsed[0]));
+        }
+        return out;
+      },
+      py::arg("specs"),
+      "User rules from mappings (or UserRule objects), checked by the config grammar.");
 
   m.def(
       "retry_timeline",

@@ -14,6 +14,7 @@
 #include "bindings.h"
 #include "config_reader.h"
 #include "mailretry/engine/engine.h"
+#include "mailretry/engine/internal/state.h"
 #include "mailretry/engine/durable/journal.h"
 #include "status.h"
 
@@ -54,7 +55,7 @@ void RegisterJournal(py::module_& m) {
   engine
       .def_static(
           "open_durable",
-          [](const std::string& directory, py::object config, uint64_t seed, const std::string& fsync,
+          [](const std::string& directory, py::object config, py::object seed, const std::string& fsync,
              double group_interval, uint64_t compact_after_records) {
             JournalOptions o;
             o.compact_after_records = compact_after_records;
@@ -63,15 +64,38 @@ void RegisterJournal(py::module_& m) {
               ThrowIfError(absl::InvalidArgumentError("group_interval must be >= 0 seconds"));
             }
             o.group_interval = DurationFromSeconds(group_interval);
-            EngineConfig c = EngineConfigFromMapping(config);
+            // A reopen uses the saved config and seed. What the caller gave
+            // (config and/or seed; None = not given) must match them, so that
+            // a changed configuration is an error, never silently ignored.
+            o.reopen = JournalOptions::Reopen::kUseSaved;
+            ConfigFile f = ConfigFromMapping(config);
+            const std::optional<uint64_t> given_seed =
+                SeedArg(seed).has_value() || f.seed.has_value()
+                    ? std::optional<uint64_t>(ResolveSeed(f.seed, SeedArg(seed)))
+                    : std::nullopt;
+            const std::string given_config =
+                config.is_none() ? std::string() : internal::EncodeConfig(f.config, 0);
             absl::StatusOr<std::unique_ptr<Engine>> e;
             {
               py::gil_scoped_release release;  // replay can take a while
-              e = Engine::OpenDurable(directory, std::move(c), seed, o);
+              e = Engine::OpenDurable(directory, std::move(f.config), given_seed.value_or(0), o);
             }
-            return ValueOrThrow(std::move(e));
+            ThrowIfError(e.status());
+            if (!(*e)->journal_info()->created) {
+              if (given_seed && *given_seed != (*e)->seed()) {
+                ThrowIfError(absl::InvalidArgumentError(absl::StrCat(
+                    "journal directory '", directory, "' holds an engine with seed ", (*e)->seed(), " (not ",
+                    *given_seed, "); a reopen uses the saved config and seed: pass the same ones, or none")));
+              }
+              if (!given_config.empty() && given_config != internal::EncodeConfig((*e)->config(), 0)) {
+                ThrowIfError(absl::InvalidArgumentError(absl::StrCat(
+                    "journal directory '", directory, "' holds an engine with another configuration; a reopen "
+                    "uses the saved config and seed: pass the same ones, or none")));
+              }
+            }
+            return *std::move(e);
           },
-          py::arg("directory"), py::arg("config") = py::none(), py::kw_only(), py::arg("seed") = 0,
+          py::arg("directory"), py::arg("config") = py::none(), py::kw_only(), py::arg("seed") = py::none(),
           py::arg("fsync") = "group", py::arg("group_interval") = 0.005,
           py::arg("compact_after_records") = 0)
       .def("compact",

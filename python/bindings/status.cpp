@@ -2,13 +2,16 @@
 
 #include <string>
 
+#include "mailretry/engine/engine.h"
+
 namespace py = pybind11;
 
 namespace mailretry::python {
 namespace {
 
 struct ErrorClasses {
-  py::object base, invalid_input, unknown_id, duplicate_id, state, corrupt, storage, internal;
+  py::object base, invalid_input, unknown_id, duplicate_id, state, stale_lease, corrupt, storage, missing_file,
+      internal;
 };
 
 // Lives as long as the interpreter: module objects are never unloaded.
@@ -29,7 +32,7 @@ py::object MakeClass(py::module_& m, const char* name, py::tuple bases, const ch
 void RegisterErrors(py::module_& m) {
   classes = new ErrorClasses();
   py::handle exc(PyExc_Exception), value(PyExc_ValueError), key(PyExc_KeyError),
-      runtime(PyExc_RuntimeError), os(PyExc_OSError);
+      runtime(PyExc_RuntimeError), os(PyExc_OSError), not_found(PyExc_FileNotFoundError);
   classes->base = MakeClass(m, "MailretryError", py::make_tuple(exc),
                             "Base class of every error raised by mailretry.");
   const py::object& b = classes->base;
@@ -42,12 +45,26 @@ void RegisterErrors(py::module_& m) {
   classes->state = MakeClass(m, "StateError", py::make_tuple(b, runtime),
                              "The call is valid but not in the current state (e.g. a report "
                              "for a message that is not leased).");
+  classes->stale_lease = MakeClass(
+      m, "StaleLeaseError", py::make_tuple(classes->state),
+      "A report for a lease that is no longer current (it timed out and the message was leased "
+      "again, or it was already reported): counted in stats() and ignored.");
   classes->corrupt = MakeClass(m, "CorruptDataError", py::make_tuple(b, value),
                                "A snapshot or journal that is truncated or fails its checksum.");
   classes->storage = MakeClass(m, "StorageError", py::make_tuple(b, os),
                                "Reading or writing a file failed.");
+  classes->missing_file = MakeClass(m, "MissingFileError", py::make_tuple(classes->storage, not_found),
+                                    "A file to read (snapshot, config) does not exist.");
   classes->internal = MakeClass(m, "InternalError", py::make_tuple(b, runtime),
                                 "A bug in mailretry: please report it.");
+}
+
+void ThrowIfFileError(const absl::Status& status) {
+  if (absl::IsNotFound(status)) {
+    PyErr_SetString(classes->missing_file.ptr(), std::string(status.message()).c_str());
+    throw py::error_already_set();
+  }
+  ThrowIfError(status);
 }
 
 void ThrowIfError(const absl::Status& status) {
@@ -65,7 +82,7 @@ void ThrowIfError(const absl::Status& status) {
       cls = &classes->duplicate_id;
       break;
     case absl::StatusCode::kFailedPrecondition:
-      cls = &classes->state;
+      cls = status.GetPayload(kStaleLeasePayload).has_value() ? &classes->stale_lease : &classes->state;
       break;
     case absl::StatusCode::kDataLoss:
       cls = &classes->corrupt;

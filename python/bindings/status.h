@@ -19,14 +19,20 @@ namespace mailretry::python {
 //   UnknownIdError(MailretryError, KeyError)        NotFound
 //   DuplicateIdError(MailretryError, KeyError)      AlreadyExists
 //   StateError(MailretryError, RuntimeError)        FailedPrecondition
+//     StaleLeaseError(StateError)                   FailedPrecondition + kStaleLeasePayload
 //   CorruptDataError(MailretryError, ValueError)    DataLoss
 //   StorageError(MailretryError, OSError)           Unavailable, PermissionDenied
+//     MissingFileError(StorageError, FileNotFoundError)  NotFound, from ThrowIfFileError
 //   InternalError(MailretryError, RuntimeError)     everything else
 void RegisterErrors(pybind11::module_& m);
 
 // Raises the mapped Python exception (as pybind11::error_already_set) when
 // `status` is not OK. Call with the GIL held.
 void ThrowIfError(const absl::Status& status);
+
+// As ThrowIfError, for calls that read a named file: NotFound means the file
+// is missing (MissingFileError), not an unknown id.
+void ThrowIfFileError(const absl::Status& status);
 
 template <typename T>
 T ValueOrThrow(absl::StatusOr<T> result) {

@@ -18,32 +18,7 @@ from mailretry.errors import InvalidInputError
 CATEGORIES: tuple[str, ...] = tuple(_core.CATEGORIES)
 ACTIONS: tuple[str, ...] = tuple(_core.ACTIONS)
 
-_RULE_KEYS = frozenset(
-    {"name", "text", "enhanced", "code", "destination", "category", "action", "transient"}
-)
-
 RuleSpec = Mapping[str, Any] | _core.UserRule
-
-
-def _to_user_rule(spec: RuleSpec, index: int) -> _core.UserRule:
-    if isinstance(spec, _core.UserRule):
-        return spec
-    if not isinstance(spec, Mapping):
-        raise InvalidInputError(f"rule #{index}: expected a mapping, got {type(spec).__name__}")
-    unknown = set(spec) - _RULE_KEYS
-    if unknown:
-        raise InvalidInputError(
-            f"rule #{index}: unknown key(s) {sorted(unknown)}; allowed: {sorted(_RULE_KEYS)}"
-        )
-    for key in ("name", "category", "action"):
-        if key not in spec:
-            raise InvalidInputError(f"rule #{index}: missing required key {key!r}")
-    for key in ("name", "text", "enhanced", "code", "destination", "category", "action"):
-        if key in spec and not isinstance(spec[key], str):
-            raise InvalidInputError(f"rule #{index}: {key!r} must be a string")
-    if "transient" in spec and not isinstance(spec["transient"], bool | None):
-        raise InvalidInputError(f"rule #{index}: 'transient' must be true or false")
-    return _core.UserRule(**dict(spec))
 
 
 def load_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -51,7 +26,7 @@ def load_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         with open(path, "rb") as f:
             return tomllib.load(f)
-    except tomllib.TOMLDecodeError as e:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise InvalidInputError(f"{os.fspath(path)}: {e}") from e
 
 
@@ -68,20 +43,17 @@ class Classifier:
     """
 
     def __init__(self, rules: Iterable[RuleSpec] = ()) -> None:
-        self._rules = [_to_user_rule(spec, i) for i, spec in enumerate(rules)]
+        # Checked by the engine's config grammar (one validator, in C++).
+        self._rules = _core.user_rules(list(rules))
         self._core = _core.Classifier(self._rules)
 
     @classmethod
     def from_toml(cls, path: str | os.PathLike[str]) -> Classifier:
-        """Load user rules from ``[[classifier.rules]]`` tables of a TOML file."""
-        doc = load_toml(path)
-        section = doc.get("classifier", {})
-        rules = section.get("rules", []) if isinstance(section, dict) else None
-        if not isinstance(rules, list):
-            raise InvalidInputError(
-                f"{os.fspath(path)}: [[classifier.rules]] must be a table array"
-            )
-        return cls(rules)
+        """Load user rules from ``[[classifier.rules]]`` tables of a TOML file.
+        The whole file is checked as a mailretry configuration (as
+        ``Engine.from_toml`` does), so a misspelled section is an error."""
+        doc = _core.read_config_file(os.fspath(path))
+        return cls(doc.get("classifier", {}).get("rules", []))
 
     @property
     def rules(self) -> list[_core.UserRule]:

@@ -301,25 +301,43 @@ class DurableEngine:
         )
         return result
 
-    def report(self, msg_id: int, now: TimeLike, reply: str | Reply) -> Decision:
+    def report(
+        self, lease: Lease | int, now: TimeLike, reply: str | Reply, *, attempt: int | None = None
+    ) -> Decision:
+        # The attempt is the lease's fencing token (see Engine.report).
+        if isinstance(lease, Lease):
+            msg_id, attempt = lease.msg_id, lease.attempt
+        else:
+            msg_id = lease
+        if attempt is None:
+            raise InvalidInputError("report needs the lease (or a message id with attempt=)")
         t = to_seconds(now)
         encoded = _encode_reply(reply)
+        a = int(attempt)
         decision: Decision = self._call(
-            ["r", t, int(msg_id), encoded],
-            lambda: self._engine.report(msg_id, t, reply),
+            ["r", t, int(msg_id), encoded, a],
+            lambda: self._engine.report(msg_id, t, reply, attempt=a),
             check=lambda d: d.action,
         )
         return decision
 
     def report_many(
-        self, msg_ids: npt.ArrayLike, replies: Sequence[str], now: TimeLike
+        self,
+        msg_ids: npt.ArrayLike,
+        replies: Sequence[str],
+        now: TimeLike,
+        *,
+        attempts: npt.ArrayLike | None = None,
     ) -> dict[str, Any]:
+        if attempts is None:
+            raise InvalidInputError("report_many needs attempts= (the leases' attempts)")
         t = to_seconds(now)
         ids = [int(x) for x in np.asarray(msg_ids, dtype=np.uint64).ravel()]
+        atts = [int(x) for x in np.asarray(attempts, dtype=np.uint64).ravel()]
         texts = [str(r) for r in replies]
         out: dict[str, Any] = self._call(
-            ["R", t, ids, texts],
-            lambda: self._engine.report_many(ids, texts, t),
+            ["R", t, ids, texts, atts],
+            lambda: self._engine.report_many(ids, texts, t, attempts=atts),
             check=lambda r: [int(x) for x in r["action"]],
         )
         return out
@@ -488,12 +506,19 @@ class DurableEngine:
             elif op == "t":
                 t, limit = call
                 got = [lease.msg_id for lease in engine.take_ready(t, limit)]
-            elif op == "r":
-                t, msg_id, reply = call
-                got = engine.report(msg_id, t, _decode_reply(reply)).action
-            elif op == "R":
-                t, ids, texts = call
-                got = [int(x) for x in engine.report_many(ids, texts, t)["action"]]
+            elif op == "r" and len(call) == 4:
+                t, msg_id, reply, attempt = call
+                got = engine.report(msg_id, t, _decode_reply(reply), attempt=attempt).action
+            elif op == "R" and len(call) == 4:
+                t, ids, texts, attempts = call
+                got = [
+                    int(x) for x in engine.report_many(ids, texts, t, attempts=attempts)["action"]
+                ]
+            elif op in ("r", "R"):
+                raise CorruptDataError(
+                    f"{path}: record {index}: a report without its attempt (written before "
+                    "fenced reports); replay it with mailretry 0.1"
+                )
             elif op == "d":
                 engine.drain_events()
             else:

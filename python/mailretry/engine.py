@@ -1,13 +1,19 @@
 """The retry engine, typed for Python.
 
-Time is float seconds since the Unix epoch; timezone-aware ``datetime`` values
-are accepted everywhere a time is (naive ones are rejected, since their zone is
-a guess). The scheduling logic lives in the compiled core.
+Time is seconds since the Unix epoch (int or float); timezone-aware
+``datetime`` values are accepted everywhere a time is (naive ones are rejected,
+since their zone is a guess). The engine keeps time as integer milliseconds:
+:func:`to_millis` rounds every time to the nearest millisecond once, here, and
+times the engine returns (``next_wakeup()``, ``Lease.deadline``, event times)
+are whole milliseconds that map back to the same integer, so
+``take_ready(next_wakeup())`` always finds the work it announced. The
+scheduling logic and all validation live in the compiled core.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import math
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -17,25 +23,45 @@ import numpy.typing as npt
 
 from mailretry import _core
 from mailretry._core import Decision, Lease, Reply
-from mailretry.classify import load_toml
 from mailretry.errors import InvalidInputError
 
 TimeLike = float | int | _dt.datetime
 
 EVENT_KINDS: tuple[str, ...] = tuple(_core.EVENT_KINDS)
 DECISION_ACTIONS: tuple[str, ...] = tuple(_core.DECISION_ACTIONS)
-BACKENDS = ("wheel", "quad_heap", "boost_heap")
+BACKENDS: tuple[str, ...] = tuple(_core.TIMER_BACKENDS)
+
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
 
 
 def to_seconds(t: TimeLike, name: str = "now") -> float:
     """Epoch seconds from a number or an aware datetime."""
+    return to_millis(t, name) / 1000
+
+
+def to_millis(t: TimeLike, name: str = "now") -> int:
+    """Epoch milliseconds (the engine's unit) from seconds or an aware
+    datetime, rounded to the nearest millisecond. Exact for every float that
+    the engine returned: ``to_millis(ms / 1000) == ms``."""
     if isinstance(t, _dt.datetime):
         if t.tzinfo is None or t.tzinfo.utcoffset(t) is None:
             raise InvalidInputError(f"{name}: naive datetime; pass an aware one (e.g. UTC)")
-        return t.timestamp()
+        us = (t - _EPOCH) // _dt.timedelta(microseconds=1)
+        return (us + 500) // 1000
     if isinstance(t, bool) or not isinstance(t, int | float):
         raise InvalidInputError(f"{name}: expected epoch seconds or an aware datetime")
-    return float(t)
+    if isinstance(t, int):
+        ms = t * 1000
+    elif not math.isfinite(t):
+        raise InvalidInputError(f"{name}: time must be a finite number of seconds")
+    else:
+        # Whole seconds and the fraction separately: the fraction is exact,
+        # so the rounding is to the millisecond nearest to t.
+        whole = math.floor(t)
+        ms = int(whole) * 1000 + round((t - whole) * 1000)
+    if not -(2**62) <= ms < 2**62:
+        raise InvalidInputError(f"{name}: time out of range")
+    return ms
 
 
 class Engine:
@@ -55,30 +81,24 @@ class Engine:
         self,
         config: Mapping[str, Any] | None = None,
         *,
-        seed: int = 0,
+        seed: int | None = None,
         backend: str | None = None,
         _core_engine: _core.Engine | None = None,
     ) -> None:
         if _core_engine is not None:
             self._e = _core_engine
             return
-        cfg: dict[str, Any] = dict(config or {})
-        if backend is not None:
-            if backend not in BACKENDS:
-                raise InvalidInputError(f"backend must be one of {BACKENDS}, got {backend!r}")
-            cfg["backend"] = backend
-        self._e = _core.Engine(cfg, seed=seed)
+        self._e = _core.Engine(_with_backend(config, backend), seed=seed)
 
     @classmethod
     def from_toml(
         cls, path: str | os.PathLike[str], *, seed: int | None = None, backend: str | None = None
     ) -> Engine:
         """An engine configured by a TOML file (its top-level ``seed`` is used
-        unless ``seed`` is given)."""
-        doc = load_toml(path)
-        file_seed = doc.pop("seed", 0)
-        if not isinstance(file_seed, int) or isinstance(file_seed, bool):
-            raise InvalidInputError(f"{os.fspath(path)}: seed must be an integer")
+        unless ``seed`` is given). The file is read and checked by the
+        compiled core's config grammar, the one C++ programs use."""
+        doc = _core.read_config_file(os.fspath(path))
+        file_seed = doc.pop("seed", None)
         return cls(doc, seed=file_seed if seed is None else seed, backend=backend)
 
     @classmethod
@@ -98,15 +118,22 @@ class Engine:
         directory: str | os.PathLike[str],
         config: Mapping[str, Any] | None = None,
         *,
-        seed: int = 0,
+        seed: int | None = None,
         backend: str | None = None,
         fsync: str = "group",
         group_interval: float = 0.005,
         compact_after_records: int = 0,
     ) -> Engine:
         """Recover the engine kept in ``directory`` (latest snapshot plus journal
-        replay), or create one there with ``config``, ``seed`` and ``backend``
-        (used only when creating).
+        replay), or create one there with ``config``, ``seed`` and ``backend``.
+
+        On a reopen the saved configuration and seed are the ones used (the
+        journal replays only against them): pass none of ``config``, ``seed``
+        and ``backend`` to reopen with them, or pass the same ones; different
+        ones raise InvalidInputError instead of being ignored. A directory is
+        created only when it holds nothing of ours: a snapshot without its
+        journal, or a journal without its snapshot, is CorruptDataError and no
+        file is touched.
 
         Every call that changes the engine is then appended to a journal in the
         compiled core before it returns, so killing the process loses nothing a
@@ -120,15 +147,10 @@ class Engine:
         StateError if another engine has the directory open, StorageError for
         I/O errors. See :meth:`journal_info` for what recovery found.
         """
-        cfg: dict[str, Any] = dict(config or {})
-        if backend is not None:
-            if backend not in BACKENDS:
-                raise InvalidInputError(f"backend must be one of {BACKENDS}, got {backend!r}")
-            cfg["backend"] = backend
         return cls(
             _core_engine=_core.Engine.open_durable(
                 os.fspath(directory),
-                cfg,
+                _with_backend(config, backend),
                 seed=seed,
                 fsync=fsync,
                 group_interval=group_interval,
@@ -168,8 +190,8 @@ class Engine:
     ) -> None:
         """Add a message; its first attempt is due at once (or at ``not_before``).
         DuplicateIdError if ``msg_id`` is already pending."""
-        nb = None if not_before is None else to_seconds(not_before, "not_before")
-        self._e.submit(msg_id, destination, to_seconds(now), source=source or "", not_before=nb)
+        nb = None if not_before is None else to_millis(not_before, "not_before")
+        self._e.submit(msg_id, destination, to_millis(now), source=source or "", not_before_ms=nb)
 
     def submit_many(
         self,
@@ -181,41 +203,81 @@ class Engine:
     ) -> None:
         """Submit many messages at once (all or nothing). ``destinations`` (and
         ``sources``) give one name per message: a list of ``str`` or a numpy
-        ``str``/``object`` array; names are interned in the core."""
-        ids = np.ascontiguousarray(msg_ids, dtype=np.uint64)
-        self._e.submit_many(ids, destinations, to_seconds(now), sources=sources)
+        ``str``/``object`` array; names are interned in the core. ``msg_ids``
+        must be integers (any integer dtype) or floats that are exact
+        integers; anything else is InvalidInputError naming the index."""
+        self._e.submit_many(msg_ids, destinations, to_millis(now), sources=sources)
 
     def advance(self, now: TimeLike) -> None:
         """Process everything due at ``now`` (retries, expiries, lease timeouts)."""
-        self._e.advance(to_seconds(now))
+        self._e.advance(to_millis(now))
 
     def take_ready(self, now: TimeLike, limit: int) -> list[Lease]:
         """Up to ``limit`` leases for messages that may be attempted now."""
-        return self._e.take_ready(to_seconds(now), limit)
+        return self._e.take_ready(to_millis(now), limit)
 
     def take_ready_arrays(
         self, now: TimeLike, limit: int
     ) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint32], npt.NDArray[np.uint32]]:
         """Like :meth:`take_ready`, as arrays (msg_ids, destination_indices, attempts)."""
-        ids, dest, attempt = self._e.take_ready_arrays(to_seconds(now), limit)
+        ids, dest, attempt = self._e.take_ready_arrays(to_millis(now), limit)
         return ids, dest, attempt
 
-    def report(self, msg_id: int, now: TimeLike, reply: str | Reply) -> Decision:
+    def report(
+        self,
+        lease: Lease | int,
+        now: TimeLike,
+        reply: str | Reply,
+        *,
+        attempt: int | None = None,
+    ) -> Decision:
         """Report a leased attempt's outcome: the final reply text (``"250 ok"``
         means delivered) or a :class:`Reply` such as
-        ``mailretry.transport_reply("connection_refused")``."""
+        ``mailretry.transport_reply("connection_refused")``.
+
+        ``lease`` names the attempt: the :class:`Lease` from :meth:`take_ready`,
+        or a message id with ``attempt=`` (``Lease.attempt``). A report for a
+        lease that is no longer current (it timed out and the message was
+        leased again, or it was reported already) raises StaleLeaseError,
+        changes nothing and is counted in ``stats()["stale_reports"]``."""
+        if isinstance(lease, Lease):
+            if attempt is not None and attempt != lease.attempt:
+                raise InvalidInputError("attempt= contradicts the lease")
+            msg_id, attempt = lease.msg_id, lease.attempt
+        elif attempt is None:
+            raise InvalidInputError(
+                "report needs the lease (or a message id with attempt=): "
+                "it names the attempt being reported"
+            )
+        else:
+            msg_id = lease
         if isinstance(reply, Reply):
-            return self._e.report_reply(msg_id, to_seconds(now), reply)
-        return self._e.report(msg_id, to_seconds(now), reply)
+            return self._e.report_reply(msg_id, attempt, to_millis(now), reply)
+        return self._e.report(msg_id, attempt, to_millis(now), reply)
 
     def report_many(
-        self, msg_ids: npt.ArrayLike, replies: Sequence[str], now: TimeLike
+        self,
+        leases: Sequence[Lease] | npt.ArrayLike,
+        replies: Sequence[str],
+        now: TimeLike,
+        *,
+        attempts: npt.ArrayLike | None = None,
     ) -> dict[str, Any]:
-        """Report many outcomes. Returns arrays ``ok``, ``action`` (index into
+        """Report many outcomes: ``leases`` is a list of :class:`Lease`, or
+        message ids with ``attempts`` (as :meth:`take_ready_arrays` returns
+        them). Returns arrays ``ok``, ``stale`` (the entry named a lease that
+        is no longer current; see :meth:`report`), ``action`` (index into
         DECISION_ACTIONS), ``next_attempt`` (NaN unless retry), ``category``
         (index into CATEGORIES, -1 if none) and ``errors`` {index: message}."""
-        ids = np.ascontiguousarray(msg_ids, dtype=np.uint64)
-        return self._e.report_many(ids, list(replies), to_seconds(now))
+        if attempts is None:
+            items: list[Any] = list(leases)  # type: ignore[arg-type]
+            if not all(isinstance(x, Lease) for x in items):
+                raise InvalidInputError("report_many needs leases, or message ids with attempts=")
+            ids: Any = [x.msg_id for x in items]
+            attempts = [x.attempt for x in items]
+        else:
+            ids = leases
+        return self._e.report_many(ids, attempts, list(replies), to_millis(now))
 
     # -- observation ------------------------------------------------------------
     def next_wakeup(self) -> float | None:
@@ -239,6 +301,15 @@ class Engine:
     def check_invariants(self) -> None:
         """Full internal consistency check (for tests); InternalError if broken."""
         self._e.check_invariants()
+
+
+def _with_backend(config: Mapping[str, Any] | None, backend: str | None) -> dict[str, Any] | None:
+    # The backend argument is the config's `backend` key; the core checks it.
+    if backend is None:
+        return None if config is None else dict(config)
+    cfg = dict(config or {})
+    cfg["backend"] = backend
+    return cfg
 
 
 def retry_timeline(

@@ -8,8 +8,13 @@ them) and re-exported here:
 - ``UnknownIdError`` (also a ``KeyError``): an unknown message id or destination.
 - ``DuplicateIdError`` (also a ``KeyError``): e.g. a message submitted twice.
 - ``StateError`` (also a ``RuntimeError``): valid call in the wrong state.
+- ``StaleLeaseError`` (a ``StateError``): a report naming a lease that is no
+  longer current (it timed out and the message was leased again, or it was
+  reported already); the engine ignored it and counted it in ``stats()``.
 - ``CorruptDataError`` (also a ``ValueError``): truncated or corrupted snapshot.
 - ``StorageError`` (also an ``OSError``): reading or writing a file failed.
+- ``MissingFileError`` (a ``StorageError`` and a ``FileNotFoundError``): a file
+  to read (snapshot, config) does not exist.
 - ``InternalError`` (also a ``RuntimeError``): a bug; please report it.
 """
 
@@ -21,6 +26,8 @@ from mailretry._core import (
     InternalError,
     InvalidInputError,
     MailretryError,
+    MissingFileError,
+    StaleLeaseError,
     StateError,
     StorageError,
     UnknownIdError,
@@ -32,6 +39,8 @@ __all__ = [
     "InternalError",
     "InvalidInputError",
     "MailretryError",
+    "MissingFileError",
+    "StaleLeaseError",
     "StateError",
     "StorageError",
     "UnknownIdError",

@@ -46,7 +46,7 @@ class Workload:
         takes = [[(x.msg_id, x.attempt) for x in e.take_ready(self.now, 15)] for e in engines]
         assert all(t == takes[0] for t in takes)
         out.append(takes[0])
-        for msg_id, _ in takes[0]:
+        for msg_id, attempt in takes[0]:
             if self.rng.random() < 0.1:
                 continue  # left in flight; its lease will time out
             reply: str | mailretry.Reply
@@ -54,7 +54,7 @@ class Workload:
                 reply = mailretry.transport_reply("connection_refused", "test")
             else:
                 reply = self.rng.choice(REPLIES)
-            decisions = [e.report(msg_id, self.now, reply) for e in engines]
+            decisions = [e.report(msg_id, self.now, reply, attempt=attempt) for e in engines]
             assert all(
                 (d.action, d.next_attempt, d.category)
                 == (decisions[0].action, decisions[0].next_attempt, decisions[0].category)
@@ -213,7 +213,7 @@ def test_failed_calls_are_journaled_and_replayed(tmp_path: Path) -> None:
     durable.take_ready(T0, 1)
     # A late report (lease expired) still advances the engine's time.
     with pytest.raises(mailretry.StateError):
-        durable.report(1, T0 + 3600, "250 ok")
+        durable.report(1, T0 + 3600, "250 ok", attempt=1)
     state = durable.stats()
     durable.close()
     recovered = DurableEngine(tmp_path)

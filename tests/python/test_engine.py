@@ -37,7 +37,7 @@ def test_deliver_one_message() -> None:
     e.submit(1, "example.com", T0)
     [lease] = e.take_ready(T0, 10)
     assert (lease.msg_id, lease.destination, lease.attempt) == (1, "example.com", 1)
-    d = e.report(1, T0 + 1, "250 2.0.0 OK queued")
+    d = e.report(lease, T0 + 1, "250 2.0.0 OK queued")
     assert d.action == "delivered" and d.category is None
     assert e.stats()["delivered"] == 1
     kinds = [ev["kind"] for ev in e.drain_events()]
@@ -49,7 +49,7 @@ def test_transient_failure_schedules_retry_after_15_minutes() -> None:
     e = Engine(seed=1)
     e.submit(1, "example.com", T0)
     e.take_ready(T0, 1)
-    d = e.report(1, T0, "451 4.3.0 Temporary local problem")
+    d = e.report(1, T0, "451 4.3.0 Temporary local problem", attempt=1)
     assert d.action == "retry"
     assert d.next_attempt == pytest.approx(T0 + 15 * MIN, abs=1.0)
     assert e.take_ready(T0 + 14 * MIN, 10) == []
@@ -62,7 +62,12 @@ def test_permanent_failure_bounces_with_category() -> None:
     e = Engine()
     e.submit(7, "example.com", T0)
     e.take_ready(T0, 1)
-    d = e.report(7, T0, "550 5.1.1 <x@example.com>: Recipient address rejected: User unknown")
+    d = e.report(
+        7,
+        T0,
+        attempt=1,
+        reply="550 5.1.1 <x@example.com>: Recipient address rejected: User unknown",
+    )
     assert (d.action, d.category) == ("bounced", "mailbox_unknown")
     bounced = [ev for ev in e.drain_events() if ev["kind"] == "bounced"]
     assert bounced and bounced[0]["msg_id"] == 7 and bounced[0]["category"] == "mailbox_unknown"
@@ -80,7 +85,7 @@ def test_message_expires_at_queue_lifetime_not_bounced() -> None:
         now = max(now, wake)
         for lease in e.take_ready(now, 10):
             attempts += 1
-            d = e.report(lease.msg_id, now, "421 4.7.0 Try again later, closing connection.")
+            d = e.report(lease, now, "421 4.7.0 Try again later, closing connection.")
             assert d.action in ("retry", "expired")
         e.advance(now)
         assert attempts < 100
@@ -99,17 +104,19 @@ def test_errors_are_specific() -> None:
     with pytest.raises(DuplicateIdError):
         e.submit(1, "example.com", T0)
     with pytest.raises(UnknownIdError):
-        e.report(999, T0, "250 ok")
+        e.report(999, T0, "250 ok", attempt=1)
     with pytest.raises(StateError):
-        e.report(1, T0, "250 ok")  # not leased yet
+        e.report(1, T0, "250 ok", attempt=1)  # not leased yet
     e.take_ready(T0 + 10, 1)
     with pytest.raises(InvalidInputError):
         e.take_ready(T0, 1)  # time going backwards
     with pytest.raises(InvalidInputError):
-        e.report(1, T0 + 20, "not a reply")
-    assert e.report(1, T0 + 20, "250 ok").action == "delivered"  # lease kept after bad input
+        e.report(1, T0 + 20, "not a reply", attempt=1)
+    assert (
+        e.report(1, T0 + 20, "250 ok", attempt=1).action == "delivered"
+    )  # lease kept after bad input
     with pytest.raises(UnknownIdError):
-        e.report(1, T0 + 21, "250 ok")  # already reported
+        e.report(1, T0 + 21, "250 ok", attempt=1)  # already reported
     with pytest.raises(InvalidInputError):
         e.submit(2, "", T0 + 30)
     with pytest.raises(UnknownIdError):
@@ -134,7 +141,7 @@ def test_lease_timeout_returns_message() -> None:
     kinds = [ev["kind"] for ev in e.drain_events()]
     assert "lease_expired" in kinds
     with pytest.raises(StateError):
-        e.report(1, T0 + 6 * MIN, "250 ok")
+        e.report(1, T0 + 6 * MIN, "250 ok", attempt=1)
     leases = e.take_ready(T0 + 6 * MIN, 1)
     assert [x.msg_id for x in leases] == [1]
     conserved(e)
@@ -146,7 +153,7 @@ def test_connection_cap_reply_cuts_concurrency() -> None:
         e.submit(i, "busy.example", T0)
     leases = e.take_ready(T0, 100)
     assert len(leases) == 10
-    e.report(leases[0].msg_id, T0 + 1, "421 4.7.0 Too many concurrent SMTP connections")
+    e.report(leases[0], T0 + 1, "421 4.7.0 Too many concurrent SMTP connections")
     info = e.destination("busy.example")
     assert info["concurrency_limit"] <= 2
     assert any(ev["kind"] == "destination_throttled" for ev in e.drain_events())
@@ -162,7 +169,7 @@ def test_batch_api_matches_counts() -> None:
     got_ids, _dest_idx, attempts = e.take_ready_arrays(T0, n)
     assert len(got_ids) > 0 and set(attempts.tolist()) == {1}
     replies = ["250 ok" if i % 3 else "421 4.4.5 busy" for i in range(len(got_ids))]
-    out = e.report_many(got_ids, replies, T0 + 1)
+    out = e.report_many(got_ids, replies, T0 + 1, attempts=attempts)
     assert out["ok"].all()
     actions = [mailretry.DECISION_ACTIONS[a] for a in out["action"].tolist()]
     assert actions.count("delivered") == sum(r.startswith("250") for r in replies)
@@ -182,7 +189,7 @@ def test_snapshot_round_trip_replays_identically(tmp_path: Path) -> None:
             now += 7 * MIN
             for lease in e.take_ready(now, 20):
                 reply = "250 ok" if (lease.msg_id + step) % 4 == 0 else "421 4.7.0 later"
-                e.report(lease.msg_id, now, reply)
+                e.report(lease, now, reply)
             log += [(ev["kind"], ev["msg_id"]) for ev in e.drain_events()]
         return log
 
@@ -250,7 +257,7 @@ def test_from_toml(tmp_path: Path) -> None:
     assert e.seed == 5
     e.submit(1, "example.com", T0)
     e.take_ready(T0, 1)
-    d = e.report(1, T0, "451 4.7.1 acme says no")
+    d = e.report(1, T0, "451 4.7.1 acme says no", attempt=1)
     assert d.rule == "user:acme"
     assert d.category == "reputation_block"
 
@@ -295,7 +302,7 @@ def test_threads_share_one_engine() -> None:
 def test_nothing_is_ever_lost(ops: list[tuple[str, int, str, float]]) -> None:
     e = Engine({"retry": {"lifetime": "6h"}, "lease_timeout": "20m"}, seed=2)
     now = T0
-    leased: set[int] = set()
+    leased: set[tuple[int, int]] = set()
     next_id = 0
     for op, arg, reply, step in ops:
         now += step / 10
@@ -303,13 +310,13 @@ def test_nothing_is_ever_lost(ops: list[tuple[str, int, str, float]]) -> None:
             e.submit(next_id, f"d{arg % 4}.example", now)
             next_id += 1
         elif op == "take":
-            leased |= {x.msg_id for x in e.take_ready(now, arg)}
+            leased |= {(x.msg_id, x.attempt) for x in e.take_ready(now, arg)}
         elif op == "report" and leased:
-            msg = sorted(leased)[arg % len(leased)]
-            leased.discard(msg)
+            msg, attempt = sorted(leased)[arg % len(leased)]
+            leased.discard((msg, attempt))
             # Its lease, or the message, may have expired meanwhile: allowed.
             with contextlib.suppress(StateError, UnknownIdError):
-                e.report(msg, now, reply)
+                e.report(msg, now, reply, attempt=attempt)
         else:
             e.advance(now)
         conserved(e)
@@ -321,7 +328,7 @@ def test_example_config_loads_and_applies() -> None:
     assert e.seed == 1
     e.submit(1, "mx.example.com", T0)
     e.take_ready(T0, 1)
-    d = e.report(1, T0, "550 5.0.0 ACME overload, try later")
+    d = e.report(1, T0, "550 5.0.0 ACME overload, try later", attempt=1)
     assert (d.action, d.category, d.rule) == ("retry", "server_busy_capacity", "user:acme-overload")
     e.submit(2, "mta5.am0.yahoodns.net", T0)
     assert e.destination("mta5.am0.yahoodns.net")["max_concurrency"] == 4

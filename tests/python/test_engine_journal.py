@@ -30,7 +30,7 @@ def run(engine: Engine, start: int, steps: int, t: float) -> float:
         engine.submit(i, f"d{i % 5}.example", t)
         if i % 3 == 0:
             for n, lease in enumerate(engine.take_ready(t, 4)):
-                engine.report(lease.msg_id, t, REPLIES[(i + n) % len(REPLIES)])
+                engine.report(lease, t, REPLIES[(i + n) % len(REPLIES)])
         if i % 11 == 0:
             engine.drain_events()
     return t
@@ -142,7 +142,7 @@ CHILD = textwrap.dedent(
             print(next_id, flush=True)
             next_id += 1
         for n, lease in enumerate(e.take_ready(now, 12)):
-            e.report(lease.msg_id, now, replies[(lease.msg_id + n) % len(replies)])
+            e.report(lease, now, replies[(lease.msg_id + n) % len(replies)])
     """
 )
 
@@ -196,7 +196,7 @@ def test_kill_9_mid_run_loses_nothing(tmp_path: Path, fsync: str) -> None:
             break
         t += 60.0
         for lease in e.take_ready(t, 1000):
-            e.report(lease.msg_id, t, "250 2.0.0 OK")
+            e.report(lease, t, "250 2.0.0 OK")
     s = e.stats()
     assert s["pending"] == 0
     assert s["submitted"] == s["delivered"] + s["bounced"] + s["expired"]

@@ -16,6 +16,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "mailretry/engine/destination_name.h"
 #include "mailretry/engine/internal/commands.h"
 #include "mailretry/engine/internal/core.h"
 #include "mailretry/engine/internal/execute.h"
@@ -76,8 +77,51 @@ absl::StatusOr<std::vector<Lease>> Engine::TakeReady(absl::Time now, size_t limi
   return Execute(*impl_, internal::TakeReadyCommand{.now = now, .limit = limit});
 }
 
+namespace {
+
+// A reply whose text is longer than replies may be (a transport reply's
+// detail, which ParseReply never saw) is cut to kMaxReplyBytes at a UTF-8
+// boundary before the engine keeps it in events and samples, or journals it.
+const Reply& CappedReply(const Reply& reply, Reply& storage) {
+  if (reply.text.size() <= kMaxReplyBytes) return reply;
+  storage = reply;
+  size_t n = kMaxReplyBytes;
+  while (n > 0 && (static_cast<unsigned char>(storage.text[n]) & 0xC0) == 0x80) --n;
+  storage.text.resize(n);
+  return storage;
+}
+
+// The replies paired with an id (the rest are never read, nor journaled),
+// capped as CappedReply; `storage` holds a copy only when one is cut.
+absl::Span<const Reply> CappedReplies(absl::Span<const Reply> replies, size_t n, std::vector<Reply>& storage) {
+  replies = replies.first(std::min(replies.size(), n));
+  for (size_t i = 0; i < replies.size(); ++i) {
+    if (replies[i].text.size() <= kMaxReplyBytes) continue;
+    if (storage.empty()) storage.assign(replies.begin(), replies.end());
+    Reply cut;
+    storage[i] = CappedReply(replies[i], cut);
+  }
+  return storage.empty() ? replies : absl::Span<const Reply>(storage);
+}
+
+}  // namespace
+
+absl::StatusOr<Decision> Engine::Report(uint64_t msg_id, uint32_t attempt, absl::Time now, const Reply& reply) {
+  Reply storage;
+  return Execute(*impl_, internal::ReportLeaseCommand{
+                             .now = now, .msg_id = msg_id, .attempt = attempt, .reply = &CappedReply(reply, storage)});
+}
+
 absl::StatusOr<Decision> Engine::Report(uint64_t msg_id, absl::Time now, const Reply& reply) {
-  return Execute(*impl_, internal::ReportCommand{.now = now, .msg_id = msg_id, .reply = &reply});
+  Reply storage;
+  return Execute(*impl_, internal::ReportCommand{.now = now, .msg_id = msg_id, .reply = &CappedReply(reply, storage)});
+}
+
+absl::StatusOr<Decision> Engine::ReportText(uint64_t msg_id, uint32_t attempt, absl::Time now,
+                                            std::string_view raw_reply) {
+  absl::StatusOr<Reply> reply = ParseReply(raw_reply);
+  if (!reply.ok()) return reply.status();
+  return Report(msg_id, attempt, now, *reply);
 }
 
 absl::StatusOr<Decision> Engine::ReportText(uint64_t msg_id, absl::Time now, std::string_view raw_reply) {
@@ -88,9 +132,23 @@ absl::StatusOr<Decision> Engine::ReportText(uint64_t msg_id, absl::Time now, std
 
 std::vector<absl::StatusOr<Decision>> Engine::ReportMany(absl::Span<const uint64_t> msg_ids,
                                                          absl::Span<const Reply> replies, absl::Time now) {
-  // Replies past the last id are never read: they are not journaled either.
+  std::vector<Reply> storage;
   return Execute(*impl_, internal::ReportManyCommand{
-                             .now = now, .msg_ids = msg_ids, .replies = replies.first(std::min(replies.size(), msg_ids.size()))});
+                             .now = now, .msg_ids = msg_ids, .replies = CappedReplies(replies, msg_ids.size(), storage)});
+}
+
+std::vector<absl::StatusOr<Decision>> Engine::ReportMany(absl::Span<const uint64_t> msg_ids,
+                                                         absl::Span<const uint32_t> attempts,
+                                                         absl::Span<const Reply> replies, absl::Time now) {
+  if (attempts.size() != msg_ids.size()) {
+    return std::vector<absl::StatusOr<Decision>>(msg_ids.size(),
+                                                 absl::InvalidArgumentError("attempts must be as long as msg_ids"));
+  }
+  std::vector<Reply> storage;
+  return Execute(*impl_, internal::ReportLeasesCommand{.now = now,
+                                                       .msg_ids = msg_ids,
+                                                       .attempts = attempts,
+                                                       .replies = CappedReplies(replies, msg_ids.size(), storage)});
 }
 
 std::vector<absl::StatusOr<Decision>> Engine::ReportManyText(absl::Span<const uint64_t> msg_ids,
@@ -99,6 +157,21 @@ std::vector<absl::StatusOr<Decision>> Engine::ReportManyText(absl::Span<const ui
   return Execute(*impl_, internal::ReportManyTextCommand{
                              .now = now,
                              .msg_ids = msg_ids,
+                             .raw_replies = raw_replies.first(std::min(raw_replies.size(), msg_ids.size()))});
+}
+
+std::vector<absl::StatusOr<Decision>> Engine::ReportManyText(absl::Span<const uint64_t> msg_ids,
+                                                             absl::Span<const uint32_t> attempts,
+                                                             absl::Span<const std::string> raw_replies,
+                                                             absl::Time now) {
+  if (attempts.size() != msg_ids.size()) {
+    return std::vector<absl::StatusOr<Decision>>(msg_ids.size(),
+                                                 absl::InvalidArgumentError("attempts must be as long as msg_ids"));
+  }
+  return Execute(*impl_, internal::ReportLeasesTextCommand{
+                             .now = now,
+                             .msg_ids = msg_ids,
+                             .attempts = attempts,
                              .raw_replies = raw_replies.first(std::min(raw_replies.size(), msg_ids.size()))});
 }
 
@@ -112,8 +185,9 @@ std::vector<Event> Engine::DrainEvents() { return Execute(*impl_, internal::Drai
 absl::StatusOr<DestinationInfo> Engine::GetDestination(std::string_view destination,
                                                        std::string_view source) const {
   absl::MutexLock lock(&impl_->mu);
-  const std::string lower = absl::AsciiStrToLower(ToAbsl(destination));
-  auto dom = impl_->name_ids.find(lower);
+  absl::StatusOr<std::string> name = NormalizeDestination(destination);
+  if (!name.ok()) return name.status();
+  auto dom = impl_->name_ids.find(*name);
   auto src = source.empty() ? impl_->name_ids.find(std::string_view()) : impl_->name_ids.find(source);
   if (dom != impl_->name_ids.end() && src != impl_->name_ids.end()) {
     auto it = impl_->pair_ids.find((uint64_t{dom->second} << 32) | src->second);
@@ -145,6 +219,8 @@ EngineStats Engine::Stats() const {
   }
   s.events_buffered = m.events.size();
   s.events_dropped = m.events_dropped;
+  s.stale_reports = m.stale_reports;
+  s.clamped_times = m.clamped_times;
   size_t bytes = m.msgs.MemoryBytes() + m.ids.capacity() * (sizeof(uint32_t) + 1) +
                  m.msg_timers->MemoryBytes() + m.dest_timers->MemoryBytes() +
                  m.dests.capacity() * sizeof(DestState) + m.pair_ids.capacity() * (sizeof(uint64_t) * 2 + 1) +

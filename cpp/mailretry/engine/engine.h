@@ -10,15 +10,22 @@
 //   absl::StatusOr<std::unique_ptr<Engine>> e = Engine::Create(EngineConfig{}, /*seed=*/7);
 //   (*e)->Submit(42, "example.com", now).IgnoreError();
 //   for (const Lease& l : *(*e)->TakeReady(now, 100)) {
-//     absl::StatusOr<Decision> d = (*e)->ReportText(l.msg_id, now, "250 2.0.0 OK");
+//     absl::StatusOr<Decision> d = (*e)->ReportText(l, now, "250 2.0.0 OK");
 //   }
 //   std::vector<Event> events = (*e)->DrainEvents();
 //
 // Nothing reads a clock; randomness comes from a PRNG seeded at Create and
 // saved in snapshots, so the same calls with the same seed give the same
 // decisions and events. Every method is safe to call from several threads
-// (one absl::Mutex inside). Methods taking `now` reject a time earlier than
-// any previous call's with InvalidArgument and change nothing.
+// (one absl::Mutex inside).
+//
+// Time: the engine's clock is the latest `now` it was given, kept in whole
+// milliseconds (a `now` is truncated to its millisecond). Threads reading a
+// wall clock reach the engine's lock in an order slightly different from the
+// order they read the clock, so a `now` less than kMaxClockSkew (1 s) behind
+// the engine's clock is taken as the engine's clock (counted in
+// EngineStats::clamped_times); an earlier one is InvalidArgument and changes
+// nothing.
 #ifndef MAILRETRY_ENGINE_ENGINE_H_
 #define MAILRETRY_ENGINE_ENGINE_H_
 
@@ -70,7 +77,11 @@ struct ScheduleOverride {
   uint32_t max_consecutive = 0;
 };
 
-// Messages per interval; messages == 0 means unlimited.
+// Messages per interval; messages == 0 means unlimited. Enforced per
+// destination by spacing messages one interval (per / messages, in whole
+// milliseconds) apart, with no burst; destination wake-ups are exact to the
+// millisecond on every timer backend, so a destination sends at its rate
+// (600/min: one message every 100 ms) whatever timer_resolution is.
 struct RateLimit {
   uint32_t messages = 0;
   absl::Duration per = absl::Minutes(1);
@@ -184,7 +195,9 @@ struct EngineConfig {
   // A lease not reported within this time returns its message to the schedule.
   absl::Duration lease_timeout = absl::Minutes(10);
   TimerBackend backend = TimerBackend::kWheel;
-  // Due times are honoured at most one step late (the wheel's granularity).
+  // Message due times (retries, expiries, lease deadlines) are honoured at
+  // most one step late (the wheel's granularity). Destination wake-ups
+  // (rates, suspensions, probes) are always exact to the millisecond.
   absl::Duration timer_resolution = absl::Seconds(1);
   // Per-message events (delivered/deferred/bounced/expired/lease_expired);
   // destination events are always recorded.
@@ -210,6 +223,15 @@ struct Lease {
   uint32_t attempt = 0;          // 1 for the first attempt
   absl::Time deadline;           // report before this or the lease expires
 };
+
+// Set (empty value) on the FailedPrecondition returned for a report naming a
+// lease that is no longer current, so callers can tell a stale report (a
+// late duplicate, harmless) from a report in the wrong state.
+inline constexpr char kStaleLeasePayload[] = "type.googleapis.com/mailretry.StaleLease";
+
+// How far behind the engine's clock a `now` may be and still be accepted (as
+// the engine's clock); see the header comment.
+inline constexpr absl::Duration kMaxClockSkew = absl::Seconds(1);
 
 enum class DecisionAction : uint8_t { kDelivered, kRetry, kBounced, kExpired };
 std::string_view DecisionActionName(DecisionAction a);  // "delivered", "retry", ...
@@ -301,6 +323,12 @@ struct EngineStats {
   uint64_t attempts = 0, deferred = 0, lease_expirations = 0;
   uint64_t destinations = 0, suspended_destinations = 0, held_destinations = 0;
   uint64_t events_buffered = 0, events_dropped = 0;
+  // Reports refused as stale (kStaleLeasePayload): the lease they name was
+  // no longer current. They changed nothing.
+  uint64_t stale_reports = 0;
+  // Calls whose `now` was less than kMaxClockSkew behind the engine's clock and
+  // was taken as the engine's clock instead of being refused.
+  uint64_t clamped_times = 0;
   size_t memory_bytes = 0;  // engine-owned heap, approximate
 };
 
@@ -350,14 +378,42 @@ class Engine {
   // destinations, alternating first attempts and retries within one.
   absl::StatusOr<std::vector<Lease>> TakeReady(absl::Time now, size_t limit);
 
-  // The outcome of a leased attempt. NotFound: unknown id (never submitted or
-  // already finished). FailedPrecondition: the message is not leased (not yet
-  // taken, or its lease expired).
-  absl::StatusOr<Decision> Report(uint64_t msg_id, absl::Time now, const Reply& reply);
+  // The outcome of a leased attempt, naming the lease: `attempt` is
+  // Lease::attempt, and (msg_id, attempt) is the lease's fencing token. A
+  // report for a lease that is no longer current (it timed out and the
+  // message is waiting again or was leased again, or the attempt was already
+  // reported) is FailedPrecondition carrying kStaleLeasePayload: it changes
+  // nothing and is counted in EngineStats::stale_reports. NotFound: unknown
+  // id (never submitted or already finished). InvalidArgument: an attempt
+  // that was never handed out. A reply text longer than kMaxReplyBytes (a
+  // transport reply's detail) is cut to that length, as ParseReply caps replies.
+  absl::StatusOr<Decision> Report(uint64_t msg_id, uint32_t attempt, absl::Time now, const Reply& reply);
+  absl::StatusOr<Decision> Report(const Lease& lease, absl::Time now, const Reply& reply) {
+    return Report(lease.msg_id, lease.attempt, now, reply);
+  }
   // ParseReply(raw_reply) then Report; ParseReply's InvalidArgument leaves the
   // lease untouched.
-  absl::StatusOr<Decision> ReportText(uint64_t msg_id, absl::Time now, std::string_view raw_reply);
+  absl::StatusOr<Decision> ReportText(uint64_t msg_id, uint32_t attempt, absl::Time now,
+                                      std::string_view raw_reply);
+  absl::StatusOr<Decision> ReportText(const Lease& lease, absl::Time now, std::string_view raw_reply) {
+    return ReportText(lease.msg_id, lease.attempt, now, raw_reply);
+  }
   // Batch reports; one result per id, in order (errors do not stop the batch).
+  // `attempts` names each lease as in Report.
+  std::vector<absl::StatusOr<Decision>> ReportMany(absl::Span<const uint64_t> msg_ids,
+                                                   absl::Span<const uint32_t> attempts,
+                                                   absl::Span<const Reply> replies, absl::Time now);
+  std::vector<absl::StatusOr<Decision>> ReportManyText(absl::Span<const uint64_t> msg_ids,
+                                                       absl::Span<const uint32_t> attempts,
+                                                       absl::Span<const std::string> raw_replies,
+                                                       absl::Time now);
+
+  // Unfenced reports (0.1 API, kept for one release): they apply to whatever
+  // lease of `msg_id` is current, so a late report of an expired lease lands
+  // on the next attempt. Use the overloads above. FailedPrecondition when the
+  // message is not leased.
+  absl::StatusOr<Decision> Report(uint64_t msg_id, absl::Time now, const Reply& reply);
+  absl::StatusOr<Decision> ReportText(uint64_t msg_id, absl::Time now, std::string_view raw_reply);
   std::vector<absl::StatusOr<Decision>> ReportMany(absl::Span<const uint64_t> msg_ids,
                                                    absl::Span<const Reply> replies,
                                                    absl::Time now);

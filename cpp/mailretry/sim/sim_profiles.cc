@@ -558,6 +558,11 @@ absl::Status ValidateScenario(const Scenario& s) {
   if (s.horizon < absl::ZeroDuration() || s.horizon > absl::Hours(24 * 366)) {
     return absl::InvalidArgumentError("scenario.horizon must be in [0, 366d] (0 = until every message has an outcome)");
   }
+  // The engine accepts times from the Unix epoch on; a start it would reject
+  // must fail here, in check(), not as an internal error halfway through run().
+  if (s.start < absl::UnixEpoch() || s.start > absl::FromUnixSeconds(int64_t{1} << 40)) {
+    return absl::InvalidArgumentError("scenario.start must be epoch seconds from 0 to 2^40");
+  }
   if (s.arrival_window < absl::ZeroDuration() || s.arrival_window > absl::Hours(24 * 60) ||
       (s.horizon > absl::ZeroDuration() && s.arrival_window > s.horizon)) {
     return absl::InvalidArgumentError("scenario.arrival_window must be in [0, 60d] and <= horizon");

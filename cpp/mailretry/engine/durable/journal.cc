@@ -417,6 +417,9 @@ absl::Status ApplyRecord(Engine::Impl& impl, std::string_view payload) {
     case Op::kReportMany: return ReplayCommand<ReportManyCommand>(impl, r);
     case Op::kReportManyText: return ReplayCommand<ReportManyTextCommand>(impl, r);
     case Op::kDrainEvents: return ReplayCommand<DrainEventsCommand>(impl, r);
+    case Op::kReportLease: return ReplayCommand<ReportLeaseCommand>(impl, r);
+    case Op::kReportLeases: return ReplayCommand<ReportLeasesCommand>(impl, r);
+    case Op::kReportLeasesText: return ReplayCommand<ReportLeasesTextCommand>(impl, r);
   }
   return absl::DataLossError(absl::StrCat("unknown operation ", static_cast<int>(op)));
 }
@@ -505,10 +508,32 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::OpenDurable(const std::string& d
   absl::StatusOr<std::vector<std::string>> names = internal::ListDir(directory);
   if (!names.ok()) return names.status();
   std::optional<uint64_t> latest;
+  std::vector<uint64_t> journals;
   for (const std::string& n : *names) {
     if (std::optional<uint64_t> g = internal::ParseGeneration(n, "snapshot-", ".mrs")) {
       latest = std::max(latest.value_or(0), *g);
+    } else if (std::optional<uint64_t> j = internal::ParseGeneration(n, "journal-", ".mrj")) {
+      journals.push_back(*j);
     }
+  }
+  auto has_journal = [&](uint64_t g) { return std::find(journals.begin(), journals.end(), g) != journals.end(); };
+  auto refuse = [&](absl::string_view why) {
+    return absl::DataLossError(absl::StrCat("journal directory '", directory, "' ", why,
+                                            "; refusing to open it so that nothing in it is overwritten"));
+  };
+  // Creation writes journal-1 before snapshot-1 (see below), so a snapshot
+  // always had its journal, and a journal without any snapshot is either an
+  // interrupted creation (no records: nothing was acknowledged) or a loss.
+  for (uint64_t j : journals) {
+    if (latest && j <= *latest) continue;
+    if (!latest && j == 1 && journals.size() == 1) {
+      absl::StatusOr<std::string> data = internal::ReadFile(internal::JoinPath(directory, internal::JournalName(1)));
+      if (!data.ok()) return data.status();
+      if (data->size() == internal::kHeaderSize && *data == internal::JournalHeader(1)) continue;
+    }
+    return refuse(absl::StrCat("holds ", internal::JournalName(j), " but ",
+                               latest ? absl::StrCat("its latest snapshot is ", internal::SnapshotName(*latest))
+                                      : std::string("no snapshot")));
   }
 
   std::unique_ptr<Engine> engine;
@@ -520,28 +545,46 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::OpenDurable(const std::string& d
     absl::StatusOr<std::unique_ptr<Impl>> impl = internal::MakeImpl(std::move(config), seed);
     if (!impl.ok()) return impl.status();
     engine.reset(new Engine(*std::move(impl)));
+    // The journal first: a snapshot on disk then always implies its journal
+    // existed, which is what lets a missing journal be detected as a loss.
+    fd = internal::CreateJournal(directory, 1);
+    if (!fd.ok()) return fd.status();
     {
       absl::MutexLock lock(&engine->impl_->mu);
       if (absl::Status s = internal::SaveLocked(*engine->impl_, internal::JoinPath(directory,
                                                                                    internal::SnapshotName(1)));
           !s.ok()) {
+        ::close(*fd);
         return s;
       }
     }
-    fd = internal::CreateJournal(directory, 1);
-    if (!fd.ok()) return fd.status();
     journal->info().created = true;
   } else {
     generation = *latest;
     absl::StatusOr<std::unique_ptr<Impl>> impl =
         internal::LoadImpl(internal::JoinPath(directory, internal::SnapshotName(generation)));
     if (!impl.ok()) return impl.status();
+    if (options.reopen == JournalOptions::Reopen::kRequireSame &&
+        internal::EncodeConfig((*impl)->config, (*impl)->seed) != internal::EncodeConfig(config, seed)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "journal directory '", directory, "' holds an engine with ",
+          (*impl)->seed != seed ? absl::StrCat("seed ", (*impl)->seed, " (not ", seed, ")")
+                                : std::string("another configuration"),
+          "; the saved configuration and seed are the ones a reopen uses: pass the same ones, or none"));
+    }
     engine.reset(new Engine(*std::move(impl)));
     const std::string path = internal::JoinPath(directory, internal::JournalName(generation));
     absl::StatusOr<std::string> data = internal::ReadFile(path, "journal");
     if (absl::IsNotFound(data.status())) {
-      // A crash between a compaction's snapshot and its journal: the snapshot
-      // holds everything.
+      // Only a compaction interrupted after its snapshot and before its
+      // journal leaves this, and then the previous journal is still there
+      // (it is removed after the new one exists); the snapshot holds
+      // everything. Otherwise the calls journaled since the snapshot are gone.
+      if (generation == 0 || !has_journal(generation - 1)) {
+        return refuse(absl::StrCat("holds ", internal::SnapshotName(generation), " but not its journal ",
+                                   internal::JournalName(generation),
+                                   " (the calls made since that snapshot would be lost)"));
+      }
       fd = internal::CreateJournal(directory, generation);
       if (!fd.ok()) return fd.status();
     } else if (!data.ok()) {

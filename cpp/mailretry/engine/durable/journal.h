@@ -18,6 +18,13 @@
 // recorded outcome. Compaction writes snapshot G+1 and an empty journal G+1,
 // then removes generation G.
 //
+// Opening never initialises a directory that holds anything of ours: a
+// snapshot without its journal (unless the previous generation's journal is
+// still there: a compaction interrupted between its two files), a journal
+// without a snapshot (unless it is the record-less journal of an interrupted
+// creation) or a journal newer than the latest snapshot is DataLoss, and no
+// file is written or removed.
+//
 // Journal layout (little-endian):
 //   header  "MRJRNL\r\n" | u32 version | u64 generation | u32 CRC32C(previous 20 bytes)
 //   record  u32 CRC32C(the next 4 bytes + payload) | u32 payload length | payload
@@ -67,6 +74,14 @@ struct JournalOptions {
   // failed automatic compaction does not fail that call (its record is in
   // the journal); it is tried again after as many records more.
   uint64_t compact_after_records = 0;
+  // Reopening a directory that already holds an engine: its saved config and
+  // seed always win, since the journal replays only against them. With
+  // kRequireSame, a config or seed passed to OpenDurable that differs from
+  // the saved ones is InvalidArgument (nothing is opened), so that a changed
+  // configuration is never silently ignored; kUseSaved ignores them (for
+  // callers that pass none, e.g. Python's open_durable(dir)).
+  enum class Reopen : uint8_t { kRequireSame, kUseSaved };
+  Reopen reopen = Reopen::kRequireSame;
 };
 
 // What OpenDurable found and what the journal holds now.

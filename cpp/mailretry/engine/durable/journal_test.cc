@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <random>
 #include <string>
 #include <vector>
@@ -58,6 +59,13 @@ std::unique_ptr<Engine> MustOpen(const std::string& dir, JournalOptions o = {Jou
   absl::StatusOr<std::unique_ptr<Engine>> e = Engine::OpenDurable(dir, SmallConfig(), 7, o);
   EXPECT_TRUE(e.ok()) << e.status();
   return e.ok() ? *std::move(e) : nullptr;
+}
+
+// Reopens with whatever config the directory holds.
+absl::StatusOr<std::unique_ptr<Engine>> ReopenSaved(const std::string& dir) {
+  JournalOptions o{JournalOptions::Fsync::kNever};
+  o.reopen = JournalOptions::Reopen::kUseSaved;
+  return Engine::OpenDurable(dir, {}, 0, o);
 }
 
 std::unique_ptr<Engine> Reference() { return *Engine::Create(SmallConfig(), 7); }
@@ -314,7 +322,7 @@ TEST(EngineJournalTest, CorruptedHeaderIsDataLoss) {
   TempDir dir;
   MustOpen(dir.path()).reset();
   FlipByte(dir.Sub("journal-1.mrj"), 2);
-  absl::StatusOr<std::unique_ptr<Engine>> r = Engine::OpenDurable(dir.path());
+  absl::StatusOr<std::unique_ptr<Engine>> r = ReopenSaved(dir.path());
   EXPECT_EQ(r.status().code(), absl::StatusCode::kDataLoss);
   EXPECT_THAT(r.status().message(), HasSubstr("bad magic"));
 }
@@ -328,7 +336,7 @@ TEST(EngineJournalTest, JournalOfAnotherSnapshotIsDataLoss) {
   std::unique_ptr<Engine> other = Reference();
   ASSERT_TRUE(other->Submit(1, "a.example", kT0).ok());
   ASSERT_TRUE(other->Save(dir.Sub("snapshot-1.mrs")).ok());
-  absl::StatusOr<std::unique_ptr<Engine>> r = Engine::OpenDurable(dir.path());
+  absl::StatusOr<std::unique_ptr<Engine>> r = ReopenSaved(dir.path());
   EXPECT_EQ(r.status().code(), absl::StatusCode::kDataLoss);
   EXPECT_THAT(r.status().message(), HasSubstr("submit replayed as ALREADY_EXISTS, journal says OK"));
 }
@@ -408,6 +416,80 @@ TEST(EngineJournalTest, CrashAfterTheNewSnapshotBeforeItsJournal) {
   EXPECT_EQ(StatsKey(*dur), StatsKey(*ref));
 }
 
+std::string ReadAll(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+}
+
+// Issue 10 item 1: a directory whose snapshot is gone but whose journal holds
+// acknowledged calls must not be re-initialised (that overwrote the journal
+// with an empty one: total silent loss).
+TEST(EngineJournalTest, MissingSnapshotWithAJournalIsDataLossAndNothingIsOverwritten) {
+  TempDir dir;
+  Workload load(11);
+  std::unique_ptr<Engine> dur = MustOpen(dir.path());
+  load.Run(*dur, 300);
+  ASSERT_GT(dur->Stats().submitted, 0u);
+  dur.reset();
+  ASSERT_TRUE(fs::remove(dir.Sub("snapshot-1.mrs")));
+  const std::string before = ReadAll(dir.Sub("journal-1.mrj"));
+  absl::StatusOr<std::unique_ptr<Engine>> r = Engine::OpenDurable(dir.path(), SmallConfig(), 7);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kDataLoss) << r.status();
+  EXPECT_THAT(r.status().message(), HasSubstr("snapshot"));
+  EXPECT_TRUE(ReadAll(dir.Sub("journal-1.mrj")) == before) << "the journal was rewritten";
+  EXPECT_FALSE(fs::exists(dir.Sub("snapshot-1.mrs")));
+}
+
+// Issue 10 item 9: a missing journal was read as an empty one, dropping every
+// call made since the snapshot.
+TEST(EngineJournalTest, MissingJournalIsDataLossUnlessACompactionWasInterrupted) {
+  TempDir dir;
+  Workload load(12);
+  std::unique_ptr<Engine> dur = MustOpen(dir.path());
+  load.Run(*dur, 300);
+  dur.reset();
+  ASSERT_TRUE(fs::remove(dir.Sub("journal-1.mrj")));
+  absl::StatusOr<std::unique_ptr<Engine>> r = Engine::OpenDurable(dir.path(), SmallConfig(), 7);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kDataLoss) << r.status();
+  EXPECT_THAT(r.status().message(), HasSubstr("journal-1.mrj"));
+  EXPECT_FALSE(fs::exists(dir.Sub("journal-1.mrj")));
+}
+
+// A journal newer than every snapshot cannot come from a crash (a compaction
+// writes its snapshot first): refusing it keeps it from being overwritten.
+TEST(EngineJournalTest, JournalNewerThanTheLatestSnapshotIsDataLoss) {
+  TempDir dir;
+  Workload load(13);
+  std::unique_ptr<Engine> dur = MustOpen(dir.path());
+  load.Run(*dur, 200);
+  const std::string old_snapshot = ReadAll(dir.Sub("snapshot-1.mrs"));
+  ASSERT_TRUE(dur->Compact().ok());
+  load.Run(*dur, 200);
+  dur.reset();
+  // The newest snapshot is lost and an old one is back: replaying from it
+  // would silently drop journal-2 (and a later compaction would overwrite it).
+  ASSERT_TRUE(fs::remove(dir.Sub("snapshot-2.mrs")));
+  { std::ofstream(dir.Sub("snapshot-1.mrs"), std::ios::binary) << old_snapshot; }
+  const std::string before = ReadAll(dir.Sub("journal-2.mrj"));
+  absl::StatusOr<std::unique_ptr<Engine>> r = Engine::OpenDurable(dir.path(), SmallConfig(), 7);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kDataLoss) << r.status();
+  EXPECT_TRUE(ReadAll(dir.Sub("journal-2.mrj")) == before) << "the journal was rewritten";
+}
+
+// A crash while creating the directory leaves at most a journal without
+// records: nothing was acknowledged, so creating the engine is recovery.
+TEST(EngineJournalTest, CrashWhileCreatingLeavesAnEmptyJournalThatReopens) {
+  TempDir dir;
+  {
+    std::unique_ptr<Engine> dur = MustOpen(dir.path());
+  }
+  ASSERT_TRUE(fs::remove(dir.Sub("snapshot-1.mrs")));
+  std::unique_ptr<Engine> dur = MustOpen(dir.path());
+  ASSERT_NE(dur, nullptr);
+  EXPECT_TRUE(dur->journal_info()->created);
+  EXPECT_TRUE(fs::exists(dir.Sub("snapshot-1.mrs")));
+}
+
 TEST(EngineJournalTest, LeftoverTemporaryFilesFromAnInterruptedCompactionAreIgnoredAndRemoved) {
   TempDir dir;
   Workload ref_load(8), dur_load(8);
@@ -432,7 +514,33 @@ TEST(EngineJournalTest, SecondOpenOfTheSameDirectoryIsRefused) {
   EXPECT_EQ(again.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(again.status().message(), HasSubstr("open by another engine"));
   e.reset();
-  EXPECT_TRUE(Engine::OpenDurable(dir.path()).ok());
+  EXPECT_TRUE(ReopenSaved(dir.path()).ok());
+}
+
+// Issue 10 item 8: a reopen with another config or seed silently used the
+// saved ones. The saved ones still win, but only when the caller asks for
+// them or passes the same.
+TEST(EngineJournalTest, ReopenWithAnotherConfigOrSeedIsRefusedUnlessTheSavedOneIsAskedFor) {
+  TempDir dir;
+  std::unique_ptr<Engine> e = MustOpen(dir.path());
+  ASSERT_TRUE(e->Submit(1, "a.example", kT0).ok());
+  e.reset();
+  JournalOptions o{JournalOptions::Fsync::kNever};
+  absl::StatusOr<std::unique_ptr<Engine>> r = Engine::OpenDurable(dir.path(), SmallConfig(), 8, o);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(r.status().message(), HasSubstr("seed 7 (not 8)"));
+  EngineConfig other = SmallConfig();
+  other.lease_timeout = absl::Minutes(3);
+  r = Engine::OpenDurable(dir.path(), other, 7, o);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(r.status().message(), HasSubstr("another configuration"));
+  r = ReopenSaved(dir.path());
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ((*r)->seed(), 7u);
+  EXPECT_EQ((*r)->config().lease_timeout, absl::Minutes(2));
+  EXPECT_EQ((*r)->Stats().pending, 1u);
+  r->reset();
+  EXPECT_TRUE(Engine::OpenDurable(dir.path(), SmallConfig(), 7, o).ok());
 }
 
 TEST(EngineJournalTest, UnusableDirectoryIsAClearError) {

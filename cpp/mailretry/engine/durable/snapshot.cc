@@ -35,7 +35,10 @@ namespace internal {
 namespace {
 
 constexpr char kMagic[8] = {'M', 'R', 'S', 'N', 'A', 'P', '\r', '\n'};
-constexpr uint32_t kVersion = 2;  // 2: concurrency ceiling memory
+// 2: concurrency ceiling memory. 3: stale-report and clamped-time counters
+// (version 2 files load with both at 0).
+constexpr uint32_t kVersion = 3;
+constexpr uint32_t kOldestVersion = 2;
 
 // CRC32C (Castagnoli), table-driven; absl::crc is not available in 20220623.
 const std::array<uint32_t, 256>& CrcTable() {
@@ -345,7 +348,7 @@ std::string Serialize(const Engine::Impl& m) {
   w.I64(m.now_ms);
   w.I64(m.last_event_ms);
   for (uint64_t v : {m.submitted, m.delivered, m.bounced, m.expired, m.attempts, m.deferred,
-                     m.lease_expirations, m.events_dropped}) {
+                     m.lease_expirations, m.events_dropped, m.stale_reports, m.clamped_times}) {
     w.U64(v);
   }
   w.U64(m.names.size());
@@ -399,6 +402,14 @@ uint32_t Crc32c(std::string_view data) {
   return c ^ 0xFFFFFFFFu;
 }
 
+std::string EncodeConfig(const EngineConfig& config, uint64_t seed) {
+  std::string out;
+  FieldWriter w(&out);
+  w(config);
+  w.U64(seed);
+  return out;
+}
+
 absl::Status SaveLocked(const Engine::Impl& m, const std::string& path) {
   if (path.empty()) return absl::InvalidArgumentError("snapshot path is empty");
   const std::string payload = Serialize(m);
@@ -443,9 +454,9 @@ absl::StatusOr<std::unique_ptr<Engine::Impl>> LoadImpl(const std::string& path) 
   Reader head(std::string_view(data).substr(sizeof kMagic, 12));
   const uint32_t version = head.U32();
   const uint64_t len = head.U64();
-  if (version != kVersion) {
+  if (version < kOldestVersion || version > kVersion) {
     return absl::FailedPreconditionError(
-        absl::StrCat("snapshot '", path, "' has format version ", version, "; this build reads ", kVersion));
+        absl::StrCat("snapshot '", path, "' has format version ", version, "; this build reads versions ", kOldestVersion, " to ", kVersion));
   }
   if (len != data.size() - kHeader - 4) return corrupt("truncated or padded (length mismatch)");
   const std::string_view payload = std::string_view(data).substr(kHeader, len);
@@ -466,6 +477,10 @@ absl::StatusOr<std::unique_ptr<Engine::Impl>> LoadImpl(const std::string& path) 
   for (uint64_t* v : {&m->submitted, &m->delivered, &m->bounced, &m->expired, &m->attempts, &m->deferred,
                       &m->lease_expirations, &m->events_dropped}) {
     *v = r.U64();
+  }
+  if (version >= 3) {
+    m->stale_reports = r.U64();
+    m->clamped_times = r.U64();
   }
   const uint64_t nnames = r.Count(4);
   if (nnames == 0 || !r.ok()) return corrupt("names");

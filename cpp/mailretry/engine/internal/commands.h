@@ -41,7 +41,16 @@ enum class Op : uint8_t {
   kReportMany = 6,
   kReportManyText = 7,
   kDrainEvents = 8,
+  // Fenced reports (the lease's attempt follows the id). New codes rather than
+  // new fields, so journals written before them replay unchanged.
+  kReportLease = 9,
+  kReportLeases = 10,
+  kReportLeasesText = 11,
 };
+
+// The attempt of an unfenced report (attempts start at 1): Core::Report
+// applies it to whatever lease is current.
+inline constexpr uint32_t kUnfenced = 0;
 
 using Decisions = std::vector<absl::StatusOr<Decision>>;
 
@@ -140,6 +149,50 @@ struct ReportManyTextCommand {
   }
 };
 
+// Reports that name their lease (msg_id, attempt): a report for a lease that
+// is no longer current is refused as stale and changes nothing (Core::Report).
+struct ReportLeaseCommand {
+  static constexpr Op kOp = Op::kReportLease;
+  static constexpr std::string_view kName = "report_lease";
+  using Result = absl::StatusOr<Decision>;
+  absl::Time now;
+  uint64_t msg_id = 0;
+  uint64_t attempt = 0;
+  const Reply* reply = nullptr;
+  template <class C, class V>
+  static void Fields(C& c, V& v) {
+    v(c.now), v(c.msg_id), v(c.attempt), v(c.reply);
+  }
+};
+
+struct ReportLeasesCommand {
+  static constexpr Op kOp = Op::kReportLeases;
+  static constexpr std::string_view kName = "report_leases";
+  using Result = Decisions;
+  absl::Time now;
+  absl::Span<const uint64_t> msg_ids;
+  absl::Span<const uint32_t> attempts;  // as long as msg_ids
+  absl::Span<const Reply> replies;      // trimmed like ReportManyCommand::replies
+  template <class C, class V>
+  static void Fields(C& c, V& v) {
+    v(c.now), v(c.msg_ids), v(c.attempts), v(c.replies);
+  }
+};
+
+struct ReportLeasesTextCommand {
+  static constexpr Op kOp = Op::kReportLeasesText;
+  static constexpr std::string_view kName = "report_leases_text";
+  using Result = Decisions;
+  absl::Time now;
+  absl::Span<const uint64_t> msg_ids;
+  absl::Span<const uint32_t> attempts;
+  absl::Span<const std::string> raw_replies;
+  template <class C, class V>
+  static void Fields(C& c, V& v) {
+    v(c.now), v(c.msg_ids), v(c.attempts), v(c.raw_replies);
+  }
+};
+
 // Drained events are state (a replay must not hand them out again), so a
 // drain is journaled by its count. An empty drain changes nothing and is not
 // journaled; a durable engine whose journal failed keeps its events.
@@ -172,6 +225,9 @@ absl::StatusOr<std::vector<Lease>> Apply(Engine::Impl& impl, const TakeReadyComm
 absl::StatusOr<Decision> Apply(Engine::Impl& impl, const ReportCommand& c);
 Decisions Apply(Engine::Impl& impl, const ReportManyCommand& c);
 Decisions Apply(Engine::Impl& impl, const ReportManyTextCommand& c);
+absl::StatusOr<Decision> Apply(Engine::Impl& impl, const ReportLeaseCommand& c);
+Decisions Apply(Engine::Impl& impl, const ReportLeasesCommand& c);
+Decisions Apply(Engine::Impl& impl, const ReportLeasesTextCommand& c);
 std::vector<Event> Apply(Engine::Impl& impl, const DrainEventsCommand& c);
 
 }  // namespace mailretry::internal

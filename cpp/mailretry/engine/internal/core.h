@@ -147,6 +147,9 @@ class Core {
       if (d.conc_override_until > now && d.in_flight < d.concurrency) return d.conc_override_until;
       return kNever;
     }
+    // Rate: messages are spaced one interval apart (tat: the theoretical
+    // time of the next one). Destination wake-ups are exact to the
+    // millisecond (setup.cc), so the spacing holds on every backend.
     const int64_t iv = EffectiveIntervalMs(d, now);
     if (iv > 0 && d.tat != kNoTime && d.tat > now) return d.tat;
     return 0;
@@ -212,14 +215,15 @@ class Core {
 
   // --- API bodies (operations.cc) ----------------------------------------------------------------------
   absl::Status SubmitOne(uint64_t id, uint32_t di, int64_t now, std::optional<int64_t> not_before);
-  absl::Status CheckDestination(std::string_view destination) const;
+  absl::StatusOr<std::string_view> CheckDestination(std::string_view destination, std::string& storage) const;
   absl::Status Submit(uint64_t id, std::string_view destination, absl::Time now_t, std::string_view source,
                       std::optional<absl::Time> not_before);
   absl::Status SubmitMany(absl::Span<const uint64_t> ids, absl::Span<const uint32_t> dest_idx,
                           absl::Span<const std::string> dest_names, absl::Time now_t,
                           absl::Span<const uint32_t> src_idx, absl::Span<const std::string> src_names);
   absl::StatusOr<std::vector<Lease>> TakeReady(absl::Time now_t, size_t limit);
-  absl::StatusOr<Decision> Report(uint64_t id, int64_t now, const Reply& reply);
+  // `attempt` names the lease (kUnfenced: whichever is current).
+  absl::StatusOr<Decision> Report(uint64_t id, uint32_t attempt, int64_t now, const Reply& reply);
   std::optional<absl::Time> NextWakeup() const;
   DestinationInfo Info(uint32_t di) const;
 

@@ -23,17 +23,23 @@ absl::Status Core::CheckNow(absl::Time now) const {
     return absl::InvalidArgumentError(absl::StrCat("time ", absl::FormatTime(now),
                                                    " is outside the supported range (Unix epoch onwards)"));
   }
-  if (m_.now_ms != kNoTime && Ms(now) < m_.now_ms) {
+  // Less than kMaxClockSkew behind the clock: a reordering between threads
+  // that read a wall clock, not a regression (Advance takes the clock instead).
+  if (m_.now_ms != kNoTime && Ms(now) <= m_.now_ms - DurMs(kMaxClockSkew)) {
     return absl::InvalidArgumentError(absl::StrCat("time went backwards: ", absl::FormatTime(now),
-                                                   " is before the last call's ",
-                                                   absl::FormatTime(T(m_.now_ms))));
+                                                   " is ", absl::FormatDuration(kMaxClockSkew), " or more",
+                                                   " before the last call's ", absl::FormatTime(T(m_.now_ms))));
   }
   return absl::OkStatus();
 }
 
 absl::Status Core::Advance(absl::Time now_t) {
   if (absl::Status s = CheckNow(now_t); !s.ok()) return s;
-  const int64_t now = Ms(now_t);
+  int64_t now = Ms(now_t);
+  if (m_.now_ms != kNoTime && now < m_.now_ms) {
+    now = m_.now_ms;
+    ++m_.clamped_times;
+  }
   m_.now_ms = now;
   struct Item {
     int64_t due;

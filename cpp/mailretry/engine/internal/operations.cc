@@ -15,12 +15,14 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include <cstddef>
 #include <iterator>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "mailretry/engine/destination_name.h"
 
 namespace mailretry::internal {
 
@@ -43,22 +45,28 @@ absl::Status Core::SubmitOne(uint64_t id, uint32_t di, int64_t now, std::optiona
   return absl::OkStatus();
 }
 
-absl::Status Core::CheckDestination(std::string_view destination) const {
-  if (destination.empty()) return absl::InvalidArgumentError("destination is empty");
-  if (destination.size() > 255) return absl::InvalidArgumentError("destination is longer than 255 bytes");
-  return absl::OkStatus();
+// Names are normalised once, here, where they enter the engine (see
+// engine/destination_name.h); `storage` holds a changed spelling.
+absl::StatusOr<std::string_view> Core::CheckDestination(std::string_view destination, std::string& storage) const {
+  if (IsNormalDestination(destination)) return destination;
+  absl::StatusOr<std::string> n = NormalizeDestination(destination);
+  if (!n.ok()) return n.status();
+  storage = *std::move(n);
+  return std::string_view(storage);
 }
 
-absl::Status Core::Submit(uint64_t id, std::string_view destination, absl::Time now_t, std::string_view source,
+absl::Status Core::Submit(uint64_t id, std::string_view raw_destination, absl::Time now_t, std::string_view source,
                     std::optional<absl::Time> not_before) {
-  if (absl::Status s = CheckDestination(destination); !s.ok()) return s;
-  if (source.size() > 255) return absl::InvalidArgumentError("source is longer than 255 bytes");
+  std::string storage;
+  absl::StatusOr<std::string_view> destination = CheckDestination(raw_destination, storage);
+  if (!destination.ok()) return destination.status();
+  if (absl::Status s = ValidateSourceName(source); !s.ok()) return s;
   if (not_before && !IsTimeValid(*not_before)) return absl::InvalidArgumentError("not_before is out of range");
   if (absl::Status s = Advance(now_t); !s.ok()) return s;
   if (m_.ids.contains(internal::IdKey{id})) {
     return absl::AlreadyExistsError(absl::StrCat("message ", id, " is already pending"));
   }
-  const uint32_t di = DestFor(destination, source);
+  const uint32_t di = DestFor(*destination, source);
   std::optional<int64_t> nb;
   if (not_before) nb = Ms(*not_before);
   return SubmitOne(id, di, m_.now_ms, nb);
@@ -74,11 +82,20 @@ absl::Status Core::SubmitMany(absl::Span<const uint64_t> ids, absl::Span<const u
   if (!src_idx.empty() && src_idx.size() != ids.size()) {
     return absl::InvalidArgumentError("source_indices must be empty or as long as msg_ids");
   }
-  for (const std::string& n : dest_names) {
-    if (absl::Status s = CheckDestination(n); !s.ok()) return s;
+  // Normalised spellings, copied only when some name is not in normal form.
+  std::vector<std::string> normal_names;
+  for (size_t i = 0; i < dest_names.size(); ++i) {
+    if (IsNormalDestination(dest_names[i])) continue;
+    absl::StatusOr<std::string> n = NormalizeDestination(dest_names[i]);
+    if (!n.ok()) return absl::InvalidArgumentError(absl::StrCat("destination_names[", i, "]: ", n.status().message()));
+    if (normal_names.empty()) normal_names.assign(dest_names.begin(), dest_names.end());
+    normal_names[i] = *std::move(n);
   }
-  for (const std::string& n : src_names) {
-    if (n.size() > 255) return absl::InvalidArgumentError("source is longer than 255 bytes");
+  if (!normal_names.empty()) dest_names = normal_names;
+  for (size_t i = 0; i < src_names.size(); ++i) {
+    if (absl::Status s = ValidateSourceName(src_names[i]); !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("source_names[", i, "]: ", s.message()));
+    }
   }
   for (size_t i = 0; i < ids.size(); ++i) {
     if (dest_idx[i] >= dest_names.size()) {
@@ -177,13 +194,32 @@ absl::StatusOr<std::vector<Lease>> Core::TakeReady(absl::Time now_t, size_t limi
   return out;
 }
 
-absl::StatusOr<Decision> Core::Report(uint64_t id, int64_t now, const Reply& reply) {
+absl::StatusOr<Decision> Core::Report(uint64_t id, uint32_t attempt, int64_t now, const Reply& reply) {
   auto it = m_.ids.find(internal::IdKey{id});
   if (it == m_.ids.end()) {
     return absl::NotFoundError(absl::StrCat("message ", id, " is not pending (never submitted, or already finished)"));
   }
   const uint32_t s = *it;
   MsgRec& r = m_.msgs[s];
+  if (attempt != kUnfenced) {
+    // The fencing token: only the current lease (the latest attempt, still
+    // leased) may report. Anything older is a late duplicate of an attempt
+    // whose lease timed out; applying it would land on the next attempt.
+    if (attempt > r.attempts) {
+      return absl::FailedPreconditionError(absl::StrCat("message ", id, " is not leased: attempt ", attempt,
+                                                        " was never handed out (its latest is ", r.attempts, ")"));
+    }
+    if (attempt < r.attempts || r.state != MsgState::kLeased) {
+      ++m_.stale_reports;
+      absl::Status stale = absl::FailedPreconditionError(absl::StrCat(
+          "stale report: attempt ", attempt, " of message ", id, " is no longer leased (",
+          attempt < r.attempts ? absl::StrCat("attempt ", r.attempts, " was leased since")
+                               : std::string("its lease expired and it waits for its next attempt"),
+          "); ignored"));
+      stale.SetPayload(kStaleLeasePayload, absl::Cord());
+      return stale;
+    }
+  }
   if (r.state != MsgState::kLeased) {
     return absl::FailedPreconditionError(absl::StrCat(
         "message ", id, " is not leased (",
@@ -340,51 +376,87 @@ absl::StatusOr<std::vector<Lease>> Apply(Engine::Impl& impl, const TakeReadyComm
   return Core(impl).TakeReady(c.now, static_cast<size_t>(std::min<uint64_t>(c.limit, SIZE_MAX)));
 }
 
-absl::StatusOr<Decision> Apply(Engine::Impl& impl, const ReportCommand& c) {
-  Core core(impl);
-  if (absl::Status s = core.Advance(c.now); !s.ok()) return s;
-  return core.Report(c.msg_id, impl.now_ms, *c.reply);
-}
+namespace {
 
-Decisions Apply(Engine::Impl& impl, const ReportManyCommand& c) {
+// The reports of a batch, fenced (`attempts` as long as `msg_ids`) or not
+// (empty). `reply_of(i, storage)` gives entry i's reply or the error that
+// replaces its report.
+template <typename ReplyOf>
+Decisions ReportBatch(Engine::Impl& impl, absl::Time now, absl::Span<const uint64_t> msg_ids,
+                      absl::Span<const uint32_t> attempts, ReplyOf reply_of) {
   Core core(impl);
-  const absl::Status adv = core.Advance(c.now);
+  const absl::Status adv = core.Advance(now);
   Decisions out;
-  out.reserve(c.msg_ids.size());
-  for (size_t i = 0; i < c.msg_ids.size(); ++i) {
-    if (!adv.ok()) {
-      out.push_back(adv);
-    } else if (i >= c.replies.size()) {
-      out.push_back(absl::InvalidArgumentError("no reply for this id (replies is shorter than msg_ids)"));
-    } else {
-      out.push_back(core.Report(c.msg_ids[i], impl.now_ms, c.replies[i]));
-    }
-  }
-  return out;
-}
-
-Decisions Apply(Engine::Impl& impl, const ReportManyTextCommand& c) {
-  Core core(impl);
-  const absl::Status adv = core.Advance(c.now);
-  Decisions out;
-  out.reserve(c.msg_ids.size());
-  for (size_t i = 0; i < c.msg_ids.size(); ++i) {
+  out.reserve(msg_ids.size());
+  for (size_t i = 0; i < msg_ids.size(); ++i) {
     if (!adv.ok()) {
       out.push_back(adv);
       continue;
     }
-    if (i >= c.raw_replies.size()) {
-      out.push_back(absl::InvalidArgumentError("no reply for this id (raw_replies is shorter than msg_ids)"));
+    const uint32_t attempt = attempts.empty() ? kUnfenced : (i < attempts.size() ? attempts[i] : 0);
+    if (!attempts.empty() && attempt == kUnfenced) {
+      out.push_back(absl::InvalidArgumentError(
+          absl::StrCat("attempt 0 of message ", msg_ids[i], " was never leased (attempts start at 1)")));
       continue;
     }
-    absl::StatusOr<Reply> reply = ParseReply(c.raw_replies[i]);
+    Reply storage;
+    absl::StatusOr<const Reply*> reply = reply_of(i, storage);
     if (!reply.ok()) {
       out.push_back(reply.status());
       continue;
     }
-    out.push_back(core.Report(c.msg_ids[i], impl.now_ms, *reply));
+    out.push_back(core.Report(msg_ids[i], attempt, impl.now_ms, **reply));
   }
   return out;
+}
+
+absl::StatusOr<const Reply*> ReplyAt(absl::Span<const Reply> replies, size_t i) {
+  if (i >= replies.size()) return absl::InvalidArgumentError("no reply for this id (replies is shorter than msg_ids)");
+  return &replies[i];
+}
+
+absl::StatusOr<const Reply*> ParsedReplyAt(absl::Span<const std::string> raw, size_t i, Reply& storage) {
+  if (i >= raw.size()) return absl::InvalidArgumentError("no reply for this id (raw_replies is shorter than msg_ids)");
+  absl::StatusOr<Reply> reply = ParseReply(raw[i]);
+  if (!reply.ok()) return reply.status();
+  storage = *std::move(reply);
+  return &storage;
+}
+
+}  // namespace
+
+absl::StatusOr<Decision> Apply(Engine::Impl& impl, const ReportCommand& c) {
+  Core core(impl);
+  if (absl::Status s = core.Advance(c.now); !s.ok()) return s;
+  return core.Report(c.msg_id, kUnfenced, impl.now_ms, *c.reply);
+}
+
+absl::StatusOr<Decision> Apply(Engine::Impl& impl, const ReportLeaseCommand& c) {
+  if (c.attempt == kUnfenced || c.attempt > std::numeric_limits<uint32_t>::max()) {
+    return absl::InvalidArgumentError(absl::StrCat("attempt ", c.attempt, " of message ", c.msg_id,
+                                                   " was never leased (attempts start at 1)"));
+  }
+  Core core(impl);
+  if (absl::Status s = core.Advance(c.now); !s.ok()) return s;
+  return core.Report(c.msg_id, static_cast<uint32_t>(c.attempt), impl.now_ms, *c.reply);
+}
+
+Decisions Apply(Engine::Impl& impl, const ReportManyCommand& c) {
+  return ReportBatch(impl, c.now, c.msg_ids, {}, [&](size_t i, Reply&) { return ReplyAt(c.replies, i); });
+}
+
+Decisions Apply(Engine::Impl& impl, const ReportLeasesCommand& c) {
+  return ReportBatch(impl, c.now, c.msg_ids, c.attempts, [&](size_t i, Reply&) { return ReplyAt(c.replies, i); });
+}
+
+Decisions Apply(Engine::Impl& impl, const ReportManyTextCommand& c) {
+  return ReportBatch(impl, c.now, c.msg_ids, {},
+                     [&](size_t i, Reply& storage) { return ParsedReplyAt(c.raw_replies, i, storage); });
+}
+
+Decisions Apply(Engine::Impl& impl, const ReportLeasesTextCommand& c) {
+  return ReportBatch(impl, c.now, c.msg_ids, c.attempts,
+                     [&](size_t i, Reply& storage) { return ParsedReplyAt(c.raw_replies, i, storage); });
 }
 
 std::vector<Event> Apply(Engine::Impl& impl, const DrainEventsCommand&) {

@@ -98,7 +98,12 @@ absl::StatusOr<std::unique_ptr<Engine::Impl>> MakeImpl(EngineConfig config, uint
   topts.resolution = c.timer_resolution;
   topts.start = absl::UnixEpoch();
   impl->msg_timers = MakeTimerQueue(c.backend, topts);
-  impl->dest_timers = MakeTimerQueue(c.backend, topts);
+  // Destination wake-ups (rate spacing, suspension ends, probes) need
+  // millisecond precision whatever the message backend: on a 1 s wheel a
+  // destination limited to 600/min woke once per step and sent one message
+  // per second. There is one per destination, not per message, so a heap's
+  // log n is cheap here.
+  impl->dest_timers = MakeTimerQueue(TimerBackend::kQuadHeap, topts);
   if (impl->msg_timers == nullptr || impl->dest_timers == nullptr) {
     return absl::InvalidArgumentError("unknown timer backend");
   }

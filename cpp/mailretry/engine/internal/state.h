@@ -250,6 +250,9 @@ struct Engine::Impl {
   uint64_t submitted = 0, delivered = 0, bounced = 0, expired = 0;
   uint64_t scheduled_n = 0, ready_n = 0, leased_n = 0;
   uint64_t attempts = 0, deferred = 0, lease_expirations = 0;
+  // Reports naming a lease that is no longer current; calls whose `now` was
+  // slightly behind the clock and taken as the clock (see Core::Advance).
+  uint64_t stale_reports = 0, clamped_times = 0;
 
   // Set for a durable engine (Engine::OpenDurable); null otherwise and while
   // the journal is being replayed.
@@ -268,6 +271,9 @@ absl::Status CheckInvariantsLocked(const Engine::Impl& impl);
 uint32_t Crc32c(std::string_view data);
 absl::Status SaveLocked(const Engine::Impl& impl, const std::string& path);
 absl::StatusOr<std::unique_ptr<Engine::Impl>> LoadImpl(const std::string& path);
+// The snapshot encoding of a config and seed: equal bytes, equal behaviour.
+// A durable reopen compares the caller's config with the saved one by it.
+std::string EncodeConfig(const EngineConfig& config, uint64_t seed);
 }  // namespace internal
 
 }  // namespace mailretry

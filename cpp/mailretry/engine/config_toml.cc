@@ -1,0 +1,665 @@
+// The configuration grammar (engine/config_toml.h) over toml++'s node tree.
+//
+// Parsing never stops at the first bad value by unwinding: each reader records
+// the first error in the Context and returns a default, and the entry points
+// return that error. That keeps the grammar free of exceptions and of status
+// plumbing on every field.
+
+#include "mailretry/engine/config_toml.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <limits>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "mailretry/classify/classifier.h"
+#include "mailretry/engine/engine.h"
+#include "mailretry/engine/internal/config_tree.h"
+#include "mailretry/reply/reply.h"
+#include "mailretry/policy/retry_policy.h"
+#include "mailretry/timers/timer_queue.h"
+
+namespace mailretry {
+namespace {
+// absl::string_view is not std::string_view in Debian's Abseil build.
+absl::string_view AV(std::string_view s) { return absl::string_view(s.data(), s.size()); }
+}  // namespace
+
+namespace internal {
+namespace {
+
+// Longest duration a config may name: far beyond any queue lifetime, far
+// below absl::Duration's range, so that sums of durations cannot overflow.
+constexpr double kMaxDurationSeconds = 100.0 * 365 * 86400;
+
+struct Context {
+  absl::Status status;
+  bool ok() const { return status.ok(); }
+  void Fail(const std::string& path, absl::string_view what) {
+    if (status.ok()) status = absl::InvalidArgumentError(absl::StrCat("config ", path, ": ", what));
+  }
+};
+
+std::string Join(const std::string& path, std::string_view key) {
+  return path.empty() ? std::string(key) : absl::StrCat(path, ".", AV(key));
+}
+std::string Index(const std::string& path, size_t i) { return absl::StrCat(path, "[", i, "]"); }
+
+std::string_view TypeName(const toml::node& n) {
+  switch (n.type()) {
+    case toml::node_type::table: return "a table";
+    case toml::node_type::array: return "a list";
+    case toml::node_type::string: return "a string";
+    case toml::node_type::integer: return "an integer";
+    case toml::node_type::floating_point: return "a number";
+    case toml::node_type::boolean: return "a boolean";
+    default: return "a date or time";
+  }
+}
+
+absl::StatusOr<absl::Duration> DurationFromSeconds(double s) {
+  if (!std::isfinite(s)) return absl::InvalidArgumentError("expected a finite duration");
+  if (s < 0) return absl::InvalidArgumentError("a duration must not be negative");
+  if (s > kMaxDurationSeconds) return absl::InvalidArgumentError("duration too long (at most 100 years)");
+  return absl::Seconds(s);
+}
+
+// A table whose keys are checked: Finish() reports the keys nobody read.
+class Table {
+ public:
+  Table(Context& cx, const toml::node* node, std::string path) : cx_(cx), path_(std::move(path)) {
+    table_ = node != nullptr ? node->as_table() : nullptr;
+    if (node != nullptr && table_ == nullptr) {
+      cx_.Fail(path_.empty() ? "(top level)" : path_, absl::StrCat("expected a table, got ", AV(TypeName(*node))));
+    }
+  }
+
+  const std::string& path() const { return path_; }
+  std::string Path(std::string_view key) const { return Join(path_, key); }
+  void Fail(std::string_view key, absl::string_view what) { cx_.Fail(Path(key), what); }
+
+  const toml::node* Get(std::string_view key) {
+    used_.insert(std::string(key));
+    return table_ == nullptr ? nullptr : table_->get(key);
+  }
+  bool Has(std::string_view key) { return Get(key) != nullptr; }
+
+  void Finish() {
+    if (table_ == nullptr) return;
+    for (const auto& [k, v] : *table_) {
+      if (!used_.contains(std::string(k.str()))) {
+        cx_.Fail(Path(k.str()), "unknown key");
+        return;
+      }
+    }
+  }
+
+  void String(std::string_view key, std::string& out) {
+    const toml::node* n = Get(key);
+    if (n == nullptr) return;
+    if (const auto* v = n->as_string()) {
+      out = v->get();
+    } else {
+      Fail(key, absl::StrCat("expected a string, got ", AV(TypeName(*n))));
+    }
+  }
+  void Bool(std::string_view key, bool& out) {
+    const toml::node* n = Get(key);
+    if (n == nullptr) return;
+    if (const auto* v = n->as_boolean()) {
+      out = v->get();
+    } else {
+      Fail(key, "expected true or false");
+    }
+  }
+  void Double(std::string_view key, double& out) {
+    const toml::node* n = Get(key);
+    if (n == nullptr) return;
+    double d = 0;
+    if (const auto* f = n->as_floating_point()) {
+      d = f->get();
+    } else if (const auto* i = n->as_integer()) {
+      d = static_cast<double>(i->get());
+    } else {
+      Fail(key, "expected a number");
+      return;
+    }
+    if (!std::isfinite(d)) {
+      Fail(key, "expected a finite number");
+      return;
+    }
+    out = d;
+  }
+  template <typename Int>
+  void Unsigned(std::string_view key, Int& out) {
+    const toml::node* n = Get(key);
+    if (n == nullptr) return;
+    std::optional<uint64_t> v = UnsignedValue(*n, Path(key), static_cast<uint64_t>(std::numeric_limits<Int>::max()));
+    if (v) out = static_cast<Int>(*v);
+  }
+  std::optional<uint64_t> UnsignedValue(const toml::node& n, const std::string& path, uint64_t max) {
+    const auto* i = n.as_integer();
+    if (i == nullptr) {
+      cx_.Fail(path, absl::StrCat("expected an integer, got ", AV(TypeName(n))));
+      return std::nullopt;
+    }
+    const int64_t x = i->get();
+    if (x < 0 || static_cast<uint64_t>(x) > max) {
+      cx_.Fail(path, absl::StrCat("out of range (0 to ", max, ")"));
+      return std::nullopt;
+    }
+    return static_cast<uint64_t>(x);
+  }
+  void Duration(std::string_view key, absl::Duration& out) {
+    if (const toml::node* n = Get(key)) {
+      if (std::optional<absl::Duration> d = DurationValue(cx_, *n, Path(key))) out = *d;
+    }
+  }
+  void OptionalDuration(std::string_view key, std::optional<absl::Duration>& out) {
+    if (const toml::node* n = Get(key)) {
+      if (std::optional<absl::Duration> d = DurationValue(cx_, *n, Path(key))) out = *d;
+    }
+  }
+  // The items of a list (empty when absent or not a list).
+  std::vector<const toml::node*> List(std::string_view key) {
+    std::vector<const toml::node*> out;
+    const toml::node* n = Get(key);
+    if (n == nullptr) return out;
+    const toml::array* a = n->as_array();
+    if (a == nullptr) {
+      Fail(key, absl::StrCat("expected a list, got ", AV(TypeName(*n))));
+      return out;
+    }
+    for (const toml::node& item : *a) out.push_back(&item);
+    return out;
+  }
+  template <typename T, typename ParseFn>
+  std::vector<T> Names(std::string_view key, ParseFn parse) {
+    std::vector<T> out;
+    size_t i = 0;
+    for (const toml::node* item : List(key)) {
+      const std::string path = Index(Path(key), i++);
+      const auto* s = item->as_string();
+      if (s == nullptr) {
+        cx_.Fail(path, "expected a string");
+        continue;
+      }
+      auto parsed = parse(s->get());
+      if (!parsed.ok()) {
+        cx_.Fail(path, parsed.status().message());
+        continue;
+      }
+      out.push_back(*parsed);
+    }
+    return out;
+  }
+
+  static std::optional<absl::Duration> DurationValue(Context& cx, const toml::node& n, const std::string& path) {
+    absl::StatusOr<absl::Duration> d = absl::InvalidArgumentError("expected a duration (seconds or \"15m\")");
+    if (const auto* f = n.as_floating_point()) {
+      d = DurationFromSeconds(f->get());
+    } else if (const auto* i = n.as_integer()) {
+      d = DurationFromSeconds(static_cast<double>(i->get()));
+    } else if (const auto* s = n.as_string()) {
+      d = ParseConfigDuration(s->get());
+    }
+    if (!d.ok()) {
+      cx.Fail(path, d.status().message());
+      return std::nullopt;
+    }
+    return *d;
+  }
+
+  Context& cx() { return cx_; }
+
+ private:
+  Context& cx_;
+  std::string path_;
+  const toml::table* table_ = nullptr;
+  absl::flat_hash_set<std::string> used_;
+};
+
+RetryStage ParseStage(Context& cx, const toml::node* node, const std::string& path) {
+  Table t(cx, node, path);
+  RetryStage stage;
+  std::string kind = "fixed";
+  t.String("kind", kind);
+  if (kind == "fixed" || kind == "F") {
+    stage.kind = RetryStage::Kind::kFixed;
+  } else if (kind == "geometric" || kind == "G") {
+    stage.kind = RetryStage::Kind::kGeometric;
+  } else if (kind == "randomized" || kind == "H") {
+    stage.kind = RetryStage::Kind::kRandomized;
+  } else {
+    t.Fail("kind", "expected fixed, geometric or randomized");
+  }
+  t.Duration("cutoff", stage.cutoff);
+  t.Duration("interval", stage.interval);
+  t.Double("multiplier", stage.multiplier);
+  t.Finish();
+  return stage;
+}
+
+RetryPolicy ParseRetryPolicy(Context& cx, const toml::node* node, const std::string& path) {
+  Table t(cx, node, path);
+  RetryPolicy p = RetryPolicy::Default();
+  if (t.Has("preset")) {
+    std::string preset;
+    t.String("preset", preset);
+    absl::StatusOr<RetryPolicy> base = RetryPolicy::Preset(preset);
+    if (base.ok()) {
+      p = *base;
+    } else {
+      t.Fail("preset", base.status().message());
+    }
+  }
+  if (t.Has("backoff")) {
+    std::string b;
+    t.String("backoff", b);
+    if (b == "exponential") {
+      p.backoff = Backoff::kExponential;
+    } else if (b == "age") {
+      p.backoff = Backoff::kAge;
+    } else if (b == "intervals") {
+      p.backoff = Backoff::kIntervals;
+    } else if (b == "stages") {
+      p.backoff = Backoff::kStages;
+    } else {
+      t.Fail("backoff", "expected exponential, age, intervals or stages");
+    }
+  }
+  t.Duration("initial_delay", p.initial_delay);
+  t.Double("multiplier", p.multiplier);
+  if (const toml::node* n = t.Get("max_delay")) {
+    const auto* s = n->as_string();
+    if (s != nullptr && s->get() == "none") {
+      p.max_delay = absl::InfiniteDuration();
+    } else {
+      t.Duration("max_delay", p.max_delay);
+    }
+  }
+  t.Duration("min_delay", p.min_delay);
+  if (t.Has("intervals")) {
+    p.intervals.clear();
+    size_t i = 0;
+    for (const toml::node* item : t.List("intervals")) {
+      if (auto d = Table::DurationValue(cx, *item, Index(t.Path("intervals"), i++))) p.intervals.push_back(*d);
+    }
+  }
+  if (t.Has("stages")) {
+    p.stages.clear();
+    size_t i = 0;
+    for (const toml::node* item : t.List("stages")) {
+      p.stages.push_back(ParseStage(cx, item, Index(t.Path("stages"), i++)));
+    }
+  }
+  if (t.Has("jitter")) {
+    std::string j;
+    t.String("jitter", j);
+    absl::StatusOr<Jitter> parsed = ParseJitter(j);
+    if (parsed.ok()) {
+      p.jitter = *parsed;
+    } else {
+      t.Fail("jitter", parsed.status().message());
+    }
+  }
+  t.Duration("lifetime", p.lifetime);
+  t.Unsigned("max_attempts", p.max_attempts);
+  t.Bool("attempt_at_lifetime_end", p.attempt_at_lifetime_end);
+  t.Finish();
+  return p;
+}
+
+RateLimit ParseRate(Context& cx, const toml::node& node, const std::string& path) {
+  if (const auto* s = node.as_string()) {
+    absl::StatusOr<RateLimit> r = ParseConfigRate(s->get());
+    if (!r.ok()) cx.Fail(path, r.status().message());
+    return r.value_or(RateLimit{});
+  }
+  Table t(cx, &node, path);
+  RateLimit rate;
+  rate.messages = 1;
+  if (!t.Has("messages")) t.Fail("messages", "required (or write the rate as \"unlimited\")");
+  t.Unsigned("messages", rate.messages);
+  if (rate.messages == 0) t.Fail("messages", "a rate of 0 messages is not a limit; write \"unlimited\" for none");
+  t.Duration("per", rate.per);
+  t.Finish();
+  return rate;
+}
+
+DestinationPolicy ParseDestinationPolicy(Context& cx, const toml::node* node, const std::string& path,
+                                         const DestinationPolicy& base) {
+  Table t(cx, node, path);
+  DestinationPolicy d = base;
+  t.String("destination", d.destination);
+  t.String("source", d.source);
+  const bool explicit_initial = t.Has("initial_concurrency");
+  t.Unsigned("initial_concurrency", d.initial_concurrency);
+  t.Unsigned("max_concurrency", d.max_concurrency);
+  // "max_concurrency = 3" alone means: never more than 3, so start there too.
+  if (!explicit_initial && d.initial_concurrency > d.max_concurrency) d.initial_concurrency = d.max_concurrency;
+  t.Unsigned("min_concurrency", d.min_concurrency);
+  t.Unsigned("cut_concurrency_to", d.cut_concurrency_to);
+  t.Unsigned("raise_concurrency_after", d.raise_concurrency_after);
+  t.Duration("concurrency_ceiling_hold", d.concurrency_ceiling_hold);
+  if (const toml::node* n = t.Get("rate")) d.rate = ParseRate(cx, *n, t.Path("rate"));
+  if (const toml::node* n = t.Get("unlimited_cut_to")) {
+    d.unlimited_cut_to = ParseRate(cx, *n, t.Path("unlimited_cut_to"));
+  }
+  if (const toml::node* n = t.Get("min_rate")) d.min_rate = ParseRate(cx, *n, t.Path("min_rate"));
+  t.Duration("rate_quiet_period", d.rate_quiet_period);
+  t.Duration("suspend_base", d.suspend_base);
+  t.Double("suspend_multiplier", d.suspend_multiplier);
+  t.Duration("suspend_max", d.suspend_max);
+  t.Unsigned("connection_failures_to_suspend", d.connection_failures_to_suspend);
+  t.Finish();
+  return d;
+}
+
+ScheduleOverride ParseOverride(Context& cx, const toml::node* node, const std::string& path) {
+  Table t(cx, node, path);
+  ScheduleOverride o;
+  t.String("name", o.name);
+  t.String("destination", o.destination);
+  o.categories = t.Names<Category>("categories", [](std::string_view s) { return ParseCategory(s); });
+  o.transports = t.Names<Transport>("transports", [](std::string_view s) { return ParseTransport(s); });
+  if (const toml::node* n = t.Get("policy")) o.policy = ParseRetryPolicy(cx, n, t.Path("policy"));
+  t.OptionalDuration("fixed_delay", o.fixed_delay);
+  t.Bool("advance_backoff", o.advance_backoff);
+  t.Unsigned("max_consecutive", o.max_consecutive);
+  t.Finish();
+  return o;
+}
+
+ReactionRule ParseReaction(Context& cx, const toml::node* node, const std::string& path) {
+  Table t(cx, node, path);
+  ReactionRule r;
+  t.String("name", r.name);
+  t.String("text", r.text_regex);
+  t.String("enhanced", r.enhanced_pattern);
+  t.String("code", r.code_pattern);
+  t.String("destination", r.destination);
+  r.categories = t.Names<Category>("categories", [](std::string_view s) { return ParseCategory(s); });
+  t.Unsigned("threshold", r.threshold);
+  t.Duration("window", r.window);
+  t.OptionalDuration("suspend_for", r.suspend_for);
+  if (t.Has("set_concurrency")) {
+    uint32_t c = 0;
+    t.Unsigned("set_concurrency", c);
+    r.set_concurrency = c;
+  }
+  if (const toml::node* n = t.Get("set_rate")) r.set_rate = ParseRate(cx, *n, t.Path("set_rate"));
+  t.Duration("duration", r.duration);
+  t.Finish();
+  return r;
+}
+
+StructuralConfig ParseStructural(Context& cx, const toml::node* node, const std::string& path) {
+  Table t(cx, node, path);
+  StructuralConfig s;
+  t.Bool("enabled", s.enabled);
+  t.Unsigned("warning_421s", s.warning_421s);
+  t.Double("warning_ratio", s.warning_ratio);
+  t.Duration("warning_window", s.warning_window);
+  t.Unsigned("cycle_messages", s.cycle_messages);
+  t.Unsigned("cycle_failures", s.cycle_failures);
+  t.Unsigned("evidence_messages", s.evidence_messages);
+  t.Duration("evidence_span", s.evidence_span);
+  t.Bool("hold", s.hold);
+  t.Duration("probe_interval", s.probe_interval);
+  t.Finish();
+  return s;
+}
+
+UserRule ParseUserRule(Context& cx, const toml::node* node, const std::string& path) {
+  Table t(cx, node, path);
+  UserRule r;
+  for (const char* required : {"name", "category", "action"}) {
+    if (!t.Has(required)) t.Fail(required, "required");
+  }
+  t.String("name", r.name);
+  t.String("text", r.text_regex);
+  t.String("enhanced", r.enhanced_pattern);
+  t.String("code", r.code_pattern);
+  t.String("destination", r.destination);
+  std::string category, action;
+  t.String("category", category);
+  t.String("action", action);
+  if (t.cx().ok()) {
+    absl::StatusOr<Category> c = ParseCategory(category);
+    if (c.ok()) {
+      r.category = *c;
+    } else {
+      t.Fail("category", c.status().message());
+    }
+    absl::StatusOr<Action> a = ParseAction(action);
+    if (a.ok()) {
+      r.action = *a;
+    } else {
+      t.Fail("action", a.status().message());
+    }
+  }
+  if (t.Has("transient")) {
+    bool tr = false;
+    t.Bool("transient", tr);
+    r.transient = tr;
+  }
+  t.Finish();
+  return r;
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<UserRule>> UserRulesFromTree(const toml::node& list, const std::string& path) {
+  Context cx;
+  std::vector<UserRule> out;
+  const toml::array* a = list.as_array();
+  if (a == nullptr) return absl::InvalidArgumentError(absl::StrCat("config ", path, ": expected a list of tables"));
+  size_t i = 0;
+  for (const toml::node& item : *a) out.push_back(ParseUserRule(cx, &item, Index(path, i++)));
+  if (!cx.ok()) return cx.status;
+  return out;
+}
+
+absl::StatusOr<ConfigFile> ConfigFromTree(const toml::table& root) {
+  Context cx;
+  ConfigFile out;
+  EngineConfig& config = out.config;
+  Table t(cx, &root, "");
+  if (const toml::node* n = t.Get("seed")) {
+    out.seed = t.UnsignedValue(*n, "seed", static_cast<uint64_t>(std::numeric_limits<int64_t>::max()));
+  }
+  if (const toml::node* n = t.Get("retry")) config.retry = ParseRetryPolicy(cx, n, "retry");
+  size_t i = 0;
+  for (const toml::node* item : t.List("overrides")) config.overrides.push_back(ParseOverride(cx, item, Index("overrides", i++)));
+  t.Bool("builtin_overrides", config.builtin_overrides);
+  if (const toml::node* n = t.Get("destination_defaults")) {
+    config.destination_defaults = ParseDestinationPolicy(cx, n, "destination_defaults", config.destination_defaults);
+  }
+  i = 0;
+  for (const toml::node* item : t.List("destinations")) {
+    config.destinations.push_back(
+        ParseDestinationPolicy(cx, item, Index("destinations", i++), config.destination_defaults));
+  }
+  i = 0;
+  for (const toml::node* item : t.List("reactions")) config.reactions.push_back(ParseReaction(cx, item, Index("reactions", i++)));
+  if (const toml::node* n = t.Get("structural")) config.structural = ParseStructural(cx, n, "structural");
+  if (const toml::node* n = t.Get("classifier")) {
+    Table c(cx, n, "classifier");
+    i = 0;
+    for (const toml::node* item : c.List("rules")) {
+      config.classifier_rules.push_back(ParseUserRule(cx, item, Index("classifier.rules", i++)));
+    }
+    c.Finish();
+  }
+  t.Duration("lease_timeout", config.lease_timeout);
+  if (t.Has("backend")) {
+    std::string b;
+    t.String("backend", b);
+    absl::StatusOr<TimerBackend> parsed = ParseTimerBackend(b);
+    if (parsed.ok()) {
+      config.backend = *parsed;
+    } else {
+      t.Fail("backend", parsed.status().message());
+    }
+  }
+  t.Duration("timer_resolution", config.timer_resolution);
+  t.Bool("message_events", config.message_events);
+  if (t.Has("max_buffered_events")) {
+    uint64_t n = 0;
+    t.Unsigned("max_buffered_events", n);
+    config.max_buffered_events = static_cast<size_t>(n);
+  }
+  t.Finish();
+  if (!cx.ok()) return cx.status;
+  if (absl::Status s = config.Validate(); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("config: ", s.message()));
+  }
+  return out;
+}
+
+}  // namespace internal
+
+absl::StatusOr<absl::Duration> ParseConfigDuration(std::string_view s) {
+  // "90s", "15m", "4h", "5d", "1h30m", "0.5h", "250ms"; units: ms s m h d w.
+  if (s.empty()) return absl::InvalidArgumentError("empty duration");
+  auto bad = [&] {
+    return absl::InvalidArgumentError(
+        absl::StrCat("bad duration \"", AV(s), "\" (a number and a unit: ms, s, m, h, d, w; e.g. \"15m\", \"5d\")"));
+  };
+  double total = 0;
+  size_t i = 0;
+  while (i < s.size()) {
+    const size_t start = i;
+    while (i < s.size() && ((s[i] >= '0' && s[i] <= '9') || s[i] == '.')) ++i;
+    if (start == i || i - start > 32) return bad();
+    const std::string digits(s.substr(start, i - start));
+    char* end = nullptr;
+    const double number = std::strtod(digits.c_str(), &end);
+    if (end != digits.c_str() + digits.size()) return bad();
+    const size_t unit_start = i;
+    while (i < s.size() && ((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z'))) ++i;
+    const std::string_view unit = s.substr(unit_start, i - unit_start);
+    double per;
+    if (unit == "ms") {
+      per = 0.001;
+    } else if (unit == "s") {
+      per = 1;
+    } else if (unit == "m") {
+      per = 60;
+    } else if (unit == "h") {
+      per = 3600;
+    } else if (unit == "d") {
+      per = 86400;
+    } else if (unit == "w") {
+      per = 7 * 86400;
+    } else {
+      return bad();
+    }
+    total += number * per;
+  }
+  return internal::DurationFromSeconds(total);
+}
+
+absl::StatusOr<RateLimit> ParseConfigRate(std::string_view s) {
+  RateLimit rate;
+  if (s == "unlimited") return rate;
+  const size_t slash = s.find('/');
+  const std::string_view count = s.substr(0, slash);
+  if (slash == std::string_view::npos || count.empty() || count.size() > 9) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("bad rate \"", AV(s), "\" (expected \"N/duration\" such as \"100/1m\", or \"unlimited\")"));
+  }
+  uint32_t n = 0;
+  for (char c : count) {
+    if (c < '0' || c > '9') {
+      return absl::InvalidArgumentError(absl::StrCat("bad rate \"", AV(s), "\" (expected \"N/duration\" such as \"100/1m\")"));
+    }
+    n = n * 10 + static_cast<uint32_t>(c - '0');
+  }
+  if (n == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("rate \"", AV(s), "\" allows no messages; write \"unlimited\" for no limit"));
+  }
+  absl::StatusOr<absl::Duration> per = ParseConfigDuration(s.substr(slash + 1));
+  if (!per.ok()) return per.status();
+  if (*per <= absl::ZeroDuration()) return absl::InvalidArgumentError(absl::StrCat("rate \"", AV(s), "\": interval must be positive"));
+  rate.messages = n;
+  rate.per = *per;
+  return rate;
+}
+
+namespace internal {
+
+absl::StatusOr<toml::table> ParseTomlTree(std::string_view text, std::string_view origin) {
+  // The Debian build of toml++ reports syntax errors only by exception; they
+  // are caught here and never leave this function.
+  try {
+    return toml::parse(text, origin);
+  } catch (const toml::parse_error& e) {
+    const toml::source_position pos = e.source().begin;
+    return absl::InvalidArgumentError(absl::StrCat(AV(origin), ":", pos.line, ":", pos.column, ": ", AV(e.description())));
+  } catch (const std::exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat(AV(origin), ": ", e.what()));
+  }
+}
+
+absl::StatusOr<std::string> ReadConfigText(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    const int err = errno;
+    if (err == ENOENT) return absl::NotFoundError(absl::StrCat("config file '", path, "' does not exist"));
+    return absl::UnavailableError(absl::StrCat("cannot open config file '", path, "': ", std::strerror(err)));
+  }
+  std::string text;
+  char buf[1 << 14];
+  for (;;) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      const int err = errno;
+      ::close(fd);
+      return absl::UnavailableError(absl::StrCat("cannot read config file '", path, "': ", std::strerror(err)));
+    }
+    if (n == 0) break;
+    text.append(buf, static_cast<size_t>(n));
+    if (text.size() > (size_t{1} << 24)) {
+      ::close(fd);
+      return absl::InvalidArgumentError(absl::StrCat("config file '", path, "' is larger than 16 MiB"));
+    }
+  }
+  ::close(fd);
+  return text;
+}
+
+}  // namespace internal
+
+absl::StatusOr<ConfigFile> ParseConfigToml(std::string_view text, std::string_view origin) {
+  absl::StatusOr<toml::table> root = internal::ParseTomlTree(text, origin);
+  if (!root.ok()) return root.status();
+  return internal::ConfigFromTree(*root);
+}
+
+absl::StatusOr<ConfigFile> LoadConfigFile(const std::string& path) {
+  absl::StatusOr<std::string> text = internal::ReadConfigText(path);
+  if (!text.ok()) return text.status();
+  return ParseConfigToml(*text, path);
+}
+
+}  // namespace mailretry
