@@ -50,6 +50,29 @@ TEST(Engine, ConcurrencyIsEnforcedCutAndRaisedSlowly) {
   ExpectBalanced(*e);
 }
 
+// A cohort of simultaneous refusals is one piece of evidence: Postfix's
+// "too many connections" to three connections opened together cuts once
+// (5 -> 2), not once per reply (5 -> 2 -> 1).
+TEST(Engine, OneCohortOfConnectionRefusalsCutsConcurrencyOnce) {
+  EngineConfig c;
+  c.destination_defaults.initial_concurrency = 5;
+  auto e = MakeEngine(c);
+  for (uint64_t i = 0; i < 10; ++i) ASSERT_TRUE(e->Submit(i, "capped.example", kT0).ok());
+  std::vector<Lease> cohort = Take(*e, kT0, 10);
+  ASSERT_EQ(cohort.size(), 5u);
+  const absl::Time t1 = kT0 + absl::Seconds(2);
+  for (int i = 0; i < 3; ++i) MustReport(*e, cohort[i].msg_id, t1, kTooMany);
+  EXPECT_EQ(e->GetDestination("capped.example")->concurrency_limit, 2u);
+  std::vector<Event> ev = e->DrainEvents();
+  EXPECT_EQ(Count(ev, EventKind::kDestinationThrottled), 1);
+  // A refusal of a connection opened after the cut is new evidence.
+  for (int i = 3; i < 5; ++i) MustReport(*e, cohort[i].msg_id, t1, kOk);
+  std::vector<Lease> next = Take(*e, t1 + absl::Seconds(1), 10);
+  ASSERT_FALSE(next.empty());
+  MustReport(*e, next[0].msg_id, t1 + absl::Seconds(3), kTooMany);
+  EXPECT_EQ(e->GetDestination("capped.example")->concurrency_limit, 1u);
+}
+
 TEST(Engine, RaisesStopBelowARefusedLevelForAWhile) {
   EngineConfig c;
   c.destination_defaults.initial_concurrency = 3;

@@ -35,8 +35,9 @@ namespace internal {
 namespace {
 
 constexpr char kMagic[8] = {'M', 'R', 'S', 'N', 'A', 'P', '\r', '\n'};
-// 2: concurrency ceiling memory. 3: stale-report and clamped-time counters
-// (version 2 files load with both at 0).
+// 2: concurrency ceiling memory. 3: stale-report and clamped-time counters,
+// and each destination's last concurrency cut (version 2 files load with the
+// counters at 0 and no cut remembered).
 constexpr uint32_t kVersion = 3;
 constexpr uint32_t kOldestVersion = 2;
 
@@ -139,6 +140,7 @@ void Fields(V& v, S& d) {
       v(d.evidence_msgs), v(d.evidence_first);
   v(d.attempts), v(d.delivered), v(d.deferred), v(d.bounced), v(d.expired);
   v(d.samples), v(d.sample_gen), v(d.sample_next), v(d.sample_count);
+  if (v.version >= 3) v(d.last_conc_cut);
 }
 
 // A live message (its slot is written before it).
@@ -181,6 +183,7 @@ struct IsOptional<std::optional<T>> : std::true_type {};
 class FieldWriter : public Writer {
  public:
   using Writer::Writer;
+  uint32_t version = kVersion;  // Save writes the current format
   template <class T>
   void operator()(const T& x) {
     if constexpr (std::is_same_v<T, bool>) {
@@ -220,6 +223,7 @@ class FieldWriter : public Writer {
 class FieldReader : public Reader {
  public:
   using Reader::Reader;
+  uint32_t version = kVersion;  // of the file being read: older files lack later fields
   template <class T>
   void operator()(T& x) {
     if constexpr (std::is_same_v<T, bool>) {
@@ -464,6 +468,7 @@ absl::StatusOr<std::unique_ptr<Engine::Impl>> LoadImpl(const std::string& path) 
   if (crc_reader.U32() != Crc32c(payload)) return corrupt("checksum mismatch");
 
   FieldReader r(payload);
+  r.version = version;
   EngineConfig config;
   r(config);
   const uint64_t seed = r.U64();

@@ -190,7 +190,8 @@ class Core {
                std::string_view rule, const std::string& text);
   void EmitThrottled(DestState& d, int64_t now, Category cat, std::string_view rule,
                      const std::string& text, std::string detail, std::optional<int64_t> until);
-  void CutConcurrency(DestState& d, int64_t now, Category cat, std::string_view rule, const std::string& text);
+  void CutConcurrency(DestState& d, int64_t now, int64_t attempt_started, Category cat, std::string_view rule,
+                      const std::string& text);
   void CutRate(DestState& d, int64_t now, int64_t attempt_started, Category cat,
                std::string_view rule, const std::string& text);
   bool ReactionMatches(const internal::CompiledReaction& cr, const Reply& reply, const Classification& c);

@@ -62,7 +62,12 @@ void Core::EmitThrottled(DestState& d, int64_t now, Category cat, std::string_vi
   if (until) e.until = T(*until);
 }
 
-void Core::CutConcurrency(DestState& d, int64_t now, Category cat, std::string_view rule, const std::string& text) {
+void Core::CutConcurrency(DestState& d, int64_t now, int64_t attempt_started, Category cat, std::string_view rule,
+                          const std::string& text) {
+  // One cut per cohort: connections opened before the last cut were opened
+  // at the old level, so their refusals say nothing about the new one.
+  // Without this, three simultaneous "too many connections" took 5 -> 2 -> 1.
+  if (d.last_conc_cut != kNoTime && attempt_started < d.last_conc_cut) return;
   const DestinationPolicy& p = Policy(d);
   const uint32_t target = std::max(p.min_concurrency, std::min(d.concurrency / 2, p.cut_concurrency_to));
   d.success_streak = 0;
@@ -74,6 +79,7 @@ void Core::CutConcurrency(DestState& d, int64_t now, Category cat, std::string_v
     d.conc_ceiling = std::max(p.min_concurrency, d.concurrency - 1);
     d.conc_ceiling_until = SatAdd(now, DurMs(p.concurrency_ceiling_hold));
   }
+  d.last_conc_cut = now;
   d.concurrency = target;
   EmitThrottled(d, now, cat, rule, text, absl::StrCat("concurrency cut to ", target), std::nullopt);
 }

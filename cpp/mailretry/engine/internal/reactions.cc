@@ -80,7 +80,7 @@ void Core::ApplyReactions(uint32_t di, int64_t now, int64_t attempt_started, con
       Suspend(di, now, std::nullopt, c.category, c.rule, text);
       break;
     case Category::kTooManyConnections:
-      CutConcurrency(d, now, c.category, c.rule, text);
+      CutConcurrency(d, now, attempt_started, c.category, c.rule, text);
       break;
     default:
       break;

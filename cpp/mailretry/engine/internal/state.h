@@ -103,6 +103,7 @@ struct DestState {
   uint32_t conc_override = 0;
   int64_t conc_override_until = kNoTime;
   uint32_t conc_ceiling = 0;          // highest level not refused lately (0 = none)
+  int64_t last_conc_cut = kNoTime;    // attempts started before it are not new evidence
   int64_t conc_ceiling_until = kNoTime;
 
   // Rate (GCRA) and its cut / ramp-back.
