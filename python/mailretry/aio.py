@@ -582,9 +582,7 @@ class Driver(Generic[MsgT]):
             return
         finally:
             if self._observer is not None:
-                self._observer.on_attempt(
-                    lease, outcome, decision, time.perf_counter() - started
-                )
+                self._observer.on_attempt(lease, outcome, decision, time.perf_counter() - started)
         self.stats.reports += 1
         if self._on_report is not None:
             self._on_report(lease, outcome, decision)

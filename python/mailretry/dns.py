@@ -118,7 +118,9 @@ class DnspythonLookup:
         try:
             import dns.asyncresolver
         except ImportError as err:  # pragma: no cover - only without the extra
-            raise ImportError("MX resolution needs dnspython: pip install 'mailretry[smtp]'") from err
+            raise ImportError(
+                "MX resolution needs dnspython: pip install 'mailretry[smtp]'"
+            ) from err
         if nameservers is None:
             self._resolver = dns.asyncresolver.Resolver()
         else:
@@ -371,7 +373,9 @@ class MxResolver:
         shuffled.sort(key=lambda h: h.preference)  # stable: ties keep the shuffle
         return tuple(shuffled)
 
-    def _get(self, name: str, rdtype: str) -> MxResult | tuple[str, ...] | PermanentDnsFailure | None:
+    def _get(
+        self, name: str, rdtype: str
+    ) -> MxResult | tuple[str, ...] | PermanentDnsFailure | None:
         entry = self._cache.get((name, rdtype))
         if entry is None:
             return None

@@ -499,8 +499,7 @@ class SmtpSender:
             src = self._sources[name]
         except KeyError:
             raise InvalidInputError(
-                f"source {name!r} is not in SmtpSender(sources=...): "
-                f"known: {sorted(self._sources)}"
+                f"source {name!r} is not in SmtpSender(sources=...): known: {sorted(self._sources)}"
             ) from None
         return (src.address, 0), src.ehlo or self._local_hostname
 

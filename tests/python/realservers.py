@@ -241,8 +241,8 @@ class PrivatePostfix:
         log = self.log()
         out = re.findall(rf"postfix/{re.escape(listener)}/smtpd\[\d+\]: NOQUEUE: reject: (.*)", log)
         out += re.findall(
-            rf"postfix/{re.escape(listener)}/smtpd\[\d+\]: warning: Connection (?:concurrency|rate) "
-            r"limit exceeded: .*",
+            rf"postfix/{re.escape(listener)}/smtpd\[\d+\]: warning: "
+            r"Connection (?:concurrency|rate) limit exceeded: .*",
             log,
         )
         return out
@@ -258,13 +258,26 @@ class PrivatePostfix:
 def self_signed_cert(directory: Path, name: str) -> tuple[Path, Path]:
     cert, key = directory / "cert.pem", directory / "key.pem"
     subprocess.run(
-        [OPENSSL, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"]
-        + ["-subj", f"/CN={name}", "-keyout", str(key), "-out", str(cert)],
+        [
+            OPENSSL,
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            f"/CN={name}",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
         check=True,
         capture_output=True,
         timeout=60,
     )
-    key.chmod(0o644)  # read by smtpd as user postfix? no: smtpd reads it as root first
     return cert, key
 
 
@@ -302,9 +315,7 @@ class PrivateDnsmasq:
 
     def _answers(self) -> bool:
         if self._proc is not None and self._proc.poll() is not None:
-            raise RuntimeError(
-                f"dnsmasq exited: {(self.dir / 'log').read_text(errors='replace')}"
-            )
+            raise RuntimeError(f"dnsmasq exited: {(self.dir / 'log').read_text(errors='replace')}")
         import dns.exception
         import dns.message
         import dns.query

@@ -265,3 +265,52 @@ def test_clock_going_backwards_is_clamped() -> None:
     driver.submit(2, "example.com")  # would be an InvalidInputError without clamping
     assert driver.now() == T0 + 90
     assert engine.stats()["submitted"] == 2
+
+
+class TimedSender(ScriptedSender):
+    attempt_timeout = 300.0  # real seconds, like SmtpSender's
+
+
+def test_lease_shorter_than_the_senders_timeout_in_real_seconds_is_refused() -> None:
+    async def go(speed: float) -> Any:
+        engine = mailretry.Engine(CONFIG, seed=1)  # lease_timeout 10 min of clock time
+        driver = Driver(
+            engine, TimedSender(), str, clock=VirtualClock(T0, speed=speed, skip_idle=True)
+        )
+        driver.submit(1, "example.com")
+        return await driver.run(until_idle=True)
+
+    # At speed 120, 10 clock minutes are 5 real seconds: less than 300.
+    with pytest.raises(mailretry.InvalidInputError, match="attempt_timeout"):
+        asyncio.run(go(120.0))
+    assert asyncio.run(go(1.0)).reports == 1  # 600 real seconds > 300
+    assert asyncio.run(go(0.0)).reports == 1  # frozen clock: leases never time out
+
+
+def test_submit_to_routes_and_events_carry_the_domain() -> None:
+    async def go() -> tuple[Any, ...]:
+        engine = mailretry.Engine(CONFIG, seed=1)
+        events: list[dict[str, Any]] = []
+
+        async def route(domain: str) -> str:
+            return "(mx1|mx2).provider.example"
+
+        driver = Driver(
+            engine,
+            ScriptedSender({2: ["550 5.1.1 no"]}),
+            str,
+            clock=VirtualClock(T0, speed=0.0),
+            on_event=events.append,
+            route=route,
+        )
+        sites = [await driver.submit_to(i, f"d{i}.example") for i in (1, 2)]
+        await driver.run(until_idle=True)
+        return engine, sites, events, driver
+
+    engine, sites, events, driver = asyncio.run(go())
+    assert sites == ["(mx1|mx2).provider.example"] * 2
+    final = {e["msg_id"]: e for e in events if e["kind"] in ("delivered", "bounced")}
+    assert final[1]["domain"] == "d1.example" and final[2]["domain"] == "d2.example"
+    assert final[1]["destination"] == "(mx1|mx2).provider.example"
+    assert engine.destination("(mx1|mx2).provider.example")["attempts"] == 2
+    assert driver.domain_of(1) is None  # forgotten once final

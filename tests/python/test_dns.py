@@ -136,7 +136,9 @@ def test_answers_are_cached_for_their_ttl_and_failures_are_not() -> None:
 
 def test_equal_preferences_are_shuffled_by_seed_and_stable() -> None:
     zone = {("eq.test", "MX"): [f"10 mx{i}.eq.test." for i in range(8)]}
-    orders = {tuple(h.host for h in run(resolver(zone, seed=s)[0].mx("eq.test")).hosts) for s in range(6)}
+    orders = {
+        tuple(h.host for h in run(resolver(zone, seed=s)[0].mx("eq.test")).hosts) for s in range(6)
+    }
     assert len(orders) > 1  # spread over the hosts
     again = run(resolver(zone, seed=3)[0].mx("eq.test")).hosts
     assert again == run(resolver(zone, seed=3)[0].mx("eq.test")).hosts

@@ -24,13 +24,12 @@ import pytest
 pytest.importorskip("aiosmtplib")
 pytest.importorskip("dns.asyncresolver")
 
-import realservers
-from realservers import Listener, PolicyServer, PrivateDnsmasq, PrivatePostfix
-
 import mailretry
+import realservers
 from mailretry.aio import Driver, VirtualClock
 from mailretry.dns import MxResolver
 from mailretry.smtp import OutgoingMessage, SmtpSender, SourceAddress
+from realservers import Listener, PolicyServer, PrivateDnsmasq, PrivatePostfix
 
 _missing = realservers.missing_binaries()
 pytestmark = pytest.mark.skipif(
@@ -169,9 +168,7 @@ def servers() -> Iterator[Servers]:
             },
         ),
     ]
-    postfix = PrivatePostfix(
-        listeners, port, {"anvil_rate_time_unit": f"{RATE_LIMIT[1]}s"}
-    )
+    postfix = PrivatePostfix(listeners, port, {"anvil_rate_time_unit": f"{RATE_LIMIT[1]}s"})
     dns = PrivateDnsmasq(DNS, dns_records())
     with realservers.running(policy, dns, postfix):
         yield Servers(postfix, dns, policy)
