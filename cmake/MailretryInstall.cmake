@@ -4,7 +4,7 @@
 # works from any prefix.
 include(CMakePackageConfigHelpers)
 
-install(TARGETS mailretry_core EXPORT mailretryTargets
+install(TARGETS mailretry_core mailretry_sim EXPORT mailretryTargets
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
 foreach(header IN LISTS MAILRETRY_PUBLIC_HEADERS)

@@ -5,9 +5,9 @@
 #include <vector>
 
 #include "benchmark/benchmark.h"
-#include "mailretry/classifier.h"
-#include "mailretry/internal/reply_corpus.h"
-#include "mailretry/reply.h"
+#include "mailretry/classify/classifier.h"
+#include "mailretry/classify/internal/reply_corpus.h"
+#include "mailretry/reply/reply.h"
 
 namespace mailretry {
 namespace {

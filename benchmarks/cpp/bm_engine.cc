@@ -21,8 +21,8 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "benchmark/benchmark.h"
-#include "mailretry/engine.h"
-#include "mailretry/reply.h"
+#include "mailretry/engine/engine.h"
+#include "mailretry/reply/reply.h"
 
 namespace mailretry {
 namespace {

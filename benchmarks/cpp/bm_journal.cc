@@ -27,9 +27,9 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "benchmark/benchmark.h"
-#include "mailretry/engine.h"
-#include "mailretry/engine_journal.h"
-#include "mailretry/reply.h"
+#include "mailretry/engine/engine.h"
+#include "mailretry/engine/durable/journal.h"
+#include "mailretry/reply/reply.h"
 
 namespace mailretry {
 namespace {

@@ -10,8 +10,8 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "benchmark/benchmark.h"
-#include "mailretry/engine.h"
-#include "mailretry/sim.h"
+#include "mailretry/engine/engine.h"
+#include "mailretry/sim/sim.h"
 
 namespace mailretry {
 namespace {

@@ -29,10 +29,10 @@
 #include "absl/time/time.h"
 #include "benchmark/benchmark.h"
 #include "boost/heap/d_ary_heap.hpp"
-#include "mailretry/internal/boost_heap_queue.h"
-#include "mailretry/internal/quad_heap.h"
-#include "mailretry/internal/timing_wheel.h"
-#include "mailretry/timer_queue.h"
+#include "mailretry/timers/internal/boost_heap_queue.h"
+#include "mailretry/timers/internal/quad_heap.h"
+#include "mailretry/timers/internal/timing_wheel.h"
+#include "mailretry/timers/timer_queue.h"
 
 namespace mailretry {
 namespace {

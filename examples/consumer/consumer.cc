@@ -1,9 +1,9 @@
 // Links mailretry::core from an installed package and classifies one reply.
 #include <iostream>
 
-#include "mailretry/classifier.h"
-#include "mailretry/reply.h"
-#include "mailretry/version.h"
+#include "mailretry/classify/classifier.h"
+#include "mailretry/reply/reply.h"
+#include "mailretry/common/version.h"
 
 int main() {
   absl::StatusOr<mailretry::Classifier> classifier = mailretry::Classifier::Create();

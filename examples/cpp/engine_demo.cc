@@ -14,7 +14,7 @@
 #include <string>
 
 #include "absl/time/time.h"
-#include "mailretry/engine.h"
+#include "mailretry/engine/engine.h"
 
 namespace {
 

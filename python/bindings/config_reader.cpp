@@ -18,10 +18,10 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
-#include "mailretry/classifier.h"
-#include "mailretry/engine.h"
-#include "mailretry/retry_policy.h"
-#include "mailretry/timer_queue.h"
+#include "mailretry/classify/classifier.h"
+#include "mailretry/engine/engine.h"
+#include "mailretry/policy/retry_policy.h"
+#include "mailretry/timers/timer_queue.h"
 #include "status.h"
 
 namespace py = pybind11;

@@ -13,7 +13,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/time/time.h"
-#include "mailretry/engine.h"
+#include "mailretry/engine/engine.h"
 
 namespace mailretry::python {
 

@@ -5,7 +5,7 @@
 
 #include "absl/status/status.h"
 #include "bindings.h"
-#include "mailretry/version.h"
+#include "mailretry/common/version.h"
 #include "status.h"
 
 namespace py = pybind11;

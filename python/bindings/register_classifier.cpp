@@ -13,8 +13,8 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "bindings.h"
-#include "mailretry/classifier.h"
-#include "mailretry/reply.h"
+#include "mailretry/classify/classifier.h"
+#include "mailretry/reply/reply.h"
 #include "status.h"
 #include "text_column.h"
 

@@ -15,8 +15,8 @@
 #include "absl/container/flat_hash_map.h"
 #include "bindings.h"
 #include "config_reader.h"
-#include "mailretry/engine.h"
-#include "mailretry/retry_policy.h"
+#include "mailretry/engine/engine.h"
+#include "mailretry/policy/retry_policy.h"
 #include "status.h"
 #include "text_column.h"
 

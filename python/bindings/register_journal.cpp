@@ -13,8 +13,8 @@
 #include "absl/strings/str_cat.h"
 #include "bindings.h"
 #include "config_reader.h"
-#include "mailretry/engine.h"
-#include "mailretry/engine_journal.h"
+#include "mailretry/engine/engine.h"
+#include "mailretry/engine/durable/journal.h"
 #include "status.h"
 
 namespace py = pybind11;

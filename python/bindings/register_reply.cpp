@@ -5,7 +5,7 @@
 #include <pybind11/stl.h>
 
 #include "bindings.h"
-#include "mailretry/reply.h"
+#include "mailretry/reply/reply.h"
 #include "status.h"
 
 namespace py = pybind11;

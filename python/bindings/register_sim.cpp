@@ -22,8 +22,8 @@
 #include "absl/time/time.h"
 #include "bindings.h"
 #include "config_reader.h"
-#include "mailretry/engine.h"
-#include "mailretry/sim.h"
+#include "mailretry/engine/engine.h"
+#include "mailretry/sim/sim.h"
 #include "status.h"
 
 namespace py = pybind11;

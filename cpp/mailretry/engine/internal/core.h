@@ -1,0 +1,232 @@
+// File: engine/internal/core.h
+// -----------------------------------------------------------------------------
+// The engine's behaviour over its state (state.h). A Core is a short-lived view
+// of one Engine::Impl, made per call with Impl::mu held; it has no state of its
+// own. Its methods are grouped by concept, one source file each:
+//   messages.cc     storage, ready lists, the one timer per message, the clock
+//   events.cc       events and the reply samples behind their evidence
+//   destination.cc  suspension, concurrency and rate cuts, release on delivery
+//   reactions.cc    user reaction rules and the built-in reactions by category
+//   structural.cc   the 421 warning, structural detection and holding
+//   schedule.cc     which schedule applies to a failure, and expiry
+//   operations.cc   the bodies of Submit, TakeReady, Report, ...
+// The small predicates that TakeReady and Report call per message are defined
+// here so that they inline.
+#ifndef MAILRETRY_ENGINE_INTERNAL_CORE_H_
+#define MAILRETRY_ENGINE_INTERNAL_CORE_H_
+
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "mailretry/common/internal/strings.h"
+#include "mailretry/engine/engine.h"
+#include "mailretry/engine/internal/state.h"
+
+namespace mailretry::internal {
+
+// --- time units: the engine keeps times as Unix milliseconds ------------------
+
+inline int64_t Ms(absl::Time t) { return absl::ToUnixMillis(t); }
+inline absl::Time T(int64_t ms) { return absl::FromUnixMillis(ms); }
+inline int64_t DurMs(absl::Duration d) {
+  if (d >= absl::Hours(24 * 365 * 1000)) return int64_t{1} << 60;  // "forever", overflow-safe
+  return absl::ToInt64Milliseconds(d);
+}
+inline int64_t SatAdd(int64_t a, int64_t b) {
+  if (b > 0 && a > std::numeric_limits<int64_t>::max() - b) return std::numeric_limits<int64_t>::max();
+  return a + b;
+}
+// Milliseconds between messages at rate `r`; 0 = unlimited.
+inline int64_t IntervalMs(const RateLimit& r) {
+  if (r.unlimited()) return 0;
+  return std::max<int64_t>(1, DurMs(r.per) / r.messages);
+}
+inline std::optional<double> RatePerSecond(int64_t interval_ms) {
+  if (interval_ms <= 0) return std::nullopt;
+  return 1000.0 / static_cast<double>(interval_ms);
+}
+inline bool IsTimeValid(absl::Time t) {
+  return t >= absl::UnixEpoch() && t < absl::UnixEpoch() + absl::Hours(24 * 365 * 10000);
+}
+
+// --- compact reply facts kept per message --------------------------------------
+
+inline uint32_t PackEnhanced(const std::optional<EnhancedCode>& e) {
+  if (!e) return 0;
+  return ((uint32_t{e->klass} << 20) | (uint32_t{e->subject} << 10) | e->detail) + 1;
+}
+inline std::optional<EnhancedCode> UnpackEnhanced(uint32_t v) {
+  if (v == 0) return std::nullopt;
+  --v;
+  EnhancedCode e;
+  e.klass = static_cast<uint8_t>(v >> 20);
+  e.subject = static_cast<uint16_t>((v >> 10) & 1023);
+  e.detail = static_cast<uint16_t>(v & 1023);
+  return e;
+}
+inline std::string EnhancedString(const std::optional<EnhancedCode>& e) {
+  return e ? e->ToString() : std::string();
+}
+// Categories that count as early structural evidence.
+inline bool IsEvidenceCategory(Category c) {
+  return c == Category::kReputationBlock || c == Category::kDnsblListed ||
+         c == Category::kAuthSpfDkimDmarc || c == Category::kPtrRdns;
+}
+inline bool IsConnectionLevel(Transport t) {
+  return t == Transport::kConnectionRefused || t == Transport::kConnectTimeout ||
+         t == Transport::kDnsFailure;
+}
+
+class Core {
+ public:
+  explicit Core(Engine::Impl& impl) : m_(impl) {}
+
+  // --- time -----------------------------------------------------------------
+  absl::Status CheckNow(absl::Time now) const;
+  absl::Status Advance(absl::Time now_t);
+
+  // --- names and destinations -------------------------------------------------
+  uint32_t InternName(std::string_view name);
+  uint32_t DestFor(std::string_view domain, std::string_view source);
+  const DestinationPolicy& Policy(const DestState& d) const { return m_.dest_policies[d.policy]; }
+
+  const RetryPolicy& LifetimePolicy(const DestState& d) const {
+    return d.lifetime_schedule >= 0 ? *m_.schedules[d.lifetime_schedule].policy : m_.config.retry;
+  }
+  int64_t ExpiresMs(const MsgRec& r) const {
+    return SatAdd(r.submitted_ms, DurMs(LifetimePolicy(m_.dests[r.dest]).lifetime));
+  }
+  // When a message waiting in a ready list gives up: at its lifetime end, or,
+  // for its final attempt (scheduled at the end), one lease timeout later.
+  int64_t ReadyDeadline(const MsgRec& r) const {
+    const int64_t e = ExpiresMs(r);
+    return (r.flags & internal::kFlagFinal) ? SatAdd(e, DurMs(m_.config.lease_timeout)) : e;
+  }
+  uint32_t EffectiveConcurrency(const DestState& d, int64_t now) const {
+    if (d.conc_override_until > now) return std::min(d.concurrency, d.conc_override);
+    return d.concurrency;
+  }
+  // Milliseconds between messages now in force; 0 = unlimited.
+  int64_t EffectiveIntervalMs(const DestState& d, int64_t now, bool with_override = true) const {
+    const DestinationPolicy& p = Policy(d);
+    const int64_t base = IntervalMs(p.rate);
+    int64_t iv = base;
+    if (d.cut_interval_ms > 0) {
+      const int64_t quiet = std::max<int64_t>(1, DurMs(p.rate_quiet_period));
+      const int64_t steps = (now - d.last_cut) / quiet;
+      const int64_t c = steps >= 62 ? 0 : (d.cut_interval_ms >> steps);
+      if (base > 0) {
+        iv = std::max(base, c);
+      } else {
+        // No configured ceiling: lift the cut once the rate has doubled three
+        // times past the cut-to rate.
+        iv = (c * 8 <= IntervalMs(p.unlimited_cut_to)) ? 0 : c;
+      }
+    }
+    if (with_override && d.rate_override_until > now) iv = std::max(iv, d.rate_override_ms);
+    return iv;
+  }
+  // 0 if a message may go now; kNever if only a report can unblock it; else
+  // the time at which it may.
+  int64_t BlockedUntil(const DestState& d, int64_t now) const {
+    if (d.suspended_until > now) return d.suspended_until;
+    if (d.held) {
+      if (d.probe_in_flight) return kNever;
+      if (d.next_probe > now) return d.next_probe;
+    }
+    if (d.in_flight >= EffectiveConcurrency(d, now)) {
+      if (d.conc_override_until > now && d.in_flight < d.concurrency) return d.conc_override_until;
+      return kNever;
+    }
+    const int64_t iv = EffectiveIntervalMs(d, now);
+    if (iv > 0 && d.tat != kNoTime && d.tat > now) return d.tat;
+    return 0;
+  }
+  void ArmWake(uint32_t di, int64_t t);
+  void AddToRing(uint32_t di);
+
+  // --- events -------------------------------------------------------------------
+  Event& Emit(EventKind kind, int64_t t, const DestState& d);
+  Event* EmitMsg(EventKind kind, int64_t t, const MsgRec& r);
+
+  // --- message storage ---------------------------------------------------------
+  uint32_t AllocSlot();
+  void FreeSlot(uint32_t s);
+  void PushReady(uint32_t s, bool front = false);
+  void Unlink(uint32_t s);
+  void SetTimer(uint32_t s, int64_t due, bool pending);
+  // Puts a message whose time has come into its destination's ready list;
+  // its timer becomes its ready deadline.
+  void MakeReady(uint32_t s, bool timer_pending);
+
+  // --- timers ------------------------------------------------------------------
+  void OnDestWake(uint32_t di, int64_t t);
+  void OnMsgTimer(uint32_t s, int64_t t);
+  void ReleaseLease(MsgRec& r, DestState& d);
+
+  // --- replies ------------------------------------------------------------------
+  std::string LastReplyText(const MsgRec& r) const;
+  uint8_t AddSample(DestState& d, const std::string& text);
+  void RecordReply(MsgRec& r, DestState& d, const Reply& reply, const Classification& c,
+                   const std::string& text);
+
+  // --- destination reactions --------------------------------------------------------
+  void RollWindow(DestState& d, int64_t now);
+  std::vector<CategoryCount> DominantCategories(const DestState& d, size_t max) const;
+  void FillEvidence(Event& e, const DestState& d);
+  void Suspend(uint32_t di, int64_t now, std::optional<int64_t> fixed_ms, Category cat,
+               std::string_view rule, const std::string& text);
+  void EmitThrottled(DestState& d, int64_t now, Category cat, std::string_view rule,
+                     const std::string& text, std::string detail, std::optional<int64_t> until);
+  void CutConcurrency(DestState& d, int64_t now, Category cat, std::string_view rule, const std::string& text);
+  void CutRate(DestState& d, int64_t now, int64_t attempt_started, Category cat,
+               std::string_view rule, const std::string& text);
+  bool ReactionMatches(const internal::CompiledReaction& cr, const Reply& reply, const Classification& c);
+  void ApplyReactions(uint32_t di, int64_t now, int64_t attempt_started, const Reply& reply,
+                      const Classification& c, const std::string& text);
+  void NoteAttempt(DestState& d, int64_t now, bool is_421);
+  void CheckWarning(DestState& d, int64_t now);
+  // Counts a failing message towards the structural rules and raises
+  // structural_failure when one of them holds.
+  void StructuralEvidence(uint32_t di, MsgRec& r, Category cat, int64_t now, bool expiring);
+  void CheckStructural(uint32_t di, int64_t now);
+
+  // --- outcomes -------------------------------------------------------------------------
+  void Expire(uint32_t s, int64_t t, std::string_view why);
+  void OnDelivered(uint32_t di, int64_t now);
+  // Which schedule applies to this failure: category/transport overrides
+  // first (user ones before built-ins), then destination-only ones.
+  const ScheduleOverride* FindOverride(const DestState& d, const Reply& reply, Category cat) const;
+  // The next retry for a transiently failed message, or expiry (nullopt).
+  std::optional<int64_t> NextAttempt(MsgRec& r, const DestState& d, const Reply& reply, Category cat,
+                                     int64_t now, std::string_view* schedule_name);
+
+  // --- API bodies (operations.cc) ----------------------------------------------------------------------
+  absl::Status SubmitOne(uint64_t id, uint32_t di, int64_t now, std::optional<int64_t> not_before);
+  absl::Status CheckDestination(std::string_view destination) const;
+  absl::Status Submit(uint64_t id, std::string_view destination, absl::Time now_t, std::string_view source,
+                      std::optional<absl::Time> not_before);
+  absl::Status SubmitMany(absl::Span<const uint64_t> ids, absl::Span<const uint32_t> dest_idx,
+                          absl::Span<const std::string> dest_names, absl::Time now_t,
+                          absl::Span<const uint32_t> src_idx, absl::Span<const std::string> src_names);
+  absl::StatusOr<std::vector<Lease>> TakeReady(absl::Time now_t, size_t limit);
+  absl::StatusOr<Decision> Report(uint64_t id, int64_t now, const Reply& reply);
+  std::optional<absl::Time> NextWakeup() const;
+  DestinationInfo Info(uint32_t di) const;
+
+ private:
+  Engine::Impl& m_;
+};
+
+}  // namespace mailretry::internal
+
+#endif  // MAILRETRY_ENGINE_INTERNAL_CORE_H_

@@ -1,0 +1,135 @@
+// File: engine/internal/destination.cc
+// Destination limits: suspension, concurrency and rate cuts, and their release
+// on delivery.
+#include "mailretry/engine/internal/core.h"
+
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include <cmath>
+
+#include "absl/strings/str_format.h"
+
+namespace mailretry::internal {
+
+void Core::Suspend(uint32_t di, int64_t now, std::optional<int64_t> fixed_ms, Category cat,
+             std::string_view rule, const std::string& text) {
+  DestState& d = m_.dests[di];
+  const DestinationPolicy& p = Policy(d);
+  int64_t dur;
+  if (fixed_ms) {
+    dur = *fixed_ms;
+  } else {
+    // Replies from messages already in flight when the suspension began
+    // are not repeats.
+    if (d.suspended_until > now) return;
+    const double f = std::pow(p.suspend_multiplier, static_cast<double>(d.suspensions));
+    dur = std::min<int64_t>(DurMs(p.suspend_max),
+                            static_cast<int64_t>(std::min(static_cast<double>(DurMs(p.suspend_base)) * f, 1e15)));
+    ++d.suspensions;
+  }
+  const int64_t until = SatAdd(now, dur);
+  if (until <= d.suspended_until) return;
+  d.suspended_until = until;
+  d.suspended = true;
+  ArmWake(di, until);
+  Event& e = Emit(EventKind::kDestinationSuspended, now, d);
+  e.until = T(until);
+  e.category = cat;
+  e.rule = std::string(rule);
+  e.reply = text;
+  e.detail = absl::StrCat("suspended for ", absl::FormatDuration(absl::Milliseconds(dur)),
+                          fixed_ms ? "" : absl::StrCat(" (repeat ", d.suspensions, ")"));
+}
+
+void Core::EmitThrottled(DestState& d, int64_t now, Category cat, std::string_view rule,
+                   const std::string& text, std::string detail, std::optional<int64_t> until) {
+  Event& e = Emit(EventKind::kDestinationThrottled, now, d);
+  e.category = cat;
+  e.rule = std::string(rule);
+  e.reply = text;
+  e.detail = std::move(detail);
+  e.concurrency_limit = EffectiveConcurrency(d, now);
+  e.rate_per_second = RatePerSecond(EffectiveIntervalMs(d, now));
+  if (until) e.until = T(*until);
+}
+
+void Core::CutConcurrency(DestState& d, int64_t now, Category cat, std::string_view rule, const std::string& text) {
+  const DestinationPolicy& p = Policy(d);
+  const uint32_t target = std::max(p.min_concurrency, std::min(d.concurrency / 2, p.cut_concurrency_to));
+  d.success_streak = 0;
+  if (target >= d.concurrency) return;
+  // Remember the refused level so that slow raises do not walk straight
+  // back into the receiver's cap (2 -> 3 -> refused -> 1 -> ...). Only a
+  // real cut sets it: later refusals from the same cohort see the cut limit.
+  if (p.concurrency_ceiling_hold > absl::ZeroDuration()) {
+    d.conc_ceiling = std::max(p.min_concurrency, d.concurrency - 1);
+    d.conc_ceiling_until = SatAdd(now, DurMs(p.concurrency_ceiling_hold));
+  }
+  d.concurrency = target;
+  EmitThrottled(d, now, cat, rule, text, absl::StrCat("concurrency cut to ", target), std::nullopt);
+}
+
+void Core::CutRate(DestState& d, int64_t now, int64_t attempt_started, Category cat,
+             std::string_view rule, const std::string& text) {
+  // An attempt that started before the last cut was sent at the old rate:
+  // its rate-limit reply is not new evidence. Without this, a burst of
+  // replies from one cohort halved the rate once per reply.
+  if (d.last_cut != kNoTime && attempt_started < d.last_cut) return;
+  const DestinationPolicy& p = Policy(d);
+  const int64_t cur = EffectiveIntervalMs(d, now, /*with_override=*/false);
+  int64_t next = cur == 0 ? IntervalMs(p.unlimited_cut_to) : cur * 2;
+  next = std::min(next, IntervalMs(p.min_rate));
+  next = std::max(next, cur);
+  d.last_cut = now;
+  d.success_streak = 0;
+  if (next == cur && d.cut_interval_ms != 0) {
+    d.cut_interval_ms = next;  // at the floor: restart the quiet period only
+    return;
+  }
+  d.cut_interval_ms = next;
+  if (next == cur) return;
+  EmitThrottled(d, now, cat, rule, text,
+                absl::StrFormat("rate cut to %.4g messages/s", 1000.0 / static_cast<double>(next)),
+                std::nullopt);
+}
+
+void Core::OnDelivered(uint32_t di, int64_t now) {
+  DestState& d = m_.dests[di];
+  const DestinationPolicy& p = Policy(d);
+  ++d.delivered;
+  d.last_delivery = now;
+  d.consecutive_failures = 0;
+  d.conn_failures = 0;
+  d.suspensions = 0;
+  d.cat_counts.fill(0);
+  d.cycle_msgs = 0;
+  d.evidence_msgs = 0;
+  d.evidence_first = kNoTime;
+  if (++d.success_streak >= p.raise_concurrency_after) {
+    d.success_streak = 0;
+    const bool capped = d.conc_ceiling != 0 && now < d.conc_ceiling_until;
+    const uint32_t limit = capped ? std::min(p.max_concurrency, d.conc_ceiling) : p.max_concurrency;
+    if (d.concurrency < limit) ++d.concurrency;
+  }
+  if (d.health == Health::kStructural) {
+    d.health = Health::kHealthy;
+    d.held = false;
+    Event& e = Emit(EventKind::kStructuralCleared, now, d);
+    e.detail = "a message was delivered; the destination is released";
+    AddToRing(di);
+  } else if (d.health == Health::kWarning) {
+    const double n = d.cur_attempts + d.prev_attempts;
+    if (d.cur_421 + d.prev_421 < m_.config.structural.warning_ratio * n / 2) d.health = Health::kHealthy;
+  }
+}
+
+}  // namespace mailretry::internal

@@ -1,0 +1,321 @@
+// File: engine/internal/operations.cc
+// The bodies of the engine's operations (Submit, TakeReady, Report, ...), run
+// with Impl::mu held.
+#include "mailretry/engine/internal/core.h"
+
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+
+namespace mailretry::internal {
+
+absl::Status Core::SubmitOne(uint64_t id, uint32_t di, int64_t now, std::optional<int64_t> not_before) {
+  const uint32_t s = AllocSlot();
+  MsgRec& r = m_.msgs[s];
+  r.id = id;
+  r.dest = di;
+  r.submitted_ms = now;
+  m_.ids.insert(s);
+  ++m_.submitted;
+  if (not_before && *not_before > now) {
+    r.state = MsgState::kScheduled;
+    ++m_.scheduled_n;
+    ++m_.dests[di].scheduled_count;
+    SetTimer(s, *not_before, false);
+  } else {
+    MakeReady(s, false);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Core::CheckDestination(std::string_view destination) const {
+  if (destination.empty()) return absl::InvalidArgumentError("destination is empty");
+  if (destination.size() > 255) return absl::InvalidArgumentError("destination is longer than 255 bytes");
+  return absl::OkStatus();
+}
+
+absl::Status Core::Submit(uint64_t id, std::string_view destination, absl::Time now_t, std::string_view source,
+                    std::optional<absl::Time> not_before) {
+  if (absl::Status s = CheckDestination(destination); !s.ok()) return s;
+  if (source.size() > 255) return absl::InvalidArgumentError("source is longer than 255 bytes");
+  if (not_before && !IsTimeValid(*not_before)) return absl::InvalidArgumentError("not_before is out of range");
+  if (absl::Status s = Advance(now_t); !s.ok()) return s;
+  if (m_.ids.contains(internal::IdKey{id})) {
+    return absl::AlreadyExistsError(absl::StrCat("message ", id, " is already pending"));
+  }
+  const uint32_t di = DestFor(destination, source);
+  std::optional<int64_t> nb;
+  if (not_before) nb = Ms(*not_before);
+  return SubmitOne(id, di, m_.now_ms, nb);
+}
+
+absl::Status Core::SubmitMany(absl::Span<const uint64_t> ids, absl::Span<const uint32_t> dest_idx,
+                        absl::Span<const std::string> dest_names, absl::Time now_t,
+                        absl::Span<const uint32_t> src_idx, absl::Span<const std::string> src_names) {
+  if (ids.size() != dest_idx.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("msg_ids has ", ids.size(), " entries but destination_indices has ",
+                                                   dest_idx.size()));
+  }
+  if (!src_idx.empty() && src_idx.size() != ids.size()) {
+    return absl::InvalidArgumentError("source_indices must be empty or as long as msg_ids");
+  }
+  for (const std::string& n : dest_names) {
+    if (absl::Status s = CheckDestination(n); !s.ok()) return s;
+  }
+  for (const std::string& n : src_names) {
+    if (n.size() > 255) return absl::InvalidArgumentError("source is longer than 255 bytes");
+  }
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (dest_idx[i] >= dest_names.size()) {
+      return absl::InvalidArgumentError(absl::StrCat("destination_indices[", i, "] = ", dest_idx[i],
+                                                     " is out of range (", dest_names.size(), " names)"));
+    }
+    if (!src_idx.empty() && src_idx[i] >= src_names.size()) {
+      return absl::InvalidArgumentError(absl::StrCat("source_indices[", i, "] = ", src_idx[i],
+                                                     " is out of range (", src_names.size(), " names)"));
+    }
+  }
+  if (absl::Status s = Advance(now_t); !s.ok()) return s;
+  absl::flat_hash_set<uint64_t> seen;
+  seen.reserve(ids.size());
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (!seen.insert(ids[i]).second) {
+      return absl::AlreadyExistsError(absl::StrCat("message ", ids[i], " appears twice in the batch"));
+    }
+    if (m_.ids.contains(internal::IdKey{ids[i]})) {
+      return absl::AlreadyExistsError(absl::StrCat("message ", ids[i], " is already pending"));
+    }
+  }
+  m_.ids.reserve(m_.ids.size() + ids.size());
+  std::vector<uint32_t> cache(src_idx.empty() ? dest_names.size() : 0, kNil);
+  absl::flat_hash_map<uint64_t, uint32_t> pair_cache;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    uint32_t di;
+    if (src_idx.empty()) {
+      uint32_t& c = cache[dest_idx[i]];
+      if (c == kNil) c = DestFor(dest_names[dest_idx[i]], {});
+      di = c;
+    } else {
+      const uint64_t key = (uint64_t{dest_idx[i]} << 32) | src_idx[i];
+      auto [it, inserted] = pair_cache.emplace(key, 0);
+      if (inserted) it->second = DestFor(dest_names[dest_idx[i]], src_names[src_idx[i]]);
+      di = it->second;
+    }
+    SubmitOne(ids[i], di, m_.now_ms, std::nullopt).IgnoreError();
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<Lease>> Core::TakeReady(absl::Time now_t, size_t limit) {
+  if (absl::Status s = Advance(now_t); !s.ok()) return s;
+  const int64_t now = m_.now_ms;
+  std::vector<Lease> out;
+  out.reserve(std::min<size_t>(limit, m_.ready_n));
+  const int64_t deadline = SatAdd(now, DurMs(m_.config.lease_timeout));
+  while (out.size() < limit && !m_.ring.empty()) {
+    const uint32_t di = m_.ring.front();
+    m_.ring.pop_front();
+    DestState& d = m_.dests[di];
+    if (d.first_count + d.retry_count == 0) {
+      d.in_ring = false;
+      continue;
+    }
+    const int64_t blocked = BlockedUntil(d, now);
+    if (blocked != 0) {
+      d.in_ring = false;
+      if (blocked != kNever) ArmWake(di, blocked);
+      continue;
+    }
+    // Alternate first attempts and retries so neither starves the other.
+    bool use_retry = d.first_count == 0 || (d.retry_count > 0 && d.take_retry_next);
+    d.take_retry_next = !use_retry;
+    const uint32_t s = use_retry ? d.retry_head : d.first_head;
+    Unlink(s);
+    MsgRec& r = m_.msgs[s];
+    r.state = MsgState::kLeased;
+    if (r.attempts < std::numeric_limits<uint16_t>::max()) ++r.attempts;
+    ++m_.leased_n;
+    ++m_.attempts;
+    ++d.attempts;
+    ++d.in_flight;
+    if (d.held) {
+      d.probe_in_flight = true;
+      r.flags |= internal::kFlagProbe;
+      d.next_probe = SatAdd(now, DurMs(m_.config.structural.probe_interval));
+    }
+    const int64_t iv = EffectiveIntervalMs(d, now);
+    if (iv > 0) d.tat = SatAdd(std::max(d.tat == kNoTime ? now : d.tat, now), iv);
+    SetTimer(s, deadline, /*pending=*/true);
+    Lease& l = out.emplace_back();
+    l.msg_id = r.id;
+    l.destination = m_.names[d.domain_id];
+    l.source = m_.names[d.source_id];
+    l.destination_index = di;
+    l.attempt = r.attempts;
+    l.deadline = T(deadline);
+    if (d.first_count + d.retry_count > 0) {
+      m_.ring.push_back(di);
+    } else {
+      d.in_ring = false;
+    }
+  }
+  return out;
+}
+
+absl::StatusOr<Decision> Core::Report(uint64_t id, int64_t now, const Reply& reply) {
+  auto it = m_.ids.find(internal::IdKey{id});
+  if (it == m_.ids.end()) {
+    return absl::NotFoundError(absl::StrCat("message ", id, " is not pending (never submitted, or already finished)"));
+  }
+  const uint32_t s = *it;
+  MsgRec& r = m_.msgs[s];
+  if (r.state != MsgState::kLeased) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "message ", id, " is not leased (",
+        r.state == MsgState::kScheduled ? "waiting for its retry time" : "due, not yet taken or its lease expired",
+        ")"));
+  }
+  const uint32_t di = r.dest;
+  DestState& d = m_.dests[di];
+  // While leased, the message's timer is its lease deadline.
+  const int64_t attempt_started = r.timer_ms - DurMs(m_.config.lease_timeout);
+  --m_.leased_n;
+  ReleaseLease(r, d);
+  m_.msg_timers->Cancel(s).IgnoreError();
+
+  Decision out;
+  out.attempt = r.attempts;
+  if (reply.success()) {
+    NoteAttempt(d, now, false);
+    out.action = DecisionAction::kDelivered;
+    out.rule = "success";
+    ++m_.delivered;
+    if (Event* e = EmitMsg(EventKind::kDelivered, now, r)) {
+      e->status = EnhancedString(reply.enhanced);
+      e->reply = reply.ToString();
+    }
+    OnDelivered(di, now);
+    FreeSlot(s);
+    return out;
+  }
+
+  const std::string text = reply.ToString();
+  const Classification c = m_.classifier.Classify(reply, m_.names[d.domain_id]);
+  out.category = c.category;
+  out.rule = c.rule;
+  RecordReply(r, d, reply, c, text);
+  ++d.consecutive_failures;
+  ++d.cat_counts[static_cast<int>(c.category)];
+  NoteAttempt(d, now, reply.transport == Transport::kReply && reply.code == 421);
+
+  ApplyReactions(di, now, attempt_started, reply, c, text);
+
+  if (!c.transient) {
+    out.action = DecisionAction::kBounced;
+    ++d.bounced;
+    ++m_.bounced;
+    if (Event* e = EmitMsg(EventKind::kBounced, now, r)) {
+      e->category = c.category;
+      e->status = EnhancedString(reply.enhanced);
+      e->reply = text;
+      e->rule = std::string(c.rule);
+      e->detail = "permanent failure";
+    }
+    StructuralEvidence(di, r, c.category, now, false);
+    FreeSlot(s);
+    return out;
+  }
+
+  std::string_view schedule;
+  const std::optional<int64_t> next = NextAttempt(r, d, reply, c.category, now, &schedule);
+  out.schedule = schedule;
+  if (!next) {
+    out.action = DecisionAction::kExpired;
+    Expire(s, now, "lifetime or attempt limit reached");
+    CheckWarning(m_.dests[di], now);
+    return out;
+  }
+  out.action = DecisionAction::kRetry;
+  out.next_attempt = T(*next);
+  ++d.deferred;
+  ++m_.deferred;
+  if (Event* e = EmitMsg(EventKind::kDeferred, now, r)) {
+    e->category = c.category;
+    e->status = EnhancedString(reply.enhanced);
+    e->reply = text;
+    e->rule = std::string(c.rule);
+    e->next_attempt = out.next_attempt;
+    // Cheap on purpose: one deferred event per failed attempt.
+    e->detail = absl::StrCat("schedule ", ToAbsl(schedule), (r.flags & internal::kFlagFinal) ? ", last attempt" : "");
+  }
+  StructuralEvidence(di, r, c.category, now, false);
+  CheckWarning(d, now);
+  r.state = MsgState::kScheduled;
+  ++m_.scheduled_n;
+  ++d.scheduled_count;
+  SetTimer(s, *next, false);
+  return out;
+}
+
+std::optional<absl::Time> Core::NextWakeup() const {
+  std::optional<absl::Time> best = m_.msg_timers->NextDeadline();
+  auto consider = [&](absl::Time t) {
+    if (!best || t < *best) best = t;
+  };
+  if (auto t = m_.dest_timers->NextDeadline()) consider(*t);
+  for (uint32_t di : m_.ring) {
+    const DestState& d = m_.dests[di];
+    if (d.first_count + d.retry_count == 0) continue;
+    const int64_t b = BlockedUntil(d, m_.now_ms);
+    if (b == 0) {
+      consider(T(m_.now_ms));
+    } else if (b != kNever) {
+      consider(T(b));
+    }
+  }
+  return best;
+}
+
+DestinationInfo Core::Info(uint32_t di) const {
+  const DestState& d = m_.dests[di];
+  const int64_t now = m_.now_ms;
+  DestinationInfo out;
+  out.destination = m_.names[d.domain_id];
+  out.source = m_.names[d.source_id];
+  out.index = di;
+  out.health = d.health;
+  out.held = d.held;
+  out.concurrency_limit = EffectiveConcurrency(d, now);
+  out.max_concurrency = Policy(d).max_concurrency;
+  out.in_flight = d.in_flight;
+  out.rate_per_second = RatePerSecond(EffectiveIntervalMs(d, now));
+  if (d.suspended_until > now) out.suspended_until = T(d.suspended_until);
+  out.suspensions = d.suspensions;
+  if (d.held) out.next_probe = T(d.next_probe);
+  out.ready = d.first_count + d.retry_count;
+  out.scheduled = d.scheduled_count;
+  out.attempts = d.attempts;
+  out.delivered = d.delivered;
+  out.deferred = d.deferred;
+  out.bounced = d.bounced;
+  out.expired = d.expired;
+  out.consecutive_failures = d.consecutive_failures;
+  if (d.last_delivery != kNoTime) out.last_delivery = T(d.last_delivery);
+  if (d.sample_count > 0) {
+    out.last_reply = d.samples[(d.sample_next + internal::kSampleRing - 1) % internal::kSampleRing];
+  }
+  out.failure_categories = DominantCategories(d, kNumCategories);
+  return out;
+}
+
+}  // namespace mailretry::internal

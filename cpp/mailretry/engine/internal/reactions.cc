@@ -1,0 +1,102 @@
+// File: engine/internal/reactions.cc
+// Reactions to a failed attempt: user reaction rules first, then the built-in
+// reaction of the reply's category.
+#include "mailretry/engine/internal/core.h"
+
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "mailretry/engine/internal/patterns.h"
+#include "re2/re2.h"
+
+namespace mailretry::internal {
+
+bool Core::ReactionMatches(const internal::CompiledReaction& cr, const Reply& reply, const Classification& c) {
+  const ReactionRule& r = cr.rule;
+  if (!r.categories.empty() &&
+      std::find(r.categories.begin(), r.categories.end(), c.category) == r.categories.end()) {
+    return false;
+  }
+  if (!r.code_pattern.empty() && (reply.transport != Transport::kReply || !MatchCode(r.code_pattern, reply.code))) {
+    return false;
+  }
+  if (!MatchEnhanced(r.enhanced_pattern, reply.enhanced)) return false;
+  if (cr.regex && !RE2::PartialMatch(reply.text, *cr.regex)) return false;
+  return true;
+}
+
+void Core::ApplyReactions(uint32_t di, int64_t now, int64_t attempt_started, const Reply& reply,
+                    const Classification& c, const std::string& text) {
+  DestState& d = m_.dests[di];
+  bool matched = false;
+  for (uint16_t ri : d.reaction_candidates) {
+    const internal::CompiledReaction& cr = m_.reactions[ri];
+    if (!ReactionMatches(cr, reply, c)) continue;
+    matched = true;
+    const ReactionRule& r = cr.rule;
+    if (r.threshold > 1) {
+      std::vector<int64_t>& hits = m_.reaction_hits[(uint64_t{di} << 16) | ri];
+      const int64_t lo = now - DurMs(r.window);
+      hits.erase(hits.begin(), std::find_if(hits.begin(), hits.end(), [&](int64_t h) { return h > lo; }));
+      hits.push_back(now);
+      if (hits.size() < r.threshold) continue;
+      hits.clear();
+    }
+    const std::string rule_name = absl::StrCat("reaction:", r.name);
+    const int64_t until = SatAdd(now, DurMs(r.duration));
+    if (r.set_concurrency) {
+      d.conc_override = *r.set_concurrency;
+      d.conc_override_until = until;
+      EmitThrottled(d, now, c.category, rule_name, text,
+                    absl::StrCat("concurrency set to ", *r.set_concurrency, " by rule"), until);
+    }
+    if (r.set_rate) {
+      d.rate_override_ms = IntervalMs(*r.set_rate);
+      d.rate_override_until = until;
+      EmitThrottled(d, now, c.category, rule_name, text,
+                    absl::StrCat("rate set to ", r.set_rate->messages, " per ",
+                                 absl::FormatDuration(r.set_rate->per), " by rule"),
+                    until);
+    }
+    if (r.suspend_for) Suspend(di, now, DurMs(*r.suspend_for), c.category, rule_name, text);
+  }
+  if (matched) return;
+
+  // Built-in reactions by category.
+  switch (c.category) {
+    case Category::kRateLimit:
+    case Category::kReputationThrottle:
+      CutRate(d, now, attempt_started, c.category, c.rule, text);
+      Suspend(di, now, std::nullopt, c.category, c.rule, text);
+      break;
+    case Category::kServerBusyCapacity:
+    case Category::kMaintenanceShutdown:
+      Suspend(di, now, std::nullopt, c.category, c.rule, text);
+      break;
+    case Category::kTooManyConnections:
+      CutConcurrency(d, now, c.category, c.rule, text);
+      break;
+    default:
+      break;
+  }
+  if (IsConnectionLevel(reply.transport)) {
+    ++d.conn_failures;
+    const uint32_t limit = Policy(d).connection_failures_to_suspend;
+    if (limit != 0 && d.conn_failures >= limit) {
+      d.conn_failures = 0;
+      Suspend(di, now, std::nullopt, c.category, "builtin:connection-failures", text);
+    }
+  } else {
+    d.conn_failures = 0;
+  }
+}
+
+}  // namespace mailretry::internal

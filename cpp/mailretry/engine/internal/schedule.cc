@@ -1,0 +1,106 @@
+// File: engine/internal/schedule.cc
+// The choice of schedule for a failed message (overrides, backoff, the final
+// attempt at the lifetime end) and expiry.
+#include "mailretry/engine/internal/core.h"
+
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+
+namespace mailretry::internal {
+
+// Which schedule applies to this failure: category/transport overrides
+// first (user ones before built-ins), then destination-only ones.
+const ScheduleOverride* Core::FindOverride(const DestState& d, const Reply& reply, Category cat) const {
+  for (int pass = 0; pass < 2; ++pass) {
+    for (uint16_t i : d.schedule_candidates) {
+      const ScheduleOverride& o = m_.schedules[i];
+      const bool specific = !o.categories.empty() || !o.transports.empty();
+      if (specific != (pass == 0)) continue;
+      if (!o.categories.empty() &&
+          std::find(o.categories.begin(), o.categories.end(), cat) == o.categories.end()) {
+        continue;
+      }
+      if (!o.transports.empty() &&
+          std::find(o.transports.begin(), o.transports.end(), reply.transport) == o.transports.end()) {
+        continue;
+      }
+      return &o;
+    }
+  }
+  return nullptr;
+}
+
+// The next retry for a transiently failed message, or expiry (nullopt).
+std::optional<int64_t> Core::NextAttempt(MsgRec& r, const DestState& d, const Reply& reply, Category cat,
+                                   int64_t now, std::string_view* schedule_name) {
+  const RetryPolicy& life = LifetimePolicy(d);
+  const ScheduleOverride* o = FindOverride(d, reply, cat);
+  const RetryPolicy* policy = &life;
+  bool advance = true;
+  std::optional<int64_t> fixed;
+  *schedule_name = d.lifetime_schedule >= 0 ? std::string_view(m_.schedules[d.lifetime_schedule].name)
+                                            : std::string_view("default");
+  if (o != nullptr) {
+    const bool non_advancing = o->fixed_delay.has_value() || !o->advance_backoff;
+    if (non_advancing && (o->max_consecutive == 0 || r.fixed_uses < o->max_consecutive)) {
+      advance = false;
+      if (o->fixed_delay) fixed = DurMs(*o->fixed_delay);
+      *schedule_name = o->name;
+    } else if (o->policy) {
+      policy = &*o->policy;
+      *schedule_name = o->name;
+    }
+  }
+  if (policy->max_attempts != 0 && r.attempts >= policy->max_attempts) return std::nullopt;
+  RetryState st;
+  st.failures = r.attempts;
+  st.step = r.step;
+  st.age = absl::Milliseconds(now - r.submitted_ms);
+  st.last_delay = absl::Seconds(r.last_delay_s);
+  int64_t delay = fixed ? *fixed : DurMs(NextDelay(*policy, st, m_.rng));
+  if (advance) {
+    if (r.step < 255) ++r.step;
+    r.fixed_uses = 0;
+  } else if (r.fixed_uses < 255) {
+    ++r.fixed_uses;
+  }
+  r.last_delay_s = static_cast<uint32_t>(std::min<int64_t>(delay / 1000, std::numeric_limits<uint32_t>::max()));
+  const int64_t remaining = ExpiresMs(r) - now;
+  r.flags &= static_cast<uint8_t>(~internal::kFlagFinal);
+  if (delay >= remaining) {
+    if (!life.attempt_at_lifetime_end || remaining <= 0) return std::nullopt;
+    delay = remaining;
+    r.flags |= internal::kFlagFinal;
+  }
+  return now + delay;
+}
+
+void Core::Expire(uint32_t s, int64_t t, std::string_view why) {
+  MsgRec& r = m_.msgs[s];
+  DestState& d = m_.dests[r.dest];
+  ++d.expired;
+  ++m_.expired;
+  const std::string last = LastReplyText(r);
+  if (Event* e = EmitMsg(EventKind::kExpired, t, r)) {
+    e->status = "4.4.7";
+    if (r.last_category != 0xff) e->category = static_cast<Category>(r.last_category);
+    e->reply = last;
+    e->detail = absl::StrCat(ToAbsl(why), " after ", r.attempts, " attempt(s)");
+  }
+  const uint32_t di = r.dest;
+  StructuralEvidence(di, r, r.last_category != 0xff ? static_cast<Category>(r.last_category)
+                                                    : Category::kUnknownTransient,
+                     t, /*expiring=*/true);
+  FreeSlot(s);
+}
+
+}  // namespace mailretry::internal

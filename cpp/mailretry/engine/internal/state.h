@@ -1,0 +1,289 @@
+// File: engine/internal/state.h
+// -----------------------------------------------------------------------------
+// The engine's private state, shared by engine.cc (behaviour) and
+// engine_snapshot.cc (Save/Load). Not part of the public API.
+//
+// Every pending message is one compact MsgRec (56 bytes) in chunked storage,
+// indexed by a dense Slot that is also its TimerQueue handle. A message is
+// always in exactly one TimerQueue entry: its retry time while scheduled, its
+// expiry while waiting in a destination's ready list, its lease deadline while
+// leased. That single timer is how lifetime expiry is enforced in every state.
+#ifndef MAILRETRY_ENGINE_INTERNAL_STATE_H_
+#define MAILRETRY_ENGINE_INTERNAL_STATE_H_
+
+#include <array>
+#include <cstdint>
+#include <deque>
+#include <limits>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/container/inlined_vector.h"
+#include "absl/hash/hash.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "mailretry/classify/classifier.h"
+#include "mailretry/engine/engine.h"
+#include "mailretry/reply/reply.h"
+#include "mailretry/policy/retry_policy.h"
+#include "mailretry/timers/timer_queue.h"
+
+namespace re2 {
+class RE2;
+}
+
+namespace mailretry {
+namespace internal {
+
+inline constexpr uint32_t kNil = std::numeric_limits<uint32_t>::max();
+inline constexpr int64_t kNever = std::numeric_limits<int64_t>::max();
+inline constexpr int64_t kNoTime = std::numeric_limits<int64_t>::min();
+
+enum class MsgState : uint8_t { kFree = 0, kScheduled, kReady, kLeased };
+
+enum MsgFlags : uint8_t {
+  kFlagFinal = 1,       // the pending retry is the last one, at the lifetime end
+  kFlagEvidence = 2,    // counted once towards early structural evidence
+  kFlagCycle = 4,       // counted once towards the full-cycle structural rule
+  kFlagProbe = 8,       // this lease is a held destination's probe
+  kFlagFirstList = 16,  // sits in the first-attempt ready list (else retry list)
+};
+
+// One pending message. Times are Unix milliseconds.
+struct MsgRec {
+  uint64_t id = 0;
+  int64_t submitted_ms = 0;    // expiry = submitted_ms + the destination's lifetime
+  int64_t timer_ms = 0;        // exact due time of its one timer
+  uint32_t dest = 0;
+  uint32_t prev = kNil;        // ready-list links; `next` also chains the free list
+  uint32_t next = kNil;
+  uint32_t last_delay_s = 0;   // previous retry delay (Exim G/H, decorrelated jitter)
+  uint32_t last_enhanced = 0;  // packed EnhancedCode + 1, 0 = none
+  uint16_t last_code = 0;      // basic code, or 1000 + Transport for transport outcomes
+  uint16_t attempts = 0;       // attempts handed out
+  MsgState state = MsgState::kFree;
+  uint8_t flags = 0;
+  uint8_t step = 0;            // backoff step
+  uint8_t last_category = 0xff;
+  uint8_t fixed_uses = 0;      // consecutive non-advancing retries
+  uint8_t sample = 0xff;       // (generation << 3) | ring index of its last reply text
+};
+
+inline constexpr int kSampleRing = 8;
+
+// State per (source, destination) pair.
+struct DestState {
+  uint32_t domain_id = 0;
+  uint32_t source_id = 0;
+  uint32_t policy = 0;          // index into Impl::dest_policies
+  int32_t lifetime_schedule = -1;  // destination-only schedule override with a policy
+  absl::InlinedVector<uint16_t, 4> schedule_candidates;  // overrides whose destination matches
+  absl::InlinedVector<uint16_t, 4> reaction_candidates;
+
+  // Ready lists (FIFO) of due messages waiting for a slot.
+  uint32_t first_head = kNil, first_tail = kNil, retry_head = kNil, retry_tail = kNil;
+  uint32_t first_count = 0, retry_count = 0;
+  uint32_t scheduled_count = 0;
+  bool take_retry_next = false;
+  bool in_ring = false;
+
+  // Concurrency.
+  uint32_t in_flight = 0;
+  uint32_t concurrency = 0;
+  uint32_t success_streak = 0;
+  uint32_t conc_override = 0;
+  int64_t conc_override_until = kNoTime;
+  uint32_t conc_ceiling = 0;          // highest level not refused lately (0 = none)
+  int64_t conc_ceiling_until = kNoTime;
+
+  // Rate (GCRA) and its cut / ramp-back.
+  int64_t tat = kNoTime;
+  int64_t cut_interval_ms = 0;   // 0 = not cut
+  int64_t last_cut = kNoTime;
+  int64_t rate_override_ms = 0;
+  int64_t rate_override_until = kNoTime;
+
+  // Suspension.
+  int64_t suspended_until = kNoTime;
+  bool suspended = false;        // a destination_resumed event is owed
+  uint32_t suspensions = 0;
+  uint32_t conn_failures = 0;
+  uint32_t consecutive_failures = 0;
+  int64_t wake = kNoTime;        // pending destination timer
+
+  // Health.
+  Health health = Health::kHealthy;
+  bool held = false;
+  bool probe_in_flight = false;
+  int64_t next_probe = kNoTime;
+  int64_t last_delivery = kNoTime;
+  int64_t win_start = kNoTime;
+  uint32_t cur_attempts = 0, cur_421 = 0, prev_attempts = 0, prev_421 = 0;
+  std::array<uint32_t, kNumCategories> cat_counts{};  // failures since the last delivery
+  uint32_t cycle_msgs = 0;
+  uint32_t evidence_msgs = 0;
+  int64_t evidence_first = kNoTime;
+
+  // Counters.
+  uint64_t attempts = 0, delivered = 0, deferred = 0, bounced = 0, expired = 0;
+
+  // Recent distinct reply texts, for expired events and structural evidence.
+  std::array<std::string, kSampleRing> samples;
+  std::array<uint32_t, kSampleRing> sample_gen{};
+  uint32_t sample_next = 0;
+  uint32_t sample_count = 0;
+};
+
+// A compiled reaction rule.
+struct CompiledReaction {
+  ReactionRule rule;
+  std::unique_ptr<re2::RE2> regex;
+};
+
+// Chunked message storage: no reallocation slack, stable addresses.
+class MsgStore {
+ public:
+  static constexpr uint32_t kChunkBits = 12;
+  static constexpr uint32_t kChunk = 1u << kChunkBits;
+  MsgRec& operator[](uint32_t slot) { return chunks_[slot >> kChunkBits][slot & (kChunk - 1)]; }
+  const MsgRec& operator[](uint32_t slot) const {
+    return chunks_[slot >> kChunkBits][slot & (kChunk - 1)];
+  }
+  uint32_t size() const { return size_; }
+  // Appends a free record and returns its slot.
+  uint32_t Grow() {
+    if ((size_ & (kChunk - 1)) == 0) chunks_.push_back(std::make_unique<MsgRec[]>(kChunk));
+    return size_++;
+  }
+  size_t MemoryBytes() const {
+    return chunks_.size() * (kChunk * sizeof(MsgRec) + sizeof(std::unique_ptr<MsgRec[]>));
+  }
+
+ private:
+  std::vector<std::unique_ptr<MsgRec[]>> chunks_;
+  uint32_t size_ = 0;
+};
+
+// The id index stores only slots (4 bytes each); hashing and equality look the
+// id up in the store, so ids are not stored twice.
+struct IdKey {
+  uint64_t id;
+};
+struct SlotHash {
+  using is_transparent = void;
+  const MsgStore* store;
+  size_t operator()(uint32_t slot) const { return absl::HashOf((*store)[slot].id); }
+  size_t operator()(IdKey k) const { return absl::HashOf(k.id); }
+};
+struct SlotEq {
+  using is_transparent = void;
+  const MsgStore* store;
+  bool operator()(uint32_t a, uint32_t b) const { return a == b; }
+  bool operator()(uint32_t a, IdKey b) const { return (*store)[a].id == b.id; }
+  bool operator()(IdKey a, uint32_t b) const { return a.id == (*store)[b].id; }
+};
+using IdIndex = absl::flat_hash_set<uint32_t, SlotHash, SlotEq>;
+
+// Receives every state-changing call after the engine applied it, under
+// Impl::mu (engine_journal.cc writes them to the durable journal). Each method
+// returns the journal's status: non-OK means the call is applied in memory but
+// not recorded, and `health()` stays non-OK so the engine refuses further
+// state-changing calls rather than diverge from the disk.
+class JournalSink {
+ public:
+  virtual ~JournalSink() = default;
+  virtual absl::Status health() const = 0;
+  virtual absl::Status Submit(uint64_t msg_id, std::string_view destination, absl::Time now,
+                              std::string_view source, std::optional<absl::Time> not_before,
+                              const absl::Status& result) = 0;
+  virtual absl::Status SubmitMany(absl::Span<const uint64_t> msg_ids,
+                                  absl::Span<const uint32_t> destination_indices,
+                                  absl::Span<const std::string> destination_names, absl::Time now,
+                                  absl::Span<const uint32_t> source_indices,
+                                  absl::Span<const std::string> source_names,
+                                  const absl::Status& result) = 0;
+  virtual absl::Status Advance(absl::Time now, const absl::Status& result) = 0;
+  virtual absl::Status TakeReady(absl::Time now, size_t limit,
+                                 const absl::StatusOr<std::vector<Lease>>& result) = 0;
+  virtual absl::Status Report(uint64_t msg_id, absl::Time now, const Reply& reply,
+                              const absl::StatusOr<Decision>& result) = 0;
+  virtual absl::Status ReportMany(absl::Span<const uint64_t> msg_ids, absl::Span<const Reply> replies,
+                                  absl::Time now,
+                                  const std::vector<absl::StatusOr<Decision>>& results) = 0;
+  virtual absl::Status ReportManyText(absl::Span<const uint64_t> msg_ids,
+                                      absl::Span<const std::string> raw_replies, absl::Time now,
+                                      const std::vector<absl::StatusOr<Decision>>& results) = 0;
+  virtual absl::Status DrainEvents(size_t count) = 0;
+};
+
+}  // namespace internal
+
+struct Engine::Impl {
+  Impl(EngineConfig cfg, uint64_t seed_value, Classifier cls);
+
+  EngineConfig config;
+  uint64_t seed;
+  Classifier classifier;
+  std::vector<ScheduleOverride> schedules;       // user overrides, then built-ins
+  std::vector<DestinationPolicy> dest_policies;  // [0] = defaults, then config.destinations
+  std::vector<internal::CompiledReaction> reactions;
+  uint32_t cycle_failures = 5;
+
+  mutable absl::Mutex mu;
+  SplitMix64 rng;
+  int64_t now_ms = internal::kNoTime;
+  int64_t last_event_ms = internal::kNoTime;
+
+  // Interned names (lowercased destinations, sources as given).
+  std::deque<std::string> names;
+  absl::flat_hash_map<std::string_view, uint32_t> name_ids;
+  absl::flat_hash_map<uint64_t, uint32_t> pair_ids;  // domain_id << 32 | source_id
+  std::vector<internal::DestState> dests;
+
+  internal::MsgStore msgs;
+  internal::IdIndex ids;
+  uint32_t free_head = internal::kNil;
+  std::unique_ptr<TimerQueue> msg_timers;
+  std::unique_ptr<TimerQueue> dest_timers;
+  std::deque<uint32_t> ring;  // destinations with ready messages, round-robin
+
+  // Reaction-rule threshold windows: (dest << 16 | rule) -> match times.
+  absl::flat_hash_map<uint64_t, std::vector<int64_t>> reaction_hits;
+
+  std::deque<Event> events;
+  uint64_t events_dropped = 0;
+
+  uint64_t submitted = 0, delivered = 0, bounced = 0, expired = 0;
+  uint64_t scheduled_n = 0, ready_n = 0, leased_n = 0;
+  uint64_t attempts = 0, deferred = 0, lease_expirations = 0;
+
+  // Set for a durable engine (Engine::OpenDurable); null otherwise and while
+  // the journal is being replayed.
+  std::unique_ptr<internal::JournalSink> journal;
+};
+
+// Engine internals used by the snapshot code.
+namespace internal {
+// Builds an Impl (validates the config, compiles rules, creates timer queues).
+absl::StatusOr<std::unique_ptr<Engine::Impl>> MakeImpl(EngineConfig config, uint64_t seed);
+// Resolves per-destination caches (policy index, override candidates) after
+// a destination's names are known.
+void InitDestination(Engine::Impl& impl, internal::DestState& d);
+absl::Status CheckInvariantsLocked(const Engine::Impl& impl);
+// CRC32C (Castagnoli) of `data` (engine_snapshot.cc; the journal uses it too).
+uint32_t Crc32c(std::string_view data);
+absl::Status SaveLocked(const Engine::Impl& impl, const std::string& path);
+absl::StatusOr<std::unique_ptr<Engine::Impl>> LoadImpl(const std::string& path);
+}  // namespace internal
+
+}  // namespace mailretry
+
+#endif  // MAILRETRY_ENGINE_INTERNAL_STATE_H_

@@ -1,0 +1,66 @@
+// File: sim/internal/sim_receiver.h
+// -----------------------------------------------------------------------------
+// The simulator's receiver model: given a profile, the state of one
+// (receiving domain, source IP) pair and one recipient, decides what the
+// receiver answers to an attempt and how long the attempt takes. Pure logic
+// over explicit state and a caller-owned PRNG, so it is testable alone.
+#ifndef MAILRETRY_SIM_INTERNAL_SIM_RECEIVER_H_
+#define MAILRETRY_SIM_INTERNAL_SIM_RECEIVER_H_
+
+#include <cstdint>
+
+#include "mailretry/policy/retry_policy.h"
+#include "mailretry/sim/sim.h"
+
+namespace mailretry::sim::internal {
+
+inline constexpr int64_t kMsPerMinute = 60'000;
+inline constexpr int64_t kMsPerHour = 3'600'000;
+
+// Per (receiving domain, source IP).
+struct PairState {
+  uint32_t connections = 0;       // attempts holding a connection now
+  uint32_t peak_connections = 0;
+  int64_t minute = -1;            // current fixed window (index) and its count
+  uint32_t minute_count = 0;
+  int64_t hour = -1;
+  uint32_t hour_count = 0;
+  double reputation = 1.0;
+  int64_t reputation_ms = 0;      // when `reputation` was last brought up to date
+};
+
+// Per message (one recipient).
+enum RecipientFlags : uint8_t {
+  kRecipientGreylisted = 1,
+  kRecipientUnknown = 2,
+  kRecipientFull = 4,
+};
+
+struct RecipientState {
+  int64_t greylist_first_ms = -1;  // first attempt seen by the greylister
+  int64_t full_until_ms = 0;       // mailbox full until then
+  uint8_t flags = 0;
+  uint8_t structural_replies = 0;  // structural deferrals so far (saturating)
+};
+
+// Draws one recipient's fixed attributes from the profile, using a PRNG
+// seeded from (seed, msg_id) so that it does not depend on event order.
+RecipientState DrawRecipient(const ReceiverProfile& p, uint64_t seed, uint64_t msg_id,
+                             int64_t submit_ms);
+
+struct AttemptResult {
+  ReplyKind kind = ReplyKind::kAccepted;
+  int64_t latency_ms = 0;
+  bool holds_connection = false;  // the attempt occupies a connection until it ends
+};
+
+// The receiver's answer to an attempt starting at `now_ms` (ms since the
+// scenario start). Updates `pair` (connections, rate windows, reputation) and
+// `rcpt`. If `holds_connection`, call EndAttempt when the attempt ends.
+AttemptResult StartAttempt(const ReceiverProfile& p, PairState& pair, RecipientState& rcpt,
+                           int64_t now_ms, SplitMix64& rng);
+void EndAttempt(PairState& pair);
+
+}  // namespace mailretry::sim::internal
+
+#endif  // MAILRETRY_SIM_INTERNAL_SIM_RECEIVER_H_

@@ -1,7 +1,0 @@
-#include "mailretry/version.h"
-
-namespace mailretry {
-
-std::string_view Version() { return MAILRETRY_VERSION; }
-
-}  // namespace mailretry
