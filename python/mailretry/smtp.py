@@ -129,7 +129,7 @@ class SourceAddress:
 
 
 class LimitSource(Protocol):
-    """Where a pool's bound comes from: an Engine or a DurableEngine."""
+    """Where a pool's bound comes from: an Engine (durable or not)."""
 
     def destination(self, name: str, source: str | None = None) -> dict[str, Any]: ...
 
