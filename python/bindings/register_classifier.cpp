@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "bindings.h"
 #include "mailretry/classify/classifier.h"
+#include "mailretry/classify/internal/reply_corpus.h"
 #include "mailretry/reply/reply.h"
 #include "status.h"
 #include "text_column.h"
@@ -30,6 +31,15 @@ struct ClassifiedReply {
   std::string rule;  // owned copy: the result may outlive the Classifier
 };
 
+// What classify() accepts: a reply as sent, or text that starts with only an
+// enhanced code (basic code inferred, marked); with `lenient`, also text with
+// no code at all (code 0).
+absl::StatusOr<Reply> ParseForClassify(std::string_view raw, bool lenient, bool* inferred) {
+  absl::StatusOr<Reply> r = ParseReplyInferringCode(raw, inferred);
+  if (r.ok() || !lenient) return r;
+  return ParseReplyLenient(raw);
+}
+
 // Column-oriented results of classify_many, exposed to Python as numpy views.
 struct ClassificationBatch {
   std::vector<int16_t> code;
@@ -39,6 +49,7 @@ struct ClassificationBatch {
   std::vector<uint8_t> transient;
   std::vector<int32_t> rule;       // index into rules; -1 where the reply did not parse
   std::vector<uint8_t> ok;
+  std::vector<uint8_t> inferred;   // basic code inferred from the enhanced class
   std::vector<std::string> rules;  // rule names, same order as Classifier::RuleNames()
   std::vector<std::pair<size_t, std::string>> errors;
 
@@ -50,6 +61,7 @@ struct ClassificationBatch {
     transient.assign(n, 1);
     rule.assign(n, -1);
     ok.assign(n, 0);
+    inferred.assign(n, 0);
   }
 };
 
@@ -67,8 +79,8 @@ py::array_t<T> View(std::vector<T>& v, py::handle owner) {
 }  // namespace
 
 void RegisterClassifier(py::module_& m) {
-  py::tuple categories(kNumCategories);
-  for (int i = 0; i < kNumCategories; ++i) {
+  py::tuple categories(kNumCategoriesWithDelivered);
+  for (int i = 0; i < kNumCategoriesWithDelivered; ++i) {
     categories[static_cast<size_t>(i)] = std::string(CategoryName(static_cast<Category>(i)));
   }
   m.attr("CATEGORIES") = categories;
@@ -77,6 +89,15 @@ void RegisterClassifier(py::module_& m) {
     actions[static_cast<size_t>(i)] = std::string(ActionName(static_cast<Action>(i)));
   }
   m.attr("ACTIONS") = actions;
+
+  m.def(
+      "corpus_split",
+      [](std::string_view source) {
+        return std::string(internal::CorpusSplitName(internal::SplitOfSource(source)));
+      },
+      py::arg("source"),
+      "'tune' or 'validation': the dev corpus split of a row with this source (the C++ "
+      "tests use the same function).");
 
   py::class_<UserRule>(m, "UserRule", "A user classification rule (see mailretry.Classifier).")
       .def(py::init([](std::string name, std::string text, std::string enhanced, std::string code,
@@ -130,6 +151,10 @@ void RegisterClassifier(py::module_& m) {
       .def_property_readonly("transient",
                              [](const ClassifiedReply& c) { return c.classification.transient; })
       .def_readonly("rule", &ClassifiedReply::rule)
+      .def_property_readonly(
+          "basic_code_inferred",
+          [](const ClassifiedReply& c) { return c.classification.basic_code_inferred; },
+          "True when the text had only an enhanced code and `code` was inferred from its class.")
       .def("__repr__", [](const ClassifiedReply& c) {
         const char* kind = c.classification.transient ? " transient" : " permanent";
         return "<ClassifiedReply " + std::string(CategoryName(c.classification.category)) + "/" +
@@ -161,6 +186,9 @@ void RegisterClassifier(py::module_& m) {
       .def_property_readonly("ok", [](py::object self) {
         return View(self.cast<ClassificationBatch&>().ok, self).attr("view")("bool");
       })
+      .def_property_readonly("basic_code_inferred", [](py::object self) {
+        return View(self.cast<ClassificationBatch&>().inferred, self).attr("view")("bool");
+      })
       .def_readonly("rules", &ClassificationBatch::rules)
       .def_property_readonly("errors", [](const ClassificationBatch& b) {
         py::dict out;
@@ -180,13 +208,16 @@ Maps replies to a category, an action and transient/permanent. User rules
           [](const Classifier& c, std::string_view raw, std::string_view destination,
              bool lenient) {
             ClassifiedReply out;
-            out.reply = ValueOrThrow(lenient ? ParseReplyLenient(raw) : ParseReply(raw));
+            bool inferred = false;
+            out.reply = ValueOrThrow(ParseForClassify(raw, lenient, &inferred));
             out.classification = c.Classify(out.reply, destination);
+            out.classification.basic_code_inferred = inferred;
             out.rule = std::string(out.classification.rule);
             return out;
           },
           py::arg("raw"), py::arg("destination") = "", py::kw_only(), py::arg("lenient") = false,
-          "Parse and classify one reply text. Raises InvalidInputError if it does not parse.")
+          "Parse and classify one reply text (text with only an enhanced code is accepted, "
+          "basic_code_inferred). Raises InvalidInputError if it does not parse.")
       .def(
           "classify_reply",
           [](const Classifier& c, const Reply& reply, std::string_view destination) {
@@ -211,8 +242,8 @@ Maps replies to a category, an action and transient/permanent. User rules
               const size_t n = column.views.size();
               batch.Resize(n);
               for (size_t i = 0; i < n; ++i) {
-                absl::StatusOr<Reply> reply =
-                    lenient ? ParseReplyLenient(column.views[i]) : ParseReply(column.views[i]);
+                bool inferred = false;
+                absl::StatusOr<Reply> reply = ParseForClassify(column.views[i], lenient, &inferred);
                 if (!reply.ok()) {
                   batch.errors.emplace_back(i, std::string(reply.status().message()));
                   if (raise_on_error) break;
@@ -227,6 +258,7 @@ Maps replies to a category, an action and transient/permanent. User rules
                 auto it = rule_index.find(k.rule);
                 batch.rule[i] = it == rule_index.end() ? -1 : it->second;
                 batch.ok[i] = 1;
+                batch.inferred[i] = inferred ? 1 : 0;
               }
             }
             if (raise_on_error && !batch.errors.empty()) {

@@ -97,8 +97,12 @@ class Classifier:
     ) -> ClassifiedReply:
         """Parse and classify one reply. Raises InvalidInputError if it does not parse.
 
-        ``lenient=True`` also accepts log/bounce text without a basic code
-        (see :func:`parse_reply_lenient`)."""
+        Text that starts with an enhanced code and has no basic code, as logs
+        and bounce tables give it (``"5.1.1 User unknown"``), is accepted: the
+        basic code is inferred from the enhanced class (500, 400, 200) and the
+        result has ``basic_code_inferred`` set. ``lenient=True`` also accepts
+        text with no code at all (see :func:`parse_reply_lenient`). A 2xx reply
+        is category ``delivered``."""
         return self._core.classify(text, destination or "", lenient=lenient)
 
     def classify_reply(self, reply: Reply, destination: str | None = None) -> ClassifiedReply:
@@ -145,6 +149,7 @@ class BatchClassification:
         self.transient: npt.NDArray[np.bool_] = batch.transient
         self.rule_index: npt.NDArray[np.int32] = batch.rule
         self.ok: npt.NDArray[np.bool_] = batch.ok
+        self.basic_code_inferred: npt.NDArray[np.bool_] = batch.basic_code_inferred
         self.rules: list[str] = batch.rules
         self.errors: dict[int, str] = batch.errors
 
@@ -174,9 +179,16 @@ class BatchClassification:
         again on first access, since the batch itself keeps only columns."""
         if self._texts is None:
             return [None] * len(self)
-        parse = _core.parse_reply_lenient if self._lenient else _core.parse_reply
+
+        def parse(t: str) -> str:
+            try:
+                return _core.parse_reply(t).text
+            except InvalidInputError:
+                # Log text: only an enhanced code, or (lenient) no code at all.
+                return _core.parse_reply_lenient(t).text
+
         return [
-            parse(t).text if ok else None
+            parse(t) if ok else None
             for t, ok in zip(list(self._texts), self.ok.tolist(), strict=True)
         ]
 
@@ -192,7 +204,8 @@ class BatchClassification:
         return out
 
     def to_records(self) -> list[dict[str, Any]]:
-        """One dict per row: code, enhanced, text, category, action, transient, rule, ok."""
+        """One dict per row: code, enhanced, text, category, action, transient, rule, ok,
+        basic_code_inferred."""
         return [
             {
                 "code": int(code),
@@ -203,8 +216,9 @@ class BatchClassification:
                 "transient": bool(transient),
                 "rule": rule,
                 "ok": bool(ok),
+                "basic_code_inferred": bool(inferred),
             }
-            for code, enhanced, text, category, action, transient, rule, ok in zip(
+            for code, enhanced, text, category, action, transient, rule, ok, inferred in zip(
                 self.code.tolist(),
                 self.enhanced,
                 self.text,
@@ -213,6 +227,7 @@ class BatchClassification:
                 self.transient.tolist(),
                 self.rule.tolist(),
                 self.ok.tolist(),
+                self.basic_code_inferred.tolist(),
                 strict=True,
             )
         ]

@@ -9,12 +9,14 @@ import mailretry
 from mailretry import Classifier, InvalidInputError
 from mailretry.evaluate import evaluate
 
-# Floors a little below what the classifier reaches on the dev corpus (98.5% category,
-# 99.4% action, 99.8% transient when set);
-# a change that lowers accuracy must fail here.
-CATEGORY_FLOOR = 0.97
-ACTION_FLOOR = 0.98
-TRANSIENT_FLOOR = 0.99
+# Floors a little below what the classifier reaches on the full dev corpus (98.5% category,
+# 99.4% action, 99.8% transient); a change that lowers accuracy must fail here.
+CATEGORY_FLOOR = 0.98
+ACTION_FLOOR = 0.99
+TRANSIENT_FLOOR = 0.995
+# The validation split (sources nobody read while writing rules): issue 13's floors for
+# replies the classifier has not seen.
+VALIDATION_FLOORS = (0.95, 0.97, 0.995)
 
 
 @pytest.mark.parametrize(
@@ -182,3 +184,99 @@ def test_dev_corpus_accuracy_floor(dev_replies: list[dict[str, str]]) -> None:
     assert ev.category_accuracy >= CATEGORY_FLOOR, ev.table()
     assert ev.action_accuracy >= ACTION_FLOOR, ev.table()
     assert ev.transient_accuracy >= TRANSIENT_FLOOR, ev.table()
+
+
+def test_enhanced_code_without_basic_code_is_classified_and_marked() -> None:
+    r = mailretry.classify("5.1.1 there is nobody of that name on this host")
+    assert r.basic_code_inferred
+    assert (r.code, r.enhanced) == (500, "5.1.1")
+    assert (r.category, r.transient) == ("mailbox_unknown", False)
+    plain = mailretry.classify("550 5.1.1 there is nobody of that name on this host")
+    assert not plain.basic_code_inferred
+    batch = mailretry.classify_many(["4.2.2 storage for this user is used up", "421 4.3.2 down"])
+    assert batch.basic_code_inferred.tolist() == [True, False]
+    assert batch.to_records()[0]["basic_code_inferred"] is True
+    with pytest.raises(InvalidInputError):
+        mailretry.classify("no code anywhere in this line")
+
+
+def test_engine_report_stays_strict_about_the_basic_code() -> None:
+    engine = mailretry.Engine(seed=1)
+    engine.submit(1, "example.org", 1_000.0)
+    (lease,) = engine.take_ready(1_000.0, limit=1)
+    with pytest.raises(InvalidInputError):
+        engine.report(lease.msg_id, 1_000.0, "4.7.0 come back later")
+
+
+def test_2xx_is_delivered() -> None:
+    r = mailretry.classify("250 2.0.0 Ok: queued as 4Bx1yz")
+    assert (r.category, r.transient) == ("delivered", False)
+    assert "delivered" in mailretry.CATEGORIES
+    with pytest.raises(InvalidInputError, match="delivered"):
+        Classifier(
+            [{"name": "x", "text": "ok", "category": "delivered", "action": "retry"}]
+        ).classify("250 ok")
+
+
+@pytest.mark.parametrize(
+    ("reply", "category"),
+    [
+        # Postfix anvil's per-client message rate limit.
+        ("450 4.7.1 Error: too much mail from 198.51.100.23", "rate_limit"),
+        ("450 4.7.1 Error: too much mail from [2001:db8::17]", "rate_limit"),
+        # A provider's cap on simultaneous connections from one IP.
+        (
+            "421 4.7.0 Our system has detected too many connections from your IP; "
+            "please reconnect later",
+            "too_many_connections",
+        ),
+        # Greylisting behind a gateway that words it as a policy deferral.
+        (
+            "451 4.7.1 Greylisting in action, try again after a short wait - gw.example.net",
+            "greylisting",
+        ),
+        ("451 Internal resource temporarily unavailable - greylisted sender", "greylisting"),
+    ],
+)
+def test_misread_wordings(reply: str, category: str) -> None:
+    assert mailretry.classify(reply).category == category
+
+
+def test_corpus_split_is_by_source_and_stable() -> None:
+    from mailretry.evaluate import corpus_split, select_split
+
+    assert corpus_split("a source") == corpus_split("a source")
+    rows = [
+        {"reply": "550 x", "category": "c", "action": "bounce", "source": f"s{i}"}
+        for i in range(200)
+    ]
+    tune, validation = select_split(rows, "tune"), select_split(rows, "validation")
+    assert len(tune) + len(validation) == 200
+    assert 30 <= len(validation) <= 90
+    with pytest.raises(InvalidInputError, match="source"):
+        select_split([{"reply": "550 x", "category": "c", "action": "bounce"}], "tune")
+
+
+def test_dev_corpus_splits_are_scored(dev_replies: list[dict[str, str]]) -> None:
+    from mailretry.evaluate import select_split
+
+    tune = evaluate(dev_replies, split="tune")
+    validation = evaluate(dev_replies, split="validation")
+    assert tune.total + validation.total == len(dev_replies)
+    assert len(select_split(dev_replies, "validation")) == validation.total
+    assert tune.per_source and validation.per_source
+    assert not set(tune.per_source) & set(validation.per_source)
+    floors = VALIDATION_FLOORS
+    assert validation.category_accuracy >= floors[0], validation.table(sources=0)
+    assert validation.action_accuracy >= floors[1], validation.table(sources=0)
+    assert validation.transient_accuracy >= floors[2], validation.table(sources=0)
+
+
+def test_log_wrapped_replies_are_unwrapped() -> None:
+    r = mailretry.classify("Diagnostic-Code: smtp; 552 5.2.2 storage for this mailbox is used up")
+    assert (r.code, r.category, r.basic_code_inferred) == (552, "mailbox_full", False)
+    r = mailretry.classify(
+        "host mx.example.net[192.0.2.9] said: 550 5.1.1 <a@b.example>: Recipient address "
+        "rejected: User unknown in local recipient table (in reply to RCPT TO command)"
+    )
+    assert (r.code, r.category) == (550, "mailbox_unknown")

@@ -8,7 +8,6 @@ import pytest
 from mailretry.cli import main
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-DATA = Path(__file__).resolve().parents[1] / "data"
 
 
 def test_classify_file_prints_one_json_object_per_reply(capsys: pytest.CaptureFixture[str]) -> None:
@@ -37,8 +36,8 @@ def test_classify_stdin_jsonl(
     assert json.loads(capsys.readouterr().out)["category"] == "mailbox_unknown"
 
 
-def test_evaluate_prints_table(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["evaluate", str(DATA / "dev_replies.jsonl")]) == 0
+def test_evaluate_prints_table(dev_replies_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["evaluate", str(dev_replies_file)]) == 0
     out = capsys.readouterr().out
     assert "precision" in out and "mailbox_unknown" in out
 
@@ -52,3 +51,77 @@ def test_bad_rules_file_is_a_clean_error(
     )
     assert main(["classify", "--rules", str(bad), "-r", "421 x"]) == 2
     assert "x" in capsys.readouterr().err
+
+
+def test_classify_bare_reply_argument(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["classify", "421 4.7.0 Try again later, closing connection"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["code"] == 421 and out["transient"] is True
+    assert main(["classify", "5.1.1 no mailbox by that name"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["basic_code_inferred"] is True and out["category"] == "mailbox_unknown"
+    assert main(["classify", "Diagnostic-Code: smtp; 421 4.7.0 too many connections"]) == 0
+    assert json.loads(capsys.readouterr().out)["category"] == "too_many_connections"
+
+
+def test_classify_bare_argument_neither_file_nor_reply(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["classify", "no-such-file.txt"]) == 2
+    assert "neither a file nor a reply" in capsys.readouterr().err
+
+
+def test_classify_table_format(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["classify", "--format", "table", "-r", "452 4.2.2 Mailbox full", "-r", "4.4.7 gave up"]
+    assert main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:4] == ["code", "enhanced", "category", "action"]
+    assert lines[1].split()[:4] == ["452", "4.2.2", "mailbox_full", "retry"]
+    assert lines[2].startswith("400?")
+    assert "inferred" in lines[-1]
+
+
+def test_classify_jsonl_without_reply_is_a_clean_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.StringIO('{"text": "550 5.1.1 x"}\n'))
+    assert main(["classify", "--jsonl", "-"]) == 2
+    assert "'reply'" in capsys.readouterr().err
+
+
+def test_evaluate_reports_confusions_sources_and_splits(
+    dev_replies_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["evaluate", "--split", "tune", str(dev_replies_file)]) == 0
+    out = capsys.readouterr().out
+    assert "top confusions" in out and "source (worst" in out
+    assert main(["evaluate", "--json", "--split", "validation", str(dev_replies_file)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["total"] > 0 and "per_source" in summary and "top_confusions" in summary
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('{"reply": "550 5.1.1 x", "action": "bounce"}', "'category'"),
+        ('{"category": "mailbox_unknown", "action": "bounce"}', "'reply'"),
+        ("[1, 2]", "JSON object"),
+        ("{not json", "not JSON"),
+    ],
+)
+def test_evaluate_bad_rows_are_clean_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], line: str, message: str
+) -> None:
+    f = tmp_path / "labels.jsonl"
+    f.write_text(line + "\n")
+    assert main(["evaluate", str(f)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_evaluate_split_needs_sources(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    f = tmp_path / "labels.jsonl"
+    f.write_text('{"reply": "550 5.1.1 x", "category": "mailbox_unknown", "action": "bounce"}\n')
+    assert main(["evaluate", "--split", "tune", str(f)]) == 2
+    assert "source" in capsys.readouterr().err
+    assert main(["evaluate", str(f)]) == 0

@@ -46,16 +46,6 @@ CAP_DOMAINS = [f"cap{i}.test" for i in range(10)]
 GREYLIST_SECONDS = 3.0
 RATE_LIMIT = (20, 2)  # messages per anvil_rate_time_unit seconds, per client: 10/s
 
-# Postfix's anvil reply ("450 4.7.1 Error: too much mail from <ip>") is not a
-# built-in rule yet (the classifier change is separate): a user rule here.
-POSTFIX_RATE_RULE = {
-    "name": "postfix-anvil-rate",
-    "text": r"too much mail from",
-    "category": "rate_limit",
-    "action": "throttle",
-    "transient": True,
-}
-
 # Retries in seconds: Postfix's windows are real time.
 CONFIG: dict[str, Any] = {
     "retry": {
@@ -89,7 +79,6 @@ CONFIG: dict[str, Any] = {
     "lease_timeout": "5m",
     # Sub-second rate pacing (the default wheel ticks once a second).
     "timer_resolution": "10ms",
-    "classifier": {"rules": [POSTFIX_RATE_RULE]},
 }
 
 

@@ -2,6 +2,7 @@
 
 #include <array>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <optional>
 #include <string>
@@ -20,6 +21,7 @@
 #include "mailretry/common/internal/strings.h"
 #include "absl/strings/str_split.h"
 #include "mailretry/classify/internal/classifier_matcher.h"
+#include "mailretry/classify/internal/code_pattern.h"
 #include "mailretry/classify/internal/default_rules.h"
 #include "mailretry/reply/reply.h"
 #include "re2/re2.h"
@@ -27,12 +29,13 @@
 namespace mailretry {
 namespace {
 
-constexpr std::array<std::string_view, kNumCategories> kCategoryNames = {
+constexpr std::array<std::string_view, kNumCategoriesWithDelivered> kCategoryNames = {
     "rate_limit",          "too_many_connections", "server_busy_capacity", "reputation_block",
     "reputation_throttle", "greylisting",          "auth_spf_dkim_dmarc",  "ptr_rdns",
     "policy_content_spam", "mailbox_full",         "mailbox_unknown",      "mailbox_disabled",
     "domain_unknown",      "message_too_large",    "relay_denied",         "dnsbl_listed",
     "maintenance_shutdown", "tls_required",        "unknown_transient",    "unknown_permanent",
+    "delivered",
 };
 constexpr std::array<std::string_view, kNumActions> kActionNames = {
     "retry", "throttle", "suspend_domain", "bounce", "remediate",
@@ -47,122 +50,16 @@ int ReplyClass(const Reply& r) {
   return 0;
 }
 
-// "421", "4xx", "45x": digits or x/X/* per position.
-struct CodePattern {
-  std::array<int8_t, 3> digit = {-1, -1, -1};
-
-  bool Matches(const Reply& r) const {
-    if (r.code >= 200 && r.code <= 599) {
-      const int d[3] = {r.code / 100, r.code / 10 % 10, r.code % 10};
-      for (int i = 0; i < 3; ++i) {
-        if (digit[i] >= 0 && digit[i] != d[i]) return false;
-      }
-      return true;
-    }
-    // Without a basic code only a class pattern ("4xx") can be decided.
-    if (digit[1] >= 0 || digit[2] >= 0) return false;
-    return digit[0] < 0 || digit[0] == ReplyClass(r);
+// Eight bytes at a time: replies are short and nearly always ASCII.
+bool HasNonAscii(std::string_view s) {
+  size_t i = 0;
+  for (; i + 8 <= s.size(); i += 8) {
+    uint64_t w;
+    std::memcpy(&w, s.data() + i, 8);
+    if ((w & 0x8080808080808080ULL) != 0) return true;
   }
-};
-
-absl::StatusOr<CodePattern> ParseCodePattern(std::string_view s) {
-  CodePattern p;
-  if (s.size() != 3) {
-    return absl::InvalidArgumentError(
-        internal::Cat("code pattern \"", s, "\" must be 3 characters like 421, 4xx or 45x"));
-  }
-  for (int i = 0; i < 3; ++i) {
-    const char c = s[i];
-    if (c == 'x' || c == 'X' || c == '*') continue;
-    if (c < '0' || c > '9') {
-      return absl::InvalidArgumentError(
-          internal::Cat("code pattern \"", s, "\": '", std::string(1, c), "' is not a digit or x"));
-    }
-    p.digit[i] = static_cast<int8_t>(c - '0');
-  }
-  if (p.digit[0] >= 0 && (p.digit[0] < 2 || p.digit[0] > 5)) {
-    return absl::InvalidArgumentError(
-        internal::Cat("code pattern \"", s, "\": class must be 2, 4 or 5"));
-  }
-  return p;
-}
-
-// "4.7.28", "4.7.*", "*.7.28", "5.7.606-649": class digit or *, subject and
-// detail numbers, * or lo-hi ranges.
-struct EnhancedPattern {
-  int klass = -1;
-  int subject_lo = -1, subject_hi = -1;
-  int detail_lo = -1, detail_hi = -1;
-
-  bool Matches(const EnhancedCode& e) const {
-    if (klass >= 0 && klass != e.klass) return false;
-    if (subject_lo >= 0 && (e.subject < subject_lo || e.subject > subject_hi)) return false;
-    if (detail_lo >= 0 && (e.detail < detail_lo || e.detail > detail_hi)) return false;
-    return true;
-  }
-};
-
-absl::Status ParseNumberOrRange(std::string_view whole, std::string_view part, int* lo, int* hi) {
-  if (part == "*") return absl::OkStatus();
-  const size_t dash = part.find('-');
-  const bool has_hi = dash != std::string_view::npos;
-  const std::string_view first = part.substr(0, dash);
-  const std::string_view second = has_hi ? part.substr(dash + 1) : std::string_view();
-  int a = 0, b = 0;
-  if (first.empty() || first.size() > 3 || !absl::SimpleAtoi(internal::ToAbsl(first), &a) ||
-      (has_hi && (second.empty() || second.size() > 3 ||
-                  !absl::SimpleAtoi(internal::ToAbsl(second), &b) || b < a))) {
-    return absl::InvalidArgumentError(internal::Cat(
-        "enhanced pattern \"", whole, "\": \"", part, "\" is not a number 0..999, a range or *"));
-  }
-  *lo = a;
-  *hi = has_hi ? b : a;
-  return absl::OkStatus();
-}
-
-absl::StatusOr<EnhancedPattern> ParseEnhancedPattern(std::string_view s) {
-  std::vector<absl::string_view> parts = absl::StrSplit(internal::ToAbsl(s), '.');
-  if (parts.size() != 3) {
-    return absl::InvalidArgumentError(
-        internal::Cat("enhanced pattern \"", s, "\" must look like 4.7.28, 4.7.* or 5.*.*"));
-  }
-  EnhancedPattern p;
-  if (parts[0] != "*") {
-    if (parts[0] != "2" && parts[0] != "4" && parts[0] != "5") {
-      return absl::InvalidArgumentError(
-          internal::Cat("enhanced pattern \"", s, "\": class must be 2, 4, 5 or *"));
-    }
-    p.klass = parts[0][0] - '0';
-  }
-  if (absl::Status st =
-          ParseNumberOrRange(s, internal::ToStd(parts[1]), &p.subject_lo, &p.subject_hi);
-      !st.ok()) {
-    return st;
-  }
-  if (absl::Status st =
-          ParseNumberOrRange(s, internal::ToStd(parts[2]), &p.detail_lo, &p.detail_hi);
-      !st.ok()) {
-    return st;
-  }
-  return p;
-}
-
-absl::StatusOr<std::vector<EnhancedPattern>> ParseEnhancedList(std::string_view s) {
-  std::vector<EnhancedPattern> out;
-  for (absl::string_view one : absl::StrSplit(internal::ToAbsl(s), ',', absl::SkipWhitespace())) {
-    absl::StatusOr<EnhancedPattern> p =
-        ParseEnhancedPattern(internal::ToStd(absl::StripAsciiWhitespace(one)));
-    if (!p.ok()) return p.status();
-    out.push_back(*p);
-  }
-  return out;
-}
-
-bool AnyEnhancedMatches(const std::vector<EnhancedPattern>& patterns, const Reply& r) {
-  if (patterns.empty()) return true;
-  if (!r.enhanced.has_value()) return false;
-  for (const EnhancedPattern& p : patterns) {
-    if (p.Matches(*r.enhanced)) return true;
+  for (; i < s.size(); ++i) {
+    if (static_cast<unsigned char>(s[i]) >= 0x80) return true;
   }
   return false;
 }
@@ -183,30 +80,30 @@ struct TransportDecision {
 TransportDecision DecideTransport(Transport t) {
   switch (t) {
     case Transport::kConnectionRefused:
-      return {"default:transport-connection_refused", Category::kUnknownTransient, Action::kRetry};
+      return {"default:transport/connection_refused", Category::kUnknownTransient, Action::kRetry};
     case Transport::kConnectTimeout:
-      return {"default:transport-connect_timeout", Category::kUnknownTransient, Action::kRetry};
+      return {"default:transport/connect_timeout", Category::kUnknownTransient, Action::kRetry};
     case Transport::kTlsFailure:
-      return {"default:transport-tls_failure", Category::kTlsRequired, Action::kRemediate};
+      return {"default:transport/tls_failure", Category::kTlsRequired, Action::kRemediate};
     case Transport::kConnectionDropped:
-      return {"default:transport-connection_dropped", Category::kUnknownTransient, Action::kRetry};
+      return {"default:transport/connection_dropped", Category::kUnknownTransient, Action::kRetry};
     case Transport::kDnsFailure:
-      return {"default:transport-dns_failure", Category::kUnknownTransient, Action::kRetry};
+      return {"default:transport/dns_failure", Category::kUnknownTransient, Action::kRetry};
     case Transport::kReply:
       break;
   }
-  return {"default:transport-unknown", Category::kUnknownTransient, Action::kRetry};
+  return {"default:transport/unknown", Category::kUnknownTransient, Action::kRetry};
 }
 
 constexpr std::string_view kTransportRuleNames[] = {
-    "default:transport-connection_refused", "default:transport-connect_timeout",
-    "default:transport-tls_failure",        "default:transport-connection_dropped",
-    "default:transport-dns_failure",
+    "default:transport/connection_refused", "default:transport/connect_timeout",
+    "default:transport/tls_failure",        "default:transport/connection_dropped",
+    "default:transport/dns_failure",
 };
-constexpr std::string_view kCode2xx = "default:code-2xx";
-constexpr std::string_view kCode4xx = "default:code-4xx";
-constexpr std::string_view kCode5xx = "default:code-5xx";
-constexpr std::string_view kNoCode = "default:no-code";
+constexpr std::string_view kCode2xx = "default:code/2xx";
+constexpr std::string_view kCode4xx = "default:code/4xx";
+constexpr std::string_view kCode5xx = "default:code/5xx";
+constexpr std::string_view kNoCode = "default:code/none";
 
 constexpr size_t kMaxGroupWords = 8;  // up to 512 phrase groups
 
@@ -240,8 +137,8 @@ struct Classifier::Impl {
   struct CompiledUserRule {
     std::string rule_name;  // "user:<name>"
     std::unique_ptr<RE2> regex;
-    std::optional<CodePattern> code;
-    std::vector<EnhancedPattern> enhanced;
+    internal::BasicCodePattern code;
+    internal::EnhancedCodePattern enhanced;
     std::string destination;  // lowercase, no trailing dot; for suffix: ".example.com"
     bool destination_suffix = false;
     Category category;
@@ -252,13 +149,19 @@ struct Classifier::Impl {
     const internal::DefaultRuleSpec* spec;
     std::array<int32_t, 2> required_groups = {-1, -1};  // any, also
     int32_t unless_group = -1;
-    std::optional<CodePattern> code;
-    std::vector<EnhancedPattern> enhanced;
+    internal::BasicCodePattern code;
+    internal::EnhancedCodePattern enhanced;
   };
 
   std::vector<CompiledUserRule> user_rules;
   std::vector<CompiledDefaultRule> default_rules;
+  // Two automata over the same phrase groups: ASCII phrases, run on every
+  // reply, and phrases with non-ASCII bytes (non-English stock wordings), run
+  // only on replies that have such bytes. Kept apart because each distinct
+  // UTF-8 byte of a phrase widens every DFA row: one automaton for both would
+  // be several times larger and slower on the (mostly ASCII) replies.
   std::unique_ptr<internal::PhraseMatcher> matcher;
+  std::unique_ptr<internal::PhraseMatcher> matcher_non_ascii;  // null when no such phrase
   size_t rule_words = 0;
   // For group g: the default rules whose first required phrase group is g.
   std::vector<uint64_t> rules_by_group;  // num_groups * rule_words
@@ -283,8 +186,8 @@ bool Classifier::Impl::UserRuleMatches(const CompiledUserRule& u, const Reply& r
       return false;
     }
   }
-  if (u.code.has_value() && !u.code->Matches(r)) return false;
-  if (!AnyEnhancedMatches(u.enhanced, r)) return false;
+  if (!u.code.Matches(r)) return false;
+  if (!u.enhanced.Matches(r.enhanced)) return false;
   if (u.regex != nullptr && !RE2::PartialMatch(r.text, *u.regex)) return false;
   return true;
 }
@@ -302,12 +205,20 @@ Classification Classifier::Impl::Finish(const Reply& r, std::string_view rule, C
 }
 
 Classification Classifier::Impl::ClassifyDefault(const Reply& r) const {
+  if (r.code >= 200 && r.code <= 299) {
+    // Not a failure, whatever the text says; the engine never asks, but
+    // `mailretry classify` on a log line may.
+    return Finish(r, kCode2xx, Category::kDelivered, std::nullopt, Action::kRetry, false);
+  }
   std::array<uint64_t, kMaxGroupWords> groups{};
   std::array<uint64_t, kMaxGroupWords> candidates{};
   for (size_t w = 0; w < rule_words; ++w) candidates[w] = always_candidates[w];
   if (!r.text.empty()) {
     thread_local std::string scratch;
     matcher->Match(r.text, &scratch, groups.data());
+    if (matcher_non_ascii != nullptr && HasNonAscii(r.text)) {
+      matcher_non_ascii->Match(r.text, &scratch, groups.data());
+    }
     const size_t group_words = matcher->num_words();
     for (size_t w = 0; w < group_words; ++w) {
       uint64_t bits = groups[w];
@@ -330,17 +241,13 @@ Classification Classifier::Impl::ClassifyDefault(const Reply& r) const {
       const CompiledDefaultRule& d = default_rules[i];
       if (d.required_groups[1] >= 0 && !has(d.required_groups[1])) continue;
       if (d.unless_group >= 0 && has(d.unless_group)) continue;
-      if (d.code.has_value() && !d.code->Matches(r)) continue;
-      if (!AnyEnhancedMatches(d.enhanced, r)) continue;
+      if (!d.code.Matches(r)) continue;
+      if (!d.enhanced.Matches(r.enhanced)) continue;
       const internal::DefaultRuleSpec& s = *d.spec;
       return Finish(r, s.name, s.category, s.category_4xx, s.action, s.transient);
     }
   }
   switch (ReplyClass(r)) {
-    case 2:
-      // Not a failure; callers should not need to classify it, but the
-      // answer must still be total.
-      return Finish(r, kCode2xx, Category::kUnknownTransient, std::nullopt, Action::kRetry, false);
     case 4:
       return Finish(r, kCode4xx, Category::kUnknownTransient, std::nullopt, Action::kRetry,
                     std::nullopt);
@@ -348,7 +255,9 @@ Classification Classifier::Impl::ClassifyDefault(const Reply& r) const {
       return Finish(r, kCode5xx, Category::kUnknownPermanent, std::nullopt, Action::kBounce,
                     std::nullopt);
     default:
-      // A caller-built Reply without any code: nothing says it is final.
+      // A caller-built Reply without a basic code and with no or a 2.x.x
+      // enhanced code: nothing says it is final (and kDelivered is kept for
+      // real 2xx replies, which the engine handles before classifying).
       return Finish(r, kNoCode, Category::kUnknownTransient, std::nullopt, Action::kRetry, true);
   }
 }
@@ -379,20 +288,14 @@ absl::StatusOr<Classifier> Classifier::Create(std::vector<UserRule> user_rules) 
         return fail(internal::Cat("bad text_regex \"", u.text_regex, "\": ", c.regex->error()));
       }
     }
-    if (!u.code_pattern.empty()) {
-      absl::StatusOr<CodePattern> p = ParseCodePattern(u.code_pattern);
-      if (!p.ok()) return fail(p.status().message());
-      c.code = *p;
-    }
-    if (!u.enhanced_pattern.empty()) {
-      if (u.enhanced_pattern.find(',') != std::string::npos) {
-        return fail(internal::Cat("enhanced pattern \"", u.enhanced_pattern,
-                                 "\" must be a single pattern"));
-      }
-      absl::StatusOr<EnhancedPattern> p = ParseEnhancedPattern(u.enhanced_pattern);
-      if (!p.ok()) return fail(p.status().message());
-      c.enhanced.push_back(*p);
-    }
+    absl::StatusOr<internal::BasicCodePattern> code =
+        internal::BasicCodePattern::Parse(u.code_pattern);
+    if (!code.ok()) return fail(code.status().message());
+    c.code = *std::move(code);
+    absl::StatusOr<internal::EnhancedCodePattern> enhanced =
+        internal::EnhancedCodePattern::Parse(u.enhanced_pattern);
+    if (!enhanced.ok()) return fail(enhanced.status().message());
+    c.enhanced = *std::move(enhanced);
     if (!u.destination.empty()) {
       std::string_view d = StripTrailingDot(u.destination);
       if (d.starts_with("*.")) {
@@ -404,6 +307,9 @@ absl::StatusOr<Classifier> Classifier::Create(std::vector<UserRule> user_rules) 
                                  "\" must be a domain or *.domain"));
       }
       c.destination = absl::AsciiStrToLower(internal::ToAbsl(d));
+    }
+    if (u.category == Category::kDelivered) {
+      return fail("category \"delivered\" is what a 2xx reply gets; a rule cannot give it");
     }
     if (static_cast<size_t>(u.category) >= kNumCategories) return fail("category out of range");
     if (static_cast<size_t>(u.action) >= kNumActions) return fail("action out of range");
@@ -430,20 +336,23 @@ absl::StatusOr<Classifier> Classifier::Create(std::vector<UserRule> user_rules) 
     d.required_groups[0] = add_group(s.any);
     d.required_groups[1] = add_group(s.also);
     d.unless_group = add_group(s.unless);
-    if (!s.code.empty()) {
-      absl::StatusOr<CodePattern> p = ParseCodePattern(s.code);
-      if (!p.ok()) return absl::InternalError(internal::Cat(s.name, ": ", p.status().message()));
-      d.code = *p;
-    }
-    absl::StatusOr<std::vector<EnhancedPattern>> e = ParseEnhancedList(s.enhanced);
+    absl::StatusOr<internal::BasicCodePattern> code = internal::BasicCodePattern::Parse(s.code);
+    if (!code.ok()) return absl::InternalError(internal::Cat(s.name, ": ", code.status().message()));
+    d.code = *std::move(code);
+    absl::StatusOr<internal::EnhancedCodePattern> e = internal::EnhancedCodePattern::Parse(s.enhanced);
     if (!e.ok()) return absl::InternalError(internal::Cat(s.name, ": ", e.status().message()));
-    d.enhanced = std::move(*e);
+    d.enhanced = *std::move(e);
     impl->default_rules.push_back(std::move(d));
   }
   if (num_groups > kMaxGroupWords * 64 || impl->default_rules.size() > kMaxGroupWords * 64) {
     return absl::InternalError("default rule table exceeds the matcher's fixed limits");
   }
-  impl->matcher = std::make_unique<internal::PhraseMatcher>(phrases, num_groups);
+  std::vector<internal::Phrase> ascii, non_ascii;
+  for (const internal::Phrase& p : phrases) (HasNonAscii(p.text) ? non_ascii : ascii).push_back(p);
+  impl->matcher = std::make_unique<internal::PhraseMatcher>(ascii, num_groups);
+  if (!non_ascii.empty()) {
+    impl->matcher_non_ascii = std::make_unique<internal::PhraseMatcher>(non_ascii, num_groups);
+  }
   impl->rule_words = (impl->default_rules.size() + 63) / 64;
   impl->rules_by_group.assign(static_cast<size_t>(num_groups) * impl->rule_words, 0);
   impl->always_candidates.assign(impl->rule_words, 0);
@@ -483,9 +392,12 @@ Classification Classifier::Classify(const Reply& reply, std::string_view destina
 
 absl::StatusOr<Classification> Classifier::ClassifyText(std::string_view raw,
                                                         std::string_view destination) const {
-  absl::StatusOr<Reply> r = ParseReply(raw);
+  bool inferred = false;
+  absl::StatusOr<Reply> r = ParseReplyInferringCode(raw, &inferred);
   if (!r.ok()) return r.status();
-  return Classify(*r, destination);
+  Classification k = Classify(*r, destination);
+  k.basic_code_inferred = inferred;
+  return k;
 }
 
 std::vector<std::string> Classifier::RuleNames() const {

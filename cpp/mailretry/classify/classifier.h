@@ -25,7 +25,7 @@
 
 namespace mailretry {
 
-// The 20 causes of ../shared/smtp-replies/README.md, in that order.
+// The causes a reply can name, in the order of the labelled corpus's label set.
 enum class Category : uint8_t {
   kRateLimit,
   kTooManyConnections,
@@ -47,8 +47,15 @@ enum class Category : uint8_t {
   kTlsRequired,
   kUnknownTransient,
   kUnknownPermanent,
+  // A 2xx reply: not a failure. Outside kNumCategories, so that per-category
+  // failure counters (the engine's, its snapshots) keep their size; the
+  // engine never classifies a 2xx, and no user rule may produce it.
+  kDelivered,
 };
+// The failure categories, kRateLimit .. kUnknownPermanent.
 inline constexpr int kNumCategories = 20;
+// Every category, kDelivered included (for names and for classify results).
+inline constexpr int kNumCategoriesWithDelivered = 21;
 
 // What the sender should do about it.
 enum class Action : uint8_t {
@@ -75,11 +82,17 @@ absl::StatusOr<Action> ParseAction(std::string_view name);
 // "550 ... frequency limited" or a reputation block the sender waits out),
 // false for bounce, and the reply's class for remediate (a 4yz "fix your SPF"
 // keeps the message queued). User rules default to the reply's class instead.
+//
+// A 2xx reply is Category::kDelivered with Action::kRetry (no action applies)
+// and transient false (nothing remains to be done).
 struct Classification {
   Category category = Category::kUnknownTransient;
   Action action = Action::kRetry;
   bool transient = true;
   std::string_view rule;
+  // Set by ClassifyText when the text had only an enhanced code and the basic
+  // code's class was taken from it (see ParseReplyInferringCode).
+  bool basic_code_inferred = false;
 };
 
 // A user rule. Every non-empty matcher must match for the rule to apply.
@@ -110,7 +123,9 @@ class Classifier {
   // Cost: one pass over the text for all built-in phrases, ~0.3-0.5 us.
   Classification Classify(const Reply& reply, std::string_view destination = {}) const;
 
-  // ParseReply + Classify. Errors are ParseReply's.
+  // ParseReplyInferringCode + Classify: also accepts text that starts with an
+  // enhanced code and has no basic code (logs, NDR tables), and then marks the
+  // result basic_code_inferred. Errors are ParseReply's.
   absl::StatusOr<Classification> ClassifyText(std::string_view raw,
                                               std::string_view destination = {}) const;
 

@@ -72,7 +72,7 @@ TEST(DefaultRules, HeaderExample) {
 TEST(DefaultRules, Gmail4728WithoutTextIsRateLimit) {
   Classification k = Of(Default(), "421 4.7.28 - gsmtp");
   EXPECT_EQ(k.category, Category::kRateLimit);
-  EXPECT_EQ(k.rule, "default:gmail-4.7.28");
+  EXPECT_EQ(k.rule, "default:enhanced/4.7.28");
 }
 
 TEST(DefaultRules, GmailUnsolicitedRateIsReputationThrottle) {
@@ -108,7 +108,7 @@ TEST(DefaultRules, YahooTsCodesSuspend) {
             "volume or user complaints - 4.16.55.1; see https://postmaster.yahooinc.com/error-codes");
   EXPECT_EQ(k.category, Category::kReputationThrottle);
   EXPECT_EQ(k.action, Action::kSuspendDomain);
-  EXPECT_EQ(k.rule, "default:yahoo-ts");
+  EXPECT_EQ(k.rule, "default:provider/yahoo-ts");
   EXPECT_TRUE(k.transient);
   EXPECT_EQ(Of(c, "421 [TS03] All messages from 192.0.2.1 will be deferred").action,
             Action::kSuspendDomain);
@@ -121,7 +121,7 @@ TEST(DefaultRules, AppleHcm1Suspends) {
   Classification k = Of(Default(), "421 [HCM1] Your mail from 192.0.2.1 was deferred.");
   EXPECT_EQ(k.category, Category::kReputationThrottle);
   EXPECT_EQ(k.action, Action::kSuspendDomain);
-  EXPECT_EQ(k.rule, "default:apple-hcm1");
+  EXPECT_EQ(k.rule, "default:provider/apple-hcm1");
 }
 
 TEST(DefaultRules, MicrosoftMarkers) {
@@ -256,7 +256,7 @@ TEST(DefaultRules, EnhancedCodeFallbacks) {
   Classifier c = Default();
   Classification k = Of(c, "550 5.1.1 ...");
   EXPECT_EQ(k.category, Category::kMailboxUnknown);
-  EXPECT_EQ(k.rule, "default:enhanced-x.1.1");
+  EXPECT_EQ(k.rule, "default:enhanced/x.1.1");
   EXPECT_EQ(Of(c, "550 5.1.2 ...").category, Category::kDomainUnknown);
   EXPECT_EQ(Of(c, "550 5.2.1 ...").category, Category::kMailboxDisabled);
   Classification full4 = Of(c, "452 4.2.2 ...");
@@ -276,15 +276,60 @@ TEST(DefaultRules, BasicCodeIsTheLastResort) {
   EXPECT_EQ(k.category, Category::kUnknownTransient);
   EXPECT_EQ(k.action, Action::kRetry);
   EXPECT_TRUE(k.transient);
-  EXPECT_EQ(k.rule, "default:code-4xx");
+  EXPECT_EQ(k.rule, "default:code/4xx");
   k = Of(c, "554 Transaction failed");
   EXPECT_EQ(k.category, Category::kUnknownPermanent);
   EXPECT_EQ(k.action, Action::kBounce);
   EXPECT_FALSE(k.transient);
-  EXPECT_EQ(k.rule, "default:code-5xx");
+  EXPECT_EQ(k.rule, "default:code/5xx");
   k = Of(c, "250 OK");
-  EXPECT_EQ(k.rule, "default:code-2xx");
+  EXPECT_EQ(k.rule, "default:code/2xx");
+  EXPECT_EQ(k.category, Category::kDelivered);
   EXPECT_FALSE(k.transient);
+  // The text of a success never turns it into a failure.
+  k = Of(c, "250 2.0.0 queued; note: your mailbox is full of greetings, rate limit ok");
+  EXPECT_EQ(k.category, Category::kDelivered);
+  EXPECT_EQ(CategoryName(k.category), "delivered");
+  EXPECT_EQ(*ParseCategory("delivered"), Category::kDelivered);
+}
+
+TEST(DefaultRules, EnhancedCodeWithoutBasicCodeIsAcceptedAndMarked) {
+  Classifier c = Default();
+  absl::StatusOr<Classification> k = c.ClassifyText("5.1.1 that person does not exist here");
+  ASSERT_TRUE(k.ok()) << k.status();
+  EXPECT_TRUE(k->basic_code_inferred);
+  EXPECT_EQ(k->category, Category::kMailboxUnknown);
+  EXPECT_FALSE(k->transient);
+  k = c.ClassifyText("4.2.2 storage allotment used up, try later");
+  ASSERT_TRUE(k.ok()) << k.status();
+  EXPECT_TRUE(k->basic_code_inferred);
+  EXPECT_EQ(k->category, Category::kMailboxFull);
+  EXPECT_TRUE(k->transient);
+  k = c.ClassifyText("2.0.0 accepted for delivery");
+  ASSERT_TRUE(k.ok()) << k.status();
+  EXPECT_EQ(k->category, Category::kDelivered);
+  k = c.ClassifyText("550 5.1.1 no such person");
+  ASSERT_TRUE(k.ok());
+  EXPECT_FALSE(k->basic_code_inferred);
+  EXPECT_FALSE(c.ClassifyText("no code at all").ok());
+}
+
+TEST(DefaultRules, CallerBuiltReplyWithoutBasicCodeIsNeverDelivered) {
+  // Only a real 2xx is delivered: the engine routes 2xx replies before it
+  // classifies, and counts failures per category up to kNumCategories.
+  Reply r;
+  r.enhanced = EnhancedCode{2, 0, 0};
+  r.text = "ok";
+  const Classification k = Default().Classify(r);
+  EXPECT_NE(k.category, Category::kDelivered);
+  EXPECT_LT(static_cast<int>(k.category), kNumCategories);
+}
+
+TEST(UserRules, CannotProduceDelivered) {
+  absl::StatusOr<Classifier> c = Classifier::Create(
+      {UserRule{.name = "x", .text_regex = "ok", .category = Category::kDelivered}});
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("delivered"), std::string_view::npos);
 }
 
 TEST(DefaultRules, ReplyWithoutBasicCodeUsesEnhancedClass) {
@@ -302,7 +347,7 @@ TEST(DefaultRules, ReplyWithoutBasicCodeUsesEnhancedClass) {
   EXPECT_EQ(k.action, Action::kBounce);
   EXPECT_FALSE(k.transient);
   Reply bare;
-  EXPECT_EQ(c.Classify(bare).rule, "default:no-code");
+  EXPECT_EQ(c.Classify(bare).rule, "default:code/none");
 }
 
 TEST(DefaultRules, TransportOutcomes) {
@@ -311,14 +356,14 @@ TEST(DefaultRules, TransportOutcomes) {
   EXPECT_EQ(k.category, Category::kUnknownTransient);
   EXPECT_EQ(k.action, Action::kRetry);
   EXPECT_TRUE(k.transient);
-  EXPECT_EQ(k.rule, "default:transport-connection_refused");
+  EXPECT_EQ(k.rule, "default:transport/connection_refused");
   k = c.Classify(TransportReply(Transport::kTlsFailure, "certificate verify failed"));
   EXPECT_EQ(k.category, Category::kTlsRequired);
   EXPECT_EQ(k.action, Action::kRemediate);
   for (int t = 1; t < kNumTransports; ++t) {
     Classification kt = c.Classify(TransportReply(static_cast<Transport>(t)));
     EXPECT_TRUE(kt.transient);
-    EXPECT_THAT(std::string(kt.rule), StartsWith("default:transport-"));
+    EXPECT_THAT(std::string(kt.rule), StartsWith("default:transport/"));
   }
 }
 
@@ -347,7 +392,7 @@ TEST(UserRules, TakePrecedenceAndReportTheirName) {
   EXPECT_EQ(k.action, Action::kSuspendDomain);
   EXPECT_TRUE(k.transient);  // from the 4yz code
   EXPECT_EQ(k.rule, "user:my-rule");
-  EXPECT_EQ(Of(*c, "421 4.7.28 x").rule, "default:gmail-4.7.28");
+  EXPECT_EQ(Of(*c, "421 4.7.28 x").rule, "default:enhanced/4.7.28");
   std::vector<std::string> names = c->RuleNames();
   ASSERT_FALSE(names.empty());
   EXPECT_EQ(names.front(), "user:my-rule");
@@ -423,6 +468,28 @@ TEST(UserRules, ApplyToTransportOutcomesByText) {
   EXPECT_TRUE(k.transient);
 }
 
+// User rules use the shared code-pattern grammar: lists, ranges and '*'.
+TEST(UserRules, CodePatternListsRangesAndWildcards) {
+  absl::StatusOr<Classifier> c = Classifier::Create({
+      UserRule{.name = "ms-block",
+               .enhanced_pattern = "5.7.606-649,5.7.7xx-never-matches-not-valid"},
+  });
+  EXPECT_FALSE(c.ok());
+  c = Classifier::Create({
+      UserRule{.name = "ms-block", .enhanced_pattern = "5.7.606-649, 5.7.750",
+               .category = Category::kReputationBlock, .action = Action::kSuspendDomain},
+      UserRule{.name = "deferrals", .code_pattern = "5*1,450-452",
+               .category = Category::kServerBusyCapacity, .action = Action::kRetry},
+  });
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(Of(*c, "550 5.7.612 our gateway refuses your host").rule, "user:ms-block");
+  EXPECT_EQ(Of(*c, "550 5.7.750 tenant has been blocked").rule, "user:ms-block");
+  EXPECT_NE(Of(*c, "550 5.7.650 something else").rule, "user:ms-block");
+  EXPECT_EQ(Of(*c, "451 4.3.0 please come back").rule, "user:deferrals");
+  EXPECT_EQ(Of(*c, "501 5.5.4 odd argument").rule, "user:deferrals");
+  EXPECT_NE(Of(*c, "453 4.3.0 please come back").rule, "user:deferrals");
+}
+
 TEST(UserRules, Validation) {
   auto error_of = [](std::vector<UserRule> rules) {
     absl::StatusOr<Classifier> c = Classifier::Create(std::move(rules));
@@ -437,7 +504,7 @@ TEST(UserRules, Validation) {
   EXPECT_THAT(bad_regex, HasSubstr("missing )"));
   // RE2 refuses backreferences: linear time is guaranteed.
   EXPECT_THAT(error_of({UserRule{.name = "b", .text_regex = "(a)\\1"}}), HasSubstr("\"b\""));
-  for (std::string_view e : {"4.7", "4.7.28.1", "6.7.1", "4.x.1", "4.7.1000", "4.7.9-3", "4.7.*,5.7.*"}) {
+  for (std::string_view e : {"4.7", "4.7.28.1", "6.7.1", "4.x.1", "4.7.1000", "4.7.9-3", "4.7.*,"}) {
     EXPECT_THAT(error_of({UserRule{.name = "e", .enhanced_pattern = std::string(e)}}),
                 HasSubstr("enhanced pattern"))
         << e;
@@ -499,63 +566,86 @@ bool TruthTransient(const Reply& r, std::string_view action) {
   return klass == 4;
 }
 
-TEST(DevCorpus, AccuracyFloors) {
-  const std::vector<internal::CorpusEntry> corpus = internal::LoadCorpus(MAILRETRY_DEV_REPLIES);
-  if (corpus.empty()) GTEST_SKIP() << "no corpus at " << MAILRETRY_DEV_REPLIES;
-  ASSERT_GE(corpus.size(), 400u);
-  Classifier c = Default();
-  const bool verbose = std::getenv("MAILRETRY_CORPUS_VERBOSE") != nullptr;
-  int cat_ok = 0, act_ok = 0, tr_ok = 0, parsed = 0;
-  int high = 0, high_cat_ok = 0, high_tr_ok = 0;
-  std::map<std::string, std::array<int, 3>> per;  // tp, fp, fn
-  for (const internal::CorpusEntry& e : corpus) {
-    absl::StatusOr<Reply> strict = ParseReply(e.reply);
-    if (strict.ok()) ++parsed;
+struct CorpusScore {
+  int n = 0, category = 0, action = 0, transient = 0;
+  double CategoryRate() const { return n == 0 ? 0 : static_cast<double>(category) / n; }
+  double ActionRate() const { return n == 0 ? 0 : static_cast<double>(action) / n; }
+  double TransientRate() const { return n == 0 ? 0 : static_cast<double>(transient) / n; }
+};
+
+// Scores `rows`. With `print_misses`, prints every miss: used on the tune
+// split only (MAILRETRY_CORPUS_VERBOSE), never on the validation split, whose
+// rows must stay unread while rules are written.
+CorpusScore Score(const Classifier& c, const std::vector<internal::CorpusEntry>& rows,
+                  bool print_misses) {
+  CorpusScore s;
+  for (const internal::CorpusEntry& e : rows) {
     const Reply r = internal::CorpusReply(e.reply);
     const Classification k = c.Classify(r);
     const std::string got_cat(CategoryName(k.category));
     const bool cat_match = got_cat == e.category;
     const bool act_match = ActionName(k.action) == e.action;
     const bool tr_match = k.transient == TruthTransient(r, e.action);
-    cat_ok += cat_match;
-    act_ok += act_match;
-    tr_ok += tr_match;
-    if (e.confidence == "high") {
-      ++high;
-      high_cat_ok += cat_match;
-      high_tr_ok += tr_match;
-    }
-    if (cat_match) {
-      ++per[e.category][0];
-    } else {
-      ++per[got_cat][1];
-      ++per[e.category][2];
-    }
-    if (verbose && (!cat_match || !act_match || !tr_match)) {
-      std::printf("MISS %s/%s%s want %s/%s got %s/%s/%d via %s | %.150s\n",
+    ++s.n;
+    s.category += cat_match;
+    s.action += act_match;
+    s.transient += tr_match;
+    if (print_misses && (!cat_match || !act_match || !tr_match)) {
+      std::printf("MISS %s/%s%s want %s/%s got %s/%s/%d via %s | %.200s\n",
                   cat_match ? "" : "C", act_match ? "" : "A", tr_match ? "" : "T",
                   e.category.c_str(), e.action.c_str(), got_cat.c_str(),
                   std::string(ActionName(k.action)).c_str(), k.transient,
                   std::string(k.rule).c_str(), e.reply.c_str());
     }
   }
-  const double n = static_cast<double>(corpus.size());
-  if (verbose) {
-    for (const auto& [name, v] : per) {
-      const double p = v[0] + v[1] == 0 ? 0 : 100.0 * v[0] / (v[0] + v[1]);
-      const double rc = v[0] + v[2] == 0 ? 0 : 100.0 * v[0] / (v[0] + v[2]);
-      std::printf("%-22s tp %3d fp %3d fn %3d  precision %5.1f%%  recall %5.1f%%\n", name.c_str(),
-                  v[0], v[1], v[2], p, rc);
-    }
-  }
-  std::printf("dev corpus: %zu replies (%d parse strictly), category %.1f%%, action %.1f%%, "
-              "transient %.1f%%; high-confidence (%d): category %.1f%%, transient %.1f%%\n",
-              corpus.size(), parsed, 100 * cat_ok / n, 100 * act_ok / n, 100 * tr_ok / n, high,
-              100.0 * high_cat_ok / high, 100.0 * high_tr_ok / high);
-  // Floors a little below what the default rules reach, so a regression shows.
-  EXPECT_GE(cat_ok / n, 0.97);
-  EXPECT_GE(act_ok / n, 0.98);
-  EXPECT_GE(tr_ok / n, 0.99);
+  return s;
+}
+
+void PrintScore(const char* name, const CorpusScore& s) {
+  std::printf("dev corpus, %s split: %d replies, category %.1f%%, action %.1f%%, transient %.1f%%\n",
+              name, s.n, 100 * s.CategoryRate(), 100 * s.ActionRate(), 100 * s.TransientRate());
+}
+
+TEST(DevCorpus, SplitIsBySourceAndStable) {
+  // Fixed points of the hash, so that Python (through the bindings) and C++
+  // can never disagree about the split.
+  EXPECT_EQ(internal::SourceHash(""), 0xcbf29ce484222325ULL);
+  EXPECT_EQ(internal::SourceHash("a"), 0xaf63dc4c8601ec8cULL);
+  const std::vector<internal::CorpusEntry> corpus = internal::LoadCorpus(MAILRETRY_DEV_REPLIES);
+  if (corpus.empty()) GTEST_SKIP() << "the dev corpus is not at " << MAILRETRY_DEV_REPLIES;
+  const size_t validation =
+      internal::CorpusRowsIn(corpus, internal::CorpusSplit::kValidation).size();
+  const size_t tune = internal::CorpusRowsIn(corpus, internal::CorpusSplit::kTune).size();
+  EXPECT_EQ(validation + tune, corpus.size());
+  // About a quarter of the rows; a changed hash or corpus shows here.
+  EXPECT_GT(validation, corpus.size() / 6);
+  EXPECT_LT(validation, corpus.size() / 2);
+}
+
+TEST(DevCorpus, AccuracyFloors) {
+  const std::vector<internal::CorpusEntry> corpus = internal::LoadCorpus(MAILRETRY_DEV_REPLIES);
+  if (corpus.empty()) GTEST_SKIP() << "the dev corpus is not at " << MAILRETRY_DEV_REPLIES;
+  ASSERT_GE(corpus.size(), 400u);
+  Classifier c = Default();
+  const bool verbose = std::getenv("MAILRETRY_CORPUS_VERBOSE") != nullptr;
+  const CorpusScore tune =
+      Score(c, internal::CorpusRowsIn(corpus, internal::CorpusSplit::kTune), verbose);
+  const CorpusScore validation =
+      Score(c, internal::CorpusRowsIn(corpus, internal::CorpusSplit::kValidation), false);
+  const CorpusScore all = Score(c, corpus, false);
+  PrintScore("tune", tune);
+  PrintScore("validation", validation);
+  PrintScore("full", all);
+  // Full corpus: floors a little below what the default rules reach (98.5 %,
+  // 99.4 %, 99.8 %), so a regression shows.
+  EXPECT_GE(all.CategoryRate(), 0.98);
+  EXPECT_GE(all.ActionRate(), 0.99);
+  EXPECT_GE(all.TransientRate(), 0.995);
+  // Validation split (sources never read while writing rules): the floors the
+  // classifier promises on replies it has not seen (issue 13).
+  EXPECT_GE(validation.CategoryRate(), 0.95);
+  EXPECT_GE(validation.ActionRate(), 0.97);
+  EXPECT_GE(validation.TransientRate(), 0.995);
 }
 
 }  // namespace

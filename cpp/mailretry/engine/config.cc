@@ -9,12 +9,13 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "mailretry/engine/engine.h"
+#include "mailretry/classify/internal/code_pattern.h"
 #include "mailretry/engine/internal/patterns.h"
 
 namespace mailretry {
 
-using internal::ParseEnhancedPattern;
-using internal::ValidCodePattern;
+using internal::BasicCodePattern;
+using internal::EnhancedCodePattern;
 using internal::ValidDestinationPattern;
 
 absl::Status EngineConfig::Validate() const {
@@ -92,13 +93,12 @@ absl::Status EngineConfig::Validate() const {
     if (!ValidDestinationPattern(r.destination)) {
       return absl::InvalidArgumentError(absl::StrCat(where, ": bad destination pattern"));
     }
-    if (!ValidCodePattern(r.code_pattern)) {
-      return absl::InvalidArgumentError(absl::StrCat(where, ": bad code_pattern '", r.code_pattern, "'"));
+    // The classifier's user rules use the same code grammar (code_pattern.h).
+    if (absl::StatusOr<BasicCodePattern> p = BasicCodePattern::Parse(r.code_pattern); !p.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(where, ": code_pattern: ", p.status().message()));
     }
-    int parts[3];
-    if (!r.enhanced_pattern.empty() && !ParseEnhancedPattern(r.enhanced_pattern, parts)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(where, ": bad enhanced_pattern '", r.enhanced_pattern, "'"));
+    if (absl::StatusOr<EnhancedCodePattern> p = EnhancedCodePattern::Parse(r.enhanced_pattern); !p.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(where, ": enhanced_pattern: ", p.status().message()));
     }
     if (r.threshold < 1 || r.window <= absl::ZeroDuration()) {
       return absl::InvalidArgumentError(absl::StrCat(where, ": threshold must be >= 1 and window positive"));

@@ -3,6 +3,7 @@
 // (internal/operations.cc) and, for a durable engine, journals the call.
 #include "mailretry/engine/engine.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -15,7 +16,9 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "mailretry/engine/internal/commands.h"
 #include "mailretry/engine/internal/core.h"
+#include "mailretry/engine/internal/execute.h"
 #include "mailretry/engine/internal/state.h"
 #include "re2/re2.h"  // Impl owns compiled RE2s; destroying one here needs the type
 
@@ -23,6 +26,7 @@ namespace mailretry {
 
 using internal::Core;
 using internal::DestState;
+using internal::Execute;
 using internal::Ms;
 using internal::T;
 using internal::ToAbsl;
@@ -42,74 +46,38 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Load(const std::string& path) {
   return std::unique_ptr<Engine>(new Engine(*std::move(impl)));
 }
 
-// A durable engine (engine_journal.cc) journals each state-changing call after
-// applying it, under the same lock, so the journal order is the apply order.
-// After a failed journal write the engine refuses further changes.
-#define MAILRETRY_JOURNAL_HEALTH()                                        \
-  if (impl_->journal != nullptr) {                                        \
-    if (absl::Status h = impl_->journal->health(); !h.ok()) return h;     \
-  }
+// Each state-changing method builds its command and runs it through the one
+// command path (internal/execute.h), which also journals it.
 
 absl::Status Engine::Submit(uint64_t msg_id, std::string_view destination, absl::Time now,
                             std::string_view source, std::optional<absl::Time> not_before) {
-  absl::MutexLock lock(&impl_->mu);
-  MAILRETRY_JOURNAL_HEALTH();
-  absl::Status s = Core(*impl_).Submit(msg_id, destination, now, source, not_before);
-  if (impl_->journal != nullptr) {
-    if (absl::Status j = impl_->journal->Submit(msg_id, destination, now, source, not_before, s); !j.ok()) return j;
-  }
-  return s;
+  return Execute(*impl_, internal::SubmitCommand{.now = now,
+                                                 .msg_id = msg_id,
+                                                 .destination = destination,
+                                                 .source = source,
+                                                 .not_before = not_before});
 }
 
 absl::Status Engine::SubmitMany(absl::Span<const uint64_t> msg_ids, absl::Span<const uint32_t> destination_indices,
                                 absl::Span<const std::string> destination_names, absl::Time now,
                                 absl::Span<const uint32_t> source_indices,
                                 absl::Span<const std::string> source_names) {
-  absl::MutexLock lock(&impl_->mu);
-  MAILRETRY_JOURNAL_HEALTH();
-  absl::Status s = Core(*impl_).SubmitMany(msg_ids, destination_indices, destination_names, now, source_indices,
-                                           source_names);
-  if (impl_->journal != nullptr) {
-    if (absl::Status j = impl_->journal->SubmitMany(msg_ids, destination_indices, destination_names, now,
-                                                    source_indices, source_names, s);
-        !j.ok()) {
-      return j;
-    }
-  }
-  return s;
+  return Execute(*impl_, internal::SubmitManyCommand{.now = now,
+                                                     .msg_ids = msg_ids,
+                                                     .destination_indices = destination_indices,
+                                                     .destination_names = destination_names,
+                                                     .source_indices = source_indices,
+                                                     .source_names = source_names});
 }
 
-absl::Status Engine::Advance(absl::Time now) {
-  absl::MutexLock lock(&impl_->mu);
-  MAILRETRY_JOURNAL_HEALTH();
-  absl::Status s = Core(*impl_).Advance(now);
-  if (impl_->journal != nullptr) {
-    if (absl::Status j = impl_->journal->Advance(now, s); !j.ok()) return j;
-  }
-  return s;
-}
+absl::Status Engine::Advance(absl::Time now) { return Execute(*impl_, internal::AdvanceCommand{.now = now}); }
 
 absl::StatusOr<std::vector<Lease>> Engine::TakeReady(absl::Time now, size_t limit) {
-  absl::MutexLock lock(&impl_->mu);
-  MAILRETRY_JOURNAL_HEALTH();
-  absl::StatusOr<std::vector<Lease>> out = Core(*impl_).TakeReady(now, limit);
-  if (impl_->journal != nullptr) {
-    if (absl::Status j = impl_->journal->TakeReady(now, limit, out); !j.ok()) return j;
-  }
-  return out;
+  return Execute(*impl_, internal::TakeReadyCommand{.now = now, .limit = limit});
 }
 
 absl::StatusOr<Decision> Engine::Report(uint64_t msg_id, absl::Time now, const Reply& reply) {
-  absl::MutexLock lock(&impl_->mu);
-  MAILRETRY_JOURNAL_HEALTH();
-  Core core(*impl_);
-  const absl::Status adv = core.Advance(now);
-  absl::StatusOr<Decision> out =
-      adv.ok() ? core.Report(msg_id, impl_->now_ms, reply) : absl::StatusOr<Decision>(adv);
-  if (impl_->journal != nullptr) {
-    if (absl::Status j = impl_->journal->Report(msg_id, now, reply, out); !j.ok()) return j;
-  }
-  return out;
+  return Execute(*impl_, internal::ReportCommand{.now = now, .msg_id = msg_id, .reply = &reply});
 }
 
 absl::StatusOr<Decision> Engine::ReportText(uint64_t msg_id, absl::Time now, std::string_view raw_reply) {
@@ -120,64 +88,18 @@ absl::StatusOr<Decision> Engine::ReportText(uint64_t msg_id, absl::Time now, std
 
 std::vector<absl::StatusOr<Decision>> Engine::ReportMany(absl::Span<const uint64_t> msg_ids,
                                                          absl::Span<const Reply> replies, absl::Time now) {
-  std::vector<absl::StatusOr<Decision>> out;
-  out.reserve(msg_ids.size());
-  absl::MutexLock lock(&impl_->mu);
-  if (impl_->journal != nullptr) {
-    if (absl::Status h = impl_->journal->health(); !h.ok()) return std::vector<absl::StatusOr<Decision>>(msg_ids.size(), h);
-  }
-  Core core(*impl_);
-  absl::Status adv = core.Advance(now);
-  for (size_t i = 0; i < msg_ids.size(); ++i) {
-    if (!adv.ok()) {
-      out.push_back(adv);
-    } else if (i >= replies.size()) {
-      out.push_back(absl::InvalidArgumentError("no reply for this id (replies is shorter than msg_ids)"));
-    } else {
-      out.push_back(core.Report(msg_ids[i], impl_->now_ms, replies[i]));
-    }
-  }
-  if (impl_->journal != nullptr) {
-    if (absl::Status j = impl_->journal->ReportMany(msg_ids, replies, now, out); !j.ok()) {
-      return std::vector<absl::StatusOr<Decision>>(msg_ids.size(), j);
-    }
-  }
-  return out;
+  // Replies past the last id are never read: they are not journaled either.
+  return Execute(*impl_, internal::ReportManyCommand{
+                             .now = now, .msg_ids = msg_ids, .replies = replies.first(std::min(replies.size(), msg_ids.size()))});
 }
 
 std::vector<absl::StatusOr<Decision>> Engine::ReportManyText(absl::Span<const uint64_t> msg_ids,
                                                              absl::Span<const std::string> raw_replies,
                                                              absl::Time now) {
-  std::vector<absl::StatusOr<Decision>> out;
-  out.reserve(msg_ids.size());
-  absl::MutexLock lock(&impl_->mu);
-  if (impl_->journal != nullptr) {
-    if (absl::Status h = impl_->journal->health(); !h.ok()) return std::vector<absl::StatusOr<Decision>>(msg_ids.size(), h);
-  }
-  Core core(*impl_);
-  absl::Status adv = core.Advance(now);
-  for (size_t i = 0; i < msg_ids.size(); ++i) {
-    if (!adv.ok()) {
-      out.push_back(adv);
-      continue;
-    }
-    if (i >= raw_replies.size()) {
-      out.push_back(absl::InvalidArgumentError("no reply for this id (raw_replies is shorter than msg_ids)"));
-      continue;
-    }
-    absl::StatusOr<Reply> reply = ParseReply(raw_replies[i]);
-    if (!reply.ok()) {
-      out.push_back(reply.status());
-      continue;
-    }
-    out.push_back(core.Report(msg_ids[i], impl_->now_ms, *reply));
-  }
-  if (impl_->journal != nullptr) {
-    if (absl::Status j = impl_->journal->ReportManyText(msg_ids, raw_replies, now, out); !j.ok()) {
-      return std::vector<absl::StatusOr<Decision>>(msg_ids.size(), j);
-    }
-  }
-  return out;
+  return Execute(*impl_, internal::ReportManyTextCommand{
+                             .now = now,
+                             .msg_ids = msg_ids,
+                             .raw_replies = raw_replies.first(std::min(raw_replies.size(), msg_ids.size()))});
 }
 
 std::optional<absl::Time> Engine::NextWakeup() const {
@@ -185,17 +107,7 @@ std::optional<absl::Time> Engine::NextWakeup() const {
   return Core(*impl_).NextWakeup();
 }
 
-std::vector<Event> Engine::DrainEvents() {
-  absl::MutexLock lock(&impl_->mu);
-  // A durable engine whose journal failed keeps its events (they are state).
-  if (impl_->journal != nullptr && !impl_->journal->health().ok()) return {};
-  std::vector<Event> out(std::make_move_iterator(impl_->events.begin()),
-                         std::make_move_iterator(impl_->events.end()));
-  impl_->events.clear();
-  // An empty drain changes nothing and is not journaled.
-  if (impl_->journal != nullptr && !out.empty()) impl_->journal->DrainEvents(out.size()).IgnoreError();
-  return out;
-}
+std::vector<Event> Engine::DrainEvents() { return Execute(*impl_, internal::DrainEventsCommand{}); }
 
 absl::StatusOr<DestinationInfo> Engine::GetDestination(std::string_view destination,
                                                        std::string_view source) const {

@@ -125,8 +125,10 @@ struct DestinationPolicy {
 struct ReactionRule {
   std::string name;              // required, unique
   std::string text_regex;        // RE2, unanchored, case-insensitive
-  std::string enhanced_pattern;  // "4.7.28", "4.7.*"
-  std::string code_pattern;      // "421", "4xx", "45x"
+  // Code patterns: the one grammar of classify/internal/code_pattern.h, as for
+  // the classifier's user rules (lists, ranges and wildcards).
+  std::string enhanced_pattern;  // "4.7.28", "4.7.*", "5.7.606-649", "4.7.26,4.7.28"
+  std::string code_pattern;      // "421", "4xx", "5*x", "450-452", "421,45x"
   std::string destination;       // destination pattern
   std::vector<Category> categories;  // empty = any
   // Fire only after `threshold` matches within `window` (1 = on every match).

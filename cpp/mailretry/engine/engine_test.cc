@@ -590,6 +590,49 @@ TEST(Engine, SuspensionGrowsWithRepeatsAndResetsAfterSuccess) {
   ExpectBalanced(*e);
 }
 
+// Reactions and user rules share one pattern grammar: ranges, lists and
+// wildcards that only user rules accepted in 0.1 work for reactions too.
+TEST(Engine, ReactionPatternsTakeRangesListsAndWildcards) {
+  EngineConfig c;
+  ReactionRule r;
+  r.name = "auth-range";
+  r.enhanced_pattern = "4.7.26-28,4.7.32";
+  r.code_pattern = "421,45x";
+  r.suspend_for = absl::Minutes(30);
+  c.reactions = {r};
+  auto e = MakeEngine(c);
+  for (uint64_t i = 0; i < 3; ++i) ASSERT_TRUE(e->Submit(i, "range.example", kT0).ok());
+  std::vector<Lease> l = Take(*e, kT0, 3);
+  ASSERT_EQ(l.size(), 3u);
+  // 4.7.25 is outside the range: no suspension (and no built-in one for this text).
+  MustReport(*e, l[0].msg_id, kT0, "451 4.7.25 Sender address checks are pending, try again");
+  EXPECT_FALSE(e->GetDestination("range.example")->suspended_until.has_value());
+  // 4.7.27 is inside the range and 451 matches 45x.
+  MustReport(*e, l[1].msg_id, kT0, "451 4.7.27 Sender address checks are pending, try again");
+  EXPECT_EQ(e->GetDestination("range.example")->suspended_until, kT0 + absl::Minutes(30));
+
+  for (const char* bad : {"4.7", "4.x.1", "4.7.30-20"}) {
+    EngineConfig b;
+    ReactionRule x = r;
+    x.enhanced_pattern = bad;
+    b.reactions = {x};
+    EXPECT_EQ(Engine::Create(b).status().code(), absl::StatusCode::kInvalidArgument) << bad;
+  }
+  for (const char* bad : {"4yy", "42", "600"}) {
+    EngineConfig b;
+    ReactionRule x = r;
+    x.code_pattern = bad;
+    b.reactions = {x};
+    EXPECT_EQ(Engine::Create(b).status().code(), absl::StatusCode::kInvalidArgument) << bad;
+  }
+  EngineConfig ok;
+  ReactionRule y = r;
+  y.code_pattern = "5*x";
+  y.enhanced_pattern = "5.7.606-649";
+  ok.reactions = {y};
+  EXPECT_TRUE(Engine::Create(ok).ok());
+}
+
 TEST(Engine, ReactionRuleFiresAfterThresholdWithinWindow) {
   EngineConfig c;
   ReactionRule r;

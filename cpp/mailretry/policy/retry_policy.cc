@@ -6,12 +6,10 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "mailretry/common/internal/strings.h"
 
 namespace mailretry {
 namespace {
-
-// absl::string_view is not std::string_view in this Abseil build.
-absl::string_view AV(std::string_view s) { return absl::string_view(s.data(), s.size()); }
 
 // Durations are computed in double seconds so that multiplier^step saturates
 // instead of overflowing; anything past this is "infinite" for our purposes.
@@ -69,13 +67,13 @@ std::string_view JitterName(Jitter j) {
 }
 
 absl::StatusOr<Jitter> ParseJitter(std::string_view name) {
-  const std::string n = absl::AsciiStrToLower(AV(name));
+  const std::string n = absl::AsciiStrToLower(internal::ToAbsl(name));
   for (Jitter j : {Jitter::kNone, Jitter::kFull, Jitter::kEqual, Jitter::kDecorrelated,
                    Jitter::kKumo}) {
     if (JitterName(j) == n) return j;
   }
   return absl::InvalidArgumentError(absl::StrCat(
-      "unknown jitter '", AV(name), "' (expected none, full, equal, decorrelated or kumo)"));
+      "unknown jitter '", internal::ToAbsl(name), "' (expected none, full, equal, decorrelated or kumo)"));
 }
 
 RetryPolicy RetryPolicy::Default() { return RetryPolicy{}; }
@@ -131,14 +129,14 @@ RetryPolicy RetryPolicy::Haraka() {
 }
 
 absl::StatusOr<RetryPolicy> RetryPolicy::Preset(std::string_view name) {
-  const std::string n = absl::AsciiStrToLower(AV(name));
+  const std::string n = absl::AsciiStrToLower(internal::ToAbsl(name));
   if (n == "default") return Default();
   if (n == "postfix") return Postfix();
   if (n == "exim") return Exim();
   if (n == "kumomta" || n == "kumo") return KumoMta();
   if (n == "haraka") return Haraka();
   return absl::InvalidArgumentError(absl::StrCat(
-      "unknown retry preset '", AV(name), "' (expected default, postfix, exim, kumomta or haraka)"));
+      "unknown retry preset '", internal::ToAbsl(name), "' (expected default, postfix, exim, kumomta or haraka)"));
 }
 
 absl::Status RetryPolicy::Validate() const {

@@ -95,6 +95,16 @@ absl::StatusOr<Reply> ParseReply(std::string_view raw);
 // ("999 ...").
 absl::StatusOr<Reply> ParseReplyLenient(std::string_view raw);
 
+// For classifying text from logs and bounce tables, which often give only the
+// enhanced code ("5.1.1 User unknown", "4.7.0 Try again later"): ParseReply,
+// or, when the text starts with an enhanced code and has no basic code, a
+// Reply whose basic code is inferred from the enhanced class (500, 400 or 200)
+// with `*basic_code_inferred` set. A reply wrapped as logs and bounces give it,
+// "Diagnostic-Code: smtp; 550 ..." (RFC 3464) or Postfix's "host mx.example[ip]
+// said: 550 ...", is unwrapped (its basic code is the server's, not inferred).
+// Text with no code at all is refused, as by ParseReply. Engine::Report stays strict: a server always sends a basic code.
+absl::StatusOr<Reply> ParseReplyInferringCode(std::string_view raw, bool* basic_code_inferred);
+
 // A Reply for a transport outcome without an SMTP reply; `detail` becomes the
 // text. Meant for t != kReply (kReply yields a reply with code 0).
 Reply TransportReply(Transport t, std::string_view detail = {});

@@ -59,3 +59,62 @@ TEST(ParseReplyLenient, ClassifiesByEnhancedCodeAndText) {
 
 }  // namespace
 }  // namespace mailretry
+
+namespace mailretry {
+namespace {
+
+TEST(ParseReplyInferringCode, InfersTheBasicCodeFromTheEnhancedClass) {
+  bool inferred = true;
+  absl::StatusOr<Reply> strict = ParseReplyInferringCode("452 4.2.2 box is over its limit", &inferred);
+  ASSERT_TRUE(strict.ok()) << strict.status();
+  EXPECT_FALSE(inferred);
+  EXPECT_EQ(strict->code, 452);
+
+  absl::StatusOr<Reply> r = ParseReplyInferringCode("  5.1.1 nobody by that name here", &inferred);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(inferred);
+  EXPECT_EQ(r->code, 500);
+  ASSERT_TRUE(r->enhanced.has_value());
+  EXPECT_EQ(r->enhanced->ToString(), "5.1.1");
+  EXPECT_EQ(r->text, "nobody by that name here");
+
+  r = ParseReplyInferringCode("4.4.1 host did not answer", &inferred);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(inferred);
+  EXPECT_EQ(r->code, 400);
+  EXPECT_TRUE(r->transient());
+}
+
+TEST(ParseReplyInferringCode, UnwrapsDiagnosticCodeAndPostfixLogLines) {
+  bool inferred = true;
+  absl::StatusOr<Reply> r =
+      ParseReplyInferringCode("Diagnostic-Code: SMTP; 550 5.1.1 <a@b.example>... no such user", &inferred);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_FALSE(inferred);
+  EXPECT_EQ(r->code, 550);
+  EXPECT_EQ(r->enhanced->ToString(), "5.1.1");
+  r = ParseReplyInferringCode("smtp; 452 4.2.2 over quota", &inferred);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->code, 452);
+  r = ParseReplyInferringCode(
+      "host mx1.example.net[192.0.2.25] said: 450 4.7.1 Client host rejected: cannot find your "
+      "hostname (in reply to RCPT TO command)",
+      &inferred);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->code, 450);
+  EXPECT_FALSE(inferred);
+  // Not a wrapper: refused as before.
+  EXPECT_FALSE(ParseReplyInferringCode("host is down, said nothing", &inferred).ok());
+  EXPECT_FALSE(ParseReplyInferringCode("smtp; no code here", &inferred).ok());
+}
+
+TEST(ParseReplyInferringCode, TextWithoutAnyCodeIsStillRefused) {
+  bool inferred = true;
+  EXPECT_FALSE(ParseReplyInferringCode("mailbox is gone", &inferred).ok());
+  EXPECT_FALSE(inferred);
+  EXPECT_FALSE(ParseReplyInferringCode("", &inferred).ok());
+  EXPECT_FALSE(ParseReplyInferringCode("999 5.1.1 bad code", &inferred).ok());
+}
+
+}  // namespace
+}  // namespace mailretry

@@ -1,6 +1,6 @@
 // Built-in receiver profiles, the default scenario and scenario validation.
-// Reply wordings are taken from real provider replies (the dev corpus in
-// tests/data/dev_replies.jsonl); see each profile.
+// Reply wordings follow real provider replies (as published by the providers);
+// see each profile.
 #include <cmath>
 #include <string>
 #include <string_view>

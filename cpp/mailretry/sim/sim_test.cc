@@ -278,6 +278,8 @@ TEST(SimTest, BuiltinWordingsClassifyAsTheirCause) {
       {"misconfigured", ReplyKind::kStructuralReject, Category::kPtrRdns},
       {"misconfigured-auth", ReplyKind::kStructuralDeferral, Category::kAuthSpfDkimDmarc},
       {"misconfigured-auth", ReplyKind::kStructuralReject, Category::kAuthSpfDkimDmarc},
+      {"gmail-like", ReplyKind::kTooManyConnections, Category::kTooManyConnections},
+      {"gmail-like", ReplyKind::kOverload, Category::kServerBusyCapacity},
       {"gmail-like", ReplyKind::kRateLimited, Category::kReputationThrottle},
       {"gmail-like", ReplyKind::kReputationThrottled, Category::kReputationThrottle},
       {"gmail-like", ReplyKind::kMailboxFull, Category::kMailboxFull},

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "mailretry/common/internal/strings.h"
 #include "mailretry/timers/internal/boost_heap_queue.h"
 #include "mailretry/timers/internal/quad_heap.h"
 #include "mailretry/timers/internal/timing_wheel.h"
@@ -27,7 +28,7 @@ absl::StatusOr<TimerBackend> ParseTimerBackend(std::string_view name) {
     if (TimerBackendName(b) == name) return b;
   }
   return absl::InvalidArgumentError(
-      absl::StrCat("unknown timer backend '", absl::string_view(name.data(), name.size()), "' (wheel, boost_heap, quad_heap)"));
+      absl::StrCat("unknown timer backend '", internal::ToAbsl(name), "' (wheel, boost_heap, quad_heap)"));
 }
 
 std::unique_ptr<TimerQueue> MakeTimerQueue(TimerBackend backend, const TimerOptions& options) {

@@ -1,8 +1,18 @@
 // File: classify/internal/default_rules.h
 // -----------------------------------------------------------------------------
-// The built-in classifier rule table, in priority order (first match wins):
-// provider markers, then text cues naming a cause, then RFC 3463 enhanced
-// codes, then the basic code. Internal; Classifier compiles it once.
+// The built-in classifier rule table, in priority order (first match wins),
+// in layers that the rule names show ("default:<layer>/<rule>"):
+//   provider/, mta/   provider markers and MTA/gateway stock wordings;
+//   phrase/, words/, intl/   phrase families: specific phrases, word classes
+//                     (a subject word and a state word in any order), and
+//                     non-English stock wordings;
+//   enhanced/         RFC 3463 details that name a cause;
+//   generic/ (and phrase/address-rejected, busy, maintenance)   phrases that
+//                     say little, below the specific enhanced codes;
+//   enhanced/ (subjects), code/   RFC 3463 subjects, RFC 5321 basic codes.
+// Specific evidence comes before generic evidence. User rules (checked before
+// this table) and transport outcomes are decided in classifier.cc.
+// Internal; Classifier compiles it once.
 #ifndef MAILRETRY_CLASSIFY_INTERNAL_DEFAULT_RULES_H_
 #define MAILRETRY_CLASSIFY_INTERNAL_DEFAULT_RULES_H_
 

@@ -4,6 +4,11 @@
 // the classifier tests and benchmarks. Not a JSON parser: it finds "key": "..."
 // and decodes the string's escapes (\" \\ \/ \n \t \uXXXX with surrogates).
 // Header-only so tests and benchmarks share it without entering the library.
+//
+// It also holds the corpus's one tune/validation split (SplitOfSource), used
+// by the C++ tests and, through the bindings, by `mailretry evaluate --split`:
+// rules are written against the tune split only, and the validation split
+// measures how they do on sources whose wording was never looked at.
 #ifndef MAILRETRY_CLASSIFY_INTERNAL_REPLY_CORPUS_H_
 #define MAILRETRY_CLASSIFY_INTERNAL_REPLY_CORPUS_H_
 
@@ -111,8 +116,39 @@ inline std::optional<std::string> JsonStringField(std::string_view line, std::st
   return std::nullopt;
 }
 
+// Which half of the corpus a row belongs to. The split is by the row's
+// `source` (the page or file it was collected from), not by row: replies from
+// one source share wording, so a row-level split would leak that wording into
+// the validation half and measure fit instead of generalisation.
+enum class CorpusSplit : uint8_t { kTune, kValidation };
+
+// Percent of sources (by hash) in the validation split: about 28 % of the
+// sources, which is about a quarter of the rows.
+inline constexpr uint64_t kValidationPercent = 28;
+
+// FNV-1a (64 bit) of the source's UTF-8 bytes: stable across platforms,
+// compilers and Python (the bindings expose it), unlike std::hash.
+inline uint64_t SourceHash(std::string_view source) {
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (unsigned char c : source) {
+    h ^= c;
+    h *= 0x100000001b3ULL;
+  }
+  return h;
+}
+
+inline CorpusSplit SplitOfSource(std::string_view source) {
+  return SourceHash(source) % 100 < kValidationPercent ? CorpusSplit::kValidation
+                                                        : CorpusSplit::kTune;
+}
+
+inline std::string_view CorpusSplitName(CorpusSplit s) {
+  return s == CorpusSplit::kValidation ? "validation" : "tune";
+}
+
 struct CorpusEntry {
   std::string reply;
+  std::string source;
   std::string provider;
   std::string category;
   std::string action;
@@ -129,11 +165,22 @@ inline std::vector<CorpusEntry> LoadCorpus(const std::string& path) {
     if (!reply) continue;
     CorpusEntry e;
     e.reply = std::move(*reply);
+    e.source = JsonStringField(line, "source").value_or("");
     e.provider = JsonStringField(line, "provider").value_or("");
     e.category = JsonStringField(line, "category").value_or("");
     e.action = JsonStringField(line, "action").value_or("");
     e.confidence = JsonStringField(line, "confidence").value_or("");
     out.push_back(std::move(e));
+  }
+  return out;
+}
+
+// The rows of `corpus` in `split`.
+inline std::vector<CorpusEntry> CorpusRowsIn(const std::vector<CorpusEntry>& corpus,
+                                             CorpusSplit split) {
+  std::vector<CorpusEntry> out;
+  for (const CorpusEntry& e : corpus) {
+    if (SplitOfSource(e.source) == split) out.push_back(e);
   }
   return out;
 }

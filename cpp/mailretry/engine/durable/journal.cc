@@ -1,12 +1,8 @@
+// File: engine/durable/journal.cc
 // The engine's durable mode: Engine::OpenDurable / Compact / Sync and the
-// journal file (format and guarantees in engine_journal.h).
-//
-// Records hold the call's arguments and a cheap fingerprint of its outcome
-// (status code; for TakeReady the lease count and a hash of the ids; for
-// reports the decision action). Replay re-executes the calls through the
-// public API and compares fingerprints, so a journal replayed onto the wrong
-// snapshot, or a behaviour change between versions, is DataLoss rather than a
-// silently different state.
+// journal file (format and guarantees in journal.h). A record is a command
+// and a fingerprint of its result (internal/record_codec.h); replay
+// re-executes the commands through the engine's one command path.
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -36,6 +32,10 @@
 #include "mailretry/engine/engine.h"
 #include "mailretry/engine/durable/journal.h"
 #include "mailretry/common/internal/binary_io.h"
+#include "mailretry/common/internal/file_io.h"
+#include "mailretry/engine/durable/internal/record_codec.h"
+#include "mailretry/engine/internal/commands.h"
+#include "mailretry/engine/internal/execute.h"
 #include "mailretry/engine/internal/state.h"
 #include "mailretry/reply/reply.h"
 #include "re2/re2.h"  // Impl owns compiled RE2s; destroying one here needs the type
@@ -50,96 +50,13 @@ constexpr size_t kHeaderSize = 8 + 4 + 8 + 4;
 constexpr size_t kFrameSize = 8;  // u32 crc + u32 length
 constexpr uint32_t kMaxRecord = uint32_t{1} << 30;
 
-enum class Op : uint8_t {
-  kSubmit = 1,
-  kSubmitMany = 2,
-  kAdvance = 3,
-  kTakeReady = 4,
-  kReport = 5,
-  kReportMany = 6,
-  kReportManyText = 7,
-  kDrainEvents = 8,
-};
-
-// Outcome byte for a decision: the action, or 0x80 | status code.
-uint8_t DecisionOutcome(const absl::StatusOr<Decision>& d) {
-  return d.ok() ? static_cast<uint8_t>(d->action) : static_cast<uint8_t>(0x80 | static_cast<int>(d.status().code()));
-}
-uint8_t StatusOutcome(const absl::Status& s) { return static_cast<uint8_t>(s.code()); }
-
-// FNV-1a over the leased ids, in order: catches a replay that leases other
-// messages, for 8 bytes per record.
-uint64_t LeaseHash(const std::vector<Lease>& leases) {
-  uint64_t h = 1469598103934665603ull;
-  for (const Lease& l : leases) {
-    h ^= l.msg_id;
-    h *= 1099511628211ull;
-  }
-  return h;
-}
-
-int64_t TimeMs(absl::Time t) { return absl::ToUnixMillis(t); }
-
-// Appends little-endian fields to a string the journal reuses between records.
-class Encoder : public internal::BinaryWriter {
- public:
-  using BinaryWriter::BinaryWriter;
-  void Reply(const mailretry::Reply& r) {
-    U8(static_cast<uint8_t>(r.transport));
-    U32(static_cast<uint32_t>(r.code));
-    U8(r.enhanced.has_value());
-    if (r.enhanced) {
-      U8(r.enhanced->klass);
-      U32(r.enhanced->subject);
-      U32(r.enhanced->detail);
-    }
-    Str(r.text);
-  }
-};
-
-// Reads what Encoder wrote; any overrun turns ok() false.
-class Decoder : public internal::BinaryReader {
- public:
-  using BinaryReader::BinaryReader;
-  mailretry::Reply Reply() {
-    mailretry::Reply r;
-    const uint8_t t = U8();
-    if (t >= kNumTransports) Fail();
-    r.transport = static_cast<Transport>(t);
-    r.code = static_cast<int>(U32());
-    if (U8() != 0) {
-      EnhancedCode e;
-      e.klass = U8();
-      e.subject = static_cast<uint16_t>(U32());
-      e.detail = static_cast<uint16_t>(U32());
-      r.enhanced = e;
-    }
-    r.text = Str();
-    return r;
-  }
-};
-
 std::string JoinPath(const std::string& dir, std::string_view name) {
   return absl::StrCat(dir, "/", std::string(name));
 }
 std::string SnapshotName(uint64_t g) { return absl::StrCat("snapshot-", g, ".mrs"); }
 std::string JournalName(uint64_t g) { return absl::StrCat("journal-", g, ".mrj"); }
 
-absl::Status Errno(absl::string_view what, const std::string& path, int err) {
-  return absl::UnavailableError(absl::StrCat(what, " '", path, "': ", std::strerror(err)));
-}
 
-absl::Status WriteFully(int fd, std::string_view data) {
-  while (!data.empty()) {
-    const ssize_t n = ::write(fd, data.data(), data.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return absl::UnavailableError(std::strerror(errno));
-    }
-    data.remove_prefix(static_cast<size_t>(n));
-  }
-  return absl::OkStatus();
-}
 
 int DataSync(int fd) {
 #if defined(__linux__)
@@ -151,14 +68,6 @@ int DataSync(int fd) {
 #endif
 }
 
-absl::Status SyncDir(const std::string& dir) {
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return Errno("cannot open directory", dir, errno);
-  absl::Status s;
-  if (::fsync(fd) != 0) s = Errno("cannot fsync directory", dir, errno);
-  ::close(fd);
-  return s;
-}
 
 // "<prefix><digits><suffix>" -> digits; nullopt otherwise.
 std::optional<uint64_t> ParseGeneration(std::string_view name, std::string_view prefix, std::string_view suffix) {
@@ -187,7 +96,7 @@ absl::StatusOr<std::vector<std::string>> ListDir(const std::string& dir) {
 
 std::string JournalHeader(uint64_t generation) {
   std::string h(kJournalMagic, sizeof kJournalMagic);
-  Encoder e(&h);
+  RecordWriter e(&h);
   e.U32(kJournalVersion);
   e.U64(generation);
   e.U32(Crc32c(h));
@@ -326,98 +235,12 @@ class FileJournal final : public JournalSink {
     return syncer_->error();
   }
 
-  absl::Status Submit(uint64_t msg_id, std::string_view destination, absl::Time now, std::string_view source,
-                      std::optional<absl::Time> not_before, const absl::Status& result) override {
-    Encoder e = Begin(Op::kSubmit);
-    e.I64(TimeMs(now));
-    e.U64(msg_id);
-    e.Str(destination);
-    e.Str(source);
-    e.U8(not_before.has_value());
-    e.I64(not_before ? TimeMs(*not_before) : 0);
-    e.U8(StatusOutcome(result));
-    return Commit();
+  std::string* BeginRecord() override {
+    buf_.assign(kFrameSize, '\0');  // crc and length, filled in by CommitRecord
+    return &buf_;
   }
 
-  absl::Status SubmitMany(absl::Span<const uint64_t> msg_ids, absl::Span<const uint32_t> destination_indices,
-                          absl::Span<const std::string> destination_names, absl::Time now,
-                          absl::Span<const uint32_t> source_indices, absl::Span<const std::string> source_names,
-                          const absl::Status& result) override {
-    Encoder e = Begin(Op::kSubmitMany);
-    e.I64(TimeMs(now));
-    e.U64(msg_ids.size());
-    for (uint64_t id : msg_ids) e.U64(id);
-    e.U64(destination_indices.size());
-    for (uint32_t i : destination_indices) e.U32(i);
-    e.U64(destination_names.size());
-    for (const std::string& n : destination_names) e.Str(n);
-    e.U64(source_indices.size());
-    for (uint32_t i : source_indices) e.U32(i);
-    e.U64(source_names.size());
-    for (const std::string& n : source_names) e.Str(n);
-    e.U8(StatusOutcome(result));
-    return Commit();
-  }
-
-  absl::Status Advance(absl::Time now, const absl::Status& result) override {
-    Encoder e = Begin(Op::kAdvance);
-    e.I64(TimeMs(now));
-    e.U8(StatusOutcome(result));
-    return Commit();
-  }
-
-  absl::Status TakeReady(absl::Time now, size_t limit, const absl::StatusOr<std::vector<Lease>>& result) override {
-    Encoder e = Begin(Op::kTakeReady);
-    e.I64(TimeMs(now));
-    e.U64(limit);
-    e.U8(StatusOutcome(result.status()));
-    e.U64(result.ok() ? result->size() : 0);
-    e.U64(result.ok() ? LeaseHash(*result) : 0);
-    return Commit();
-  }
-
-  absl::Status Report(uint64_t msg_id, absl::Time now, const mailretry::Reply& reply,
-                      const absl::StatusOr<Decision>& result) override {
-    Encoder e = Begin(Op::kReport);
-    e.I64(TimeMs(now));
-    e.U64(msg_id);
-    e.Reply(reply);
-    e.U8(DecisionOutcome(result));
-    return Commit();
-  }
-
-  absl::Status ReportMany(absl::Span<const uint64_t> msg_ids, absl::Span<const mailretry::Reply> replies,
-                          absl::Time now, const std::vector<absl::StatusOr<Decision>>& results) override {
-    Encoder e = Begin(Op::kReportMany);
-    e.I64(TimeMs(now));
-    e.U64(msg_ids.size());
-    for (uint64_t id : msg_ids) e.U64(id);
-    // Only the replies paired with an id are ever read.
-    const size_t n = std::min(msg_ids.size(), replies.size());
-    e.U64(n);
-    for (size_t i = 0; i < n; ++i) e.Reply(replies[i]);
-    for (const auto& r : results) e.U8(DecisionOutcome(r));
-    return Commit();
-  }
-
-  absl::Status ReportManyText(absl::Span<const uint64_t> msg_ids, absl::Span<const std::string> raw_replies,
-                              absl::Time now, const std::vector<absl::StatusOr<Decision>>& results) override {
-    Encoder e = Begin(Op::kReportManyText);
-    e.I64(TimeMs(now));
-    e.U64(msg_ids.size());
-    for (uint64_t id : msg_ids) e.U64(id);
-    const size_t n = std::min(msg_ids.size(), raw_replies.size());
-    e.U64(n);
-    for (size_t i = 0; i < n; ++i) e.Str(raw_replies[i]);
-    for (const auto& r : results) e.U8(DecisionOutcome(r));
-    return Commit();
-  }
-
-  absl::Status DrainEvents(size_t count) override {
-    Encoder e = Begin(Op::kDrainEvents);
-    e.U64(count);
-    return Commit();
-  }
+  absl::Status CommitRecord() override { return Commit(); }
 
   absl::Status Sync() {
     if (absl::Status h = health(); !h.ok()) return h;
@@ -478,13 +301,6 @@ class FileJournal final : public JournalSink {
   std::string Path() const { return JoinPath(dir_, JournalName(info_.generation)); }
 
  private:
-  Encoder Begin(Op op) {
-    buf_.assign(kFrameSize, '\0');  // length and crc, filled in by Commit
-    Encoder e(&buf_);
-    e.U8(static_cast<uint8_t>(op));
-    return e;
-  }
-
   absl::Status Commit() {
     // Frame: crc, then length, so that the checksummed bytes (length and
     // payload) are contiguous.
@@ -550,35 +366,12 @@ class FileJournal final : public JournalSink {
 };
 
 
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    const int err = errno;
-    if (err == ENOENT) return absl::NotFoundError(absl::StrCat("'", path, "' does not exist"));
-    return Errno("cannot open", path, err);
-  }
-  std::string out;
-  char buf[1 << 16];
-  for (;;) {
-    const ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      const int err = errno;
-      ::close(fd);
-      return Errno("cannot read", path, err);
-    }
-    if (n == 0) break;
-    out.append(buf, static_cast<size_t>(n));
-  }
-  ::close(fd);
-  return out;
-}
 
 // The payload of the record at `off`, or nullopt if it is cut short or fails
 // its checksum; `end` is set to the offset after it when valid.
 std::optional<std::string_view> RecordAt(std::string_view data, size_t off, size_t* end) {
   if (data.size() - off < kFrameSize) return std::nullopt;
-  Decoder frame(data.substr(off, kFrameSize));
+  RecordReader frame(data.substr(off, kFrameSize));
   const uint32_t crc = frame.U32();
   const uint32_t len = frame.U32();
   if (len == 0 || len > kMaxRecord || len > data.size() - off - kFrameSize) return std::nullopt;
@@ -598,122 +391,32 @@ bool ValidRecordAfter(std::string_view data, size_t from) {
   return false;
 }
 
-std::string DescribeOutcome(uint8_t o, bool decision) {
-  if (decision && o < 0x80) return std::string(DecisionActionName(static_cast<DecisionAction>(o)));
-  const int code = decision ? (o & 0x7f) : o;
-  return code == 0 ? "OK" : absl::StatusCodeToString(static_cast<absl::StatusCode>(code));
+// Decodes one command, re-executes it and checks its result's fingerprint.
+template <class Cmd>
+absl::Status ReplayCommand(Engine::Impl& impl, RecordReader& r) {
+  Cmd cmd;
+  Cmd::Fields(cmd, r);
+  if (!r.ok()) return absl::DataLossError("undecodable payload");
+  const typename Cmd::Result got = Execute(impl, cmd);
+  if (absl::Status s = CheckOutcome(r, Cmd::kName, got); !s.ok()) return s;
+  if (!r.ok() || !r.done()) return absl::DataLossError("undecodable payload");
+  return absl::OkStatus();
 }
 
 // Re-executes one journaled call. An error describes the mismatch or the
 // undecodable payload; the caller adds the file, record number and offset.
-absl::Status ApplyRecord(Engine& e, std::string_view payload) {
-  Decoder d(payload);
-  const Op op = static_cast<Op>(d.U8());
-  auto undecodable = [] { return absl::DataLossError("undecodable payload"); };
-  auto mismatch = [](std::string_view what, const std::string& got, const std::string& want) {
-    return absl::DataLossError(absl::StrCat(std::string(what), " replayed as ", got, ", journal says ", want,
-                                            ": the journal does not belong to this snapshot"));
-  };
-  auto check_status = [&](std::string_view what, const absl::Status& s, uint8_t want) -> absl::Status {
-    if (StatusOutcome(s) == want) return absl::OkStatus();
-    return mismatch(what, DescribeOutcome(StatusOutcome(s), false), DescribeOutcome(want, false));
-  };
-  auto check_decisions = [&](std::string_view what, const std::vector<absl::StatusOr<Decision>>& got,
-                             const std::vector<uint8_t>& want) -> absl::Status {
-    for (size_t i = 0; i < got.size(); ++i) {
-      if (DecisionOutcome(got[i]) != want[i]) {
-        return mismatch(absl::StrCat(std::string(what), " entry ", i), DescribeOutcome(DecisionOutcome(got[i]), true),
-                        DescribeOutcome(want[i], true));
-      }
-    }
-    return absl::OkStatus();
-  };
+absl::Status ApplyRecord(Engine::Impl& impl, std::string_view payload) {
+  RecordReader r(payload);
+  const Op op = static_cast<Op>(r.U8());
   switch (op) {
-    case Op::kSubmit: {
-      const absl::Time now = d.Time();
-      const uint64_t id = d.U64();
-      const std::string dest = d.Str();
-      const std::string source = d.Str();
-      const bool has_nb = d.U8() != 0;
-      const absl::Time nb = d.Time();
-      const uint8_t want = d.U8();
-      if (!d.ok() || !d.done()) return undecodable();
-      return check_status("submit", e.Submit(id, dest, now, source, has_nb ? std::optional<absl::Time>(nb) : std::nullopt),
-                          want);
-    }
-    case Op::kSubmitMany: {
-      const absl::Time now = d.Time();
-      std::vector<uint64_t> ids(d.Count(8));
-      for (uint64_t& id : ids) id = d.U64();
-      std::vector<uint32_t> di(d.Count(4));
-      for (uint32_t& i : di) i = d.U32();
-      std::vector<std::string> dn(d.Count(4));
-      for (std::string& n : dn) n = d.Str();
-      std::vector<uint32_t> si(d.Count(4));
-      for (uint32_t& i : si) i = d.U32();
-      std::vector<std::string> sn(d.Count(4));
-      for (std::string& n : sn) n = d.Str();
-      const uint8_t want = d.U8();
-      if (!d.ok() || !d.done()) return undecodable();
-      return check_status("submit_many", e.SubmitMany(ids, di, dn, now, si, sn), want);
-    }
-    case Op::kAdvance: {
-      const absl::Time now = d.Time();
-      const uint8_t want = d.U8();
-      if (!d.ok() || !d.done()) return undecodable();
-      return check_status("advance", e.Advance(now), want);
-    }
-    case Op::kTakeReady: {
-      const absl::Time now = d.Time();
-      const uint64_t limit = d.U64();
-      const uint8_t want = d.U8();
-      const uint64_t count = d.U64();
-      const uint64_t hash = d.U64();
-      if (!d.ok() || !d.done()) return undecodable();
-      absl::StatusOr<std::vector<Lease>> got = e.TakeReady(now, static_cast<size_t>(limit));
-      if (absl::Status s = check_status("take_ready", got.status(), want); !s.ok()) return s;
-      if (got.ok() && (got->size() != count || LeaseHash(*got) != hash)) {
-        return mismatch("take_ready", absl::StrCat(got->size(), " leases"),
-                        absl::StrCat(count, " leases", got->size() == count ? " of other messages" : ""));
-      }
-      return absl::OkStatus();
-    }
-    case Op::kReport: {
-      const absl::Time now = d.Time();
-      const uint64_t id = d.U64();
-      const mailretry::Reply reply = d.Reply();
-      const uint8_t want = d.U8();
-      if (!d.ok() || !d.done()) return undecodable();
-      return check_decisions("report", {e.Report(id, now, reply)}, {want});
-    }
-    case Op::kReportMany:
-    case Op::kReportManyText: {
-      const absl::Time now = d.Time();
-      std::vector<uint64_t> ids(d.Count(8));
-      for (uint64_t& id : ids) id = d.U64();
-      const uint64_t n = d.Count(4);
-      std::vector<mailretry::Reply> replies;
-      std::vector<std::string> texts;
-      for (uint64_t i = 0; i < n && d.ok(); ++i) {
-        if (op == Op::kReportMany) {
-          replies.push_back(d.Reply());
-        } else {
-          texts.push_back(d.Str());
-        }
-      }
-      std::vector<uint8_t> want(ids.size());
-      for (uint8_t& w : want) w = d.U8();
-      if (!d.ok() || !d.done()) return undecodable();
-      if (op == Op::kReportMany) return check_decisions("report_many", e.ReportMany(ids, replies, now), want);
-      return check_decisions("report_many", e.ReportManyText(ids, texts, now), want);
-    }
-    case Op::kDrainEvents: {
-      const uint64_t want = d.U64();
-      if (!d.ok() || !d.done()) return undecodable();
-      const size_t got = e.DrainEvents().size();
-      if (got != want) return mismatch("drain_events", absl::StrCat(got, " events"), absl::StrCat(want, " events"));
-      return absl::OkStatus();
-    }
+    case Op::kSubmit: return ReplayCommand<SubmitCommand>(impl, r);
+    case Op::kSubmitMany: return ReplayCommand<SubmitManyCommand>(impl, r);
+    case Op::kAdvance: return ReplayCommand<AdvanceCommand>(impl, r);
+    case Op::kTakeReady: return ReplayCommand<TakeReadyCommand>(impl, r);
+    case Op::kReport: return ReplayCommand<ReportCommand>(impl, r);
+    case Op::kReportMany: return ReplayCommand<ReportManyCommand>(impl, r);
+    case Op::kReportManyText: return ReplayCommand<ReportManyTextCommand>(impl, r);
+    case Op::kDrainEvents: return ReplayCommand<DrainEventsCommand>(impl, r);
   }
   return absl::DataLossError(absl::StrCat("unknown operation ", static_cast<int>(op)));
 }
@@ -724,7 +427,7 @@ struct ReplayResult {
   bool torn = false;
 };
 
-absl::StatusOr<ReplayResult> Replay(Engine& e, const std::string& path, std::string_view data, uint64_t generation) {
+absl::StatusOr<ReplayResult> Replay(Engine::Impl& impl, const std::string& path, std::string_view data, uint64_t generation) {
   auto corrupt = [&](absl::string_view why) {
     return absl::DataLossError(absl::StrCat("journal '", path, "' is corrupt: ", why));
   };
@@ -732,7 +435,7 @@ absl::StatusOr<ReplayResult> Replay(Engine& e, const std::string& path, std::str
   if (std::memcmp(data.data(), kJournalMagic, sizeof kJournalMagic) != 0) {
     return corrupt("not a mailretry journal (bad magic)");
   }
-  Decoder head(data.substr(sizeof kJournalMagic, kHeaderSize - sizeof kJournalMagic));
+  RecordReader head(data.substr(sizeof kJournalMagic, kHeaderSize - sizeof kJournalMagic));
   const uint32_t version = head.U32();
   const uint64_t gen = head.U64();
   const uint32_t crc = head.U32();
@@ -755,7 +458,7 @@ absl::StatusOr<ReplayResult> Replay(Engine& e, const std::string& path, std::str
       r.torn = true;
       break;
     }
-    if (absl::Status s = ApplyRecord(e, *payload); !s.ok()) {
+    if (absl::Status s = ApplyRecord(impl, *payload); !s.ok()) {
       return corrupt(absl::StrCat("record ", r.records + 1, " at byte ", off, ": ", s.message()));
     }
     ++r.records;
@@ -835,7 +538,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::OpenDurable(const std::string& d
     if (!impl.ok()) return impl.status();
     engine.reset(new Engine(*std::move(impl)));
     const std::string path = internal::JoinPath(directory, internal::JournalName(generation));
-    absl::StatusOr<std::string> data = internal::ReadFile(path);
+    absl::StatusOr<std::string> data = internal::ReadFile(path, "journal");
     if (absl::IsNotFound(data.status())) {
       // A crash between a compaction's snapshot and its journal: the snapshot
       // holds everything.
@@ -844,7 +547,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::OpenDurable(const std::string& d
     } else if (!data.ok()) {
       return data.status();
     } else {
-      absl::StatusOr<internal::ReplayResult> r = internal::Replay(*engine, path, *data, generation);
+      absl::StatusOr<internal::ReplayResult> r = internal::Replay(*engine->impl_, path, *data, generation);
       if (!r.ok()) return r.status();
       const int afd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
       if (afd < 0) return internal::Errno("cannot open journal", path, errno);

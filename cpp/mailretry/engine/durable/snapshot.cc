@@ -16,7 +16,9 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <optional>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -24,6 +26,7 @@
 #include "absl/strings/str_cat.h"
 #include "mailretry/engine/engine.h"
 #include "mailretry/common/internal/binary_io.h"
+#include "mailretry/common/internal/file_io.h"
 #include "mailretry/engine/internal/state.h"
 #include "re2/re2.h"
 
@@ -52,243 +55,212 @@ const std::array<uint32_t, 256>& CrcTable() {
 using Writer = internal::BinaryWriter;
 using Reader = internal::BinaryReader;
 
-// --- config ------------------------------------------------------------------
+// --- one field list per saved struct ----------------------------------------------
+// Each Fields(v, x) names the struct's saved fields once, in file order; the
+// same list serves Save (v writes) and Load (v reads). Integers keep their
+// width except uint16_t, stored as u32; enums are stored as u8; an optional
+// is a bool then the value when present; a vector is a u64 count then its
+// elements; an array is its elements.
 
-void PutPolicy(Writer& w, const RetryPolicy& p) {
-  w.U8(static_cast<uint8_t>(p.backoff));
-  w.Dur(p.initial_delay);
-  w.F64(p.multiplier);
-  w.Dur(p.max_delay);
-  w.Dur(p.min_delay);
-  w.U64(p.intervals.size());
-  for (absl::Duration d : p.intervals) w.Dur(d);
-  w.U64(p.stages.size());
-  for (const RetryStage& s : p.stages) {
-    w.U8(static_cast<uint8_t>(s.kind));
-    w.Dur(s.cutoff);
-    w.Dur(s.interval);
-    w.F64(s.multiplier);
-  }
-  w.U8(static_cast<uint8_t>(p.jitter));
-  w.Dur(p.lifetime);
-  w.U32(p.max_attempts);
-  w.Bool(p.attempt_at_lifetime_end);
+template <class S, class T>
+concept Of = std::is_same_v<std::remove_const_t<S>, T>;
+
+template <class V, Of<RateLimit> S>
+void Fields(V& v, S& x) {
+  v(x.messages), v(x.per);
 }
 
-RetryPolicy GetPolicy(Reader& r) {
-  RetryPolicy p;
-  p.backoff = static_cast<Backoff>(r.U8());
-  p.initial_delay = r.Dur();
-  p.multiplier = r.F64();
-  p.max_delay = r.Dur();
-  p.min_delay = r.Dur();
-  p.intervals.resize(r.Count(8));
-  for (absl::Duration& d : p.intervals) d = r.Dur();
-  p.stages.resize(r.Count(25));
-  for (RetryStage& s : p.stages) {
-    s.kind = static_cast<RetryStage::Kind>(r.U8());
-    s.cutoff = r.Dur();
-    s.interval = r.Dur();
-    s.multiplier = r.F64();
-  }
-  p.jitter = static_cast<Jitter>(r.U8());
-  p.lifetime = r.Dur();
-  p.max_attempts = r.U32();
-  p.attempt_at_lifetime_end = r.Bool();
-  return p;
+template <class V, Of<RetryStage> S>
+void Fields(V& v, S& x) {
+  v(x.kind), v(x.cutoff), v(x.interval), v(x.multiplier);
 }
 
-void PutRate(Writer& w, const RateLimit& r) {
-  w.U32(r.messages);
-  w.Dur(r.per);
-}
-RateLimit GetRate(Reader& r) {
-  RateLimit x;
-  x.messages = r.U32();
-  x.per = r.Dur();
-  return x;
+template <class V, Of<RetryPolicy> S>
+void Fields(V& v, S& x) {
+  v(x.backoff), v(x.initial_delay), v(x.multiplier), v(x.max_delay), v(x.min_delay), v(x.intervals),
+      v(x.stages), v(x.jitter), v(x.lifetime), v(x.max_attempts), v(x.attempt_at_lifetime_end);
 }
 
-template <typename E>
-void PutEnums(Writer& w, const std::vector<E>& v) {
-  w.U64(v.size());
-  for (E e : v) w.U8(static_cast<uint8_t>(e));
-}
-template <typename E>
-std::vector<E> GetEnums(Reader& r) {
-  std::vector<E> v(r.Count(1));
-  for (E& e : v) e = static_cast<E>(r.U8());
-  return v;
+template <class V, Of<DestinationPolicy> S>
+void Fields(V& v, S& x) {
+  v(x.destination), v(x.source), v(x.initial_concurrency), v(x.max_concurrency), v(x.min_concurrency),
+      v(x.cut_concurrency_to), v(x.raise_concurrency_after), v(x.concurrency_ceiling_hold), v(x.rate),
+      v(x.unlimited_cut_to), v(x.min_rate), v(x.rate_quiet_period), v(x.suspend_base),
+      v(x.suspend_multiplier), v(x.suspend_max), v(x.connection_failures_to_suspend);
 }
 
-void PutDestPolicy(Writer& w, const DestinationPolicy& d) {
-  w.Str(d.destination);
-  w.Str(d.source);
-  w.U32(d.initial_concurrency);
-  w.U32(d.max_concurrency);
-  w.U32(d.min_concurrency);
-  w.U32(d.cut_concurrency_to);
-  w.U32(d.raise_concurrency_after);
-  w.Dur(d.concurrency_ceiling_hold);
-  PutRate(w, d.rate);
-  PutRate(w, d.unlimited_cut_to);
-  PutRate(w, d.min_rate);
-  w.Dur(d.rate_quiet_period);
-  w.Dur(d.suspend_base);
-  w.F64(d.suspend_multiplier);
-  w.Dur(d.suspend_max);
-  w.U32(d.connection_failures_to_suspend);
-}
-DestinationPolicy GetDestPolicy(Reader& r) {
-  DestinationPolicy d;
-  d.destination = r.Str();
-  d.source = r.Str();
-  d.initial_concurrency = r.U32();
-  d.max_concurrency = r.U32();
-  d.min_concurrency = r.U32();
-  d.cut_concurrency_to = r.U32();
-  d.raise_concurrency_after = r.U32();
-  d.concurrency_ceiling_hold = r.Dur();
-  d.rate = GetRate(r);
-  d.unlimited_cut_to = GetRate(r);
-  d.min_rate = GetRate(r);
-  d.rate_quiet_period = r.Dur();
-  d.suspend_base = r.Dur();
-  d.suspend_multiplier = r.F64();
-  d.suspend_max = r.Dur();
-  d.connection_failures_to_suspend = r.U32();
-  return d;
+template <class V, Of<ScheduleOverride> S>
+void Fields(V& v, S& x) {
+  v(x.name), v(x.destination), v(x.categories), v(x.transports), v(x.policy), v(x.fixed_delay),
+      v(x.advance_backoff), v(x.max_consecutive);
 }
 
-void PutConfig(Writer& w, const EngineConfig& c) {
-  PutPolicy(w, c.retry);
-  w.U64(c.overrides.size());
-  for (const ScheduleOverride& o : c.overrides) {
-    w.Str(o.name);
-    w.Str(o.destination);
-    PutEnums(w, o.categories);
-    PutEnums(w, o.transports);
-    w.Bool(o.policy.has_value());
-    if (o.policy) PutPolicy(w, *o.policy);
-    w.Bool(o.fixed_delay.has_value());
-    if (o.fixed_delay) w.Dur(*o.fixed_delay);
-    w.Bool(o.advance_backoff);
-    w.U32(o.max_consecutive);
-  }
-  w.Bool(c.builtin_overrides);
-  PutDestPolicy(w, c.destination_defaults);
-  w.U64(c.destinations.size());
-  for (const DestinationPolicy& d : c.destinations) PutDestPolicy(w, d);
-  w.U64(c.reactions.size());
-  for (const ReactionRule& x : c.reactions) {
-    w.Str(x.name);
-    w.Str(x.text_regex);
-    w.Str(x.enhanced_pattern);
-    w.Str(x.code_pattern);
-    w.Str(x.destination);
-    PutEnums(w, x.categories);
-    w.U32(x.threshold);
-    w.Dur(x.window);
-    w.Bool(x.suspend_for.has_value());
-    if (x.suspend_for) w.Dur(*x.suspend_for);
-    w.Bool(x.set_concurrency.has_value());
-    if (x.set_concurrency) w.U32(*x.set_concurrency);
-    w.Bool(x.set_rate.has_value());
-    if (x.set_rate) PutRate(w, *x.set_rate);
-    w.Dur(x.duration);
-  }
-  const StructuralConfig& s = c.structural;
-  w.Bool(s.enabled);
-  w.U32(s.warning_421s);
-  w.F64(s.warning_ratio);
-  w.Dur(s.warning_window);
-  w.U32(s.cycle_messages);
-  w.U32(s.cycle_failures);
-  w.U32(s.evidence_messages);
-  w.Dur(s.evidence_span);
-  w.Bool(s.hold);
-  w.Dur(s.probe_interval);
-  w.U64(c.classifier_rules.size());
-  for (const UserRule& u : c.classifier_rules) {
-    w.Str(u.name);
-    w.Str(u.text_regex);
-    w.Str(u.enhanced_pattern);
-    w.Str(u.code_pattern);
-    w.Str(u.destination);
-    w.U8(static_cast<uint8_t>(u.category));
-    w.U8(static_cast<uint8_t>(u.action));
-    w.U8(u.transient.has_value() ? (*u.transient ? 2 : 1) : 0);
-  }
-  w.Dur(c.lease_timeout);
-  w.U8(static_cast<uint8_t>(c.backend));
-  w.Dur(c.timer_resolution);
-  w.Bool(c.message_events);
-  w.U64(c.max_buffered_events);
+template <class V, Of<ReactionRule> S>
+void Fields(V& v, S& x) {
+  v(x.name), v(x.text_regex), v(x.enhanced_pattern), v(x.code_pattern), v(x.destination), v(x.categories),
+      v(x.threshold), v(x.window), v(x.suspend_for), v(x.set_concurrency), v(x.set_rate), v(x.duration);
 }
 
-EngineConfig GetConfig(Reader& r) {
-  EngineConfig c;
-  c.retry = GetPolicy(r);
-  c.overrides.resize(r.Count(8));
-  for (ScheduleOverride& o : c.overrides) {
-    o.name = r.Str();
-    o.destination = r.Str();
-    o.categories = GetEnums<Category>(r);
-    o.transports = GetEnums<Transport>(r);
-    if (r.Bool()) o.policy = GetPolicy(r);
-    if (r.Bool()) o.fixed_delay = r.Dur();
-    o.advance_backoff = r.Bool();
-    o.max_consecutive = r.U32();
-  }
-  c.builtin_overrides = r.Bool();
-  c.destination_defaults = GetDestPolicy(r);
-  c.destinations.resize(r.Count(8));
-  for (DestinationPolicy& d : c.destinations) d = GetDestPolicy(r);
-  c.reactions.resize(r.Count(20));
-  for (ReactionRule& x : c.reactions) {
-    x.name = r.Str();
-    x.text_regex = r.Str();
-    x.enhanced_pattern = r.Str();
-    x.code_pattern = r.Str();
-    x.destination = r.Str();
-    x.categories = GetEnums<Category>(r);
-    x.threshold = r.U32();
-    x.window = r.Dur();
-    if (r.Bool()) x.suspend_for = r.Dur();
-    if (r.Bool()) x.set_concurrency = r.U32();
-    if (r.Bool()) x.set_rate = GetRate(r);
-    x.duration = r.Dur();
-  }
-  StructuralConfig& s = c.structural;
-  s.enabled = r.Bool();
-  s.warning_421s = r.U32();
-  s.warning_ratio = r.F64();
-  s.warning_window = r.Dur();
-  s.cycle_messages = r.U32();
-  s.cycle_failures = r.U32();
-  s.evidence_messages = r.U32();
-  s.evidence_span = r.Dur();
-  s.hold = r.Bool();
-  s.probe_interval = r.Dur();
-  c.classifier_rules.resize(r.Count(20));
-  for (UserRule& u : c.classifier_rules) {
-    u.name = r.Str();
-    u.text_regex = r.Str();
-    u.enhanced_pattern = r.Str();
-    u.code_pattern = r.Str();
-    u.destination = r.Str();
-    u.category = static_cast<Category>(r.U8());
-    u.action = static_cast<Action>(r.U8());
-    const uint8_t t = r.U8();
-    if (t != 0) u.transient = (t == 2);
-  }
-  c.lease_timeout = r.Dur();
-  c.backend = static_cast<TimerBackend>(r.U8());
-  c.timer_resolution = r.Dur();
-  c.message_events = r.Bool();
-  c.max_buffered_events = r.U64();
-  return c;
+template <class V, Of<StructuralConfig> S>
+void Fields(V& v, S& x) {
+  v(x.enabled), v(x.warning_421s), v(x.warning_ratio), v(x.warning_window), v(x.cycle_messages),
+      v(x.cycle_failures), v(x.evidence_messages), v(x.evidence_span), v(x.hold), v(x.probe_interval);
 }
+
+// `transient` is a tri-state byte: 0 unset, 1 false, 2 true.
+template <class V, Of<UserRule> S>
+void Fields(V& v, S& x) {
+  v(x.name), v(x.text_regex), v(x.enhanced_pattern), v(x.code_pattern), v(x.destination), v(x.category),
+      v(x.action);
+  v.TriStateByte(x.transient);
+}
+
+template <class V, Of<EngineConfig> S>
+void Fields(V& v, S& x) {
+  v(x.retry), v(x.overrides), v(x.builtin_overrides), v(x.destination_defaults), v(x.destinations),
+      v(x.reactions), v(x.structural), v(x.classifier_rules), v(x.lease_timeout), v(x.backend),
+      v(x.timer_resolution), v(x.message_events), v(x.max_buffered_events);
+}
+
+template <class V, Of<DestState> S>
+void Fields(V& v, S& d) {
+  v(d.domain_id), v(d.source_id), v(d.first_head), v(d.first_tail), v(d.retry_head), v(d.retry_tail),
+      v(d.first_count), v(d.retry_count), v(d.scheduled_count), v(d.take_retry_next), v(d.in_ring);
+  v(d.in_flight), v(d.concurrency), v(d.success_streak), v(d.conc_override), v(d.conc_override_until),
+      v(d.conc_ceiling), v(d.conc_ceiling_until);
+  v(d.tat), v(d.cut_interval_ms), v(d.last_cut), v(d.rate_override_ms), v(d.rate_override_until);
+  v(d.suspended_until), v(d.suspended), v(d.suspensions), v(d.conn_failures), v(d.consecutive_failures),
+      v(d.wake);
+  v(d.health), v(d.held), v(d.probe_in_flight), v(d.next_probe), v(d.last_delivery), v(d.win_start),
+      v(d.cur_attempts), v(d.cur_421), v(d.prev_attempts), v(d.prev_421), v(d.cat_counts), v(d.cycle_msgs),
+      v(d.evidence_msgs), v(d.evidence_first);
+  v(d.attempts), v(d.delivered), v(d.deferred), v(d.bounced), v(d.expired);
+  v(d.samples), v(d.sample_gen), v(d.sample_next), v(d.sample_count);
+}
+
+// A live message (its slot is written before it).
+template <class V, Of<MsgRec> S>
+void Fields(V& v, S& x) {
+  v(x.id), v(x.submitted_ms), v(x.timer_ms), v(x.dest), v(x.prev), v(x.next), v(x.last_delay_s),
+      v(x.last_enhanced), v(x.last_code), v(x.attempts), v(x.state), v(x.flags), v(x.step), v(x.last_category),
+      v(x.fixed_uses), v(x.sample);
+}
+
+// The least bytes one element takes in the file: a corrupt count can then
+// never make Load allocate more than a small multiple of the file's size.
+template <class T>
+constexpr size_t MinBytes() {
+  if constexpr (std::is_same_v<T, RetryStage>) return 25;
+  if constexpr (std::is_same_v<T, ReactionRule> || std::is_same_v<T, UserRule>) return 20;
+  if constexpr (std::is_same_v<T, absl::Duration> || std::is_same_v<T, ScheduleOverride> ||
+                std::is_same_v<T, DestinationPolicy>) {
+    return 8;
+  }
+  if constexpr (std::is_enum_v<T>) return 1;
+  if constexpr (std::is_arithmetic_v<T>) return sizeof(T);
+  return 4;
+}
+
+template <class T>
+struct IsVector : std::false_type {};
+template <class T, class A>
+struct IsVector<std::vector<T, A>> : std::true_type {};
+template <class T>
+struct IsArray : std::false_type {};
+template <class T, size_t N>
+struct IsArray<std::array<T, N>> : std::true_type {};
+template <class T>
+struct IsOptional : std::false_type {};
+template <class T>
+struct IsOptional<std::optional<T>> : std::true_type {};
+
+// Save's visitor.
+class FieldWriter : public Writer {
+ public:
+  using Writer::Writer;
+  template <class T>
+  void operator()(const T& x) {
+    if constexpr (std::is_same_v<T, bool>) {
+      Bool(x);
+    } else if constexpr (std::is_enum_v<T>) {
+      U8(static_cast<uint8_t>(x));
+    } else if constexpr (std::is_same_v<T, uint8_t>) {
+      U8(x);
+    } else if constexpr (std::is_same_v<T, uint16_t> || std::is_same_v<T, uint32_t>) {
+      U32(x);
+    } else if constexpr (std::is_same_v<T, uint64_t>) {
+      U64(x);
+    } else if constexpr (std::is_same_v<T, int64_t>) {
+      I64(x);
+    } else if constexpr (std::is_same_v<T, double>) {
+      F64(x);
+    } else if constexpr (std::is_same_v<T, absl::Duration>) {
+      Dur(x);
+    } else if constexpr (std::is_same_v<T, std::string>) {
+      Str(x);
+    } else if constexpr (IsOptional<T>::value) {
+      Bool(x.has_value());
+      if (x) (*this)(*x);
+    } else if constexpr (IsVector<T>::value) {
+      U64(x.size());
+      for (const auto& e : x) (*this)(e);
+    } else if constexpr (IsArray<T>::value) {
+      for (const auto& e : x) (*this)(e);
+    } else {
+      Fields(*this, x);
+    }
+  }
+  void TriStateByte(const std::optional<bool>& t) { U8(t.has_value() ? (*t ? 2 : 1) : 0); }
+};
+
+// Load's visitor. Values are taken as stored; Load checks them afterwards.
+class FieldReader : public Reader {
+ public:
+  using Reader::Reader;
+  template <class T>
+  void operator()(T& x) {
+    if constexpr (std::is_same_v<T, bool>) {
+      x = Bool();
+    } else if constexpr (std::is_enum_v<T>) {
+      x = static_cast<T>(U8());
+    } else if constexpr (std::is_same_v<T, uint8_t>) {
+      x = U8();
+    } else if constexpr (std::is_same_v<T, uint16_t>) {
+      x = static_cast<uint16_t>(U32());
+    } else if constexpr (std::is_same_v<T, uint32_t>) {
+      x = U32();
+    } else if constexpr (std::is_same_v<T, uint64_t>) {
+      x = U64();
+    } else if constexpr (std::is_same_v<T, int64_t>) {
+      x = I64();
+    } else if constexpr (std::is_same_v<T, double>) {
+      x = F64();
+    } else if constexpr (std::is_same_v<T, absl::Duration>) {
+      x = Dur();
+    } else if constexpr (std::is_same_v<T, std::string>) {
+      x = Str();
+    } else if constexpr (IsOptional<T>::value) {
+      if (Bool()) {
+        typename T::value_type v{};
+        (*this)(v);
+        x = std::move(v);
+      } else {
+        x.reset();
+      }
+    } else if constexpr (IsVector<T>::value) {
+      x.resize(Count(MinBytes<typename T::value_type>()));
+      for (auto& e : x) (*this)(e);
+    } else if constexpr (IsArray<T>::value) {
+      for (auto& e : x) (*this)(e);
+    } else {
+      Fields(*this, x);
+    }
+  }
+  void TriStateByte(std::optional<bool>& t) {
+    const uint8_t b = U8();
+    if (b != 0) t = (b == 2);
+  }
+};
 
 // --- events ------------------------------------------------------------------
 
@@ -364,120 +336,10 @@ bool GetEvent(Reader& r, const Engine::Impl& m, Event& e) {
 
 // --- state ---------------------------------------------------------------------
 
-void PutDest(Writer& w, const DestState& d) {
-  w.U32(d.domain_id);
-  w.U32(d.source_id);
-  w.U32(d.first_head);
-  w.U32(d.first_tail);
-  w.U32(d.retry_head);
-  w.U32(d.retry_tail);
-  w.U32(d.first_count);
-  w.U32(d.retry_count);
-  w.U32(d.scheduled_count);
-  w.Bool(d.take_retry_next);
-  w.Bool(d.in_ring);
-  w.U32(d.in_flight);
-  w.U32(d.concurrency);
-  w.U32(d.success_streak);
-  w.U32(d.conc_override);
-  w.I64(d.conc_override_until);
-  w.U32(d.conc_ceiling);
-  w.I64(d.conc_ceiling_until);
-  w.I64(d.tat);
-  w.I64(d.cut_interval_ms);
-  w.I64(d.last_cut);
-  w.I64(d.rate_override_ms);
-  w.I64(d.rate_override_until);
-  w.I64(d.suspended_until);
-  w.Bool(d.suspended);
-  w.U32(d.suspensions);
-  w.U32(d.conn_failures);
-  w.U32(d.consecutive_failures);
-  w.I64(d.wake);
-  w.U8(static_cast<uint8_t>(d.health));
-  w.Bool(d.held);
-  w.Bool(d.probe_in_flight);
-  w.I64(d.next_probe);
-  w.I64(d.last_delivery);
-  w.I64(d.win_start);
-  w.U32(d.cur_attempts);
-  w.U32(d.cur_421);
-  w.U32(d.prev_attempts);
-  w.U32(d.prev_421);
-  for (uint32_t c : d.cat_counts) w.U32(c);
-  w.U32(d.cycle_msgs);
-  w.U32(d.evidence_msgs);
-  w.I64(d.evidence_first);
-  w.U64(d.attempts);
-  w.U64(d.delivered);
-  w.U64(d.deferred);
-  w.U64(d.bounced);
-  w.U64(d.expired);
-  for (const std::string& s : d.samples) w.Str(s);
-  for (uint32_t g : d.sample_gen) w.U32(g);
-  w.U32(d.sample_next);
-  w.U32(d.sample_count);
-}
-
-void GetDest(Reader& r, DestState& d) {
-  d.domain_id = r.U32();
-  d.source_id = r.U32();
-  d.first_head = r.U32();
-  d.first_tail = r.U32();
-  d.retry_head = r.U32();
-  d.retry_tail = r.U32();
-  d.first_count = r.U32();
-  d.retry_count = r.U32();
-  d.scheduled_count = r.U32();
-  d.take_retry_next = r.Bool();
-  d.in_ring = r.Bool();
-  d.in_flight = r.U32();
-  d.concurrency = r.U32();
-  d.success_streak = r.U32();
-  d.conc_override = r.U32();
-  d.conc_override_until = r.I64();
-  d.conc_ceiling = r.U32();
-  d.conc_ceiling_until = r.I64();
-  d.tat = r.I64();
-  d.cut_interval_ms = r.I64();
-  d.last_cut = r.I64();
-  d.rate_override_ms = r.I64();
-  d.rate_override_until = r.I64();
-  d.suspended_until = r.I64();
-  d.suspended = r.Bool();
-  d.suspensions = r.U32();
-  d.conn_failures = r.U32();
-  d.consecutive_failures = r.U32();
-  d.wake = r.I64();
-  d.health = static_cast<Health>(std::min<uint8_t>(r.U8(), 2));
-  d.held = r.Bool();
-  d.probe_in_flight = r.Bool();
-  d.next_probe = r.I64();
-  d.last_delivery = r.I64();
-  d.win_start = r.I64();
-  d.cur_attempts = r.U32();
-  d.cur_421 = r.U32();
-  d.prev_attempts = r.U32();
-  d.prev_421 = r.U32();
-  for (uint32_t& c : d.cat_counts) c = r.U32();
-  d.cycle_msgs = r.U32();
-  d.evidence_msgs = r.U32();
-  d.evidence_first = r.I64();
-  d.attempts = r.U64();
-  d.delivered = r.U64();
-  d.deferred = r.U64();
-  d.bounced = r.U64();
-  d.expired = r.U64();
-  for (std::string& s : d.samples) s = r.Str();
-  for (uint32_t& g : d.sample_gen) g = r.U32();
-  d.sample_next = r.U32() % kSampleRing;
-  d.sample_count = std::min<uint32_t>(r.U32(), kSampleRing);
-}
-
 std::string Serialize(const Engine::Impl& m) {
   std::string out;
-  Writer w(&out);
-  PutConfig(w, m.config);
+  FieldWriter w(&out);
+  w(m.config);
   w.U64(m.seed);
   w.U64(m.rng.state());
   w.I64(m.now_ms);
@@ -489,7 +351,7 @@ std::string Serialize(const Engine::Impl& m) {
   w.U64(m.names.size());
   for (const std::string& n : m.names) w.Str(n);
   w.U64(m.dests.size());
-  for (const DestState& d : m.dests) PutDest(w, d);
+  for (const DestState& d : m.dests) w(d);
   w.U32(m.msgs.size());
   uint64_t live = 0;
   for (uint32_t s = 0; s < m.msgs.size(); ++s) live += m.msgs[s].state != MsgState::kFree;
@@ -498,22 +360,7 @@ std::string Serialize(const Engine::Impl& m) {
     const MsgRec& r = m.msgs[s];
     if (r.state == MsgState::kFree) continue;
     w.U32(s);
-    w.U64(r.id);
-    w.I64(r.submitted_ms);
-    w.I64(r.timer_ms);
-    w.U32(r.dest);
-    w.U32(r.prev);
-    w.U32(r.next);
-    w.U32(r.last_delay_s);
-    w.U32(r.last_enhanced);
-    w.U32(r.last_code);
-    w.U32(r.attempts);
-    w.U8(static_cast<uint8_t>(r.state));
-    w.U8(r.flags);
-    w.U8(r.step);
-    w.U8(r.last_category);
-    w.U8(r.fixed_uses);
-    w.U8(r.sample);
+    w(r);
   }
   w.U64(m.ring.size());
   for (uint32_t di : m.ring) w.U32(di);
@@ -541,40 +388,7 @@ std::string Serialize(const Engine::Impl& m) {
   return out;
 }
 
-absl::Status ReadWholeFile(const std::string& path, std::string* out) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    const int err = errno;
-    if (err == ENOENT) return absl::NotFoundError(absl::StrCat("snapshot '", path, "' does not exist"));
-    return absl::UnavailableError(absl::StrCat("cannot open snapshot '", path, "': ", std::strerror(err)));
-  }
-  char buf[1 << 16];
-  for (;;) {
-    const ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      const int err = errno;
-      ::close(fd);
-      return absl::UnavailableError(absl::StrCat("cannot read snapshot '", path, "': ", std::strerror(err)));
-    }
-    if (n == 0) break;
-    out->append(buf, static_cast<size_t>(n));
-  }
-  ::close(fd);
-  return absl::OkStatus();
-}
 
-absl::Status WriteAll(int fd, std::string_view data) {
-  while (!data.empty()) {
-    const ssize_t n = ::write(fd, data.data(), data.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return absl::UnavailableError(std::strerror(errno));
-    }
-    data.remove_prefix(static_cast<size_t>(n));
-  }
-  return absl::OkStatus();
-}
 
 }  // namespace
 
@@ -600,9 +414,9 @@ absl::Status SaveLocked(const Engine::Impl& m, const std::string& path) {
   if (fd < 0) {
     return absl::UnavailableError(absl::StrCat("cannot create '", tmp, "': ", std::strerror(errno)));
   }
-  absl::Status s = WriteAll(fd, head);
-  if (s.ok()) s = WriteAll(fd, payload);
-  if (s.ok()) s = WriteAll(fd, tail);
+  absl::Status s = WriteFully(fd, head);
+  if (s.ok()) s = WriteFully(fd, payload);
+  if (s.ok()) s = WriteFully(fd, tail);
   if (s.ok() && ::fsync(fd) != 0) s = absl::UnavailableError(std::strerror(errno));
   if (::close(fd) != 0 && s.ok()) s = absl::UnavailableError(std::strerror(errno));
   if (s.ok() && ::rename(tmp.c_str(), path.c_str()) != 0) s = absl::UnavailableError(std::strerror(errno));
@@ -610,20 +424,16 @@ absl::Status SaveLocked(const Engine::Impl& m, const std::string& path) {
     ::unlink(tmp.c_str());
     return absl::UnavailableError(absl::StrCat("cannot write snapshot '", path, "': ", s.message()));
   }
-  // Make the rename itself durable.
+  // Make the rename itself durable (best effort: the file is complete).
   const size_t slash = path.find_last_of('/');
-  const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
-  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
+  SyncDir(slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash))).IgnoreError();
   return absl::OkStatus();
 }
 
 absl::StatusOr<std::unique_ptr<Engine::Impl>> LoadImpl(const std::string& path) {
-  std::string data;
-  if (absl::Status s = ReadWholeFile(path, &data); !s.ok()) return s;
+  absl::StatusOr<std::string> read = ReadFile(path, "snapshot");
+  if (!read.ok()) return read.status();
+  const std::string& data = *read;
   auto corrupt = [&](absl::string_view why) {
     return absl::DataLossError(absl::StrCat("snapshot '", path, "' is corrupt: ", why));
   };
@@ -642,8 +452,9 @@ absl::StatusOr<std::unique_ptr<Engine::Impl>> LoadImpl(const std::string& path) 
   Reader crc_reader(std::string_view(data).substr(kHeader + len, 4));
   if (crc_reader.U32() != Crc32c(payload)) return corrupt("checksum mismatch");
 
-  Reader r(payload);
-  EngineConfig config = GetConfig(r);
+  FieldReader r(payload);
+  EngineConfig config;
+  r(config);
   const uint64_t seed = r.U64();
   if (!r.ok()) return corrupt("config section");
   absl::StatusOr<std::unique_ptr<Engine::Impl>> made = MakeImpl(std::move(config), seed);
@@ -670,7 +481,11 @@ absl::StatusOr<std::unique_ptr<Engine::Impl>> LoadImpl(const std::string& path) 
   m->dests.resize(ndests);
   for (uint64_t i = 0; i < ndests; ++i) {
     DestState& d = m->dests[i];
-    GetDest(r, d);
+    r(d);
+    // Clamp what indexes arrays or names a state.
+    d.health = static_cast<Health>(std::min<uint8_t>(static_cast<uint8_t>(d.health), 2));
+    d.sample_next %= kSampleRing;
+    d.sample_count = std::min<uint32_t>(d.sample_count, kSampleRing);
     if (!r.ok() || d.domain_id >= nnames || d.source_id >= nnames) return corrupt("destination section");
     if (!m->pair_ids.emplace((uint64_t{d.domain_id} << 32) | d.source_id, static_cast<uint32_t>(i)).second) {
       return corrupt("duplicate destination");
@@ -688,27 +503,12 @@ absl::StatusOr<std::unique_ptr<Engine::Impl>> LoadImpl(const std::string& path) 
     if (!r.ok() || s >= nslots || used[s]) return corrupt("message slot");
     used[s] = true;
     MsgRec& x = m->msgs[s];
-    x.id = r.U64();
-    x.submitted_ms = r.I64();
-    x.timer_ms = r.I64();
-    x.dest = r.U32();
-    x.prev = r.U32();
-    x.next = r.U32();
-    x.last_delay_s = r.U32();
-    x.last_enhanced = r.U32();
-    x.last_code = static_cast<uint16_t>(r.U32());
-    x.attempts = static_cast<uint16_t>(r.U32());
-    const uint8_t st = r.U8();
-    x.flags = r.U8();
-    x.step = r.U8();
-    x.last_category = r.U8();
-    x.fixed_uses = r.U8();
-    x.sample = r.U8();
+    r(x);
+    const uint8_t st = static_cast<uint8_t>(x.state);
     if (!r.ok() || st < 1 || st > 3 || x.dest >= ndests ||
         (x.last_category != 0xff && x.last_category >= kNumCategories)) {
       return corrupt("message record");
     }
-    x.state = static_cast<MsgState>(st);
     if (!m->ids.insert(s).second) return corrupt("duplicate message id");
     if (!m->msg_timers->Schedule(s, absl::FromUnixMillis(x.timer_ms)).ok()) return corrupt("message timer");
     switch (x.state) {

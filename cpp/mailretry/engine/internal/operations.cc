@@ -3,6 +3,8 @@
 // with Impl::mu held.
 #include "mailretry/engine/internal/core.h"
 
+#include "mailretry/engine/internal/commands.h"
+
 #include <algorithm>
 #include <cstdint>
 #include <limits>
@@ -14,6 +16,9 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include <cstddef>
+#include <iterator>
+
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 
@@ -315,6 +320,76 @@ DestinationInfo Core::Info(uint32_t di) const {
     out.last_reply = d.samples[(d.sample_next + internal::kSampleRing - 1) % internal::kSampleRing];
   }
   out.failure_categories = DominantCategories(d, kNumCategories);
+  return out;
+}
+
+// --- commands (commands.h) ------------------------------------------------------
+
+absl::Status Apply(Engine::Impl& impl, const SubmitCommand& c) {
+  return Core(impl).Submit(c.msg_id, c.destination, c.now, c.source, c.not_before);
+}
+
+absl::Status Apply(Engine::Impl& impl, const SubmitManyCommand& c) {
+  return Core(impl).SubmitMany(c.msg_ids, c.destination_indices, c.destination_names, c.now, c.source_indices,
+                               c.source_names);
+}
+
+absl::Status Apply(Engine::Impl& impl, const AdvanceCommand& c) { return Core(impl).Advance(c.now); }
+
+absl::StatusOr<std::vector<Lease>> Apply(Engine::Impl& impl, const TakeReadyCommand& c) {
+  return Core(impl).TakeReady(c.now, static_cast<size_t>(std::min<uint64_t>(c.limit, SIZE_MAX)));
+}
+
+absl::StatusOr<Decision> Apply(Engine::Impl& impl, const ReportCommand& c) {
+  Core core(impl);
+  if (absl::Status s = core.Advance(c.now); !s.ok()) return s;
+  return core.Report(c.msg_id, impl.now_ms, *c.reply);
+}
+
+Decisions Apply(Engine::Impl& impl, const ReportManyCommand& c) {
+  Core core(impl);
+  const absl::Status adv = core.Advance(c.now);
+  Decisions out;
+  out.reserve(c.msg_ids.size());
+  for (size_t i = 0; i < c.msg_ids.size(); ++i) {
+    if (!adv.ok()) {
+      out.push_back(adv);
+    } else if (i >= c.replies.size()) {
+      out.push_back(absl::InvalidArgumentError("no reply for this id (replies is shorter than msg_ids)"));
+    } else {
+      out.push_back(core.Report(c.msg_ids[i], impl.now_ms, c.replies[i]));
+    }
+  }
+  return out;
+}
+
+Decisions Apply(Engine::Impl& impl, const ReportManyTextCommand& c) {
+  Core core(impl);
+  const absl::Status adv = core.Advance(c.now);
+  Decisions out;
+  out.reserve(c.msg_ids.size());
+  for (size_t i = 0; i < c.msg_ids.size(); ++i) {
+    if (!adv.ok()) {
+      out.push_back(adv);
+      continue;
+    }
+    if (i >= c.raw_replies.size()) {
+      out.push_back(absl::InvalidArgumentError("no reply for this id (raw_replies is shorter than msg_ids)"));
+      continue;
+    }
+    absl::StatusOr<Reply> reply = ParseReply(c.raw_replies[i]);
+    if (!reply.ok()) {
+      out.push_back(reply.status());
+      continue;
+    }
+    out.push_back(core.Report(c.msg_ids[i], impl.now_ms, *reply));
+  }
+  return out;
+}
+
+std::vector<Event> Apply(Engine::Impl& impl, const DrainEventsCommand&) {
+  std::vector<Event> out(std::make_move_iterator(impl.events.begin()), std::make_move_iterator(impl.events.end()));
+  impl.events.clear();
   return out;
 }
 

@@ -28,49 +28,4 @@ bool ValidDestinationPattern(std::string_view p) {
   return !rest.empty() && rest.find('*') == std::string_view::npos;
 }
 
-// "421", "4xx", "45x".
-bool ValidCodePattern(std::string_view p) {
-  if (p.empty()) return true;
-  if (p.size() != 3) return false;
-  for (char c : p) {
-    if (!absl::ascii_isdigit(static_cast<unsigned char>(c)) && c != 'x' && c != 'X') return false;
-  }
-  return true;
-}
-bool MatchCode(std::string_view p, int code) {
-  if (p.empty()) return true;
-  if (code < 100 || code > 999) return false;
-  const char digits[3] = {static_cast<char>('0' + code / 100), static_cast<char>('0' + (code / 10) % 10),
-                          static_cast<char>('0' + code % 10)};
-  for (int i = 0; i < 3; ++i) {
-    if (p[i] != 'x' && p[i] != 'X' && p[i] != digits[i]) return false;
-  }
-  return true;
-}
-
-// "4.7.28", "4.7.*", "5.*.*".
-bool ParseEnhancedPattern(std::string_view p, int out[3]) {
-  std::vector<absl::string_view> parts = absl::StrSplit(ToAbsl(p), '.');
-  if (parts.size() != 3) return false;
-  for (int i = 0; i < 3; ++i) {
-    if (parts[i] == "*") {
-      out[i] = -1;
-    } else if (!absl::SimpleAtoi(parts[i], &out[i]) || out[i] < 0 || out[i] > 999) {
-      return false;
-    }
-  }
-  return true;
-}
-bool MatchEnhanced(std::string_view p, const std::optional<EnhancedCode>& e) {
-  if (p.empty()) return true;
-  if (!e.has_value()) return false;
-  int parts[3];
-  if (!ParseEnhancedPattern(p, parts)) return false;
-  const int have[3] = {e->klass, e->subject, e->detail};
-  for (int i = 0; i < 3; ++i) {
-    if (parts[i] >= 0 && parts[i] != have[i]) return false;
-  }
-  return true;
-}
-
 }  // namespace mailretry::internal

@@ -25,10 +25,8 @@ bool Core::ReactionMatches(const internal::CompiledReaction& cr, const Reply& re
       std::find(r.categories.begin(), r.categories.end(), c.category) == r.categories.end()) {
     return false;
   }
-  if (!r.code_pattern.empty() && (reply.transport != Transport::kReply || !MatchCode(r.code_pattern, reply.code))) {
-    return false;
-  }
-  if (!MatchEnhanced(r.enhanced_pattern, reply.enhanced)) return false;
+  if (!cr.code.Matches(reply)) return false;
+  if (!cr.enhanced.Matches(reply.enhanced)) return false;
   if (cr.regex && !RE2::PartialMatch(reply.text, *cr.regex)) return false;
   return true;
 }

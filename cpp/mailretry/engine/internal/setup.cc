@@ -57,6 +57,11 @@ absl::StatusOr<std::unique_ptr<Engine::Impl>> MakeImpl(EngineConfig config, uint
   for (const ReactionRule& r : c.reactions) {
     CompiledReaction cr;
     cr.rule = r;
+    // Validate() accepted both patterns, so these parse.
+    if (absl::StatusOr<BasicCodePattern> p = BasicCodePattern::Parse(r.code_pattern); p.ok()) cr.code = *p;
+    if (absl::StatusOr<EnhancedCodePattern> p = EnhancedCodePattern::Parse(r.enhanced_pattern); p.ok()) {
+      cr.enhanced = *p;
+    }
     if (!r.text_regex.empty()) {
       RE2::Options opts;
       opts.set_case_sensitive(false);

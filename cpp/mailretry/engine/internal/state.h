@@ -31,6 +31,7 @@
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "mailretry/classify/classifier.h"
+#include "mailretry/classify/internal/code_pattern.h"
 #include "mailretry/engine/engine.h"
 #include "mailretry/reply/reply.h"
 #include "mailretry/policy/retry_policy.h"
@@ -145,6 +146,8 @@ struct DestState {
 // A compiled reaction rule.
 struct CompiledReaction {
   ReactionRule rule;
+  BasicCodePattern code;          // rule.code_pattern, compiled once
+  EnhancedCodePattern enhanced;   // rule.enhanced_pattern, compiled once
   std::unique_ptr<re2::RE2> regex;
 };
 
@@ -192,36 +195,19 @@ struct SlotEq {
 };
 using IdIndex = absl::flat_hash_set<uint32_t, SlotHash, SlotEq>;
 
-// Receives every state-changing call after the engine applied it, under
-// Impl::mu (engine_journal.cc writes them to the durable journal). Each method
-// returns the journal's status: non-OK means the call is applied in memory but
-// not recorded, and `health()` stays non-OK so the engine refuses further
-// state-changing calls rather than diverge from the disk.
+// The durable journal (durable/journal.cc), seen from the engine: every
+// state-changing call is recorded after the engine applied it, under
+// Impl::mu (execute.h). A non-OK CommitRecord means the call is applied in
+// memory but not recorded, and `health()` stays non-OK so the engine refuses
+// further state-changing calls rather than diverge from the disk.
 class JournalSink {
  public:
   virtual ~JournalSink() = default;
   virtual absl::Status health() const = 0;
-  virtual absl::Status Submit(uint64_t msg_id, std::string_view destination, absl::Time now,
-                              std::string_view source, std::optional<absl::Time> not_before,
-                              const absl::Status& result) = 0;
-  virtual absl::Status SubmitMany(absl::Span<const uint64_t> msg_ids,
-                                  absl::Span<const uint32_t> destination_indices,
-                                  absl::Span<const std::string> destination_names, absl::Time now,
-                                  absl::Span<const uint32_t> source_indices,
-                                  absl::Span<const std::string> source_names,
-                                  const absl::Status& result) = 0;
-  virtual absl::Status Advance(absl::Time now, const absl::Status& result) = 0;
-  virtual absl::Status TakeReady(absl::Time now, size_t limit,
-                                 const absl::StatusOr<std::vector<Lease>>& result) = 0;
-  virtual absl::Status Report(uint64_t msg_id, absl::Time now, const Reply& reply,
-                              const absl::StatusOr<Decision>& result) = 0;
-  virtual absl::Status ReportMany(absl::Span<const uint64_t> msg_ids, absl::Span<const Reply> replies,
-                                  absl::Time now,
-                                  const std::vector<absl::StatusOr<Decision>>& results) = 0;
-  virtual absl::Status ReportManyText(absl::Span<const uint64_t> msg_ids,
-                                      absl::Span<const std::string> raw_replies, absl::Time now,
-                                      const std::vector<absl::StatusOr<Decision>>& results) = 0;
-  virtual absl::Status DrainEvents(size_t count) = 0;
+  // A buffer for the next record's payload (record_codec.h appends to it).
+  virtual std::string* BeginRecord() = 0;
+  // Frames, writes and (per the fsync policy) syncs the record.
+  virtual absl::Status CommitRecord() = 0;
 };
 
 }  // namespace internal
