@@ -1,19 +1,25 @@
 """Send mail through mailretry's asyncio driver and aiosmtplib.
 
-Against a local SMTP server (e.g. ``python -m aiosmtpd -n -l 127.0.0.1:8025``)::
+To the Internet: each recipient domain's MX records are looked up (dnspython),
+domains are rolled up by MX set, STARTTLS is used when offered::
 
-    python examples/send_with_aiosmtplib.py --server 127.0.0.1:8025 \\
-        --to alice@example.com --to bob@example.org --count 5
+    python examples/send_with_aiosmtplib.py --to alice@example.com --to bob@example.org
+
+Options: ``--source NAME=IP[/EHLO]`` binds connections of source NAME to a local
+address (repeat for several; messages are spread over them), ``--metrics PORT``
+serves Prometheus metrics on 127.0.0.1, ``--server HOST:PORT`` relays everything
+through one server instead of MX resolution, ``--state DIR`` keeps the engine
+in a crash-safe journal (``Engine.open_durable``): run it again after killing it
+and it carries on where it stopped (same recipients and count).
 
 Self-contained demo: ``--demo`` starts a loopback aiosmtpd server that greylists
 every new sender/recipient pair for two minutes and rejects "nobody@...", and
-runs in virtual time so the five-minute greylisting retry takes no real time::
+runs in virtual time so the greylisting retry takes no real time::
 
     python examples/send_with_aiosmtplib.py --demo
 
-Needs ``pip install 'mailretry[smtp]' aiosmtpd`` (aiosmtpd only for --demo).
-Add ``--state DIR`` to keep the engine in a crash-safe journal (mailretry.durable):
-run it again after killing it and it carries on where it stopped.
+Needs ``pip install 'mailretry[smtp]' aiosmtpd`` (aiosmtpd only for --demo) and
+``mailretry[metrics]`` for ``--metrics``.
 """
 
 from __future__ import annotations
@@ -21,13 +27,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import email.message
-import itertools
 from typing import Any
 
 import mailretry
 from mailretry.aio import Clock, Driver, SystemClock, VirtualClock
-from mailretry.durable import DurableEngine
-from mailretry.smtp import Endpoint, OutgoingMessage, SmtpSender, StaticResolver
+from mailretry.smtp import (
+    Endpoint,
+    MxResolver,
+    OutgoingMessage,
+    Resolver,
+    SmtpSender,
+    SourceAddress,
+    StaticResolver,
+)
 
 
 def build_message(sender: str, recipient: str, n: int) -> OutgoingMessage:
@@ -41,14 +53,15 @@ def build_message(sender: str, recipient: str, n: int) -> OutgoingMessage:
 
 def print_event(event: dict[str, Any]) -> None:
     where = event["destination"]
-    what = event["kind"]
+    if event.get("domain"):
+        where = f"{event['domain']} @ {where}"
     if event["msg_id"] is not None:
         where = f"message {event['msg_id']} -> {where}"
     detail = event["reply"] or event["detail"]
-    print(f"  {what:<22} {where:<36} {detail}")
+    print(f"  {event['kind']:<22} {where:<40} {detail}")
 
 
-async def demo_server(clock: Clock, domains: list[str]) -> tuple[Any, dict[str, int]]:
+async def demo_server(clock: Clock) -> tuple[Any, int]:
     from aiosmtpd.smtp import SMTP  # only the demo needs it
 
     class Handler:
@@ -72,76 +85,121 @@ async def demo_server(clock: Clock, domains: list[str]) -> tuple[Any, dict[str, 
             return "250 2.0.0 Ok: queued"
 
     loop = asyncio.get_running_loop()
-    handler = Handler()
     srv = await loop.create_server(
-        lambda: SMTP(handler, hostname="mx.demo", loop=loop), "127.0.0.1", 0
+        lambda: SMTP(Handler(), hostname="mx.demo", loop=loop), "127.0.0.1", 0
     )
-    port = srv.sockets[0].getsockname()[1]
-    return srv, {d: port for d in domains}
+    return srv, int(srv.sockets[0].getsockname()[1])
+
+
+def parse_sources(specs: list[str]) -> dict[str, SourceAddress]:
+    sources: dict[str, SourceAddress] = {}
+    for spec in specs:
+        name, _, rest = spec.partition("=")
+        address, _, ehlo = rest.partition("/")
+        if not name or not address:
+            raise SystemExit(f"--source {spec!r}: expected NAME=IP[/EHLO]")
+        sources[name] = SourceAddress(address, ehlo or None)
+    return sources
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description="mailretry + aiosmtplib example")
-    parser.add_argument("--server", help="HOST:PORT every destination is delivered to")
     parser.add_argument("--demo", action="store_true", help="start a loopback test server")
+    parser.add_argument("--server", help="relay everything through HOST:PORT (no MX lookup)")
     parser.add_argument("--to", action="append", default=[], help="recipient (repeatable)")
     parser.add_argument("--from", dest="sender", default="sender@example.net")
     parser.add_argument("--count", type=int, default=3, help="messages per recipient")
+    parser.add_argument("--source", action="append", default=[], help="NAME=IP[/EHLO]")
+    parser.add_argument("--ehlo", default=None, help="EHLO name without --source")
+    parser.add_argument("--metrics", type=int, default=None, help="serve /metrics on this port")
     parser.add_argument("--state", help="directory for a crash-safe engine (journal)")
     args = parser.parse_args()
-    if not args.demo and not args.server:
-        parser.error("give --server HOST:PORT or --demo")
-    recipients = args.to or ["alice@example.com", "bob@example.org", "nobody@example.org"]
-    domains = sorted({r.split("@", 1)[1].lower() for r in recipients})
+    if args.demo and (args.state or args.server):
+        parser.error("--demo runs in virtual time on loopback: no --state or --server")
+    recipients = args.to or (
+        ["alice@example.com", "bob@example.org", "nobody@example.org"] if args.demo else []
+    )
+    if not recipients:
+        parser.error("give --to ADDRESS (or --demo)")
+    sources = parse_sources(args.source)
 
     config = {"retry": {"lifetime": "1d"}, "lease_timeout": "10m"}
-    engine: Any = (
-        DurableEngine(args.state, config, seed=1) if args.state else mailretry.Engine(config)
+    engine = (
+        mailretry.Engine.open_durable(args.state, config, seed=1)
+        if args.state
+        else mailretry.Engine(config)
     )
     clock: Clock
+    resolver: Resolver
     server = None
     if args.demo:
-        start = max(1_700_000_000.0, getattr(engine, "last_time", None) or 0.0)
-        clock = VirtualClock(start, speed=0.0, skip_idle=True)
-        server, ports = await demo_server(clock, domains)
-        endpoints = {d: Endpoint("127.0.0.1", p) for d, p in ports.items()}
+        clock = VirtualClock(1_700_000_000.0, speed=0.0, skip_idle=True)
+        server, port = await demo_server(clock)
+        domains = sorted({r.rpartition("@")[2].lower() for r in recipients})
+        resolver = StaticResolver({d: Endpoint("127.0.0.1", port) for d in domains})
+    elif args.server:
+        clock = SystemClock()
+        host, _, port_text = args.server.rpartition(":")
+        domains = sorted({r.rpartition("@")[2].lower() for r in recipients})
+        resolver = StaticResolver({d: Endpoint(host, int(port_text)) for d in domains})
     else:
         clock = SystemClock()
-        host, _, port = args.server.rpartition(":")
-        endpoints = {d: Endpoint(host, int(port)) for d in domains}
+        resolver = MxResolver()  # the system's DNS resolvers
 
-    messages: dict[int, OutgoingMessage] = {}
-    first_id = engine.stats()["submitted"] + 1
-    for msg_id, (rcpt, n) in zip(
-        itertools.count(first_id),
-        [(r, n) for n in range(args.count) for r in recipients],
-        strict=False,
-    ):
-        messages[msg_id] = build_message(args.sender, rcpt, n)
+    # A message's payload is a function of its id, so a restart with --state
+    # finds the payloads of messages submitted by an earlier run.
+    def message_of(msg_id: int) -> OutgoingMessage:
+        n, i = divmod(msg_id - 1, len(recipients))
+        return build_message(args.sender, recipients[i], n)
 
     sender = SmtpSender(
         engine,
-        StaticResolver(endpoints),
-        local_hostname="client.example.net",
+        resolver,
+        local_hostname=args.ehlo or "client.example.net",
+        sources=sources,
         connect_timeout=10,
         command_timeout=30,
+        attempt_timeout=120,
     )
-    driver = Driver(engine, sender, messages, clock=clock, on_event=print_event)
-    for msg_id, msg in messages.items():
-        driver.submit(msg_id, msg.recipient.split("@", 1)[1])
-    print(f"submitted {len(messages)} messages to {', '.join(domains)}")
+    observer = None
+    if args.metrics is not None:
+        from mailretry.metrics import Metrics
+
+        observer = Metrics(engine)
+        observer.serve(args.metrics)
+        print(f"metrics on http://127.0.0.1:{args.metrics}/metrics")
+    driver = Driver(
+        engine,
+        sender,
+        message_of,
+        clock=clock,
+        on_event=print_event,
+        route=sender.route,
+        observer=observer,
+    )
+    source_names = sorted(sources) or [""]
+    new = 0
+    if engine.stats()["submitted"] == 0:
+        total = args.count * len(recipients)
+        for msg_id in range(1, total + 1):
+            domain = message_of(msg_id).recipient.rpartition("@")[2]
+            source = source_names[msg_id % len(source_names)] or None
+            site = await driver.submit_to(msg_id, domain, source=source)
+            if site != domain.lower():
+                print(f"  {domain} rolls up to site {site}")
+            new += 1
+    print(f"submitted {new} messages; {engine.stats()['pending']} pending")
     try:
         stats = await driver.run(until_idle=True)
     finally:
         await sender.aclose()
         if server is not None:
             server.close()
-        if args.state:
-            engine.close()
     s = engine.stats()
     print(
         f"done: {s['delivered']} delivered, {s['bounced']} bounced, {s['expired']} expired, "
-        f"{s['pending']} pending; {stats.leases} attempts in this run"
+        f"{s['pending']} pending; {stats.leases} attempts in this run; "
+        f"{sender.stats.tls_sessions} TLS sessions"
     )
 
 

@@ -13,11 +13,13 @@ times real time (0: frozen) and, with ``skip_idle``, jumps straight to the next
 deadline whenever the driver is waiting and nothing is in flight, so a test or a
 simulation plays hours of retries in seconds.
 
-Delivery guarantee (see also :mod:`mailretry.durable`): an attempt whose outcome
-is reported is final for the engine. An attempt that is never reported (the
-sender raised, the driver was stopped before it finished, the process died)
-leaves its lease outstanding; the engine returns the message to its schedule
-when the lease's deadline passes (``lease_timeout``) and it is attempted again.
+Delivery guarantee (see also :meth:`mailretry.Engine.open_durable`): an attempt
+whose outcome is reported is final for the engine. A sender that raises or
+returns something that is not a reply is reported at once as a transport
+failure. An attempt that is never reported (the driver was stopped before it
+finished, the process died) leaves its lease outstanding; the engine returns
+the message to its schedule when the lease's deadline passes
+(``lease_timeout``) and it is attempted again.
 If the lost attempt had in fact reached the server, the recipient gets the
 message twice: delivery is at least once.
 """
@@ -29,17 +31,20 @@ import contextlib
 import itertools
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 from mailretry._core import Decision, Lease, Reply
-from mailretry.errors import StateError, UnknownIdError
+from mailretry.classify import transport_reply
+from mailretry.errors import InvalidInputError, StateError, UnknownIdError
 
 __all__ = [
+    "BadSenderResult",
     "BusyTracking",
     "Clock",
     "Driver",
+    "DriverObserver",
     "DriverStats",
     "EngineLike",
     "Sender",
@@ -210,16 +215,20 @@ class Sender(Protocol[MsgT_contra]):
     ``send`` returns the server's final reply to the attempt as text (``"250
     2.0.0 OK"``, ``"550 5.1.1 ..."``, multi-line as received) or a
     :class:`~mailretry.Reply` from :func:`mailretry.transport_reply` when no
-    reply was received. It should not raise: an exception leaves the lease
-    unreported (the engine returns the message at the lease deadline).
+    reply was received. It should not raise. If it does, or returns something
+    that is not a reply (``None``, a number, an empty or malformed text), the
+    driver calls ``on_error``, counts it in ``DriverStats.send_errors`` and
+    reports the attempt at once as a transport failure
+    (``connection_dropped``), so the message goes back to its schedule now
+    rather than when its lease times out.
     """
 
     async def send(self, lease: Lease, message: MsgT_contra) -> str | Reply: ...
 
 
 class EngineLike(Protocol):
-    """What the driver needs from an engine (:class:`~mailretry.Engine` or
-    :class:`~mailretry.durable.DurableEngine`)."""
+    """What the driver needs from an engine (:class:`~mailretry.Engine`, durable
+    or not)."""
 
     def submit(
         self,
@@ -238,6 +247,21 @@ class EngineLike(Protocol):
     def destination(self, name: str, source: str | None = None) -> dict[str, Any]: ...
 
 
+class DriverObserver(Protocol):
+    """Watches a :class:`Driver` (e.g. :class:`mailretry.metrics.Metrics`)."""
+
+    def on_event(self, event: dict[str, Any]) -> None:
+        """Every engine event, in order (with ``domain`` when known)."""
+        ...
+
+    def on_attempt(
+        self, lease: Lease, outcome: str | Reply, decision: Decision | None, seconds: float
+    ) -> None:
+        """A finished attempt: what was reported, the engine's decision (None
+        when the report was refused as late) and its real duration."""
+        ...
+
+
 @dataclass
 class DriverStats:
     """Counters kept by a :class:`Driver`."""
@@ -245,7 +269,7 @@ class DriverStats:
     leases: int = 0  #: attempts started
     reports: int = 0  #: outcomes reported to the engine
     late_reports: int = 0  #: outcomes the engine refused (lease already expired)
-    send_errors: int = 0  #: sender raised: lease left to expire
+    send_errors: int = 0  #: sender raised or returned a bad result: reported as a transport failure
     abandoned: int = 0  #: attempts cancelled at shutdown: lease left to expire
     events: int = 0  #: events passed to ``on_event``
     peak_in_flight: int = 0
@@ -258,7 +282,7 @@ class Driver(Generic[MsgT]):
     Parameters
     ----------
     engine
-        The engine (or a :class:`~mailretry.durable.DurableEngine`). Submit work
+        The engine (e.g. from :meth:`~mailretry.Engine.open_durable`). Submit work
         through :meth:`submit` so that the driver wakes up, or call :meth:`wake`
         after submitting to the engine directly.
     sender
@@ -274,8 +298,10 @@ class Driver(Generic[MsgT]):
     on_report
         Called after each report with the lease, the outcome and the decision.
     on_error
-        Called when an attempt is left unreported (the sender raised, the message
-        payload is missing, or the engine refused a late report). Default: log.
+        Called when an attempt fails in the driver's hands: the payload is
+        missing, the sender raised or returned something that is not a reply
+        (:class:`BadSenderResult`) -- these are then reported as a transport
+        failure -- or the engine refused a late report. Default: log.
     max_in_flight
         Attempts running at once across all destinations (the engine bounds
         each destination).
@@ -285,6 +311,21 @@ class Driver(Generic[MsgT]):
         Seconds (clock time) to wait when the engine says work is due but hands
         out none, which happens within its timer resolution. Use the engine's
         ``timer_resolution``.
+    route
+        ``await route(domain) -> destination`` for :meth:`submit_to`, e.g.
+        :meth:`mailretry.smtp.SmtpSender.route` (MX rollup: the destination is
+        the site of the domain's mail exchangers).
+    observer
+        A :class:`DriverObserver` (metrics).
+
+    Clocks: the engine's ``lease_timeout`` is in clock time; the sender's
+    timeouts are in real seconds. A clock with a ``speed`` (a
+    :class:`VirtualClock`) compresses the lease: at speed 120 a 10 min lease
+    lasts 5 real seconds. When the sender has an ``attempt_timeout`` (real
+    seconds, :class:`~mailretry.smtp.SmtpSender`), :meth:`run` raises
+    :class:`~mailretry.errors.InvalidInputError` at the first lease whose
+    real lifetime is shorter, instead of letting leases expire under attempts
+    that are still running.
     """
 
     def __init__(
@@ -300,6 +341,8 @@ class Driver(Generic[MsgT]):
         max_in_flight: int = 100,
         batch: int = 64,
         idle_step: float = 1.0,
+        route: Callable[[str], Awaitable[str]] | None = None,
+        observer: DriverObserver | None = None,
     ) -> None:
         if max_in_flight < 1 or batch < 1:
             raise ValueError("max_in_flight and batch must be >= 1")
@@ -325,6 +368,10 @@ class Driver(Generic[MsgT]):
         self._running = False
         self._idle = False
         self._last_now = float("-inf")
+        self._route = route
+        self._observer = observer
+        self._domains: dict[int, str] = {}  # msg_id -> domain, when rolled up
+        self._timeouts_checked = False
         self.stats = DriverStats()
 
     # -- public API ------------------------------------------------------------
@@ -352,6 +399,28 @@ class Driver(Generic[MsgT]):
         """Submit a message to the engine at the clock's time and wake the loop."""
         self._engine.submit(msg_id, destination, self.now(), source=source, not_before=not_before)
         self.wake()
+
+    async def submit_to(
+        self,
+        msg_id: int,
+        domain: str,
+        *,
+        source: str | None = None,
+        not_before: float | None = None,
+    ) -> str:
+        """Submit a message for ``domain`` under the destination that ``route``
+        gives (the domain when there is no ``route``); returns it. Events for
+        the message then carry ``domain`` too."""
+        destination = domain if self._route is None else await self._route(domain)
+        self.submit(msg_id, destination, source=source, not_before=not_before)
+        if destination != domain:
+            self._domains[msg_id] = domain
+        return destination
+
+    def domain_of(self, msg_id: int) -> str | None:
+        """The domain a message was submitted for with :meth:`submit_to`, while
+        it is pending and rolled up under another destination."""
+        return self._domains.get(msg_id)
 
     def wake(self) -> None:
         """Make the loop look at the engine again (after submitting to it directly)."""
@@ -414,6 +483,9 @@ class Driver(Generic[MsgT]):
             self._engine.advance(now)  # expiries and lease timeouts still happen
             return 0
         leases = self._engine.take_ready(now, limit)
+        if leases and not self._timeouts_checked:
+            self._timeouts_checked = True
+            self._check_timeouts(leases[0], now)
         for lease in leases:
             self._hold()  # released when the attempt's task is done, however it ends
             task = asyncio.create_task(self._attempt(lease), name=f"mailretry-{lease.msg_id}")
@@ -422,6 +494,21 @@ class Driver(Generic[MsgT]):
         self.stats.leases += len(leases)
         self.stats.peak_in_flight = max(self.stats.peak_in_flight, len(self._tasks))
         return len(leases)
+
+    def _check_timeouts(self, lease: Lease, now: float) -> None:
+        attempt = getattr(self._sender, "attempt_timeout", None)
+        speed = float(getattr(self._clock, "speed", 1.0))
+        if attempt is None or speed <= 0:
+            return
+        lease_real = (lease.deadline - now) / speed
+        if lease_real <= float(attempt):
+            raise InvalidInputError(
+                f"the engine's lease_timeout ({lease.deadline - now:g} s of clock time) lasts "
+                f"{lease_real:g} real seconds at clock speed {speed:g}, not more than the "
+                f"sender's attempt_timeout ({float(attempt):g} real seconds): attempts would "
+                "outlive their leases and be sent twice. Raise lease_timeout, lower the "
+                "clock's speed or the sender's timeouts."
+            )
 
     def _delay(self, now: float, wakeup: float | None) -> float | None:
         if len(self._tasks) >= self._max_in_flight or wakeup is None:
@@ -466,27 +553,48 @@ class Driver(Generic[MsgT]):
         self.wake()
 
     async def _attempt(self, lease: Lease) -> None:
+        outcome: str | Reply
+        started = time.perf_counter()  # for the latency metric only
         try:
             message = self._get_message(lease.msg_id)
-            outcome = await self._sender.send(lease, message)
+            result: object = await self._sender.send(lease, message)
+            if not isinstance(result, str | Reply):
+                raise BadSenderResult(result)
+            outcome = result
         except Exception as exc:
-            self.stats.send_errors += 1
-            self._on_error(lease, exc)
-            return
+            outcome = self._sender_failed(lease, exc)
+        decision: Decision | None = None
         try:
             # The lease itself: a report that arrives after the lease timed out
             # is refused as stale (StaleLeaseError) instead of landing on the
             # message's next attempt.
-            decision = self._engine.report(lease, self.now(), outcome)
+            try:
+                decision = self._engine.report(lease, self.now(), outcome)
+            except InvalidInputError as exc:
+                if isinstance(outcome, Reply):
+                    raise
+                # The text is not an SMTP reply ("", "garbage", "999 x"); the
+                # engine refused it and changed nothing.
+                outcome = self._sender_failed(lease, BadSenderResult(outcome, exc))
+                decision = self._engine.report(lease, self.now(), outcome)
         except (StateError, UnknownIdError) as exc:
             # The lease expired before the attempt finished: the engine has
             # already returned the message to its schedule.
             self.stats.late_reports += 1
             self._on_error(lease, exc)
             return
+        finally:
+            if self._observer is not None:
+                self._observer.on_attempt(lease, outcome, decision, time.perf_counter() - started)
         self.stats.reports += 1
         if self._on_report is not None:
             self._on_report(lease, outcome, decision)
+
+    def _sender_failed(self, lease: Lease, exc: Exception) -> Reply:
+        """Count and surface a failed attempt; the transport failure to report."""
+        self.stats.send_errors += 1
+        self._on_error(lease, exc)
+        return transport_reply("connection_dropped", f"sender failed: {exc!r}"[:500])
 
     def _attempt_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
@@ -508,14 +616,36 @@ class Driver(Generic[MsgT]):
     def _drain_events(self) -> None:
         events = self._engine.drain_events()
         self.stats.events += len(events)
-        if self._on_event is not None:
+        if self._domains:
             for event in events:
+                msg_id = event.get("msg_id")
+                if msg_id is None or msg_id not in self._domains:
+                    continue
+                event["domain"] = self._domains[msg_id]
+                if event["kind"] in _FINAL_EVENTS:
+                    del self._domains[msg_id]
+        for event in events:
+            if self._observer is not None:
+                self._observer.on_event(event)
+            if self._on_event is not None:
                 self._on_event(event)
+
+
+_FINAL_EVENTS = frozenset({"delivered", "bounced", "expired"})
+
+
+class BadSenderResult(InvalidInputError):
+    """A sender returned something that is not a reply to report."""
+
+    def __init__(self, result: object, cause: BaseException | None = None) -> None:
+        why = f": {cause}" if cause is not None else ""
+        super().__init__(f"sender returned {result!r}, not a reply text or Reply{why}")
+        self.result = result
 
 
 def _log_error(lease: Lease, exc: BaseException) -> None:
     log.warning(
-        "attempt %d of message %d to %s left unreported: %r",
+        "attempt %d of message %d to %s failed in the driver: %r",
         lease.attempt,
         lease.msg_id,
         lease.destination,

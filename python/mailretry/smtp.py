@@ -28,13 +28,23 @@ of SMTP itself.
 One :class:`OutgoingMessage` has one recipient: the engine keeps retry state per
 message id, so a platform gives each recipient its own id.
 
-Times here (``connect_timeout`` and so on) are real seconds on the event loop:
-they bound network waits and are independent of the driver's clock. Keep them
-well below the engine's ``lease_timeout``.
+Times here (``connect_timeout``, ``attempt_timeout`` and so on) are real
+seconds on the event loop: they bound network waits and are independent of the
+driver's clock. ``attempt_timeout`` must stay below the engine's
+``lease_timeout`` converted to real seconds (with a compressed
+:class:`~mailretry.aio.VirtualClock` at speed 120, a 10 min lease is 5 real
+seconds); :class:`~mailretry.aio.Driver` refuses to run otherwise.
+
+Real delivery: the default resolver is :class:`~mailretry.dns.MxResolver` (MX
+lookup, preference order, implicit MX, null MX, TTL cache), STARTTLS is
+opportunistic (``tls="opportunistic"``), a lease's ``source`` binds the local
+address given in ``sources``, and :meth:`SmtpSender.route` rolls domains up to
+the site of their MX set.
 """
 
 from __future__ import annotations
 
+import asyncio
 import email.message
 import email.policy
 import socket
@@ -42,10 +52,12 @@ import ssl
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from mailretry._core import Lease, Reply
 from mailretry.classify import transport_reply
+from mailretry.dns import DnsFailure, Endpoint, MxResolver, PermanentDnsFailure
+from mailretry.errors import InvalidInputError
 
 try:
     import aiosmtplib
@@ -53,17 +65,31 @@ except ImportError as _err:  # pragma: no cover - exercised only without the ext
     raise ImportError("mailretry.smtp needs aiosmtplib: pip install 'mailretry[smtp]'") from _err
 
 __all__ = [
+    "TLS_POLICIES",
     "DnsFailure",
     "Endpoint",
     "ImplicitMxResolver",
     "LimitSource",
+    "MxResolver",
     "OutgoingMessage",
+    "PermanentDnsFailure",
     "Resolver",
     "SenderStats",
     "SmtpSender",
+    "SourceAddress",
     "StaticResolver",
+    "TlsPolicy",
     "format_reply",
 ]
+
+#: What to do about STARTTLS, per destination:
+#: ``"none"``: never; ``"opportunistic"`` (default, RFC 7435): when the server
+#: offers it, without checking the certificate, and in plain text when the
+#: handshake fails; ``"required"``: encrypt or fail (``tls_failure``), any
+#: certificate; ``"verify"``: encrypt with a certificate valid for the MX host
+#: name (what an MTA-STS ``enforce`` or DANE policy asks for).
+TlsPolicy = Literal["none", "opportunistic", "required", "verify"]
+TLS_POLICIES: tuple[str, ...] = ("none", "opportunistic", "required", "verify")
 
 
 # -- messages and resolution -------------------------------------------------------
@@ -93,20 +119,17 @@ class OutgoingMessage:
 
 
 @dataclass(frozen=True)
-class Endpoint:
-    """A mail exchanger to connect to."""
+class SourceAddress:
+    """Where connections for a lease's ``source`` leave from: the local
+    ``address`` to bind and the ``ehlo`` name to announce (it should match the
+    address's PTR record)."""
 
-    host: str
-    port: int = 25
-
-
-class DnsFailure(Exception):
-    """Raised by a resolver when the destination's mail exchangers cannot be
-    found right now (SERVFAIL, timeout); reported as ``dns_failure``."""
+    address: str
+    ehlo: str | None = None
 
 
 class LimitSource(Protocol):
-    """Where a pool's bound comes from: an Engine or a DurableEngine."""
+    """Where a pool's bound comes from: an Engine (durable or not)."""
 
     def destination(self, name: str, source: str | None = None) -> dict[str, Any]: ...
 
@@ -119,7 +142,8 @@ class Resolver(Protocol):
 
 class StaticResolver:
     """A fixed table, e.g. ``{"example.com": [Endpoint("127.0.0.1", 2525)]}``.
-    An unknown destination is a :class:`DnsFailure`."""
+    An unknown destination is a :class:`DnsFailure`. Its :meth:`site` is the
+    destination itself (no rollup)."""
 
     def __init__(self, table: Mapping[str, Endpoint | Sequence[Endpoint]]) -> None:
         self._table: dict[str, list[Endpoint]] = {}
@@ -132,18 +156,25 @@ class StaticResolver:
         except KeyError:
             raise DnsFailure(f"no mail exchanger configured for {destination}") from None
 
+    async def site(self, destination: str) -> str:
+        return destination.lower()
+
 
 class ImplicitMxResolver:
-    """Connects to the destination name itself on ``port`` (the RFC 5321
-    implicit MX). Real MX lookups need a DNS library: plug one in through
-    :class:`Resolver`. A name that does not resolve is reported at connect
-    time as ``dns_failure``."""
+    """Connects to the destination name itself on ``port``, through the
+    system's resolver (``getaddrinfo``), without an MX lookup: for a relay
+    host or a test server. :class:`~mailretry.dns.MxResolver` does real MX
+    resolution. A name that does not resolve is reported at connect time as
+    ``dns_failure``."""
 
     def __init__(self, port: int = 25) -> None:
         self._port = port
 
     async def resolve(self, destination: str) -> Sequence[Endpoint]:
         return [Endpoint(destination, self._port)]
+
+    async def site(self, destination: str) -> str:
+        return destination.lower()
 
 
 # -- replies ---------------------------------------------------------------------
@@ -199,6 +230,11 @@ class SenderStats:
     connections_closed: int = 0
     connect_failures: int = 0
     transactions: int = 0
+    tls_sessions: int = 0  #: connections upgraded with STARTTLS
+    tls_fallbacks: int = 0  #: opportunistic handshakes that failed: plain text instead
+    closed_after_rejections: int = 0  #: dropped after a 421 or rejections in a row
+    mx_fallbacks: int = 0  #: a less preferred MX tried after a connection-level failure
+    attempt_timeouts: int = 0
     #: most connections open at once per destination
     peak_open: dict[str, int] = field(default_factory=dict)
 
@@ -208,6 +244,7 @@ class _Conn:
     client: aiosmtplib.SMTP
     uses: int = 0
     last_used: float = 0.0
+    rejections: int = 0  # replies refusing a transaction, in a row
 
 
 @dataclass
@@ -223,25 +260,51 @@ class SmtpSender:
     ----------
     engine
         Where each destination's current concurrency limit is read from (an
-        Engine or DurableEngine); or pass ``limit`` instead.
+        :class:`~mailretry.Engine`); or pass ``limit`` instead.
     resolver
-        Destination to mail exchangers (:class:`StaticResolver` in tests).
+        Destination to mail exchangers. Default: :class:`~mailretry.dns.MxResolver`
+        (MX lookup with dnspython, system resolvers); :class:`StaticResolver`
+        in tests.
     limit
         ``limit(destination, source) -> int`` overriding the engine lookup.
     local_hostname
-        Name sent with EHLO (default: this host's FQDN, via aiosmtplib).
+        Name sent with EHLO when the lease has no source (default: this host's
+        FQDN, via aiosmtplib).
+    sources
+        Source name (``Lease.source``, chosen by the platform at submit) to
+        :class:`SourceAddress`: the local address connections bind to and the
+        EHLO name. A lease whose source is not in the map fails with
+        :class:`~mailretry.errors.InvalidInputError`; the empty source uses the
+        host's default address and ``local_hostname``.
     connect_timeout, command_timeout, data_timeout
         Real seconds for TCP connect plus greeting, for each command, and for
         the reply to the message data.
-    start_tls
-        ``None``: upgrade when the server offers STARTTLS; ``True``: require it
-        (a server without it is a ``tls_failure``); ``False``: never.
-    tls_context, validate_certs
-        Passed to aiosmtplib.
+    attempt_timeout
+        Real seconds for a whole attempt (all MX hosts, STARTTLS, the
+        transaction); past it the attempt is ``connection_dropped``. Keep it
+        below the engine's ``lease_timeout`` in real seconds
+        (:class:`~mailretry.aio.Driver` checks).
+    tls
+        :data:`TlsPolicy` for every destination, or a callable
+        ``tls(destination) -> TlsPolicy`` (e.g. from MTA-STS or DANE data).
+        Default ``"opportunistic"``.
+    tls_context
+        For ``"verify"`` (default: the system's CA bundle).
+    plain_after_tls_failure
+        After an opportunistic handshake failed with a host, use plain text
+        with that host for this many seconds without trying STARTTLS again.
     max_messages_per_connection
         Transactions before a connection is closed and replaced.
+    max_rejections_per_connection
+        Close a connection after this many transactions in a row were refused
+        (4xx/5xx). A ``421`` always closes it (the server is closing too).
+        Servers slow down or disconnect clients that keep erring on one
+        connection (Postfix: ``smtpd_soft_error_limit``, ``smtpd_hard_error_limit``).
     idle_timeout
         Seconds an unused connection is kept open.
+    rollup
+        :meth:`route` names the destination by its MX set (the site) instead
+        of the domain, so that domains sharing mail exchangers share limits.
     """
 
     def __init__(
@@ -251,33 +314,60 @@ class SmtpSender:
         *,
         limit: Callable[[str, str], int] | None = None,
         local_hostname: str | None = None,
+        sources: Mapping[str, SourceAddress] | None = None,
         connect_timeout: float = 30.0,
         command_timeout: float = 60.0,
         data_timeout: float = 300.0,
-        start_tls: bool | None = None,
+        attempt_timeout: float = 540.0,
+        tls: TlsPolicy | Callable[[str], TlsPolicy] = "opportunistic",
         tls_context: ssl.SSLContext | None = None,
-        validate_certs: bool = True,
+        plain_after_tls_failure: float = 3600.0,
         max_messages_per_connection: int = 100,
+        max_rejections_per_connection: int = 3,
         idle_timeout: float = 30.0,
+        rollup: bool = True,
     ) -> None:
         if limit is None:
             if engine is None:
                 raise TypeError("SmtpSender needs an engine or a limit callable")
             limit = _engine_limit(engine)
+        if isinstance(tls, str) and tls not in TLS_POLICIES:
+            raise InvalidInputError(f"tls must be one of {TLS_POLICIES}, got {tls!r}")
+        for value, name in (
+            (connect_timeout, "connect_timeout"),
+            (command_timeout, "command_timeout"),
+            (data_timeout, "data_timeout"),
+            (attempt_timeout, "attempt_timeout"),
+        ):
+            if not value > 0:
+                raise InvalidInputError(f"{name} must be > 0, got {value!r}")
+        if max_rejections_per_connection < 1:
+            raise InvalidInputError("max_rejections_per_connection must be >= 1")
         self._limit = limit
-        self._resolver: Resolver = resolver or ImplicitMxResolver()
+        self._resolver: Resolver = resolver or MxResolver()
         self._local_hostname = local_hostname
+        self._sources: dict[str, SourceAddress] = dict(sources or {})
         self._connect_timeout = connect_timeout
         self._command_timeout = command_timeout
         self._data_timeout = data_timeout
-        self._start_tls = start_tls
+        self._attempt_timeout = attempt_timeout
+        self._tls = tls
         self._tls_context = tls_context
-        self._validate_certs = validate_certs
+        self._plain_after_tls_failure = plain_after_tls_failure
+        self._plain_until: dict[tuple[str, int], float] = {}
         self._max_uses = max(1, max_messages_per_connection)
+        self._max_rejections = max_rejections_per_connection
         self._idle_timeout = idle_timeout
+        self._rollup = rollup
+        self._site_domains: dict[str, str] = {}
         self._pools: dict[tuple[str, str], _Pool] = {}
         self._closed = False
         self.stats = SenderStats()
+
+    @property
+    def attempt_timeout(self) -> float:
+        """Real seconds an attempt may take at most."""
+        return self._attempt_timeout
 
     async def __aenter__(self) -> SmtpSender:
         return self
@@ -289,6 +379,19 @@ class SmtpSender:
         """Connections open (idle, busy or connecting) to a destination."""
         pool = self._pools.get((destination.lower(), source))
         return 0 if pool is None else pool.open
+
+    async def route(self, domain: str) -> str:
+        """The engine destination for mail to ``domain``: with ``rollup``, the
+        site of its MX set (see :func:`mailretry.dns.site_name`), else the
+        domain. When the MX set cannot be found now, the domain itself."""
+        domain = domain.strip().lower().rstrip(".")
+        site_of = getattr(self._resolver, "site", None)
+        if not self._rollup or site_of is None:
+            return domain
+        site = str(await site_of(domain))
+        if site != domain:
+            self._site_domains[site] = domain
+        return site
 
     async def aclose(self) -> None:
         """Close every idle connection (QUIT). Attempts in flight keep theirs
@@ -303,22 +406,46 @@ class SmtpSender:
     # -- Sender protocol -----------------------------------------------------------
     async def send(self, lease: Lease, message: OutgoingMessage) -> str | Reply:
         """One attempt: a connection from the pool, MAIL, RCPT, DATA."""
+        try:
+            async with asyncio.timeout(self._attempt_timeout):
+                return await self._send(lease, message)
+        except TimeoutError:
+            self.stats.attempt_timeouts += 1
+            return transport_reply(
+                "connection_dropped", f"attempt took longer than {self._attempt_timeout:g} s"
+            )
+
+    async def _send(self, lease: Lease, message: OutgoingMessage) -> str | Reply:
         key = (lease.destination.lower(), lease.source)
         pool = self._pools.setdefault(key, _Pool())
         try:
-            conn = await self._acquire(pool, lease.destination)
+            conn = await self._acquire(pool, lease, message)
         except _NoConnection as failure:
             return failure.outcome
         outcome: str | Reply = transport_reply("connection_dropped", "attempt did not finish")
         reusable = False
         try:
             outcome, reusable = await self._transaction(conn, message)
+        except BaseException:
+            conn.client.close()  # interrupted (attempt timeout, shutdown)
+            raise
         finally:
             await self._release(pool, conn, reusable, lease)
         return outcome
 
     # -- pool --------------------------------------------------------------------
-    async def _acquire(self, pool: _Pool, destination: str) -> _Conn:
+    def _lookup_name(self, destination: str, message: OutgoingMessage) -> str:
+        """The domain to resolve for a lease's destination."""
+        name = destination.lower()
+        if name in self._site_domains:
+            return self._site_domains[name]
+        if any(c in name for c in "()|?"):
+            # A site from an earlier process: any domain of the site will do.
+            return message.recipient.rpartition("@")[2].lower()
+        return name
+
+    async def _acquire(self, pool: _Pool, lease: Lease, message: OutgoingMessage) -> _Conn:
+        destination = lease.destination
         now = time.monotonic()
         while pool.idle:
             conn = pool.idle.pop()
@@ -330,7 +457,7 @@ class SmtpSender:
         pool.open += 1
         self.stats.peak_open[destination] = max(self.stats.peak_open.get(destination, 0), pool.open)
         try:
-            return _Conn(await self._connect(destination))
+            return _Conn(await self._connect(lease, self._lookup_name(destination, message)))
         except BaseException:
             pool.open -= 1
             self.stats.connect_failures += 1
@@ -339,6 +466,9 @@ class SmtpSender:
     async def _release(self, pool: _Pool, conn: _Conn, reusable: bool, lease: Lease) -> None:
         conn.uses += 1
         conn.last_used = time.monotonic()
+        if reusable and conn.rejections >= self._max_rejections:
+            reusable = False
+            self.stats.closed_after_rejections += 1
         keep = (
             reusable
             and not self._closed
@@ -362,44 +492,130 @@ class SmtpSender:
                 client.close()
 
     # -- connect -------------------------------------------------------------------
-    async def _connect(self, destination: str) -> aiosmtplib.SMTP:
+    def _source(self, name: str) -> tuple[tuple[str, int] | None, str | None]:
+        if not name:
+            return None, self._local_hostname
         try:
-            endpoints = list(await self._resolver.resolve(destination))
+            src = self._sources[name]
+        except KeyError:
+            raise InvalidInputError(
+                f"source {name!r} is not in SmtpSender(sources=...): known: {sorted(self._sources)}"
+            ) from None
+        return (src.address, 0), src.ehlo or self._local_hostname
+
+    def _tls_policy(self, destination: str) -> TlsPolicy:
+        policy = self._tls if isinstance(self._tls, str) else self._tls(destination)
+        if policy not in TLS_POLICIES:
+            raise InvalidInputError(f"tls policy for {destination}: {policy!r}")
+        return policy
+
+    async def _connect(self, lease: Lease, lookup_name: str) -> aiosmtplib.SMTP:
+        source_address, ehlo = self._source(lease.source)
+        policy = self._tls_policy(lease.destination)
+        try:
+            endpoints = list(await self._resolver.resolve(lookup_name))
+        except PermanentDnsFailure as exc:
+            raise _NoConnection(exc.reply) from exc
         except DnsFailure as exc:
             raise _NoConnection(transport_reply("dns_failure", str(exc))) from exc
         if not endpoints:
             raise _NoConnection(
-                transport_reply("dns_failure", f"no mail exchanger for {destination}")
+                transport_reply("dns_failure", f"no mail exchanger for {lookup_name}")
             )
         outcome: str | Reply = transport_reply("connection_refused")
-        for endpoint in endpoints:  # most preferred first; the next one on failure
-            client = aiosmtplib.SMTP(
-                hostname=endpoint.host,
-                port=endpoint.port,
-                local_hostname=self._local_hostname,
-                timeout=self._command_timeout,
-                start_tls=self._start_tls,
-                tls_context=self._tls_context,
-                validate_certs=self._validate_certs,
-            )
+        for n, endpoint in enumerate(endpoints):  # most preferred first
+            if n:
+                self.stats.mx_fallbacks += 1
             try:
-                await client.connect(timeout=self._connect_timeout)
-                await self._hello(client)
-            except aiosmtplib.SMTPResponseException as exc:
-                # The server answered (greeting, EHLO or STARTTLS refused).
-                client.close()
-                outcome = format_reply(exc.code, exc.message)
-                continue
-            except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-                client.close()
-                if isinstance(exc, aiosmtplib.SMTPException) and "STARTTLS" in str(exc):
-                    outcome = transport_reply("tls_failure", str(exc))
-                else:
-                    outcome = _transport_for_connect_error(exc)
-                continue
+                client = await self._open(endpoint, source_address, ehlo, policy)
+            except _NoConnection as failure:
+                outcome = failure.outcome
+                continue  # the next MX on any connection-level failure
             self.stats.connections_opened += 1
             return client
         raise _NoConnection(outcome)
+
+    async def _open(
+        self,
+        endpoint: Endpoint,
+        source_address: tuple[str, int] | None,
+        ehlo: str | None,
+        policy: TlsPolicy,
+    ) -> aiosmtplib.SMTP:
+        """A connection to one endpoint, greeted, with TLS as the policy says."""
+        hostkey = (endpoint.host, endpoint.port)
+        plain_only = policy == "opportunistic" and time.monotonic() < self._plain_until.get(
+            hostkey, float("-inf")
+        )
+        client = await self._greet(endpoint, source_address, ehlo)
+        if policy == "none" or plain_only:
+            return client
+        if not client.supports_extension("starttls"):
+            if policy == "opportunistic":
+                return client
+            client.close()
+            raise _NoConnection(
+                transport_reply("tls_failure", f"{endpoint.host} does not offer STARTTLS")
+            )
+        try:
+            await client.starttls(
+                server_hostname=endpoint.server_name or endpoint.host,
+                validate_certs=policy == "verify",
+                tls_context=self._tls_context if policy == "verify" else None,
+                timeout=self._command_timeout,
+            )
+            await self._hello(client)
+        except aiosmtplib.SMTPResponseException as exc:
+            client.close()
+            if policy != "opportunistic":
+                raise _NoConnection(format_reply(exc.code, exc.message)) from exc
+            failure: BaseException = exc
+        except (aiosmtplib.SMTPException, OSError, TimeoutError, ssl.SSLError) as exc:
+            client.close()
+            if policy != "opportunistic":
+                raise _NoConnection(transport_reply("tls_failure", str(exc))) from exc
+            failure = exc
+        except BaseException:
+            client.close()
+            raise
+        else:
+            self.stats.tls_sessions += 1
+            return client
+        # Opportunistic: the handshake failed, so deliver in plain text (RFC 7435
+        # section 3) and do not try TLS with this host for a while.
+        del failure
+        self.stats.tls_fallbacks += 1
+        self._plain_until[hostkey] = time.monotonic() + self._plain_after_tls_failure
+        return await self._greet(endpoint, source_address, ehlo)
+
+    async def _greet(
+        self,
+        endpoint: Endpoint,
+        source_address: tuple[str, int] | None,
+        ehlo: str | None,
+    ) -> aiosmtplib.SMTP:
+        client = aiosmtplib.SMTP(
+            hostname=endpoint.host,
+            port=endpoint.port,
+            local_hostname=ehlo,
+            source_address=source_address,
+            timeout=self._command_timeout,
+            start_tls=False,
+        )
+        try:
+            await client.connect(timeout=self._connect_timeout)
+            await self._hello(client)
+        except aiosmtplib.SMTPResponseException as exc:
+            # The server answered (greeting or EHLO refused).
+            client.close()
+            raise _NoConnection(format_reply(exc.code, exc.message)) from exc
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            client.close()
+            raise _NoConnection(_transport_for_connect_error(exc)) from exc
+        except BaseException:  # cancelled (attempt timeout, shutdown)
+            client.close()
+            raise
+        return client
 
     async def _hello(self, client: aiosmtplib.SMTP) -> None:
         if not client.is_ehlo_or_helo_needed:
@@ -422,13 +638,17 @@ class SmtpSender:
             response = await client.data(message.data(), timeout=self._data_timeout)
         except aiosmtplib.SMTPResponseException as exc:
             text = format_reply(exc.code, exc.message)
+            conn.rejections += 1
             if exc.code == 421 or not client.is_connected:
+                if exc.code == 421:
+                    self.stats.closed_after_rejections += 1
                 client.close()
                 return text, False
             return text, await self._reset(client)
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             client.close()
             return transport_reply("connection_dropped", str(exc) or type(exc).__name__), False
+        conn.rejections = 0
         return format_reply(response.code, response.message), True
 
     async def _reset(self, client: aiosmtplib.SMTP) -> bool:

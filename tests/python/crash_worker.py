@@ -2,7 +2,7 @@
 
     python crash_worker.py STATE_DIR PORTS_JSON COUNT RESULT_JSON
 
-Opens (or recovers) a DurableEngine in STATE_DIR, submits COUNT messages when
+Opens (or recovers) a durable engine (Engine.open_durable) in STATE_DIR, submits COUNT messages when
 the state is new, and delivers them through SmtpSender to the loopback ports in
 PORTS_JSON ({destination: port}) until the engine is idle. Writes what it saw
 to RESULT_JSON at the end. The test kills it with SIGKILL half-way and runs it
@@ -17,11 +17,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from mailretry import Engine
 from mailretry.aio import Driver, VirtualClock
-from mailretry.durable import DurableEngine
 from mailretry.smtp import Endpoint, OutgoingMessage, SmtpSender, StaticResolver
 
 T0 = 1_700_000_000.0
+# A restarted process's clock has moved on; the first run never gets past T0
+# (it is killed while its attempts hold the virtual clock).
+RESTART_AT = T0 + 3600.0
 DESTINATIONS = ["a.test", "b.test", "c.test", "d.test"]
 CONFIG: dict[str, Any] = {
     "lease_timeout": "15m",
@@ -47,11 +50,21 @@ def message_of(msg_id: int) -> OutgoingMessage:
 
 
 async def main(state: Path, ports: dict[str, int], count: int, result: Path) -> None:
-    engine = DurableEngine(state, CONFIG, seed=7, fsync="group", group_ms=5, compact_every=300)
-    if engine.recovery.created:
+    engine = Engine.open_durable(
+        state, CONFIG, seed=7, fsync="group", group_interval=0.005, compact_after_records=300
+    )
+    info = engine.journal_info()
+    assert info is not None
+    recovery = {
+        "created": info["created"],
+        "records_replayed": info["records_replayed"],
+        "generation": info["generation"],
+        "leased_at_recovery": engine.stats()["leased"],
+    }
+    if info["created"]:
         ids = list(range(1, count + 1))
         engine.submit_many(ids, [destination_of(i) for i in ids], T0)
-    clock = VirtualClock(max(T0, engine.last_time or T0), speed=0.0, skip_idle=True)
+    clock = VirtualClock(T0 if info["created"] else RESTART_AT, speed=0.0, skip_idle=True)
     resolver = StaticResolver({d: Endpoint("127.0.0.1", p) for d, p in ports.items()})
     async with SmtpSender(
         engine,
@@ -65,11 +78,11 @@ async def main(state: Path, ports: dict[str, int], count: int, result: Path) -> 
         stats = await driver.run(until_idle=True)
     final = engine.stats()
     engine.check_invariants()
-    engine.close()
+    engine.sync()
     result.write_text(
         json.dumps(
             {
-                "recovery": engine.recovery.__dict__,
+                "recovery": recovery,
                 "stats": final,
                 "driver": stats.__dict__,
             }

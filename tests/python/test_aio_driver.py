@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 import mailretry
-from mailretry.aio import Driver, VirtualClock
+from mailretry.aio import BadSenderResult, Driver, VirtualClock
 
 T0 = 1_700_000_000.0
 CONFIG: dict[str, Any] = {
@@ -130,30 +130,84 @@ def test_abandoned_attempts_return_at_the_lease_deadline() -> None:
     assert end >= T0 + 600
 
 
-def test_sender_exception_leaves_the_lease_to_expire() -> None:
+def test_sender_exception_is_reported_at_once_as_a_transport_failure() -> None:
     async def go() -> tuple[Any, ...]:
         clock = VirtualClock(T0, speed=0.0)
         engine = mailretry.Engine(CONFIG, seed=1)
         sender = ScriptedSender()
         sender.fail = {5}
         errors: list[tuple[int, str]] = []
+        events: list[dict[str, Any]] = []
         driver = Driver(
             engine,
             sender,
             str,
             clock=clock,
+            on_event=events.append,
             on_error=lambda lease, exc: errors.append((lease.msg_id, str(exc))),
         )
         for i in range(1, 11):
             driver.submit(i, "example.com")
         stats = await driver.run(until_idle=True)
-        return engine, sender, errors, stats
+        return engine, sender, errors, events, stats, clock.now()
 
-    engine, sender, errors, stats = asyncio.run(go())
+    engine, sender, errors, events, stats, end = asyncio.run(go())
     assert errors == [(5, "sender bug")]
-    assert stats.send_errors == 1
+    assert stats.send_errors == 1 and stats.reports == 11
     assert engine.stats()["delivered"] == 10
-    assert (5, 2) in sender.sent  # sent again after its lease expired
+    assert (5, 2) in sender.sent
+    assert not [e for e in events if e["kind"] == "lease_expired"]
+    deferred = [e for e in events if e["kind"] == "deferred"]
+    assert [e["msg_id"] for e in deferred] == [5]
+    # Back on its schedule at the first retry (15 min), not at the 10 min lease
+    # timeout nor later.
+    assert end == pytest.approx(T0 + 15 * 60, abs=2)
+
+
+class BadResultSender:
+    """Returns ``result`` for message 1's first attempt, then 250."""
+
+    def __init__(self, result: object) -> None:
+        self.result = result
+        self.calls: list[tuple[int, int]] = []
+
+    async def send(self, lease: mailretry.Lease, message: str) -> Any:
+        self.calls.append((lease.msg_id, lease.attempt))
+        await asyncio.sleep(0)
+        if lease.msg_id == 1 and lease.attempt == 1:
+            return self.result
+        return "250 2.0.0 OK"
+
+
+@pytest.mark.parametrize("result", [None, 42, "", "garbage", "999 x", b"250 ok"])
+def test_bad_sender_results_reach_on_error_and_return_the_message_at_once(
+    result: object,
+) -> None:
+    async def go() -> tuple[Any, ...]:
+        clock = VirtualClock(T0, speed=0.0)
+        engine = mailretry.Engine(CONFIG, seed=1)
+        sender = BadResultSender(result)
+        errors: list[tuple[int, BaseException]] = []
+        driver = Driver(
+            engine,
+            sender,
+            str,
+            clock=clock,
+            on_error=lambda lease, exc: errors.append((lease.msg_id, exc)),
+        )
+        driver.submit(1, "example.com")
+        driver.submit(2, "example.com")
+        stats = await driver.run(until_idle=True)
+        return engine, sender, errors, stats, clock.now()
+
+    engine, sender, errors, stats, end = asyncio.run(go())
+    assert [msg_id for msg_id, _ in errors] == [1]
+    assert isinstance(errors[0][1], BadSenderResult)
+    assert stats.send_errors == 1 and stats.reports == 3
+    s = engine.stats()
+    assert s["delivered"] == 2 and s["lease_expirations"] == 0
+    assert sender.calls == [(1, 1), (2, 1), (1, 2)]
+    assert end == pytest.approx(T0 + 15 * 60, abs=2)  # the retry delay, not the lease
 
 
 def test_max_in_flight_bounds_all_destinations() -> None:
@@ -211,3 +265,52 @@ def test_clock_going_backwards_is_clamped() -> None:
     driver.submit(2, "example.com")  # would be an InvalidInputError without clamping
     assert driver.now() == T0 + 90
     assert engine.stats()["submitted"] == 2
+
+
+class TimedSender(ScriptedSender):
+    attempt_timeout = 300.0  # real seconds, like SmtpSender's
+
+
+def test_lease_shorter_than_the_senders_timeout_in_real_seconds_is_refused() -> None:
+    async def go(speed: float) -> Any:
+        engine = mailretry.Engine(CONFIG, seed=1)  # lease_timeout 10 min of clock time
+        driver = Driver(
+            engine, TimedSender(), str, clock=VirtualClock(T0, speed=speed, skip_idle=True)
+        )
+        driver.submit(1, "example.com")
+        return await driver.run(until_idle=True)
+
+    # At speed 120, 10 clock minutes are 5 real seconds: less than 300.
+    with pytest.raises(mailretry.InvalidInputError, match="attempt_timeout"):
+        asyncio.run(go(120.0))
+    assert asyncio.run(go(1.0)).reports == 1  # 600 real seconds > 300
+    assert asyncio.run(go(0.0)).reports == 1  # frozen clock: leases never time out
+
+
+def test_submit_to_routes_and_events_carry_the_domain() -> None:
+    async def go() -> tuple[Any, ...]:
+        engine = mailretry.Engine(CONFIG, seed=1)
+        events: list[dict[str, Any]] = []
+
+        async def route(domain: str) -> str:
+            return "(mx1|mx2).provider.example"
+
+        driver = Driver(
+            engine,
+            ScriptedSender({2: ["550 5.1.1 no"]}),
+            str,
+            clock=VirtualClock(T0, speed=0.0),
+            on_event=events.append,
+            route=route,
+        )
+        sites = [await driver.submit_to(i, f"d{i}.example") for i in (1, 2)]
+        await driver.run(until_idle=True)
+        return engine, sites, events, driver
+
+    engine, sites, events, driver = asyncio.run(go())
+    assert sites == ["(mx1|mx2).provider.example"] * 2
+    final = {e["msg_id"]: e for e in events if e["kind"] in ("delivered", "bounced")}
+    assert final[1]["domain"] == "d1.example" and final[2]["domain"] == "d2.example"
+    assert final[1]["destination"] == "(mx1|mx2).provider.example"
+    assert engine.destination("(mx1|mx2).provider.example")["attempts"] == 2
+    assert driver.domain_of(1) is None  # forgotten once final

@@ -1,6 +1,7 @@
 """kill -9 a sending process mid-run, restart it from disk, finish the run.
 
-The guarantee under test (mailretry.durable): no message is lost, and the only
+The guarantee under test (Engine.open_durable under the asyncio driver and the
+SMTP sender): no message is lost, and the only
 messages delivered twice are attempts that were in flight at the crash.
 """
 

@@ -23,6 +23,7 @@ from mailretry.smtp import (
     Endpoint,
     OutgoingMessage,
     SmtpSender,
+    SourceAddress,
     StaticResolver,
     format_reply,
 )
@@ -175,7 +176,7 @@ def test_unresolvable_destination_is_a_dns_failure() -> None:
     assert isinstance(out, mailretry.Reply) and "nowhere.test" in out.text
 
 
-def test_untrusted_certificate_is_a_tls_failure(tmp_path: Path) -> None:
+def self_signed(tmp_path: Path) -> ssl.SSLContext:
     if shutil.which("openssl") is None:
         pytest.skip("openssl not installed")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
@@ -201,27 +202,186 @@ def test_untrusted_certificate_is_a_tls_failure(tmp_path: Path) -> None:
     )
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(cert, key)
+    return ctx
 
-    class Accept:
+
+class Accept:
+    def __init__(self) -> None:
+        self.tls: list[bool] = []
+
+    async def handle_DATA(self, server: SMTP, session: Any, envelope: Any) -> str:
+        self.tls.append(session.ssl is not None)
+        return "250 ok"
+
+
+class BrokenStartTls(SMTP):  # type: ignore[misc]
+    """Offers STARTTLS, says 220 to it, then drops the connection: a failed
+    handshake."""
+
+    async def smtp_STARTTLS(self, arg: str) -> None:
+        await self.push("220 2.0.0 Ready to start TLS")
+        self.transport.close()
+
+
+async def tls_server(
+    ctx: ssl.SSLContext | None,
+    tls: str,
+    *,
+    broken: bool = False,
+    sends: int = 1,
+) -> tuple[list[object], list[bool], Any]:
+    loop = asyncio.get_running_loop()
+    handler = Accept()
+    cls = BrokenStartTls if broken else SMTP
+    if ctx is None:  # broken: a context is needed for aiosmtpd to offer STARTTLS
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    srv = await loop.create_server(
+        lambda: cls(handler, hostname="localhost", tls_context=ctx, loop=loop),
+        "127.0.0.1",
+        0,
+    )
+    port = srv.sockets[0].getsockname()[1]
+    try:
+        async with sender_for(port, tls=tls) as s:
+            outs = [
+                await s.send(FakeLease(i), message(i))  # type: ignore[arg-type]
+                for i in range(sends)
+            ]
+            return outs, handler.tls, s.stats
+    finally:
+        srv.close()
+        await srv.wait_closed()
+
+
+def test_self_signed_starttls_is_used_by_default(tmp_path: Path) -> None:
+    ctx = self_signed(tmp_path)
+    outs, tls, stats = asyncio.run(tls_server(ctx, "opportunistic"))
+    assert outs == ["250 ok"] and tls == [True]
+    assert stats.tls_sessions == 1 and stats.tls_fallbacks == 0
+    outs, tls, _ = asyncio.run(tls_server(ctx, "required"))
+    assert outs == ["250 ok"] and tls == [True]  # required: encrypted, any certificate
+    outs, tls, _ = asyncio.run(tls_server(ctx, "none"))
+    assert outs == ["250 ok"] and tls == [False]
+
+
+def test_verify_policy_refuses_an_untrusted_certificate(tmp_path: Path) -> None:
+    outs, tls, _ = asyncio.run(tls_server(self_signed(tmp_path), "verify"))
+    assert kind(outs[0]) == "tls_failure" and tls == []
+
+
+def test_failed_handshake_falls_back_to_plain_text_unless_required() -> None:
+    outs, tls, stats = asyncio.run(tls_server(None, "opportunistic", broken=True, sends=2))
+    assert outs == ["250 ok", "250 ok"] and tls == [False, False]
+    # Once: the second attempt reuses the plain connection or skips TLS with that host.
+    assert stats.tls_fallbacks == 1
+    outs, tls, _ = asyncio.run(tls_server(None, "required", broken=True))
+    assert kind(outs[0]) == "tls_failure" and tls == []
+
+
+def test_tls_policy_is_validated() -> None:
+    with pytest.raises(mailretry.InvalidInputError):
+        SmtpSender(limit=lambda d, s: 1, tls="sometimes")  # type: ignore[arg-type]
+
+
+def test_connection_is_dropped_after_rejections_in_a_row() -> None:
+    async def body(server: SmtpTestServer) -> tuple[list[object], Any]:
+        async with sender_for(server.port("x.test"), max_rejections_per_connection=3) as s:
+            outs = [
+                await s.send(FakeLease(i), message(i, "nobody"))  # type: ignore[arg-type]
+                for i in range(7)
+            ]
+            return outs, s.stats
+
+    outs, stats = asyncio.run(with_server(Limits(unknown_users=frozenset({"nobody"})), body))
+    assert all(isinstance(o, str) and o.startswith("550 5.1.1") for o in outs)
+    # 7 refusals, 3 per connection: connections for 1-3, 4-6, 7.
+    assert stats.connections_opened == 3
+    assert stats.closed_after_rejections == 2
+
+
+def test_success_resets_the_rejection_count() -> None:
+    async def body(server: SmtpTestServer) -> Any:
+        async with sender_for(server.port("x.test"), max_rejections_per_connection=2) as s:
+            for i in range(6):
+                local = "user" if i % 2 else "nobody"  # refused, accepted, refused, ...
+                await s.send(FakeLease(i), message(i, local))  # type: ignore[arg-type]
+            return s.stats
+
+    stats = asyncio.run(with_server(Limits(unknown_users=frozenset({"nobody"})), body))
+    assert stats.connections_opened == 1 and stats.closed_after_rejections == 0
+
+
+def test_source_binds_the_local_address_and_ehlo_name() -> None:
+    seen: list[tuple[str, str]] = []
+
+    class Record:
+        async def handle_EHLO(
+            self, server: SMTP, session: Any, envelope: Any, hostname: str, responses: list[str]
+        ) -> list[str]:
+            seen.append((session.peer[0], hostname))
+            session.host_name = hostname
+            return responses
+
         async def handle_DATA(self, server: SMTP, session: Any, envelope: Any) -> str:
             return "250 ok"
 
-    async def go() -> object:
+    async def go() -> list[object]:
         loop = asyncio.get_running_loop()
         srv = await loop.create_server(
-            lambda: SMTP(Accept(), hostname="localhost", tls_context=ctx, loop=loop),
-            "127.0.0.1",
-            0,
+            lambda: SMTP(Record(), hostname="localhost", loop=loop), "127.0.0.1", 0
         )
         port = srv.sockets[0].getsockname()[1]
+        sources = {
+            "ip2": SourceAddress("127.0.0.2", "out2.mailretry.test"),
+            "ip3": SourceAddress("127.0.0.3"),
+        }
         try:
-            async with sender_for(port, start_tls=True) as s:  # verifies the certificate
-                return await s.send(FakeLease(1), message(1))  # type: ignore[arg-type]
+            async with sender_for(port, sources=sources) as s:
+                outs: list[object] = []
+                for n, src in enumerate(["ip2", "ip3", "", "nope"]):
+                    lease = FakeLease(n)
+                    lease.source = src
+                    try:
+                        outs.append(await s.send(lease, message(n)))  # type: ignore[arg-type]
+                    except mailretry.InvalidInputError as exc:
+                        outs.append(exc)
+                return outs
         finally:
             srv.close()
             await srv.wait_closed()
 
-    assert kind(asyncio.run(go())) == "tls_failure"
+    outs = asyncio.run(go())
+    assert outs[:3] == ["250 ok", "250 ok", "250 ok"]
+    assert isinstance(outs[3], mailretry.InvalidInputError) and "nope" in str(outs[3])
+    assert seen == [
+        ("127.0.0.2", "out2.mailretry.test"),
+        ("127.0.0.3", "client.mailretry.test"),
+        ("127.0.0.1", "client.mailretry.test"),
+    ]
+
+
+def test_attempt_timeout_bounds_the_whole_attempt() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            writer.write(b"220 slow ESMTP\r\n")
+            await writer.drain()
+            await reader.readline()  # EHLO: never answered
+            await reader.read()  # until the client gives up
+        finally:
+            writer.close()
+
+    async def go() -> tuple[object, Any]:
+        srv = await raw_server(handler)
+        port = srv.sockets[0].getsockname()[1]
+        try:
+            async with sender_for(port, attempt_timeout=0.2, command_timeout=30) as s:
+                out = await s.send(FakeLease(1), message(1))  # type: ignore[arg-type]
+                return out, s.stats
+        finally:
+            srv.close()
+
+    out, stats = asyncio.run(go())
+    assert kind(out) == "connection_dropped" and stats.attempt_timeouts == 1
 
 
 def test_pool_is_bounded_by_the_current_limit() -> None:
