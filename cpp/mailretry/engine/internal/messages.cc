@@ -41,15 +41,11 @@ absl::Status Core::Advance(absl::Time now_t) {
     ++m_.clamped_times;
   }
   m_.now_ms = now;
-  struct Item {
-    int64_t due;
-    uint8_t kind;  // 0 destination wake, 1 message timer
-    uint64_t key;
-    uint32_t idx;
-  };
-  std::vector<Slot> ms;
-  std::vector<Slot> ds;
-  std::vector<Item> items;
+  using Item = DueTimer;
+  // Reused across calls: Advance runs on every operation.
+  std::vector<Slot>& ms = m_.due_msgs;
+  std::vector<Slot>& ds = m_.due_dests;
+  std::vector<Item>& items = m_.due_items;
   // Handling one timer can arm another that is already due (a message that
   // became ready after its expiry), so pop until nothing is due.
   for (;;) {

@@ -2,6 +2,7 @@
 // Building an engine's state from a validated config: built-in schedule
 // overrides, compiled reaction rules, the full-cycle length, timer queues, and
 // the per-destination caches of which policy, overrides and rules apply.
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -10,6 +11,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+
 #include "mailretry/engine/engine.h"
 #include "mailretry/engine/internal/patterns.h"
 #include "mailretry/engine/internal/state.h"
@@ -21,6 +23,8 @@ Engine::Impl::Impl(EngineConfig cfg, uint64_t seed_value, Classifier cls)
     : config(std::move(cfg)),
       seed(seed_value),
       classifier(std::move(cls)),
+      reply_cache(std::any_of(config.classifier_rules.begin(), config.classifier_rules.end(),
+                              [](const UserRule& u) { return !u.destination.empty(); })),
       rng(seed_value),
       ids(0, internal::SlotHash{&msgs}, internal::SlotEq{&msgs}) {}
 

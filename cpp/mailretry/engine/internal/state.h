@@ -33,6 +33,7 @@
 #include "mailretry/classify/classifier.h"
 #include "mailretry/classify/internal/code_pattern.h"
 #include "mailretry/engine/engine.h"
+#include "mailretry/engine/internal/reply_cache.h"
 #include "mailretry/reply/reply.h"
 #include "mailretry/policy/retry_policy.h"
 #include "mailretry/timers/timer_queue.h"
@@ -152,6 +153,14 @@ struct CompiledReaction {
   std::unique_ptr<re2::RE2> regex;
 };
 
+// A timer that Core::Advance found due, in the order it handles them.
+struct DueTimer {
+  int64_t due;
+  uint8_t kind;  // 0 destination wake, 1 message timer
+  uint64_t key;
+  uint32_t idx;
+};
+
 // Chunked message storage: no reallocation slack, stable addresses.
 class MsgStore {
  public:
@@ -219,6 +228,9 @@ struct Engine::Impl {
   EngineConfig config;
   uint64_t seed;
   Classifier classifier;
+  // Parsed replies, canonical texts and classifications of recent replies
+  // (derived state: not saved, rebuilt on demand).
+  internal::ReplyCache reply_cache;
   std::vector<ScheduleOverride> schedules;       // user overrides, then built-ins
   std::vector<DestinationPolicy> dest_policies;  // [0] = defaults, then config.destinations
   std::vector<internal::CompiledReaction> reactions;
@@ -241,6 +253,9 @@ struct Engine::Impl {
   std::unique_ptr<TimerQueue> msg_timers;
   std::unique_ptr<TimerQueue> dest_timers;
   std::deque<uint32_t> ring;  // destinations with ready messages, round-robin
+  // Core::Advance's scratch space, kept to spare allocations per call.
+  std::vector<Slot> due_msgs, due_dests;
+  std::vector<internal::DueTimer> due_items;
 
   // Reaction-rule threshold windows: (dest << 16 | rule) -> match times.
   absl::flat_hash_map<uint64_t, std::vector<int64_t>> reaction_hits;
