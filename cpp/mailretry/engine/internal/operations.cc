@@ -143,7 +143,7 @@ absl::StatusOr<std::vector<Lease>> Core::TakeReady(absl::Time now_t, size_t limi
   const int64_t now = m_.now_ms;
   std::vector<Lease> out;
   out.reserve(std::min<size_t>(limit, m_.ready_n));
-  const int64_t deadline = SatAdd(now, DurMs(m_.config.lease_timeout));
+  const int64_t deadline = SatAdd(now, m_.lease_timeout_ms);
   while (out.size() < limit && !m_.ring.empty()) {
     const uint32_t di = m_.ring.front();
     m_.ring.pop_front();
@@ -229,7 +229,7 @@ absl::StatusOr<Decision> Core::Report(uint64_t id, uint32_t attempt, int64_t now
   const uint32_t di = r.dest;
   DestState& d = m_.dests[di];
   // While leased, the message's timer is its lease deadline.
-  const int64_t attempt_started = r.timer_ms - DurMs(m_.config.lease_timeout);
+  const int64_t attempt_started = r.timer_ms - m_.lease_timeout_ms;
   --m_.leased_n;
   ReleaseLease(r, d);
   m_.msg_timers->Cancel(s).IgnoreError();
@@ -460,9 +460,7 @@ Decisions Apply(Engine::Impl& impl, const ReportLeasesTextCommand& c) {
 }
 
 std::vector<Event> Apply(Engine::Impl& impl, const DrainEventsCommand&) {
-  std::vector<Event> out(std::make_move_iterator(impl.events.begin()), std::make_move_iterator(impl.events.end()));
-  impl.events.clear();
-  return out;
+  return impl.events.Take();
 }
 
 }  // namespace mailretry::internal

@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 
 #include "mailretry/engine/engine.h"
+#include "mailretry/engine/internal/core.h"
 #include "mailretry/engine/internal/patterns.h"
 #include "mailretry/engine/internal/state.h"
 #include "re2/re2.h"
@@ -37,6 +38,7 @@ absl::StatusOr<std::unique_ptr<Engine::Impl>> MakeImpl(EngineConfig config, uint
   auto impl = std::make_unique<Engine::Impl>(std::move(config), seed, *std::move(cls));
   EngineConfig& c = impl->config;
 
+  impl->lease_timeout_ms = DurMs(c.lease_timeout);
   impl->schedules = c.overrides;
   if (c.builtin_overrides) {
     ScheduleOverride grey;

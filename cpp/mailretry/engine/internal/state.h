@@ -11,14 +11,18 @@
 #ifndef MAILRETRY_ENGINE_INTERNAL_STATE_H_
 #define MAILRETRY_ENGINE_INTERNAL_STATE_H_
 
+#include <algorithm>
 #include <array>
+#include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <iterator>
 #include <limits>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -161,6 +165,49 @@ struct DueTimer {
   uint32_t idx;
 };
 
+// The undrained events, oldest first. A vector with a moving head: a
+// std::deque<Event> allocated a node for every event (an Event is larger
+// than a deque node), and draining copied them all out again; here appending
+// reuses the vector's room and a drain hands the whole vector over.
+class EventBuffer {
+ public:
+  size_t size() const { return v_.size() - head_; }
+  bool empty() const { return size() == 0; }
+  std::vector<Event>::const_iterator begin() const { return v_.begin() + static_cast<ptrdiff_t>(head_); }
+  std::vector<Event>::const_iterator end() const { return v_.end(); }
+  Event& emplace_back() { return v_.emplace_back(); }
+  void push_back(Event e) { v_.push_back(std::move(e)); }
+  // Drops the oldest event; the dropped ones' room is given back once they
+  // are half of the vector (amortized O(1) per drop).
+  void pop_front() {
+    v_[head_] = Event{};
+    ++head_;
+    if (head_ >= 1024 && head_ * 2 >= v_.size()) {
+      v_.erase(v_.begin(), v_.begin() + static_cast<ptrdiff_t>(head_));
+      head_ = 0;
+    }
+  }
+  // Removes and returns every event, oldest first.
+  std::vector<Event> Take() {
+    std::vector<Event> out;
+    if (head_ == 0) {
+      out.swap(v_);
+      // Room for a similar batch next time, within reason (an Event is ~340 bytes).
+      v_.reserve(std::min<size_t>(out.size(), 4096));
+    } else {
+      out.assign(std::make_move_iterator(begin_mut()), std::make_move_iterator(v_.end()));
+      v_.clear();
+      head_ = 0;
+    }
+    return out;
+  }
+
+ private:
+  std::vector<Event>::iterator begin_mut() { return v_.begin() + static_cast<ptrdiff_t>(head_); }
+  std::vector<Event> v_;
+  size_t head_ = 0;
+};
+
 // Chunked message storage: no reallocation slack, stable addresses.
 class MsgStore {
  public:
@@ -235,6 +282,7 @@ struct Engine::Impl {
   std::vector<DestinationPolicy> dest_policies;  // [0] = defaults, then config.destinations
   std::vector<internal::CompiledReaction> reactions;
   uint32_t cycle_failures = 5;
+  int64_t lease_timeout_ms = 0;  // config.lease_timeout, converted once
 
   mutable absl::Mutex mu;
   SplitMix64 rng;
@@ -260,7 +308,7 @@ struct Engine::Impl {
   // Reaction-rule threshold windows: (dest << 16 | rule) -> match times.
   absl::flat_hash_map<uint64_t, std::vector<int64_t>> reaction_hits;
 
-  std::deque<Event> events;
+  internal::EventBuffer events;
   uint64_t events_dropped = 0;
 
   uint64_t submitted = 0, delivered = 0, bounced = 0, expired = 0;
