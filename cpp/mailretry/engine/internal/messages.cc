@@ -40,7 +40,12 @@ absl::Status Core::Advance(absl::Time now_t) {
     now = m_.now_ms;
     ++m_.clamped_times;
   }
+  const bool same_time = now == m_.now_ms;
   m_.now_ms = now;
+  // Nothing can be due: the queues were emptied up to this very time, and no
+  // timer was armed at or before it since (SetTimer/ArmWake say so). Polling
+  // them again would find nothing; senders call in many times per instant.
+  if (same_time && !m_.timers_due) return absl::OkStatus();
   using Item = DueTimer;
   // Reused across calls: Advance runs on every operation.
   std::vector<Slot>& ms = m_.due_msgs;
@@ -53,7 +58,10 @@ absl::Status Core::Advance(absl::Time now_t) {
     ds.clear();
     if (absl::Status s = m_.msg_timers->PopDue(T(now), &ms); !s.ok()) return s;
     if (absl::Status s = m_.dest_timers->PopDue(T(now), &ds); !s.ok()) return s;
-    if (ms.empty() && ds.empty()) break;
+    if (ms.empty() && ds.empty()) {
+      m_.timers_due = false;
+      break;
+    }
     items.clear();
     for (Slot s : ms) items.push_back({m_.msgs[s].timer_ms, 1, m_.msgs[s].id, s});
     for (Slot s : ds) items.push_back({m_.dests[s].wake, 0, s, s});
@@ -171,6 +179,7 @@ void Core::Unlink(uint32_t s) {
 void Core::SetTimer(uint32_t s, int64_t due, bool pending) {
   MsgRec& r = m_.msgs[s];
   r.timer_ms = due;
+  if (due <= m_.now_ms) m_.timers_due = true;
   if (pending) {
     m_.msg_timers->Reschedule(s, T(due)).IgnoreError();
   } else {
@@ -253,6 +262,7 @@ void Core::ArmWake(uint32_t di, int64_t t) {
   if (d.wake != kNoTime && d.wake <= t) return;  // an earlier wake re-checks everything
   const bool pending = d.wake != kNoTime;
   d.wake = t;
+  if (t <= m_.now_ms) m_.timers_due = true;
   if (pending) {
     m_.dest_timers->Reschedule(di, T(t)).IgnoreError();
   } else {
