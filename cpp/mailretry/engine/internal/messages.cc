@@ -25,7 +25,8 @@ absl::Status Core::CheckNow(absl::Time now) const {
   }
   // Less than kMaxClockSkew behind the clock: a reordering between threads
   // that read a wall clock, not a regression (Advance takes the clock instead).
-  if (m_.now_ms != kNoTime && Ms(now) <= m_.now_ms - DurMs(kMaxClockSkew)) {
+  static const int64_t skew_ms = DurMs(kMaxClockSkew);  // converted once: this runs on every call
+  if (m_.now_ms != kNoTime && Ms(now) <= m_.now_ms - skew_ms) {
     return absl::InvalidArgumentError(absl::StrCat("time went backwards: ", absl::FormatTime(now),
                                                    " is ", absl::FormatDuration(kMaxClockSkew), " or more",
                                                    " before the last call's ", absl::FormatTime(T(m_.now_ms))));
