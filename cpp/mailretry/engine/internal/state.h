@@ -191,11 +191,18 @@ class EventBuffer {
   // Removes and returns every event, oldest first.
   std::vector<Event> Take() {
     std::vector<Event> out;
+    // Nothing to hand over: keep the room (callers drain far more often than
+    // events come, e.g. the simulator at every event time).
+    if (empty()) {
+      v_.clear();  // only dropped placeholders, if anything
+      head_ = 0;
+      return out;
+    }
     if (head_ == 0) {
       out.swap(v_);
       // Room for a similar batch next time, within reason (an Event is ~340
       // bytes): growing from empty moved every event again on each doubling.
-      v_.reserve(std::clamp<size_t>(out.size(), 256, 4096));
+      v_.reserve(std::min<size_t>(out.size(), 4096));
     } else {
       out.assign(std::make_move_iterator(begin_mut()), std::make_move_iterator(v_.end()));
       v_.clear();
