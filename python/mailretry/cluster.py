@@ -168,7 +168,8 @@ class ClusterConfig:
     poll_interval: float = 0.25  #: how often the local view is refreshed
     retry_interval: float = 1.0  #: how often an unreachable Redis is tried again
     max_wait: float = 5.0  #: a suspension ending later than this is applied, not waited out
-    timeout: float = 0.5  #: seconds a Redis command may take before Redis counts as down
+    timeout: float = 1.0  #: seconds a Redis command may take before Redis counts as down
+    connections: int = 16  #: Redis connections per node (commands wait for a free one)
 
     def __post_init__(self) -> None:
         if not 0 < self.share <= 1:
@@ -177,6 +178,8 @@ class ClusterConfig:
             raise InvalidInputError("cluster.namespace: must be non-empty, without braces")
         if self.burst < 1:
             raise InvalidInputError("cluster.burst: must be >= 1")
+        if self.connections < 1:
+            raise InvalidInputError("cluster.connections: must be >= 1")
         for name in ("connection_ttl", "cut_ttl", "poll_interval", "retry_interval", "timeout"):
             if not getattr(self, name) > 0:
                 raise InvalidInputError(f"cluster.{name}: must be > 0")
@@ -194,7 +197,7 @@ class ClusterConfig:
         known = {
             "url", "namespace", "node_id", "share", "max_connections", "rate", "burst",
             "connection_ttl", "cut_ttl", "poll_interval", "retry_interval", "max_wait",
-            "timeout", "destinations",
+            "timeout", "connections", "destinations",
         }  # fmt: skip
         unknown = set(m) - known
         if unknown:
@@ -212,6 +215,8 @@ class ClusterConfig:
             kw["share"] = float(share)
         if "burst" in m:
             kw["burst"] = _count(m["burst"], "burst")
+        if "connections" in m:
+            kw["connections"] = _count(m["connections"], "connections")
         for key in ("connection_ttl", "cut_ttl", "poll_interval", "retry_interval", "max_wait"):
             if key in m:
                 kw[key] = _seconds(m[key], key)
@@ -430,12 +435,19 @@ class RedisShared:
         self.node_id = config.node_id or f"{socket.gethostname()}:{os.getpid()}"
         # No retries inside the client: a command that fails makes the node fall
         # back at once, and the poller decides when Redis is back.
-        self._redis: redis.asyncio.Redis = aioredis.Redis.from_url(
+        # A bounded pool that makes a command wait for a free connection (up to
+        # ``timeout``) rather than fail when many attempts are admitted at once.
+        pool = aioredis.BlockingConnectionPool.from_url(
             config.url,
+            max_connections=config.connections,
+            timeout=config.timeout,
             socket_timeout=config.timeout,
             socket_connect_timeout=config.timeout,
             retry=Retry(NoBackoff(), 0),
             decode_responses=True,
+        )
+        self._redis: redis.asyncio.Redis = aioredis.Redis(
+            connection_pool=pool, retry=Retry(NoBackoff(), 0)
         )
         self._acquire = self._redis.register_script(_ACQUIRE)
         self._renew = self._redis.register_script(_RENEW)
