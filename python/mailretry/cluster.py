@@ -446,6 +446,7 @@ class RedisShared:
             retry=Retry(NoBackoff(), 0),
             decode_responses=True,
         )
+        self._pool = pool
         self._redis: redis.asyncio.Redis = aioredis.Redis(
             connection_pool=pool, retry=Retry(NoBackoff(), 0)
         )
@@ -504,6 +505,7 @@ class RedisShared:
         """:meth:`stop` and close the Redis client."""
         await self.stop()
         await self._redis.aclose()
+        await self._pool.disconnect()  # ours: the client does not close a pool it was given
 
     # -- keys ------------------------------------------------------------------
     def key(self, destination: str, source: str = "") -> str:
