@@ -140,10 +140,18 @@ def node_main(spec: dict[str, Any]) -> None:
             driver.submit(spec["first"] + i, f"d{i % 20}.example")
         await driver.run(until_idle=True)
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        fallbacks = admitted_locally = 0
         if shared is not None:
             await shared.aclose()
+            fallbacks, admitted_locally = shared.stats.fallbacks, shared.stats.admitted_locally
         assert engine.stats()["delivered"] == n
-        return {"messages": n, "wall": wall, "cpu": cpu}
+        return {
+            "messages": n,
+            "wall": wall,
+            "cpu": cpu,
+            "fallbacks": fallbacks,
+            "admitted_locally": admitted_locally,
+        }
 
     print(json.dumps(asyncio.run(run())), flush=True)
 
@@ -181,6 +189,9 @@ def nodes(url: str | None, count: int, messages: int) -> dict[str, Any]:
         "wall": wall,
         "messages_per_s": total / wall,
         "cpu_us_per_message": sum(r["cpu"] for r in results) / total * 1e6,
+        # Sharing must have stayed on for the figures to mean anything.
+        "fallbacks": sum(r["fallbacks"] for r in results),
+        "admitted_locally": sum(r["admitted_locally"] for r in results),
     }
 
 
@@ -219,7 +230,8 @@ def main() -> None:
         w(
             f"{r['nodes']} node(s), shared={r['shared']!s:5}: {r['messages_per_s']:8.0f} msg/s "
             f"(x{r['messages_per_s'] / base:.2f} of 1 node alone), "
-            f"{r['cpu_us_per_message']:.0f} CPU-us/msg\n"
+            f"{r['cpu_us_per_message']:.0f} CPU-us/msg, "
+            f"{r['fallbacks']} fallbacks, {r['admitted_locally']} admitted locally\n"
         )
 
 

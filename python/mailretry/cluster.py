@@ -435,12 +435,14 @@ class RedisShared:
         self.node_id = config.node_id or f"{socket.gethostname()}:{os.getpid()}"
         # No retries inside the client: a command that fails makes the node fall
         # back at once, and the poller decides when Redis is back.
-        # A bounded pool that makes a command wait for a free connection (up to
-        # ``timeout``) rather than fail when many attempts are admitted at once.
+        # A bounded pool: a command waits for a free connection rather than fail
+        # when many attempts are admitted at once. The wait itself has no limit
+        # (a backlog here is not Redis being down); the commands that hold the
+        # connections end within ``timeout`` either way.
         pool = aioredis.BlockingConnectionPool.from_url(
             config.url,
             max_connections=config.connections,
-            timeout=config.timeout,
+            timeout=None,
             socket_timeout=config.timeout,
             socket_connect_timeout=config.timeout,
             retry=Retry(NoBackoff(), 0),
@@ -813,9 +815,7 @@ class RedisShared:
             return
         self._up = False
         self.stats.fallbacks += 1
-        log.warning(
-            "Redis unreachable (%r): local limits scaled to share %g", exc, self.config.share
-        )
+        log.warning("Redis unreachable (%r: %s): local limits x %g", exc, exc, self.config.share)
         self._fire(
             {
                 "kind": "cluster_fallback",
