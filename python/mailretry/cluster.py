@@ -462,6 +462,9 @@ class RedisShared:
         self._seq_key = f"{{{self._ns}}}:seq"
         self._changes_key = f"{{{self._ns}}}:changes"
         self._members = itertools.count(1)
+        # Slot members name this process's life too: a node restarted under the
+        # same node_id must not refresh the slots its crashed predecessor left.
+        self._incarnation = f"{self.node_id}:{os.getpid()}:{time.time_ns() // 1_000_000}"
         self._held: dict[str, set[str]] = {}  # conn key -> members held here
         self._views: dict[str, _View] = {}  # key prefix -> published state
         self._locals: dict[str, _Local] = {}
@@ -526,7 +529,7 @@ class RedisShared:
         """
         key = self.key(lease.destination, lease.source)
         limits = self.config.limits(lease.destination)
-        member = f"{self.node_id}:{next(self._members)}"
+        member = f"{self._incarnation}:{next(self._members)}"
         backoff = 0.002
         waited = False
         while True:
