@@ -554,3 +554,34 @@ def test_a_single_node_never_imports_redis() -> None:
         "assert 'redis' not in sys.modules, 'redis imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_structural_flag_leaves_one_slot_until_cleared(private_redis: PrivateRedis) -> None:
+    async def scenario() -> None:
+        a, b = await _nodes(private_redis.url, 2)
+        engine = mailretry.Engine(SUSPEND_ENGINE, seed=9)
+        try:
+            flag = {
+                "kind": "structural_failure",
+                "destination": DEST,
+                "source": "",
+                "reply": "",
+                "samples": ("550 5.7.25 no PTR record for your address",),
+            }
+            a.observe(flag)
+            await await_until(lambda: b.view(DEST)["structural"], 1.0, "the flag")
+            assert b.view(DEST)["max_connections"] == 1
+            assert b.view(DEST)["reply"].startswith("550 5.7.25")
+            first = await b.admit(_lease(engine, 1), time.monotonic() + 1)
+            assert first.admitted
+            second = await b.admit(_lease(engine, 2), time.monotonic() + 0.3)
+            assert not second.admitted  # a held destination gets one connection, cluster-wide
+            await b.release(first)
+            a.observe({**flag, "kind": "structural_cleared", "samples": ()})
+            await await_until(lambda: not b.view(DEST)["structural"], 1.0, "the clearing")
+            assert b.view(DEST)["max_connections"] == 3
+        finally:
+            for n in (a, b):
+                await n.aclose()
+
+    asyncio.run(scenario())
