@@ -121,6 +121,8 @@ def test_errors_are_specific() -> None:
         e.submit(2, "", T0 + 30)
     with pytest.raises(UnknownIdError):
         e.destination("never-seen.example")
+    with pytest.raises(UnknownIdError):
+        e.concurrency_limit("never-seen.example")
     conserved(e)
 
 
@@ -156,6 +158,8 @@ def test_connection_cap_reply_cuts_concurrency() -> None:
     e.report(leases[0], T0 + 1, "421 4.7.0 Too many concurrent SMTP connections")
     info = e.destination("busy.example")
     assert info["concurrency_limit"] <= 2
+    # The pool's cheap question gives the same number.
+    assert e.concurrency_limit("Busy.Example.") == info["concurrency_limit"]
     assert any(ev["kind"] == "destination_throttled" for ev in e.drain_events())
 
 
