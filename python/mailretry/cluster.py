@@ -686,7 +686,12 @@ class RedisShared:
         conc, interval, until = 0, 0.0, 0
         if kind == "destination_throttled":
             what = "throttle"
-            if event.get("category") == "too_many_connections":
+            # The event carries both limits in force; its detail says which one
+            # was cut ("concurrency cut to 2", "rate set to ... by rule").
+            detail = str(event.get("detail") or "")
+            if detail.startswith("concurrency") or (
+                not detail and event.get("category") == "too_many_connections"
+            ):
                 conc = int(event.get("concurrency_limit") or 0)
             elif event.get("rate_per_second"):
                 interval = 1000.0 / float(event["rate_per_second"])

@@ -585,3 +585,25 @@ def test_a_structural_flag_leaves_one_slot_until_cleared(private_redis: PrivateR
                 await n.aclose()
 
     asyncio.run(scenario())
+
+
+def test_a_rate_cut_reaches_every_node_and_leaves_the_connections(
+    private_redis: PrivateRedis,
+) -> None:
+    async def scenario() -> None:
+        a, b = await _nodes(private_redis.url, 2)
+        engine = mailretry.Engine(SUSPEND_ENGINE, seed=4)
+        try:
+            lease = _lease(engine, 1)
+            engine.report(lease, time.time(), "421 4.7.28 Rate limited: too many messages")
+            (cut,) = [e for e in engine.drain_events() if e["kind"] == "destination_throttled"]
+            assert cut["detail"].startswith("rate") and cut["rate_per_second"]
+            a.observe(cut)
+            await await_until(lambda: b.view(DEST)["rate_per_second"] is not None, 1.0, "the cut")
+            assert b.view(DEST)["rate_per_second"] == pytest.approx(cut["rate_per_second"])
+            assert b.view(DEST)["max_connections"] == 3  # a rate cut is not a connection cut
+        finally:
+            for n in (a, b):
+                await n.aclose()
+
+    asyncio.run(scenario())
