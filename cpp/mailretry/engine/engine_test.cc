@@ -142,6 +142,32 @@ TEST(Engine, ErrorsAreClearAndChangeNothing) {
   ExpectBalanced(*e);
 }
 
+// A schedule or reaction for `delivered` would never match: it is refused,
+// naming the rule, instead of being silently ignored.
+TEST(Engine, DeliveredCategoryInRulesIsRejected) {
+  EngineConfig c;
+  ReactionRule r;
+  r.name = "on-success";
+  r.categories = {Category::kDelivered};
+  r.suspend_for = absl::Minutes(5);
+  c.reactions = {r};
+  absl::Status s = Engine::Create(c).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("reactions[0] 'on-success'"));
+  EXPECT_THAT(std::string(s.message()), HasSubstr("'delivered' never matches"));
+  c = EngineConfig{};
+  ScheduleOverride o;
+  o.name = "after-ok";
+  o.categories = {Category::kMailboxFull, Category::kDelivered};
+  o.fixed_delay = absl::Minutes(1);
+  c.overrides = {o};
+  s = Engine::Create(c).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("overrides[0] 'after-ok'"));
+  c.overrides[0].categories = {Category::kMailboxFull};
+  EXPECT_TRUE(Engine::Create(c).ok());
+}
+
 TEST(Engine, InvalidConfigIsRejected) {
   EngineConfig c;
   c.retry.multiplier = 0;
