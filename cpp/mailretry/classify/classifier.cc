@@ -248,10 +248,9 @@ Classification Classifier::Impl::ClassifyDefault(const Reply& r) const {
   std::array<uint64_t, kMaxGroupWords> candidates{};
   for (size_t w = 0; w < rule_words; ++w) candidates[w] = always_candidates[w];
   if (!r.text.empty()) {
-    thread_local std::string scratch;
-    matcher->Match(r.text, &scratch, groups.data());
+    matcher->Match(r.text, groups.data());
     if (matcher_non_ascii != nullptr && HasNonAscii(r.text)) {
-      matcher_non_ascii->Match(r.text, &scratch, groups.data());
+      matcher_non_ascii->Match(r.text, groups.data());
     }
     const size_t group_words = matcher->num_words();
     for (size_t w = 0; w < group_words; ++w) {
