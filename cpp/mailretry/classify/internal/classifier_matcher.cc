@@ -269,30 +269,43 @@ uint32_t PhraseMatcher::Report(const unsigned char* p, size_t n, size_t at, uint
   return to;
 }
 
-void PhraseMatcher::Match(std::string_view text, uint64_t* groups) const {
+template <int kShift>
+void PhraseMatcher::MatchRows(std::string_view text, uint64_t* groups) const {
   // One table load per byte: case and whitespace are folded by byte_class_,
   // whitespace runs by the self-loops; apostrophes and reports take the
-  // flagged (kSlow) branch.
+  // flagged (kSlow) branch. The loop is bound by the latency of
+  // state -> row -> load -> state, so the row shift is a constant when it can be.
   const auto* p = reinterpret_cast<const unsigned char*>(text.data());
   const size_t n = text.size();
   const uint16_t* next = next_;
   const uint8_t* cls = byte_class_;
-  const unsigned shift = row_shift_;
+  const unsigned shift = kShift >= 0 ? static_cast<unsigned>(kShift) : row_shift_;
   size_t i = 0;
   while (i < n && IsSpaceByte(p[i])) ++i;  // leading whitespace normalizes to nothing
   uint32_t s = 0;
   for (; i < n; ++i) {
-    const uint16_t t = next[(s << shift) | cls[p[i]]];
+    const uint32_t t = next[(s << shift) | cls[p[i]]];
     if ((t & kSlow) == 0) [[likely]] {
       s = t;
       continue;
     }
-    uint16_t u = t;
+    uint32_t u = t;
     if (cls[p[i]] == e2_class_ && IsTypographicApostrophe(p, n, i)) {
       u = next[(s << shift) | apostrophe_class_];
       i += 2;
     }
-    s = Report(p, n, i, u, groups);
+    s = Report(p, n, i, static_cast<uint16_t>(u), groups);
+  }
+}
+
+void PhraseMatcher::Match(std::string_view text, uint64_t* groups) const {
+  switch (row_shift_) {
+    case 6:  // the ASCII phrases: 33-64 classes
+      return MatchRows<6>(text, groups);
+    case 7:  // the non-ASCII phrases
+      return MatchRows<7>(text, groups);
+    default:
+      return MatchRows<-1>(text, groups);
   }
 }
 

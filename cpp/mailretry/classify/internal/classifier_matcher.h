@@ -70,6 +70,10 @@ class PhraseMatcher {
   static constexpr uint16_t kSlow = 0x8000;
   static constexpr size_t kMaxStates = 0x8000;
 
+  // Match with the row shift as a constant (kShift >= 0) or row_shift_ (-1).
+  template <int kShift>
+  void MatchRows(std::string_view text, uint64_t* groups) const;
+
   // Out of the hot loop: sets the groups of the phrases that transition `t`
   // (ending at raw byte `at`) completes, after their word-boundary checks.
   // Returns the state t leads to.
