@@ -2,6 +2,7 @@
 
 #include <array>
 #include <cstdint>
+#include <cstring>
 #include <deque>
 #include <string>
 #include <string_view>
@@ -255,6 +256,19 @@ bool WordByteBefore(const unsigned char* p, size_t end, size_t length) {
   return k > 0 && IsWordByte(kFold[p[k - 1]]);
 }
 
+// Eight bytes at a time: replies are short and nearly always ASCII.
+bool IsAscii(const unsigned char* p, size_t n) {
+  uint64_t any = 0;
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t w;
+    std::memcpy(&w, p + i, 8);
+    any |= w;
+  }
+  for (; i < n; ++i) any |= p[i];
+  return (any & 0x8080808080808080ULL) == 0;
+}
+
 }  // namespace
 
 uint32_t PhraseMatcher::Report(const unsigned char* p, size_t n, size_t at, uint16_t t,
@@ -283,6 +297,46 @@ void PhraseMatcher::MatchRows(std::string_view text, uint64_t* groups) const {
   size_t i = 0;
   while (i < n && IsSpaceByte(p[i])) ++i;  // leading whitespace normalizes to nothing
   uint32_t s = 0;
+  if (n - i >= 2 * kWarmUp && IsAscii(p + i, n - i)) {
+    // Two chains at once, to overlap their latencies: A reads [i, m) from the
+    // root; B starts from the root kWarmUp bytes before m, reads them without
+    // reporting, then reads [m, n) in step with A. When A's state at m - 1 is
+    // B's state there, B has followed A's exact path from m on (the automaton
+    // is a function of state and byte), so A is done. Otherwise (A deep in a
+    // long phrase) A goes on from m; B's reports stay: every phrase B found is
+    // in the text (B's view is the text after q, which normalizes the same:
+    // q is past the leading whitespace, and ASCII has no apostrophe to split),
+    // and word boundaries are checked in the raw text either way.
+    const size_t m = i + (n - i + kWarmUp + 1) / 2;
+    const size_t q = m - kWarmUp;
+    uint32_t a = 0, b = 0;
+    for (size_t k = 0; k < kWarmUp; ++k) {
+      const uint32_t ta = next[(a << shift) | cls[p[i + k]]];
+      b = next[(b << shift) | cls[p[q + k]]] & (kSlow - 1);
+      a = (ta & kSlow) == 0 ? ta : Report(p, n, i + k, static_cast<uint16_t>(ta), groups);
+    }
+    const uint32_t b_at_m = b;
+    const size_t steps = m - i;  // B's n - q bytes are at most as many
+    size_t k = kWarmUp;
+    for (; q + k < n; ++k) {
+      const uint32_t ta = next[(a << shift) | cls[p[i + k]]];
+      const uint32_t tb = next[(b << shift) | cls[p[q + k]]];
+      if (((ta | tb) & kSlow) == 0) [[likely]] {
+        a = ta;
+        b = tb;
+        continue;
+      }
+      a = (ta & kSlow) == 0 ? ta : Report(p, n, i + k, static_cast<uint16_t>(ta), groups);
+      b = (tb & kSlow) == 0 ? tb : Report(p, n, q + k, static_cast<uint16_t>(tb), groups);
+    }
+    for (; k < steps; ++k) {
+      const uint32_t ta = next[(a << shift) | cls[p[i + k]]];
+      a = (ta & kSlow) == 0 ? ta : Report(p, n, i + k, static_cast<uint16_t>(ta), groups);
+    }
+    if (a == b_at_m) return;
+    s = a;
+    i = m;
+  }
   for (; i < n; ++i) {
     const uint32_t t = next[(s << shift) | cls[p[i]]];
     if ((t & kSlow) == 0) [[likely]] {

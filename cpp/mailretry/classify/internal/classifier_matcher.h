@@ -69,6 +69,9 @@ class PhraseMatcher {
   // bytes read sit in the first 64 bytes of each row.
   static constexpr uint16_t kSlow = 0x8000;
   static constexpr size_t kMaxStates = 0x8000;
+  // Bytes the second chain of MatchRows reads before its half of the text;
+  // the phrases' states are rarely deeper (see MatchRows).
+  static constexpr size_t kWarmUp = 24;
 
   // Match with the row shift as a constant (kShift >= 0) or row_shift_ (-1).
   template <int kShift>

@@ -86,11 +86,31 @@ TEST(PhraseMatcher, AgreesWithNormalizeThenFindOnRandomTexts) {
       "\xC3\xA9", "\xC3\x89"};
   std::mt19937 rng(13);
   std::uniform_int_distribution<size_t> piece(0, pieces.size() - 1);
+  std::uniform_int_distribution<size_t> ascii_piece(0, 10);  // pieces[0..10] are ASCII
   std::uniform_int_distribution<int> length(0, 14);
+  std::uniform_int_distribution<int> long_length(40, 120);  // long ASCII texts take two chains
   for (int iter = 0; iter < 20000; ++iter) {
     std::string text;
     for (int k = length(rng); k > 0; --k) text += pieces[piece(rng)];
     ASSERT_EQ(Groups(m, text), Reference(phrases, text)) << "text: \"" << text << "\"";
+    text.clear();
+    for (int k = long_length(rng); k > 0; --k) text += pieces[ascii_piece(rng)];
+    ASSERT_EQ(Groups(m, text), Reference(phrases, text)) << "text: \"" << text << "\"";
+  }
+}
+
+// A phrase longer than the second chain's warm-up, across the middle of a
+// long text: the chains disagree there, and the first one must go on.
+TEST(PhraseMatcher, FindsLongPhrasesAcrossTheMiddleOfLongTexts) {
+  const std::string phrase = "the recipient mailbox does not exist in this domain";  // 51 bytes
+  const std::vector<Phrase> phrases = {{phrase, 0}, {"^mailbox", 1}, {"domain$", 2}};
+  PhraseMatcher m(phrases, 3);
+  for (size_t before = 0; before < 80; ++before) {
+    for (size_t after : {0, 1, 7, 30, 80}) {
+      const std::string text = std::string(before, 'x') + " " + phrase + " " + std::string(after, 'y');
+      ASSERT_EQ(Groups(m, text), Reference(phrases, text)) << before << " " << after;
+      ASSERT_EQ(Groups(m, text) & 1u, 1u) << before << " " << after;
+    }
   }
 }
 
