@@ -52,6 +52,23 @@ TEST(PhraseMatcher, NormalizesCaseSpacesAndApostrophes) {
   EXPECT_EQ(out, "a b c don't");
 }
 
+TEST(PhraseMatcher, WordBoundaries) {
+  std::vector<Phrase> phrases = {{"^ptr$", 0}, {"dkim", 1}, {"^tls", 2}};
+  PhraseMatcher m(phrases, 3);
+  auto groups = [&](std::string_view text) {
+    uint64_t g = 0;
+    m.Match(text, &g);
+    return g;
+  };
+  EXPECT_EQ(groups("no PTR record"), 1u);
+  EXPECT_EQ(groups("ptr"), 1u);
+  EXPECT_EQ(groups("aptr"), 0u);
+  EXPECT_EQ(groups("ptrs"), 0u);
+  EXPECT_EQ(groups("xdkimx"), 2u);
+  EXPECT_EQ(groups("TLSA and ptr."), 5u);
+  EXPECT_EQ(groups("mtls"), 0u);
+}
+
 TEST(PhraseMatcher, FoldsTheNormalizationIntoTheAutomaton) {
   const std::vector<Phrase> phrases = {
       {"don't", 0}, {"^no such$", 1}, {" b", 2}, {"a b", 3}, {"^'s$", 4}, {"x  y", 5},
