@@ -100,7 +100,7 @@ PhraseMatcher::PhraseMatcher(absl::Span<const Phrase> phrases, uint32_t num_grou
   auto number = [&](unsigned char c) {
     if (phrase_class[c] == 0) phrase_class[c] = static_cast<uint8_t>(num_classes_++);
   };
-  if (used[' ']) number(' ');
+  if (used[static_cast<unsigned char>(' ')]) number(' ');
   for (int c = 'a'; c <= 'z'; ++c) {
     if (used[c]) number(static_cast<unsigned char>(c));
   }
