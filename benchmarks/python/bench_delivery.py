@@ -195,7 +195,9 @@ def main() -> None:
         for name, (calls, seconds) in sorted(
             timed_engine.by_method.items(), key=lambda kv: -kv[1][1]
         ):
-            print(f"  {name:<16} {int(calls):>7} calls {seconds / max(calls, 1) * 1e6:8.2f} us/call")
+            print(
+                f"  {name:<16} {int(calls):>7} calls {seconds / max(calls, 1) * 1e6:8.2f} us/call"
+            )
         profiler = cProfile.Profile(time.process_time)  # CPU, not waits
         profiler.enable()
         prof = asyncio.run(

@@ -52,7 +52,7 @@ import ssl
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 
 from mailretry._core import Lease, Reply
 from mailretry.classify import transport_reply
