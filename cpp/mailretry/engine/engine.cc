@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -176,7 +177,7 @@ std::vector<absl::StatusOr<Decision>> Engine::ReportManyText(absl::Span<const ui
 }
 
 std::optional<absl::Time> Engine::NextWakeup() const {
-  absl::MutexLock lock(&impl_->mu);
+  std::lock_guard lock(impl_->mu);
   return Core(*impl_).NextWakeup();
 }
 
@@ -184,7 +185,7 @@ std::vector<Event> Engine::DrainEvents() { return Execute(*impl_, internal::Drai
 
 absl::StatusOr<DestinationInfo> Engine::GetDestination(std::string_view destination,
                                                        std::string_view source) const {
-  absl::MutexLock lock(&impl_->mu);
+  std::lock_guard lock(impl_->mu);
   absl::StatusOr<std::string> name = NormalizeDestination(destination);
   if (!name.ok()) return name.status();
   auto dom = impl_->name_ids.find(*name);
@@ -198,7 +199,7 @@ absl::StatusOr<DestinationInfo> Engine::GetDestination(std::string_view destinat
 }
 
 EngineStats Engine::Stats() const {
-  absl::MutexLock lock(&impl_->mu);
+  std::lock_guard lock(impl_->mu);
   const Impl& m = *impl_;
   EngineStats s;
   s.submitted = m.submitted;
@@ -225,7 +226,7 @@ EngineStats Engine::Stats() const {
                  m.msg_timers->MemoryBytes() + m.dest_timers->MemoryBytes() +
                  m.dests.capacity() * sizeof(DestState) + m.pair_ids.capacity() * (sizeof(uint64_t) * 2 + 1) +
                  m.name_ids.capacity() * (sizeof(std::string_view) + sizeof(uint64_t) + 1) +
-                 m.ring.size() * sizeof(uint32_t);
+                 m.ring.size() * sizeof(uint32_t) + m.reply_cache.MemoryBytes();
   for (const std::string& n : m.names) bytes += sizeof(std::string) + (n.capacity() > 15 ? n.capacity() : 0);
   for (const DestState& d : m.dests) {
     for (const std::string& t : d.samples) bytes += t.capacity() > 15 ? t.capacity() : 0;
@@ -235,12 +236,12 @@ EngineStats Engine::Stats() const {
 }
 
 absl::Status Engine::Save(const std::string& path) const {
-  absl::MutexLock lock(&impl_->mu);
+  std::lock_guard lock(impl_->mu);
   return internal::SaveLocked(*impl_, path);
 }
 
 absl::Status Engine::CheckInvariants() const {
-  absl::MutexLock lock(&impl_->mu);
+  std::lock_guard lock(impl_->mu);
   return internal::CheckInvariantsLocked(*impl_);
 }
 

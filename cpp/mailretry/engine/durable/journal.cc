@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -550,7 +551,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::OpenDurable(const std::string& d
     fd = internal::CreateJournal(directory, 1);
     if (!fd.ok()) return fd.status();
     {
-      absl::MutexLock lock(&engine->impl_->mu);
+      std::lock_guard lock(engine->impl_->mu);
       if (absl::Status s = internal::SaveLocked(*engine->impl_, internal::JoinPath(directory,
                                                                                    internal::SnapshotName(1)));
           !s.ok()) {
@@ -609,26 +610,26 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::OpenDurable(const std::string& d
     }
   }
   FileJournal::RemoveStale(directory, generation);
-  absl::MutexLock lock(&engine->impl_->mu);
+  std::lock_guard lock(engine->impl_->mu);
   journal->Attach(engine->impl_.get(), *fd, generation, records, bytes);
   engine->impl_->journal = std::move(journal);
   return engine;
 }
 
 absl::Status Engine::Compact() {
-  absl::MutexLock lock(&impl_->mu);
+  std::lock_guard lock(impl_->mu);
   if (impl_->journal == nullptr) return absl::FailedPreconditionError("Compact: the engine is not durable");
   return static_cast<FileJournal*>(impl_->journal.get())->Compact(*impl_);
 }
 
 absl::Status Engine::Sync() {
-  absl::MutexLock lock(&impl_->mu);
+  std::lock_guard lock(impl_->mu);
   if (impl_->journal == nullptr) return absl::FailedPreconditionError("Sync: the engine is not durable");
   return static_cast<FileJournal*>(impl_->journal.get())->Sync();
 }
 
 std::optional<JournalInfo> Engine::journal_info() const {
-  absl::MutexLock lock(&impl_->mu);
+  std::lock_guard lock(impl_->mu);
   if (impl_->journal == nullptr) return std::nullopt;
   return static_cast<const FileJournal*>(impl_->journal.get())->Snapshot();
 }

@@ -109,7 +109,7 @@ class Core {
   // for its final attempt (scheduled at the end), one lease timeout later.
   int64_t ReadyDeadline(const MsgRec& r) const {
     const int64_t e = ExpiresMs(r);
-    return (r.flags & internal::kFlagFinal) ? SatAdd(e, DurMs(m_.config.lease_timeout)) : e;
+    return (r.flags & internal::kFlagFinal) ? SatAdd(e, m_.lease_timeout_ms) : e;
   }
   uint32_t EffectiveConcurrency(const DestState& d, int64_t now) const {
     if (d.conc_override_until > now) return std::min(d.concurrency, d.conc_override);

@@ -9,6 +9,7 @@
 #ifndef MAILRETRY_ENGINE_INTERNAL_EXECUTE_H_
 #define MAILRETRY_ENGINE_INTERNAL_EXECUTE_H_
 
+#include <mutex>
 #include <type_traits>
 #include <utility>
 
@@ -22,7 +23,7 @@ namespace mailretry::internal {
 
 template <class Cmd>
 typename Cmd::Result Execute(Engine::Impl& impl, const Cmd& cmd) {
-  absl::MutexLock lock(&impl.mu);
+  std::lock_guard lock(impl.mu);
   JournalSink* journal = impl.journal.get();
   if (journal != nullptr) {
     if (absl::Status h = journal->health(); !h.ok()) return Refuse(cmd, h);

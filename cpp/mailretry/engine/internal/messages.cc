@@ -25,7 +25,8 @@ absl::Status Core::CheckNow(absl::Time now) const {
   }
   // Less than kMaxClockSkew behind the clock: a reordering between threads
   // that read a wall clock, not a regression (Advance takes the clock instead).
-  if (m_.now_ms != kNoTime && Ms(now) <= m_.now_ms - DurMs(kMaxClockSkew)) {
+  static const int64_t skew_ms = DurMs(kMaxClockSkew);  // converted once: this runs on every call
+  if (m_.now_ms != kNoTime && Ms(now) <= m_.now_ms - skew_ms) {
     return absl::InvalidArgumentError(absl::StrCat("time went backwards: ", absl::FormatTime(now),
                                                    " is ", absl::FormatDuration(kMaxClockSkew), " or more",
                                                    " before the last call's ", absl::FormatTime(T(m_.now_ms))));
@@ -40,16 +41,17 @@ absl::Status Core::Advance(absl::Time now_t) {
     now = m_.now_ms;
     ++m_.clamped_times;
   }
+  const bool same_time = now == m_.now_ms;
   m_.now_ms = now;
-  struct Item {
-    int64_t due;
-    uint8_t kind;  // 0 destination wake, 1 message timer
-    uint64_t key;
-    uint32_t idx;
-  };
-  std::vector<Slot> ms;
-  std::vector<Slot> ds;
-  std::vector<Item> items;
+  // Nothing can be due: the queues were emptied up to this very time, and no
+  // timer was armed at or before it since (SetTimer/ArmWake say so). Polling
+  // them again would find nothing; senders call in many times per instant.
+  if (same_time && !m_.timers_due) return absl::OkStatus();
+  using Item = DueTimer;
+  // Reused across calls: Advance runs on every operation.
+  std::vector<Slot>& ms = m_.due_msgs;
+  std::vector<Slot>& ds = m_.due_dests;
+  std::vector<Item>& items = m_.due_items;
   // Handling one timer can arm another that is already due (a message that
   // became ready after its expiry), so pop until nothing is due.
   for (;;) {
@@ -57,7 +59,10 @@ absl::Status Core::Advance(absl::Time now_t) {
     ds.clear();
     if (absl::Status s = m_.msg_timers->PopDue(T(now), &ms); !s.ok()) return s;
     if (absl::Status s = m_.dest_timers->PopDue(T(now), &ds); !s.ok()) return s;
-    if (ms.empty() && ds.empty()) break;
+    if (ms.empty() && ds.empty()) {
+      m_.timers_due = false;
+      break;
+    }
     items.clear();
     for (Slot s : ms) items.push_back({m_.msgs[s].timer_ms, 1, m_.msgs[s].id, s});
     for (Slot s : ds) items.push_back({m_.dests[s].wake, 0, s, s});
@@ -175,6 +180,7 @@ void Core::Unlink(uint32_t s) {
 void Core::SetTimer(uint32_t s, int64_t due, bool pending) {
   MsgRec& r = m_.msgs[s];
   r.timer_ms = due;
+  if (due <= m_.now_ms) m_.timers_due = true;
   if (pending) {
     m_.msg_timers->Reschedule(s, T(due)).IgnoreError();
   } else {
@@ -257,6 +263,7 @@ void Core::ArmWake(uint32_t di, int64_t t) {
   if (d.wake != kNoTime && d.wake <= t) return;  // an earlier wake re-checks everything
   const bool pending = d.wake != kNoTime;
   d.wake = t;
+  if (t <= m_.now_ms) m_.timers_due = true;
   if (pending) {
     m_.dest_timers->Reschedule(di, T(t)).IgnoreError();
   } else {

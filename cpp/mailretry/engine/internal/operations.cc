@@ -143,7 +143,7 @@ absl::StatusOr<std::vector<Lease>> Core::TakeReady(absl::Time now_t, size_t limi
   const int64_t now = m_.now_ms;
   std::vector<Lease> out;
   out.reserve(std::min<size_t>(limit, m_.ready_n));
-  const int64_t deadline = SatAdd(now, DurMs(m_.config.lease_timeout));
+  const int64_t deadline = SatAdd(now, m_.lease_timeout_ms);
   while (out.size() < limit && !m_.ring.empty()) {
     const uint32_t di = m_.ring.front();
     m_.ring.pop_front();
@@ -229,29 +229,32 @@ absl::StatusOr<Decision> Core::Report(uint64_t id, uint32_t attempt, int64_t now
   const uint32_t di = r.dest;
   DestState& d = m_.dests[di];
   // While leased, the message's timer is its lease deadline.
-  const int64_t attempt_started = r.timer_ms - DurMs(m_.config.lease_timeout);
+  const int64_t attempt_started = r.timer_ms - m_.lease_timeout_ms;
   --m_.leased_n;
   ReleaseLease(r, d);
   m_.msg_timers->Cancel(s).IgnoreError();
 
   Decision out;
   out.attempt = r.attempts;
+  // Canonical text and classification, memoized per distinct reply (valid
+  // until the next Get: nothing below asks the cache again).
+  const ReplyCache::Facts& facts = m_.reply_cache.Get(reply, d.domain_id, m_.names[d.domain_id], m_.classifier);
+  const std::string& text = facts.text;
   if (reply.success()) {
     NoteAttempt(d, now, false);
     out.action = DecisionAction::kDelivered;
     out.rule = "success";
     ++m_.delivered;
     if (Event* e = EmitMsg(EventKind::kDelivered, now, r)) {
-      e->status = EnhancedString(reply.enhanced);
-      e->reply = reply.ToString();
+      e->status = facts.status;
+      e->reply = text;
     }
     OnDelivered(di, now);
     FreeSlot(s);
     return out;
   }
 
-  const std::string text = reply.ToString();
-  const Classification c = m_.classifier.Classify(reply, m_.names[d.domain_id]);
+  const Classification c = facts.classification;
   out.category = c.category;
   out.rule = c.rule;
   RecordReply(r, d, reply, c, text);
@@ -267,7 +270,7 @@ absl::StatusOr<Decision> Core::Report(uint64_t id, uint32_t attempt, int64_t now
     ++m_.bounced;
     if (Event* e = EmitMsg(EventKind::kBounced, now, r)) {
       e->category = c.category;
-      e->status = EnhancedString(reply.enhanced);
+      e->status = facts.status;
       e->reply = text;
       e->rule = std::string(c.rule);
       e->detail = "permanent failure";
@@ -292,7 +295,7 @@ absl::StatusOr<Decision> Core::Report(uint64_t id, uint32_t attempt, int64_t now
   ++m_.deferred;
   if (Event* e = EmitMsg(EventKind::kDeferred, now, r)) {
     e->category = c.category;
-    e->status = EnhancedString(reply.enhanced);
+    e->status = facts.status;
     e->reply = text;
     e->rule = std::string(c.rule);
     e->next_attempt = out.next_attempt;
@@ -415,12 +418,9 @@ absl::StatusOr<const Reply*> ReplyAt(absl::Span<const Reply> replies, size_t i) 
   return &replies[i];
 }
 
-absl::StatusOr<const Reply*> ParsedReplyAt(absl::Span<const std::string> raw, size_t i, Reply& storage) {
+absl::StatusOr<const Reply*> ParsedReplyAt(ReplyCache& cache, absl::Span<const std::string> raw, size_t i) {
   if (i >= raw.size()) return absl::InvalidArgumentError("no reply for this id (raw_replies is shorter than msg_ids)");
-  absl::StatusOr<Reply> reply = ParseReply(raw[i]);
-  if (!reply.ok()) return reply.status();
-  storage = *std::move(reply);
-  return &storage;
+  return cache.Parse(raw[i]);
 }
 
 }  // namespace
@@ -451,18 +451,16 @@ Decisions Apply(Engine::Impl& impl, const ReportLeasesCommand& c) {
 
 Decisions Apply(Engine::Impl& impl, const ReportManyTextCommand& c) {
   return ReportBatch(impl, c.now, c.msg_ids, {},
-                     [&](size_t i, Reply& storage) { return ParsedReplyAt(c.raw_replies, i, storage); });
+                     [&](size_t i, Reply&) { return ParsedReplyAt(impl.reply_cache, c.raw_replies, i); });
 }
 
 Decisions Apply(Engine::Impl& impl, const ReportLeasesTextCommand& c) {
   return ReportBatch(impl, c.now, c.msg_ids, c.attempts,
-                     [&](size_t i, Reply& storage) { return ParsedReplyAt(c.raw_replies, i, storage); });
+                     [&](size_t i, Reply&) { return ParsedReplyAt(impl.reply_cache, c.raw_replies, i); });
 }
 
 std::vector<Event> Apply(Engine::Impl& impl, const DrainEventsCommand&) {
-  std::vector<Event> out(std::make_move_iterator(impl.events.begin()), std::make_move_iterator(impl.events.end()));
-  impl.events.clear();
-  return out;
+  return impl.events.Take();
 }
 
 }  // namespace mailretry::internal

@@ -2,6 +2,7 @@
 // Building an engine's state from a validated config: built-in schedule
 // overrides, compiled reaction rules, the full-cycle length, timer queues, and
 // the per-destination caches of which policy, overrides and rules apply.
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -10,7 +11,9 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+
 #include "mailretry/engine/engine.h"
+#include "mailretry/engine/internal/core.h"
 #include "mailretry/engine/internal/patterns.h"
 #include "mailretry/engine/internal/state.h"
 #include "re2/re2.h"
@@ -21,6 +24,8 @@ Engine::Impl::Impl(EngineConfig cfg, uint64_t seed_value, Classifier cls)
     : config(std::move(cfg)),
       seed(seed_value),
       classifier(std::move(cls)),
+      reply_cache(std::any_of(config.classifier_rules.begin(), config.classifier_rules.end(),
+                              [](const UserRule& u) { return !u.destination.empty(); })),
       rng(seed_value),
       ids(0, internal::SlotHash{&msgs}, internal::SlotEq{&msgs}) {}
 
@@ -33,6 +38,7 @@ absl::StatusOr<std::unique_ptr<Engine::Impl>> MakeImpl(EngineConfig config, uint
   auto impl = std::make_unique<Engine::Impl>(std::move(config), seed, *std::move(cls));
   EngineConfig& c = impl->config;
 
+  impl->lease_timeout_ms = DurMs(c.lease_timeout);
   impl->schedules = c.overrides;
   if (c.builtin_overrides) {
     ScheduleOverride grey;

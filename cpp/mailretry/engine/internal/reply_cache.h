@@ -1,0 +1,117 @@
+// File: engine/internal/reply_cache.h
+// -----------------------------------------------------------------------------
+// A bounded memo of what the engine's report path derives from a reply: the
+// parsed Reply of a raw text, and a reply's canonical text (Reply::ToString)
+// with its classification. Senders see few distinct replies (a simulator run
+// sends a few hundred texts millions of times), and parsing, formatting and
+// classifying the same text again was most of a report's cost.
+//
+// Both are pure functions of their key (ParseReply of the raw text; the
+// classifier is immutable for the engine's life, and only user rules scoped by
+// destination make the result depend on the destination, so the scope is part
+// of the key only then), so a hit returns exactly what a recomputation would:
+// caching changes no decision. Texts longer than kMaxCachedText are not
+// cached (long replies rarely repeat); when a table is full it is cleared, so
+// memory stays bounded (about kMaxEntries × (kMaxCachedText + 100) bytes).
+#ifndef MAILRETRY_ENGINE_INTERNAL_REPLY_CACHE_H_
+#define MAILRETRY_ENGINE_INTERNAL_REPLY_CACHE_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/hash/hash.h"
+#include "absl/status/statusor.h"
+#include "mailretry/classify/classifier.h"
+#include "mailretry/common/internal/strings.h"
+#include "mailretry/reply/reply.h"
+
+namespace mailretry::internal {
+
+class ReplyCache {
+ public:
+  static constexpr size_t kMaxEntries = 4096;
+  static constexpr size_t kMaxCachedText = 512;
+
+  // What the report path needs from a reply.
+  struct Facts {
+    std::string text;    // Reply::ToString()
+    std::string status;  // the enhanced code as text ("4.7.0"), or empty
+    Classification classification;
+  };
+
+  // `by_destination`: some user rule is scoped by destination, so the
+  // classification depends on it.
+  explicit ReplyCache(bool by_destination = false) : by_destination_(by_destination) {}
+
+  // The facts of `reply` for a destination (`scope` its interned id,
+  // `destination` its name). The reference is valid until the next call.
+  const Facts& Get(const Reply& reply, uint32_t scope, std::string_view destination, const Classifier& classifier) {
+    const KeyView k{static_cast<uint8_t>(reply.transport), reply.code, PackEnhanced(reply), by_destination_ ? scope : 0,
+                    reply.text};
+    if (auto it = facts_.find(k); it != facts_.end()) return it->second;
+    return Miss(k, reply, destination, classifier);
+  }
+
+  // ParseReply(raw), memoized. The pointer is valid until the next call.
+  absl::StatusOr<const Reply*> Parse(std::string_view raw) {
+    if (auto it = parsed_.find(ToAbsl(raw)); it != parsed_.end()) return &it->second;
+    return ParseMiss(raw);
+  }
+
+  size_t MemoryBytes() const;
+
+ private:
+  struct KeyView {
+    uint8_t transport;
+    int code;
+    uint32_t enhanced;
+    uint32_t scope;
+    std::string_view text;
+    friend bool operator==(const KeyView& a, const KeyView& b) {
+      return a.transport == b.transport && a.code == b.code && a.enhanced == b.enhanced && a.scope == b.scope &&
+             a.text == b.text;
+    }
+  };
+  struct Key {
+    uint8_t transport;
+    int code;
+    uint32_t enhanced;
+    uint32_t scope;
+    std::string text;
+    KeyView view() const { return {transport, code, enhanced, scope, text}; }
+  };
+  struct KeyHash {
+    using is_transparent = void;
+    size_t operator()(const KeyView& k) const { return absl::HashOf(k.transport, k.code, k.enhanced, k.scope, k.text); }
+    size_t operator()(const Key& k) const { return (*this)(k.view()); }
+  };
+  struct KeyEq {
+    using is_transparent = void;
+    static KeyView V(const KeyView& k) { return k; }
+    static KeyView V(const Key& k) { return k.view(); }
+    template <typename A, typename B>
+    bool operator()(const A& a, const B& b) const {
+      return V(a) == V(b);
+    }
+  };
+
+  static uint32_t PackEnhanced(const Reply& r) {
+    if (!r.enhanced) return 0;
+    return ((uint32_t{r.enhanced->klass} << 20) | (uint32_t{r.enhanced->subject} << 10) | r.enhanced->detail) + 1;
+  }
+  const Facts& Miss(const KeyView& k, const Reply& reply, std::string_view destination, const Classifier& classifier);
+  absl::StatusOr<const Reply*> ParseMiss(std::string_view raw);
+
+  bool by_destination_;
+  absl::flat_hash_map<Key, Facts, KeyHash, KeyEq> facts_;
+  absl::flat_hash_map<std::string, Reply> parsed_;
+  Facts uncached_;         // the answer for a text too long to cache
+  Reply uncached_reply_;
+};
+
+}  // namespace mailretry::internal
+
+#endif  // MAILRETRY_ENGINE_INTERNAL_REPLY_CACHE_H_
