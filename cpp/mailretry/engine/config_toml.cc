@@ -368,6 +368,9 @@ DestinationPolicy ParseDestinationPolicy(Context& cx, const toml::node* node, co
   t.Double("suspend_multiplier", d.suspend_multiplier);
   t.Duration("suspend_max", d.suspend_max);
   t.Unsigned("connection_failures_to_suspend", d.connection_failures_to_suspend);
+  t.Duration("suspend_probe_interval", d.suspend_probe_interval);
+  t.Unsigned("capacity_window", d.capacity_window);
+  t.Unsigned("capacity_suspend_min", d.capacity_suspend_min);
   t.Finish();
   return d;
 }

@@ -214,7 +214,7 @@ EngineStats Engine::Stats() const {
   s.lease_expirations = m.lease_expirations;
   s.destinations = m.dests.size();
   for (const DestState& d : m.dests) {
-    if (d.suspended_until > m.now_ms) ++s.suspended_destinations;
+    if (d.suspended_until > m.now_ms || (d.half_open && !d.held)) ++s.suspended_destinations;
     if (d.held) ++s.held_destinations;
   }
   s.events_buffered = m.events.size();

@@ -127,6 +127,24 @@ struct DestinationPolicy {
   double suspend_multiplier = 2.0;
   absl::Duration suspend_max = absl::Hours(4);
   uint32_t connection_failures_to_suspend = 5;  // 0 = never
+  // Half-open probing (a circuit breaker's half-open state). While suspended,
+  // one message (a probe) goes out every `suspend_probe_interval`: a delivery
+  // ends the suspension and concurrency ramps back from min_concurrency (+1
+  // per delivery up to where it was); a probe refused for a destination-level
+  // reason (rate, reputation, capacity, maintenance, connection failure)
+  // extends the suspension to its next repeat. Messages refused for such a
+  // reason while the destination is suspended wait in its queue for the
+  // release instead of walking their own backoff, so the first delivery after
+  // a block ends comes at most one probe interval later. Zero = no probes:
+  // the suspension simply runs out (the behaviour before 0.3).
+  absl::Duration suspend_probe_interval = absl::Minutes(5);
+  // server_busy_capacity replies suspend only when at least
+  // `capacity_suspend_min` of the last `capacity_window` attempts (at most
+  // 64) got one: an isolated "server busy" is noise that the message's own
+  // backoff handles, a run of them is an overloaded receiver. A window of 0
+  // suspends on every such reply (the behaviour before 0.3).
+  uint32_t capacity_window = 20;
+  uint32_t capacity_suspend_min = 3;
 };
 
 // A reaction to a reply pattern (KumoMTA traffic-shaping automation, PowerMTA

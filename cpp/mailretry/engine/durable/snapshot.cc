@@ -37,8 +37,11 @@ namespace {
 constexpr char kMagic[8] = {'M', 'R', 'S', 'N', 'A', 'P', '\r', '\n'};
 // 2: concurrency ceiling memory. 3: stale-report and clamped-time counters,
 // and each destination's last concurrency cut (version 2 files load with the
-// counters at 0 and no cut remembered).
-constexpr uint32_t kVersion = 3;
+// counters at 0 and no cut remembered). 4: issue 12's adaptive state (probing,
+// capacity window, greylist delays, sender evidence, hold counters); older
+// files load with this build's defaults for the new config fields and empty
+// new state.
+constexpr uint32_t kVersion = 4;
 constexpr uint32_t kOldestVersion = 2;
 
 // CRC32C (Castagnoli), table-driven; absl::crc is not available in 20220623.
@@ -91,6 +94,15 @@ void Fields(V& v, S& x) {
       v(x.cut_concurrency_to), v(x.raise_concurrency_after), v(x.concurrency_ceiling_hold), v(x.rate),
       v(x.unlimited_cut_to), v(x.min_rate), v(x.rate_quiet_period), v(x.suspend_base),
       v(x.suspend_multiplier), v(x.suspend_max), v(x.connection_failures_to_suspend);
+  if (v.version >= 4) {
+    v(x.suspend_probe_interval), v(x.capacity_window), v(x.capacity_suspend_min);
+  } else if constexpr (!std::is_const_v<S>) {
+    // An engine saved before format 4 did not probe and suspended on every
+    // capacity reply: its journal must replay to the state it recorded, so
+    // it keeps that behaviour.
+    x.suspend_probe_interval = absl::ZeroDuration();
+    x.capacity_window = 0;
+  }
 }
 
 template <class V, Of<ScheduleOverride> S>
@@ -141,6 +153,7 @@ void Fields(V& v, S& d) {
   v(d.attempts), v(d.delivered), v(d.deferred), v(d.bounced), v(d.expired);
   v(d.samples), v(d.sample_gen), v(d.sample_next), v(d.sample_count);
   if (v.version >= 3) v(d.last_conc_cut);
+  if (v.version >= 4) v(d.ramp_to), v(d.half_open), v(d.capacity_bits);
 }
 
 // A live message (its slot is written before it).

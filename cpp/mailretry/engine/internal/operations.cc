@@ -174,6 +174,11 @@ absl::StatusOr<std::vector<Lease>> Core::TakeReady(absl::Time now_t, size_t limi
       d.probe_in_flight = true;
       r.flags |= internal::kFlagProbe;
       d.next_probe = SatAdd(now, DurMs(m_.config.structural.probe_interval));
+    } else if (HalfOpen(d)) {
+      // BlockedUntil let it through: the half-open probe.
+      d.probe_in_flight = true;
+      r.flags |= internal::kFlagProbe;
+      d.next_probe = SatAdd(now, DurMs(Policy(d).suspend_probe_interval));
     }
     const int64_t iv = EffectiveIntervalMs(d, now);
     if (iv > 0) d.tat = SatAdd(std::max(d.tat == kNoTime ? now : d.tat, now), iv);
@@ -230,6 +235,8 @@ absl::StatusOr<Decision> Core::Report(uint64_t id, uint32_t attempt, int64_t now
   DestState& d = m_.dests[di];
   // While leased, the message's timer is its lease deadline.
   const int64_t attempt_started = r.timer_ms - DurMs(m_.config.lease_timeout);
+  // A suspended destination's half-open probe (not a held one's).
+  const bool probe = (r.flags & internal::kFlagProbe) && HalfOpen(d);
   --m_.leased_n;
   ReleaseLease(r, d);
   m_.msg_timers->Cancel(s).IgnoreError();
@@ -245,6 +252,7 @@ absl::StatusOr<Decision> Core::Report(uint64_t id, uint32_t attempt, int64_t now
       e->status = EnhancedString(reply.enhanced);
       e->reply = reply.ToString();
     }
+    if (probe) ReleaseSuspension(di, now);
     OnDelivered(di, now);
     FreeSlot(s);
     return out;
@@ -259,7 +267,7 @@ absl::StatusOr<Decision> Core::Report(uint64_t id, uint32_t attempt, int64_t now
   ++d.cat_counts[static_cast<int>(c.category)];
   NoteAttempt(d, now, reply.transport == Transport::kReply && reply.code == 421);
 
-  ApplyReactions(di, now, attempt_started, reply, c, text);
+  ApplyReactions(di, now, attempt_started, reply, c, text, probe);
 
   if (!c.transient) {
     out.action = DecisionAction::kBounced;
@@ -278,7 +286,13 @@ absl::StatusOr<Decision> Core::Report(uint64_t id, uint32_t attempt, int64_t now
   }
 
   std::string_view schedule;
-  const std::optional<int64_t> next = NextAttempt(r, d, reply, c.category, now, &schedule);
+  std::optional<int64_t> next;
+  if (HalfOpen(m_.dests[di]) && IsDestinationLevel(c.category, reply.transport)) {
+    schedule = "builtin:wait-for-release";
+    next = WaitForRelease(r, now);
+  } else {
+    next = NextAttempt(r, d, reply, c.category, now, &schedule);
+  }
   out.schedule = schedule;
   if (!next) {
     out.action = DecisionAction::kExpired;
@@ -341,6 +355,11 @@ DestinationInfo Core::Info(uint32_t di) const {
   out.in_flight = d.in_flight;
   out.rate_per_second = RatePerSecond(EffectiveIntervalMs(d, now));
   if (d.suspended_until > now) out.suspended_until = T(d.suspended_until);
+  if (HalfOpen(d)) {
+    // Suspended until a probe is delivered; the next one goes at next_probe.
+    out.suspended_until = T(std::max(d.suspended_until, d.next_probe));
+    out.next_probe = T(d.next_probe);
+  }
   out.suspensions = d.suspensions;
   if (d.held) out.next_probe = T(d.next_probe);
   out.ready = d.first_count + d.retry_count;

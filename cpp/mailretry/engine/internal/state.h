@@ -116,9 +116,14 @@ struct DestState {
   // Suspension.
   int64_t suspended_until = kNoTime;
   bool suspended = false;        // a destination_resumed event is owed
+  // Half-open (suspend_probe_interval > 0): after a built-in suspension, only
+  // probes go out until one is delivered, whenever suspended_until is.
+  bool half_open = false;
   uint32_t suspensions = 0;
   uint32_t conn_failures = 0;
   uint32_t consecutive_failures = 0;
+  uint64_t capacity_bits = 0;    // last attempts, newest in bit 0: 1 = a capacity reply
+  uint32_t ramp_to = 0;          // after a probe release: +1 concurrency per delivery up to this
   int64_t wake = kNoTime;        // pending destination timer
 
   // Health.
