@@ -426,6 +426,10 @@ StructuralConfig ParseStructural(Context& cx, const toml::node* node, const std:
   t.Duration("evidence_span", s.evidence_span);
   t.Bool("hold", s.hold);
   t.Duration("probe_interval", s.probe_interval);
+  t.Unsigned("strong_attempts", s.strong_attempts);
+  t.Duration("strong_span", s.strong_span);
+  t.Unsigned("sender_destinations", s.sender_destinations);
+  t.Bool("early_weak_evidence", s.early_weak_evidence);
   t.Finish();
   return s;
 }

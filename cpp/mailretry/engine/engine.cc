@@ -221,6 +221,9 @@ EngineStats Engine::Stats() const {
   s.events_dropped = m.events_dropped;
   s.stale_reports = m.stale_reports;
   s.clamped_times = m.clamped_times;
+  s.held_messages = m.held_messages;
+  s.released_messages = m.released_messages;
+  s.expired_held = m.expired_held;
   size_t bytes = m.msgs.MemoryBytes() + m.ids.capacity() * (sizeof(uint32_t) + 1) +
                  m.msg_timers->MemoryBytes() + m.dest_timers->MemoryBytes() +
                  m.dests.capacity() * sizeof(DestState) + m.pair_ids.capacity() * (sizeof(uint64_t) * 2 + 1) +

@@ -191,6 +191,21 @@ struct StructuralConfig {
   // distinct messages, spanning at least `evidence_span`, no delivery since.
   uint32_t evidence_messages = 20;
   absl::Duration evidence_span = absl::Hours(2);
+  // structural_failure, strong rule: a PTR or SPF/DKIM/DMARC reply is the
+  // sender's fault (its IP's reverse DNS, its domain's authentication) and
+  // decides without a full cycle once it is confirmed: on `strong_attempts`
+  // attempts to this destination at least `strong_span` apart with no
+  // delivery between (a random PTR reply amid deliveries is noise), or at
+  // `sender_destinations` destinations for the same source (pooled: the fault
+  // shows wherever it is checked). 0 = off. Reputation and DNSBL replies are
+  // weaker (a listing that clears is not structural) and wait for the
+  // full-cycle rule.
+  uint32_t strong_attempts = 2;
+  absl::Duration strong_span = absl::Minutes(10);
+  uint32_t sender_destinations = 2;
+  // Let reputation_block and dnsbl_listed replies count towards the early
+  // rule too (the behaviour before 0.3).
+  bool early_weak_evidence = false;
   // After structural_failure: hold the destination (new and due messages wait)
   // and let one probe message out per `probe_interval`; a delivery clears it.
   bool hold = true;
@@ -347,6 +362,11 @@ struct EngineStats {
   // Calls whose `now` was less than kMaxClockSkew behind the engine's clock and
   // was taken as the engine's clock instead of being refused.
   uint64_t clamped_times = 0;
+  // What structural holds cost: messages that waited at a held destination
+  // (pending when the hold began, or arriving during it), those still pending
+  // when a hold was lifted (released), and those whose lifetime ended while
+  // held (expired_held; also counted in `expired`). The rest were its probes.
+  uint64_t held_messages = 0, released_messages = 0, expired_held = 0;
   size_t memory_bytes = 0;  // engine-owned heap, approximate
 };
 

@@ -37,6 +37,8 @@ EngineConfig GoldenConfig() {
   EngineConfig c;
   c.destination_defaults.suspend_probe_interval = absl::ZeroDuration();
   c.destination_defaults.capacity_window = 0;
+  c.structural.strong_attempts = c.structural.sender_destinations = 0;
+  c.structural.early_weak_evidence = true;
   ReactionRule r;
   r.name = "yahoo-deferral";
   r.destination = "yahoo.example";

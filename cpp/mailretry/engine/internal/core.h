@@ -76,10 +76,15 @@ inline std::optional<EnhancedCode> UnpackEnhanced(uint32_t v) {
 inline std::string EnhancedString(const std::optional<EnhancedCode>& e) {
   return e ? e->ToString() : std::string();
 }
-// Categories that count as early structural evidence.
+// Categories that count as early structural evidence: the sender-side
+// checks whose replies are conclusive. Reputation and DNSBL replies used to
+// count too, and a temporary listing that cleared got a healthy destination
+// flagged; they now wait for a full cycle.
 inline bool IsEvidenceCategory(Category c) {
-  return c == Category::kReputationBlock || c == Category::kDnsblListed ||
-         c == Category::kAuthSpfDkimDmarc || c == Category::kPtrRdns;
+  return c == Category::kAuthSpfDkimDmarc || c == Category::kPtrRdns;
+}
+inline bool IsWeakEvidenceCategory(Category c) {
+  return c == Category::kReputationBlock || c == Category::kDnsblListed;
 }
 inline bool IsConnectionLevel(Transport t) {
   return t == Transport::kConnectionRefused || t == Transport::kConnectTimeout ||
@@ -172,6 +177,10 @@ class Core {
   // destination's own probes take over). A user rule's suspend_for is a
   // fixed pause, never half-open.
   bool HalfOpen(const DestState& d) const { return d.half_open && !d.held; }
+  // Messages of a destination not yet finished, in any state.
+  static uint64_t Pending(const DestState& d) {
+    return uint64_t{d.first_count} + d.retry_count + d.scheduled_count + d.in_flight;
+  }
   void ArmWake(uint32_t di, int64_t t);
   void AddToRing(uint32_t di);
 
@@ -225,6 +234,8 @@ class Core {
   // structural_failure when one of them holds.
   void StructuralEvidence(uint32_t di, MsgRec& r, Category cat, int64_t now, bool expiring);
   void CheckStructural(uint32_t di, int64_t now);
+  // Counts a PTR / SPF-DKIM-DMARC reply to this pair and to its source.
+  void NoteStrongEvidence(DestState& d, Category cat, int64_t now);
 
   // --- outcomes -------------------------------------------------------------------------
   void Expire(uint32_t s, int64_t t, std::string_view why);

@@ -144,6 +144,14 @@ void Core::OnDelivered(uint32_t di, int64_t now) {
   d.cycle_msgs = 0;
   d.evidence_msgs = 0;
   d.evidence_first = kNoTime;
+  if (d.strong_ptr + d.strong_auth > 0) {
+    // The check passes here now (a PTR fixed, a record published).
+    Engine::Impl::SenderEvidence& s = m_.sender_evidence[d.source_id];
+    if (d.strong_ptr > 0 && s.ptr_pairs > 0) --s.ptr_pairs;
+    if (d.strong_auth > 0 && s.auth_pairs > 0) --s.auth_pairs;
+    d.strong_ptr = d.strong_auth = 0;
+  }
+  d.strong_first = kNoTime;
   if (d.ramp_to > d.concurrency) {
     ++d.concurrency;
     if (d.concurrency >= d.ramp_to) d.ramp_to = 0;
@@ -155,9 +163,15 @@ void Core::OnDelivered(uint32_t di, int64_t now) {
   }
   if (d.health == Health::kStructural) {
     d.health = Health::kHealthy;
+    const bool was_held = d.held;
     d.held = false;
     Event& e = Emit(EventKind::kStructuralCleared, now, d);
     e.detail = "a message was delivered; the destination is released";
+    if (was_held) {
+      const uint64_t n = Pending(d);
+      m_.released_messages += n;
+      absl::StrAppend(&e.detail, " (", n, " held message(s) released)");
+    }
     AddToRing(di);
   } else if (d.health == Health::kWarning) {
     const double n = d.cur_attempts + d.prev_attempts;

@@ -34,6 +34,7 @@ absl::Status Core::SubmitOne(uint64_t id, uint32_t di, int64_t now, std::optiona
   r.submitted_ms = now;
   m_.ids.insert(s);
   ++m_.submitted;
+  if (m_.dests[di].held) ++m_.held_messages;
   if (not_before && *not_before > now) {
     r.state = MsgState::kScheduled;
     ++m_.scheduled_n;

@@ -95,6 +95,7 @@ void Core::Expire(uint32_t s, int64_t t, std::string_view why) {
   DestState& d = m_.dests[r.dest];
   ++d.expired;
   ++m_.expired;
+  if (d.held) ++m_.expired_held;
   const std::string last = LastReplyText(r);
   if (Event* e = EmitMsg(EventKind::kExpired, t, r)) {
     e->status = "4.4.7";
