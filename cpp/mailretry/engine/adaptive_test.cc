@@ -194,5 +194,136 @@ TEST(CapacityWindow, BadWindowSettingsAreRefused) {
   EXPECT_FALSE(c.Validate().ok());
 }
 
+
+// --- 4. structural detection: strong, pooled, sender-side evidence ------------
+
+std::vector<Event> Structural(const std::vector<Event>& ev) {
+  std::vector<Event> out;
+  for (const Event& x : ev) {
+    if (x.kind == EventKind::kStructuralFailure) out.push_back(x);
+  }
+  return out;
+}
+
+TEST(StructuralPooling, ASourceWithoutPtrIsFoundAtOneMessageDestinations) {
+  auto e = MakeEngine();
+  // One message per destination from the broken source, one from a good
+  // source that every destination accepts.
+  const std::vector<std::string> doms = {"a.example", "b.example", "c.example"};
+  uint64_t id = 1;
+  std::vector<Event> all;
+  for (const std::string& d : doms) {
+    ASSERT_TRUE(e->Submit(id++, d, kT0, "ip-d").ok());
+    ASSERT_TRUE(e->Submit(id++, d, kT0, "ip-a").ok());
+  }
+  for (const Lease& l : Take(*e, kT0)) MustReport(*e, l.msg_id, kT0, l.source == "ip-d" ? kPtr : kOk);
+  std::vector<Event> ev = Structural(e->DrainEvents());
+  // The first PTR reply is confirmed by the second destination for ip-d:
+  // all but the first pair are flagged at once, the first at its next reply.
+  ASSERT_GE(ev.size(), 2u);
+  for (const Event& x : ev) {
+    EXPECT_EQ(x.source, "ip-d");
+    EXPECT_EQ(x.rule, "structural:sender/ptr");
+    EXPECT_THAT(x.detail, HasSubstr("sender-side: PTR"));
+    EXPECT_THAT(x.detail, HasSubstr("source ip-d"));
+  }
+  const absl::Time retry = kT0 + absl::Hours(1);
+  for (const Lease& l : Take(*e, retry)) MustReport(*e, l.msg_id, retry, kPtr);
+  for (const Event& x : Structural(e->DrainEvents())) ev.push_back(x);
+  EXPECT_EQ(ev.size(), 3u);
+  for (const std::string& d : doms) {
+    EXPECT_EQ(e->GetDestination(d, "ip-d")->health, Health::kStructural) << d;
+    EXPECT_EQ(e->GetDestination(d, "ip-a")->health, Health::kHealthy) << d;
+  }
+
+  // Without pooling and the strong rule (0.1's rules) none of them is found.
+  EngineConfig old;
+  old.structural.strong_attempts = old.structural.sender_destinations = 0;
+  auto o = MakeEngine(old);
+  id = 1;
+  for (const std::string& d : doms) ASSERT_TRUE(o->Submit(id++, d, kT0, "ip-d").ok());
+  for (absl::Time t = kT0; t < kT0 + absl::Hours(6); t += absl::Minutes(5)) {
+    for (const Lease& l : Take(*o, t)) MustReport(*o, l.msg_id, t, kPtr);
+  }
+  EXPECT_THAT(Structural(o->DrainEvents()), IsEmpty());
+}
+
+TEST(StructuralPooling, OneStrongReplyAloneIsNotEnough) {
+  auto e = MakeEngine();
+  ASSERT_TRUE(e->Submit(1, "solo.example", kT0, "ip-x").ok());
+  ASSERT_TRUE(e->Submit(2, "solo.example", kT0, "ip-x").ok());
+  std::vector<Lease> l = Take(*e, kT0);
+  ASSERT_EQ(l.size(), 2u);
+  MustReport(*e, l[0].msg_id, kT0, kPtr);
+  MustReport(*e, l[1].msg_id, kT0, kPtr);  // a second reply, but not strong_span later
+  EXPECT_THAT(Structural(e->DrainEvents()), IsEmpty());
+}
+
+TEST(StructuralPooling, ATemporaryDnsblListingThatClearsIsNotStructural) {
+  auto run = [](EngineConfig c) -> size_t {
+    auto e = MakeEngine(std::move(c));
+    absl::Time now = kT0;
+    uint64_t id = 1;
+    // 12 messages an hour, all deferred as DNSBL-listed for 3 hours, then
+    // the listing clears and everything is accepted.
+    for (; now < kT0 + absl::Hours(6); now += absl::Minutes(5)) {
+      EXPECT_TRUE(e->Submit(id++, "outlook.example", now).ok());
+      for (const Lease& l : Take(*e, now)) {
+        MustReport(*e, l.msg_id, now, now < kT0 + absl::Hours(3) ? kDnsbl : kOk);
+      }
+    }
+    return Structural(e->DrainEvents()).size();
+  };
+  EXPECT_EQ(run(EngineConfig{}), 0u);
+  EngineConfig old;
+  old.structural.early_weak_evidence = true;  // 0.1: DNSBL replies counted early
+  EXPECT_EQ(run(old), 1u);
+}
+
+// --- 6. what a hold cost ---------------------------------------------------------
+
+TEST(HoldCounters, HeldReleasedAndExpiredAreCountedAndSaid) {
+  EngineConfig c;
+  c.structural.strong_attempts = 1;
+  c.structural.strong_span = absl::ZeroDuration();
+  auto e = MakeEngine(c);
+  for (uint64_t i = 0; i < 5; ++i) ASSERT_TRUE(e->Submit(i, "x.example", kT0).ok());
+  std::vector<Lease> l = Take(*e, kT0);
+  ASSERT_EQ(l.size(), 5u);
+  for (const Lease& x : l) MustReport(*e, x.msg_id, kT0 + absl::Seconds(1), kPtr);
+  std::vector<Event> ev = Structural(e->DrainEvents());
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_THAT(ev[0].detail, HasSubstr("4 message(s) pending"));  // the other four, in flight
+  ASSERT_TRUE(e->Submit(10, "x.example", kT0 + absl::Minutes(1)).ok());
+  ASSERT_TRUE(e->Submit(11, "x.example", kT0 + absl::Minutes(1)).ok());
+  EXPECT_EQ(e->Stats().held_messages, 6u);
+  // The hold's probe is delivered: the rest is released.
+  absl::Time t = kT0 + absl::Minutes(31);
+  std::vector<Lease> probe = Take(*e, t);
+  ASSERT_EQ(probe.size(), 1u);
+  MustReport(*e, probe[0].msg_id, t, kOk);
+  std::vector<Event> cleared = e->DrainEvents();
+  bool said = false;
+  for (const Event& x : cleared) {
+    if (x.kind == EventKind::kStructuralCleared) said = x.detail.find("6 held message(s) released") != std::string::npos;
+  }
+  EXPECT_TRUE(said);
+  EXPECT_EQ(e->Stats().released_messages, 6u);
+  EXPECT_EQ(e->Stats().expired_held, 0u);
+
+  // A hold that never clears: its messages expire held.
+  c.retry.lifetime = absl::Hours(2);
+  auto h = MakeEngine(c);
+  for (uint64_t i = 0; i < 3; ++i) ASSERT_TRUE(h->Submit(i, "y.example", kT0).ok());
+  for (absl::Time now = kT0; now < kT0 + absl::Hours(3); now += absl::Minutes(1)) {
+    for (const Lease& x : Take(*h, now)) MustReport(*h, x.msg_id, now, kPtr);
+  }
+  const EngineStats s = h->Stats();
+  EXPECT_EQ(s.expired, 3u);
+  EXPECT_GE(s.held_messages, 2u);
+  EXPECT_EQ(s.released_messages, 0u);
+  EXPECT_GE(s.expired_held, 2u);  // all but a probe that may have expired in flight
+}
+
 }  // namespace
 }  // namespace mailretry
