@@ -132,6 +132,20 @@ TEST(HalfOpenProbing, MessagesRefusedWhileSuspendedWaitForTheReleaseNotTheirBack
   EXPECT_EQ(delivered, 3u);
 }
 
+// A greylisting host refuses every first attempt: a probe refused for its own
+// reasons shows the destination answering again and releases it.
+TEST(HalfOpenProbing, AProbeRefusedForItsOwnReasonsReleasesTheDestination) {
+  auto e = MakeEngine();
+  for (uint64_t i = 0; i < 6; ++i) ASSERT_TRUE(e->Submit(i, "grey.example", kT0).ok());
+  for (const Lease& x : Take(*e, kT0)) MustReport(*e, x.msg_id, kT0, kYahoo);
+  ASSERT_TRUE(e->GetDestination("grey.example")->suspended_until.has_value());
+  std::vector<Lease> probe = Take(*e, kT0 + absl::Minutes(5));
+  ASSERT_EQ(probe.size(), 1u);
+  MustReport(*e, probe[0].msg_id, kT0 + absl::Minutes(5), kGreylisted);
+  EXPECT_FALSE(e->GetDestination("grey.example")->suspended_until.has_value());
+  EXPECT_EQ(Take(*e, kT0 + absl::Minutes(5) + absl::Seconds(1)).size(), 1u);  // ramp: one at a time
+}
+
 TEST(HalfOpenProbing, AUserRulesFixedSuspensionIsNotProbed) {
   EngineConfig c;
   ReactionRule r;

@@ -35,11 +35,19 @@ bool Core::ReactionMatches(const internal::CompiledReaction& cr, const Reply& re
 void Core::ApplyReactions(uint32_t di, int64_t now, int64_t attempt_started, const Reply& reply,
                     const Classification& c, const std::string& text, bool probe) {
   DestState& d = m_.dests[di];
-  if (probe && IsDestinationLevel(c.category, reply.transport)) {
-    // The half-open probe failed for the reason the destination is
-    // suspended: the next repeat. (A probe refused for its own reasons, a
-    // greylisted or unknown recipient, says nothing either way.)
-    Suspend(di, now, std::nullopt, c.category, "builtin:probe-failed", text, /*extend=*/true);
+  if (probe) {
+    if (IsDestinationLevel(c.category, reply.transport)) {
+      // The half-open probe failed for a destination-level reason: the next
+      // repeat. Nothing else: it says nothing new about the rate.
+      Suspend(di, now, std::nullopt, c.category, "builtin:probe-failed", text, /*extend=*/true);
+    } else {
+      // Refused for its own reasons (greylisted, unknown recipient, ...):
+      // the destination answered past the point where it was refusing, so it
+      // is back. Without this, a greylisting host, which refuses every
+      // first attempt, stayed half-open for good.
+      ReleaseSuspension(di, now);
+    }
+    return;
   }
   bool matched = false;
   for (uint16_t ri : d.reaction_candidates) {
