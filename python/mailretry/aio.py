@@ -48,6 +48,8 @@ __all__ = [
     "DriverStats",
     "EngineLike",
     "Sender",
+    "SharedAdmission",
+    "SharedLimits",
     "SystemClock",
     "VirtualClock",
 ]
@@ -262,6 +264,34 @@ class DriverObserver(Protocol):
         ...
 
 
+class SharedAdmission(Protocol):
+    """A :class:`SharedLimits` gate's answer for one lease."""
+
+    @property
+    def admitted(self) -> bool: ...
+
+    @property
+    def reply(self) -> str | None: ...
+
+
+class SharedLimits(Protocol):
+    """Destination state shared with other nodes (:class:`mailretry.cluster.RedisShared`).
+
+    The driver calls :meth:`start` when it runs, :meth:`admit` before each
+    attempt and :meth:`release` after it, and passes every engine event to
+    :meth:`observe`. An admission that is not admitted either carries a
+    ``reply`` learned from another node (the driver reports it without
+    sending) or none (the lease could not be admitted before its deadline: it
+    is left to time out and the engine reschedules the message).
+    """
+
+    async def start(self, emit: Callable[[dict[str, Any]], None] | None = None) -> None: ...
+    async def stop(self) -> None: ...
+    async def admit(self, lease: Lease, give_up_at: float | None = None) -> Any: ...
+    async def release(self, admission: Any) -> None: ...
+    def observe(self, event: dict[str, Any]) -> None: ...
+
+
 @dataclass
 class DriverStats:
     """Counters kept by a :class:`Driver`."""
@@ -273,6 +303,8 @@ class DriverStats:
     abandoned: int = 0  #: attempts cancelled at shutdown: lease left to expire
     events: int = 0  #: events passed to ``on_event``
     peak_in_flight: int = 0
+    cluster_applied: int = 0  #: leases answered with another node's evidence, not sent
+    gate_timeouts: int = 0  #: leases the shared gate could not admit before their deadline
 
 
 # -- the driver ------------------------------------------------------------------
@@ -317,6 +349,14 @@ class Driver(Generic[MsgT]):
         the site of the domain's mail exchangers).
     observer
         A :class:`DriverObserver` (metrics).
+    shared
+        Limits shared with other nodes (:class:`mailretry.cluster.RedisShared`):
+        each attempt first waits for a cluster-wide connection slot and rate
+        token, and the engine's cuts, suspensions and structural flags are
+        published to the other nodes. Its own events (``cluster_fallback``,
+        ``cluster_resumed``, ``cluster_applied``) reach ``on_event`` and the
+        observer like the engine's. Needs wall-clock time (a clock whose
+        ``speed`` is 1): Redis expiries are real time.
 
     Clocks: the engine's ``lease_timeout`` is in clock time; the sender's
     timeouts are in real seconds. A clock with a ``speed`` (a
@@ -343,6 +383,7 @@ class Driver(Generic[MsgT]):
         idle_step: float = 1.0,
         route: Callable[[str], Awaitable[str]] | None = None,
         observer: DriverObserver | None = None,
+        shared: SharedLimits | None = None,
     ) -> None:
         if max_in_flight < 1 or batch < 1:
             raise ValueError("max_in_flight and batch must be >= 1")
@@ -372,6 +413,7 @@ class Driver(Generic[MsgT]):
         self._observer = observer
         self._domains: dict[int, str] = {}  # msg_id -> domain, when rolled up
         self._timeouts_checked = False
+        self._shared = shared
         self.stats = DriverStats()
 
     # -- public API ------------------------------------------------------------
@@ -448,10 +490,17 @@ class Driver(Generic[MsgT]):
         engine has nothing left to do and nothing is in flight)."""
         if self._running:
             raise StateError("Driver.run is already running")
+        if self._shared is not None and float(getattr(self._clock, "speed", 1.0)) != 1.0:
+            raise InvalidInputError(
+                "a Driver with shared limits needs a clock at real speed: Redis expiries and "
+                "rates are wall-clock time"
+            )
         self._running = True
         self._stopping = False
         self._wake = asyncio.Event()
         self._hold()
+        if self._shared is not None:
+            await self._shared.start(self._emit)
         try:
             while not self._stopping:
                 now = self.now()
@@ -469,6 +518,8 @@ class Driver(Generic[MsgT]):
         finally:
             await self._cancel_in_flight()
             self._drain_events()
+            if self._shared is not None:
+                await self._shared.stop()
             self._let_go()
             self._running = False
             self._wake = None
@@ -555,9 +606,27 @@ class Driver(Generic[MsgT]):
     async def _attempt(self, lease: Lease) -> None:
         outcome: str | Reply
         started = time.perf_counter()  # for the latency metric only
+        admission: Any = None
         try:
             message = self._get_message(lease.msg_id)
-            result: object = await self._sender.send(lease, message)
+            if self._shared is not None:
+                admission = await self._shared.admit(lease, self._give_up_at(lease))
+            if admission is not None and not admission.admitted:
+                if admission.reply is None:
+                    # Not admitted before the lease's deadline: left to time
+                    # out, the engine reschedules the message.
+                    self.stats.gate_timeouts += 1
+                    return
+                # Another node learned that the destination is suspended: its
+                # reply, reported without a connection.
+                self.stats.cluster_applied += 1
+                result: object = admission.reply
+            else:
+                try:
+                    result = await self._sender.send(lease, message)
+                finally:
+                    if admission is not None:
+                        await self._shared_release(admission)
             if not isinstance(result, str | Reply):
                 raise BadSenderResult(result)
             outcome = result
@@ -589,6 +658,24 @@ class Driver(Generic[MsgT]):
         self.stats.reports += 1
         if self._on_report is not None:
             self._on_report(lease, outcome, decision)
+
+    def _give_up_at(self, lease: Lease) -> float:
+        """When (``time.monotonic()``) the shared gate must have admitted a lease
+        so that the attempt still ends before the lease does."""
+        attempt = float(getattr(self._sender, "attempt_timeout", 0.0) or 0.0)
+        return time.monotonic() + (lease.deadline - self.now()) - attempt
+
+    async def _shared_release(self, admission: Any) -> None:
+        assert self._shared is not None
+        await asyncio.shield(self._shared.release(admission))
+
+    def _emit(self, event: dict[str, Any]) -> None:
+        """An event from the shared layer: to the observer and ``on_event``."""
+        self.stats.events += 1
+        if self._observer is not None:
+            self._observer.on_event(event)
+        if self._on_event is not None:
+            self._on_event(event)
 
     def _sender_failed(self, lease: Lease, exc: Exception) -> Reply:
         """Count and surface a failed attempt; the transport failure to report."""
@@ -625,6 +712,8 @@ class Driver(Generic[MsgT]):
                 if event["kind"] in _FINAL_EVENTS:
                     del self._domains[msg_id]
         for event in events:
+            if self._shared is not None:
+                self._shared.observe(event)
             if self._observer is not None:
                 self._observer.on_event(event)
             if self._on_event is not None:

@@ -294,6 +294,12 @@ class Engine:
         UnknownIdError if it has never been seen."""
         return self._e.destination(name, source or "")
 
+    def concurrency_limit(self, name: str, source: str | None = None) -> int:
+        """The destination's current concurrency limit: ``destination(name,
+        source)["concurrency_limit"]`` without building the whole dict (what a
+        connection pool asks before each attempt). UnknownIdError if never seen."""
+        return self._e.concurrency_limit(name, source or "")
+
     def stats(self) -> dict[str, int]:
         """Engine-wide counters; submitted == delivered + bounced + expired + pending."""
         return self._e.stats()

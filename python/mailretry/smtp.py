@@ -2,7 +2,7 @@
 
 :class:`SmtpSender` keeps one connection pool per (destination, source). A pool
 never holds more connections than the engine's *current* concurrency limit for
-that destination (``engine.destination(name)["concurrency_limit"]``): when the
+that destination (``engine.concurrency_limit(name)``): when the
 engine cuts the limit after a ``421 4.7.0 too many connections``, surplus
 connections are closed as their attempts finish. Connections are reused for up
 to ``max_messages_per_connection`` transactions and closed after ``idle_timeout``
@@ -52,7 +52,7 @@ import ssl
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 
 from mailretry._core import Lease, Reply
 from mailretry.classify import transport_reply
@@ -131,7 +131,7 @@ class SourceAddress:
 class LimitSource(Protocol):
     """Where a pool's bound comes from: an Engine (durable or not)."""
 
-    def destination(self, name: str, source: str | None = None) -> dict[str, Any]: ...
+    def concurrency_limit(self, name: str, source: str | None = None) -> int: ...
 
 
 class Resolver(Protocol):
@@ -663,6 +663,6 @@ class SmtpSender:
 
 def _engine_limit(engine: LimitSource) -> Callable[[str, str], int]:
     def limit(destination: str, source: str) -> int:
-        return int(engine.destination(destination, source or None)["concurrency_limit"])
+        return engine.concurrency_limit(destination, source or None)
 
     return limit

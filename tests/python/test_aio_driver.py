@@ -13,6 +13,8 @@ from mailretry.aio import BadSenderResult, Driver, VirtualClock
 T0 = 1_700_000_000.0
 CONFIG: dict[str, Any] = {
     "lease_timeout": "10m",
+    # exact retry times below; the default jitters each delay by ±20 %
+    "retry": {"jitter": "none"},
     "destination_defaults": {"initial_concurrency": 3, "max_concurrency": 3},
 }
 

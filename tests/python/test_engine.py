@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import itertools
 import threading
 from pathlib import Path
 
@@ -46,7 +47,7 @@ def test_deliver_one_message() -> None:
 
 
 def test_transient_failure_schedules_retry_after_15_minutes() -> None:
-    e = Engine(seed=1)
+    e = Engine({"retry": {"jitter": "none"}}, seed=1)
     e.submit(1, "example.com", T0)
     e.take_ready(T0, 1)
     d = e.report(1, T0, "451 4.3.0 Temporary local problem", attempt=1)
@@ -121,6 +122,8 @@ def test_errors_are_specific() -> None:
         e.submit(2, "", T0 + 30)
     with pytest.raises(UnknownIdError):
         e.destination("never-seen.example")
+    with pytest.raises(UnknownIdError):
+        e.concurrency_limit("never-seen.example")
     conserved(e)
 
 
@@ -156,6 +159,8 @@ def test_connection_cap_reply_cuts_concurrency() -> None:
     e.report(leases[0], T0 + 1, "421 4.7.0 Too many concurrent SMTP connections")
     info = e.destination("busy.example")
     assert info["concurrency_limit"] <= 2
+    # The pool's cheap question gives the same number.
+    assert e.concurrency_limit("Busy.Example.") == info["concurrency_limit"]
     assert any(ev["kind"] == "destination_throttled" for ev in e.drain_events())
 
 
@@ -263,8 +268,16 @@ def test_from_toml(tmp_path: Path) -> None:
 
 
 def test_retry_timeline_presets() -> None:
+    base = mailretry.retry_timeline({"jitter": "none"})
+    assert base[:5] == pytest.approx([0, 15 * MIN, 45 * MIN, 105 * MIN, 225 * MIN])
+    assert base[-1] <= 5 * DAY + 1
+    # The default draws each delay within ±20 % of the schedule's.
     default = mailretry.retry_timeline()
-    assert default[:5] == pytest.approx([0, 15 * MIN, 45 * MIN, 105 * MIN, 225 * MIN])
+    gaps = [b - a for a, b in itertools.pairwise(default)]
+    nominal = [15 * MIN, 30 * MIN, 60 * MIN, 120 * MIN, 240 * MIN, 240 * MIN]
+    for gap, want in zip(gaps[:6], nominal, strict=True):
+        assert 0.8 * want <= gap <= 1.2 * want
+    assert gaps[:6] != pytest.approx(nominal)
     assert default[-1] <= 5 * DAY + 1
     for preset in ("postfix", "exim", "kumomta", "haraka"):
         tl = mailretry.retry_timeline({"preset": preset})

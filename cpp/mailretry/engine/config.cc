@@ -18,6 +18,22 @@ using internal::BasicCodePattern;
 using internal::EnhancedCodePattern;
 using internal::ValidDestinationPattern;
 
+namespace {
+
+// `delivered` names the outcome of a 2xx reply. Schedules and reactions only
+// ever see failures, so a rule listing it would silently never match.
+absl::Status NoDeliveredCategory(const std::vector<Category>& categories, const std::string& where) {
+  for (Category c : categories) {
+    if (c == Category::kDelivered) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          where, ": category 'delivered' never matches (only failed attempts are retried or reacted to)"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::Status EngineConfig::Validate() const {
   if (absl::Status s = retry.Validate(); !s.ok()) return s;
   for (size_t i = 0; i < overrides.size(); ++i) {
@@ -27,6 +43,7 @@ absl::Status EngineConfig::Validate() const {
     if (!ValidDestinationPattern(o.destination)) {
       return absl::InvalidArgumentError(absl::StrCat(where, ": bad destination pattern '", o.destination, "'"));
     }
+    if (absl::Status s = NoDeliveredCategory(o.categories, where); !s.ok()) return s;
     if (o.policy) {
       if (absl::Status s = o.policy->Validate(); !s.ok()) {
         return absl::InvalidArgumentError(absl::StrCat(where, ": ", s.message()));
@@ -101,6 +118,7 @@ absl::Status EngineConfig::Validate() const {
     if (!ValidDestinationPattern(r.destination)) {
       return absl::InvalidArgumentError(absl::StrCat(where, ": bad destination pattern"));
     }
+    if (absl::Status s = NoDeliveredCategory(r.categories, where); !s.ok()) return s;
     // The classifier's user rules use the same code grammar (code_pattern.h).
     if (absl::StatusOr<BasicCodePattern> p = BasicCodePattern::Parse(r.code_pattern); !p.ok()) {
       return absl::InvalidArgumentError(absl::StrCat(where, ": code_pattern: ", p.status().message()));

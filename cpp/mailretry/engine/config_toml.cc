@@ -515,6 +515,12 @@ absl::StatusOr<ConfigFile> ConfigFromTree(const toml::table& root) {
     }
     c.Finish();
   }
+  // [cluster] configures the Python shared-state layer (mailretry.cluster),
+  // which checks its own keys: one file configures a node, and the engine
+  // only has to let the table through.
+  if (const toml::node* n = t.Get("cluster"); n != nullptr && n->as_table() == nullptr) {
+    t.Fail("cluster", absl::StrCat("expected a table, got ", AV(TypeName(*n))));
+  }
   t.Duration("lease_timeout", config.lease_timeout);
   if (t.Has("backend")) {
     std::string b;

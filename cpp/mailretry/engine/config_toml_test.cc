@@ -48,6 +48,14 @@ TEST(ConfigTomlTest, DurationsAndRates) {
   }
 }
 
+// The [cluster] table belongs to the Python shared-state layer (issue 15): the
+// engine accepts it unread, so one file configures a node, but not as a value.
+TEST(ConfigTomlTest, ClusterTableIsLeftToThePythonLayer) {
+  absl::StatusOr<ConfigFile> f = ParseConfigToml("[cluster]\nurl = \"redis://127.0.0.1:1/0\"\nshare = 0.5\n");
+  ASSERT_TRUE(f.ok()) << f.status();
+  EXPECT_THAT(ErrorOf("cluster = 3\n").message(), HasSubstr("config cluster: expected a table"));
+}
+
 TEST(ConfigTomlTest, ErrorsNameTheKey) {
   EXPECT_THAT(ErrorOf("[retry]\nmax_attempts = -1\n").message(), HasSubstr("config retry.max_attempts: out of range"));
   EXPECT_THAT(ErrorOf("[retry]\nmax_attempts = 5000000000\n").message(), HasSubstr("retry.max_attempts"));

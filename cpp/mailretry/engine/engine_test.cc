@@ -58,7 +58,7 @@ TEST_P(EngineBackends, SubmitTakeDeliver) {
 }
 
 TEST_P(EngineBackends, DefaultScheduleDoublesUpToTheCap) {
-  EngineConfig c;
+  EngineConfig c = Unjittered();
   c.backend = GetParam();
   auto e = MakeEngine(c);
   ASSERT_TRUE(e->Submit(1, "example.com", kT0).ok());
@@ -78,6 +78,35 @@ TEST_P(EngineBackends, DefaultScheduleDoublesUpToTheCap) {
   }
   EXPECT_THAT(delays, ElementsAre(absl::Minutes(15), absl::Minutes(30), absl::Hours(1), absl::Hours(2),
                                   absl::Hours(4), absl::Hours(4), absl::Hours(4)));
+  ExpectBalanced(*e);
+}
+
+// Issue 14 item 8: with the defaults, 80 messages deferred together by one
+// destination used to come back at the same instant, every time. Now each
+// retry is the schedule's delay ±20 %, so they spread out.
+TEST_P(EngineBackends, DefaultJitterSpreadsMessagesDeferredTogether) {
+  EngineConfig c;
+  c.backend = GetParam();
+  DestinationPolicy wide;
+  wide.destination = "example.com";
+  wide.initial_concurrency = 100;
+  wide.max_concurrency = 100;
+  c.destinations.push_back(wide);
+  auto e = MakeEngine(c);
+  for (uint64_t id = 1; id <= 80; ++id) ASSERT_TRUE(e->Submit(id, "example.com", kT0).ok());
+  ASSERT_EQ(Take(*e, kT0).size(), 80u);
+  std::set<absl::Time> retries;
+  absl::Time first = absl::InfiniteFuture(), last = absl::InfinitePast();
+  for (uint64_t id = 1; id <= 80; ++id) {
+    const absl::Time t = *MustReport(*e, id, kT0, kTempFail).next_attempt;
+    EXPECT_GE(t, kT0 + absl::Minutes(12));  // 15 min − 20 %
+    EXPECT_LE(t, kT0 + absl::Minutes(18));  // 15 min + 20 %
+    retries.insert(t);
+    first = std::min(first, t);
+    last = std::max(last, t);
+  }
+  EXPECT_GT(retries.size(), 70u);
+  EXPECT_GT(last - first, absl::Minutes(4));
   ExpectBalanced(*e);
 }
 
@@ -111,6 +140,32 @@ TEST(Engine, ErrorsAreClearAndChangeNothing) {
   EXPECT_EQ(e->GetDestination("nowhere.example").status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(e->Stats().submitted, 1u);
   ExpectBalanced(*e);
+}
+
+// A schedule or reaction for `delivered` would never match: it is refused,
+// naming the rule, instead of being silently ignored.
+TEST(Engine, DeliveredCategoryInRulesIsRejected) {
+  EngineConfig c;
+  ReactionRule r;
+  r.name = "on-success";
+  r.categories = {Category::kDelivered};
+  r.suspend_for = absl::Minutes(5);
+  c.reactions = {r};
+  absl::Status s = Engine::Create(c).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("reactions[0] 'on-success'"));
+  EXPECT_THAT(std::string(s.message()), HasSubstr("'delivered' never matches"));
+  c = EngineConfig{};
+  ScheduleOverride o;
+  o.name = "after-ok";
+  o.categories = {Category::kMailboxFull, Category::kDelivered};
+  o.fixed_delay = absl::Minutes(1);
+  c.overrides = {o};
+  s = Engine::Create(c).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("overrides[0] 'after-ok'"));
+  c.overrides[0].categories = {Category::kMailboxFull};
+  EXPECT_TRUE(Engine::Create(c).ok());
 }
 
 TEST(Engine, InvalidConfigIsRejected) {
@@ -163,7 +218,7 @@ TEST(Engine, PermanentFailureBouncesWithCategory) {
 }
 
 EngineConfig ShortLifetime(bool last_attempt) {
-  EngineConfig c;
+  EngineConfig c = Unjittered();
   c.retry.initial_delay = absl::Hours(1);
   c.retry.lifetime = absl::Hours(3);
   c.retry.attempt_at_lifetime_end = last_attempt;
@@ -272,7 +327,7 @@ TEST(Engine, ExpiryIsEnforcedWhileTheDestinationIsSuspended) {
 }
 
 TEST(Engine, GreylistingRetriesSoonWithoutGrowingTheBackoff) {
-  auto e = MakeEngine();
+  auto e = MakeEngine(Unjittered());
   ASSERT_TRUE(e->Submit(1, "example.com", kT0).ok());
   absl::Time now = kT0;
   std::vector<absl::Duration> delays;
@@ -286,7 +341,7 @@ TEST(Engine, GreylistingRetriesSoonWithoutGrowingTheBackoff) {
 }
 
 TEST(Engine, GreylistingFallsBackToTheScheduleAfterThreeInARow) {
-  auto e = MakeEngine();
+  auto e = MakeEngine(Unjittered());
   ASSERT_TRUE(e->Submit(1, "example.com", kT0).ok());
   absl::Time now = kT0;
   std::vector<absl::Duration> delays;
@@ -301,7 +356,7 @@ TEST(Engine, GreylistingFallsBackToTheScheduleAfterThreeInARow) {
 }
 
 TEST(Engine, ConnectionRefusedDoesNotBurnTheSchedule) {
-  auto e = MakeEngine();
+  auto e = MakeEngine(Unjittered());
   ASSERT_TRUE(e->Submit(1, "example.com", kT0).ok());
   absl::Time now = kT0;
   std::vector<absl::Duration> delays;
@@ -337,7 +392,7 @@ TEST(Engine, PerDestinationAndPerCategoryOverrides) {
   mailbox_full.policy->initial_delay = absl::Hours(6);
   mailbox_full.policy->max_delay = absl::Hours(24);
   c.overrides = {gmail, mailbox_full};
-  auto e = MakeEngine(c);
+  auto e = MakeEngine(Unjittered(c));
   ASSERT_TRUE(e->Submit(1, "mx.gmail.example", kT0).ok());
   ASSERT_TRUE(e->Submit(2, "other.example", kT0).ok());
   ASSERT_EQ(Take(*e, kT0).size(), 2u);
@@ -415,7 +470,7 @@ TEST(Engine, SubmitManyAndReportMany) {
 
 // Drives an engine with a seeded mix of everything; returns the event stream.
 TEST(Engine, NextWakeupTracksTheEarliestWork) {
-  auto e = MakeEngine();
+  auto e = MakeEngine(Unjittered());
   EXPECT_FALSE(e->NextWakeup().has_value());
   ASSERT_TRUE(e->Submit(1, "example.com", kT0).ok());
   EXPECT_EQ(e->NextWakeup(), kT0);  // dispatchable now

@@ -62,6 +62,7 @@ std::string_view JitterName(Jitter j) {
     case Jitter::kEqual: return "equal";
     case Jitter::kDecorrelated: return "decorrelated";
     case Jitter::kKumo: return "kumo";
+    case Jitter::kProportional: return "proportional";
   }
   return "none";
 }
@@ -69,11 +70,11 @@ std::string_view JitterName(Jitter j) {
 absl::StatusOr<Jitter> ParseJitter(std::string_view name) {
   const std::string n = absl::AsciiStrToLower(internal::ToAbsl(name));
   for (Jitter j : {Jitter::kNone, Jitter::kFull, Jitter::kEqual, Jitter::kDecorrelated,
-                   Jitter::kKumo}) {
+                   Jitter::kKumo, Jitter::kProportional}) {
     if (JitterName(j) == n) return j;
   }
   return absl::InvalidArgumentError(absl::StrCat(
-      "unknown jitter '", internal::ToAbsl(name), "' (expected none, full, equal, decorrelated or kumo)"));
+      "unknown jitter '", internal::ToAbsl(name), "' (expected none, full, equal, decorrelated, kumo or proportional)"));
 }
 
 RetryPolicy RetryPolicy::Default() { return RetryPolicy{}; }
@@ -86,6 +87,7 @@ RetryPolicy RetryPolicy::Postfix() {
   p.max_delay = absl::Seconds(4000);  // maximal_backoff_time
   p.lifetime = absl::Hours(24 * 5);   // maximal_queue_lifetime
   p.attempt_at_lifetime_end = true;   // qmgr expires only after an attempt
+  p.jitter = Jitter::kNone;           // the delay is the time in queue, not drawn
   return p;
 }
 
@@ -101,6 +103,7 @@ RetryPolicy RetryPolicy::Exim() {
   p.max_delay = absl::Hours(24);  // retry_interval_max
   p.lifetime = absl::Hours(24 * 4);
   p.attempt_at_lifetime_end = true;
+  p.jitter = Jitter::kNone;  // H stages carry Exim's own randomness
   return p;
 }
 
@@ -125,6 +128,7 @@ RetryPolicy RetryPolicy::Haraka() {
   p.max_attempts = 13;  // maxTempFailures
   p.lifetime = absl::Hours(24 * 30);
   p.attempt_at_lifetime_end = false;
+  p.jitter = Jitter::kNone;  // Haraka's temp_fail_intervals are fixed
   return p;
 }
 
@@ -228,6 +232,9 @@ absl::Duration NextDelay(const RetryPolicy& p, const RetryState& s, SplitMix64& 
       d = d + rng.Uniform() * mag - mag / 2;
       break;
     }
+    case Jitter::kProportional:
+      d = d * (0.8 + 0.4 * rng.Uniform());
+      break;
   }
   d = std::max(d, Secs(p.min_delay));
   return FromSecs(d);

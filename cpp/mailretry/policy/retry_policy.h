@@ -52,8 +52,13 @@ enum class Jitter : uint8_t {
   kEqual,         // d/2 + uniform in [0, d/2]
   kDecorrelated,  // min(cap, uniform in [initial, 3 × previous delay])
   kKumo,          // d ± ½·min(initial/20, 60 s), KumoMTA's default
+  // d × uniform in [0.8, 1.2]: the engine's default. The mean delay stays d,
+  // so the documented schedule (15m, 30m, 1h, …) holds on average, while
+  // messages deferred together spread over ±20 % (gRPC's connection backoff
+  // uses the same ±20 %) instead of coming back in lock-step.
+  kProportional,
 };
-std::string_view JitterName(Jitter j);  // "none", "full", "equal", "decorrelated", "kumo"
+std::string_view JitterName(Jitter j);  // "none", "full", "equal", "decorrelated", "kumo", "proportional"
 absl::StatusOr<Jitter> ParseJitter(std::string_view name);
 
 // One segment of an Exim-style rule list. A stage applies while the message's
@@ -90,7 +95,7 @@ struct RetryPolicy {
   absl::Duration min_delay = absl::ZeroDuration();
   std::vector<absl::Duration> intervals;  // Backoff::kIntervals
   std::vector<RetryStage> stages;         // Backoff::kStages
-  Jitter jitter = Jitter::kNone;
+  Jitter jitter = Jitter::kProportional;
   // Queue lifetime, counted from submission (RFC 5321: at least 4-5 days).
   absl::Duration lifetime = absl::Hours(24 * 5);
   // Give up after this many failed attempts (0 = no limit; Haraka: 13).
@@ -102,7 +107,7 @@ struct RetryPolicy {
   bool attempt_at_lifetime_end = true;
 
   // The engine's default: 15 min doubling, capped at 4 h, 5-day lifetime,
-  // one last attempt at the end, no jitter.
+  // one last attempt at the end, ±20 % proportional jitter.
   static RetryPolicy Default();
   // Postfix qmgr: delay = time in queue clamped to [300 s, 4000 s], 5 d.
   static RetryPolicy Postfix();

@@ -19,6 +19,7 @@ std::vector<double> Hours(const std::vector<absl::Duration>& v) {
 
 TEST(RetryPolicy, DefaultDoublesFromFifteenMinutesToFourHourCap) {
   RetryPolicy p = RetryPolicy::Default();
+  p.jitter = Jitter::kNone;  // the schedule before jitter
   SplitMix64 rng(1);
   std::vector<absl::Duration> delays;
   RetryState st;
@@ -35,7 +36,9 @@ TEST(RetryPolicy, DefaultDoublesFromFifteenMinutesToFourHourCap) {
 }
 
 TEST(RetryPolicy, DefaultTimelineLastAttemptAtFiveDays) {
-  std::vector<absl::Duration> t = Timeline(RetryPolicy::Default());
+  RetryPolicy p = RetryPolicy::Default();
+  p.jitter = Jitter::kNone;  // the schedule before jitter
+  std::vector<absl::Duration> t = Timeline(p);
   ASSERT_GE(t.size(), 3u);
   EXPECT_EQ(t.front(), absl::ZeroDuration());
   EXPECT_EQ(t[1], absl::Minutes(15));
@@ -90,7 +93,8 @@ TEST(RetryPolicy, PresetByName) {
 }
 
 TEST(RetryPolicy, JitterStaysInItsRange) {
-  for (Jitter j : {Jitter::kFull, Jitter::kEqual, Jitter::kDecorrelated, Jitter::kKumo}) {
+  for (Jitter j : {Jitter::kFull, Jitter::kEqual, Jitter::kDecorrelated, Jitter::kKumo,
+                   Jitter::kProportional}) {
     RetryPolicy p;
     p.jitter = j;
     SplitMix64 rng(99);
@@ -109,10 +113,27 @@ TEST(RetryPolicy, JitterStaysInItsRange) {
       case Jitter::kEqual: EXPECT_GE(lo, 1800); EXPECT_LE(hi, 3600); break;
       case Jitter::kDecorrelated: EXPECT_GE(lo, 900); EXPECT_LE(hi, 3 * 1800); EXPECT_GT(hi, 4000); break;
       case Jitter::kKumo: EXPECT_GE(lo, 3600 - 22.5); EXPECT_LE(hi, 3600 + 22.5); break;
+      case Jitter::kProportional:
+        EXPECT_GE(lo, 0.8 * 3600);
+        EXPECT_LE(hi, 1.2 * 3600);
+        EXPECT_LT(lo, 0.85 * 3600);
+        EXPECT_GT(hi, 1.15 * 3600);
+        break;
       case Jitter::kNone: break;
     }
     EXPECT_LT(lo, hi) << "jitter must actually vary";
   }
+}
+
+// Issue 14 item 8: messages deferred together must not come back in
+// lock-step under the defaults, and the presets keep their MTA's own jitter.
+TEST(RetryPolicy, DefaultJittersPresetsKeepTheirOwn) {
+  EXPECT_EQ(RetryPolicy::Default().jitter, Jitter::kProportional);
+  EXPECT_EQ(RetryPolicy::Postfix().jitter, Jitter::kNone);
+  EXPECT_EQ(RetryPolicy::Exim().jitter, Jitter::kNone);
+  EXPECT_EQ(RetryPolicy::KumoMta().jitter, Jitter::kKumo);
+  EXPECT_EQ(RetryPolicy::Haraka().jitter, Jitter::kNone);
+  EXPECT_EQ(ParseJitter("proportional").value(), Jitter::kProportional);
 }
 
 TEST(RetryPolicy, JitterIsDeterministicForASeed) {
@@ -126,6 +147,7 @@ TEST(RetryPolicy, RandomizedStageDrawsInUpperHalf) {
   RetryPolicy p;
   p.backoff = Backoff::kStages;
   p.stages = {{RetryStage::Kind::kRandomized, absl::Hours(100), absl::Minutes(10), 2.0}};
+  p.jitter = Jitter::kNone;  // the stage's own draw only
   SplitMix64 rng(3);
   RetryState st;
   st.last_delay = absl::Minutes(60);  // next gap 120 min: draw in [65, 120)

@@ -37,6 +37,16 @@ inline constexpr char kPtr[] = "451 4.7.25 PTR record does not match";
 inline constexpr char kDnsbl[] = "450 4.7.1 Service unavailable; Client host blocked using zen.spamhaus.org";
 inline constexpr char kYahoo[] = "421 4.7.0 [TSS04] Messages temporarily deferred due to user complaints";
 
+// The default config with jitter off, for tests that check exact retry times
+// (the default schedule is jittered by ±20 %; see RetryPolicy::Default()).
+inline EngineConfig Unjittered(EngineConfig c = {}) {
+  c.retry.jitter = Jitter::kNone;
+  for (ScheduleOverride& o : c.overrides) {
+    if (o.policy.has_value()) o.policy->jitter = Jitter::kNone;
+  }
+  return c;
+}
+
 inline std::unique_ptr<Engine> MakeEngine(EngineConfig c = {}, uint64_t seed = 1) {
   absl::StatusOr<std::unique_ptr<Engine>> e = Engine::Create(std::move(c), seed);
   EXPECT_TRUE(e.ok()) << e.status();
