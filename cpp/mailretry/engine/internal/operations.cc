@@ -288,7 +288,9 @@ absl::StatusOr<Decision> Core::Report(uint64_t id, uint32_t attempt, int64_t now
 
   std::string_view schedule;
   std::optional<int64_t> next;
-  if (HalfOpen(m_.dests[di]) && IsDestinationLevel(c.category, reply.transport)) {
+  // The failed probe itself walks its own backoff: with one message pending
+  // (a small destination) it would otherwise be re-probed every interval.
+  if (!probe && HalfOpen(m_.dests[di]) && IsDestinationLevel(c.category, reply.transport)) {
     schedule = "builtin:wait-for-release";
     next = WaitForRelease(r, now);
   } else {
