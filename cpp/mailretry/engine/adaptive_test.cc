@@ -147,6 +147,24 @@ TEST(HalfOpenProbing, AProbeRefusedForItsOwnReasonsReleasesTheDestination) {
   EXPECT_EQ(Take(*e, kT0 + absl::Minutes(6)).size(), 1u);
 }
 
+// A failed probe walks its own backoff: a destination with one message is
+// not re-probed every interval all day.
+TEST(HalfOpenProbing, AOneMessageDestinationIsNotHammeredByProbes) {
+  EngineConfig c;
+  c.retry.lifetime = absl::Hours(24);
+  auto e = MakeEngine(c);
+  ASSERT_TRUE(e->Submit(1, "lonely.example", kT0).ok());
+  int attempts = 0;
+  for (absl::Time t = kT0; t < kT0 + absl::Hours(25); t += absl::Minutes(1)) {
+    for (const Lease& x : Take(*e, t)) {
+      ++attempts;
+      MustReport(*e, x.msg_id, t, kYahoo);
+    }
+  }
+  EXPECT_EQ(e->Stats().expired, 1u);
+  EXPECT_LE(attempts, 15);  // its schedule (15 min doubling to 4 h), not 288 probes
+}
+
 TEST(HalfOpenProbing, AUserRulesFixedSuspensionIsNotProbed) {
   EngineConfig c;
   ReactionRule r;
