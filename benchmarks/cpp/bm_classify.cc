@@ -1,6 +1,7 @@
 // Throughput of ParseReply and ParseReply+Classify over the labelled dev
 // corpus (cycling through its replies), in replies per second.
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -89,6 +90,29 @@ void BM_ClassifyParsed(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 BENCHMARK(BM_ClassifyParsed);
+
+// For instruction counts (benchmarks/run classify-instructions): one
+// iteration of range(0) passes of ClassifyText over the corpus, so that two
+// runs under callgrind (1 and 21 passes) differ by exactly 20 passes.
+void BM_CallgrindPasses(benchmark::State& state) {
+  if (SkipWithoutCorpus(state)) return;
+  const std::vector<std::string>& replies = Replies();
+  absl::StatusOr<Classifier> c = Classifier::Create();
+  if (!c.ok()) {
+    state.SkipWithError("Classifier::Create failed");
+    return;
+  }
+  for (auto _ : state) {
+    for (int64_t pass = 0; pass < state.range(0); ++pass) {
+      for (const std::string& raw : replies) {
+        absl::StatusOr<Classification> k = c->ClassifyText(raw, "example.com");
+        benchmark::DoNotOptimize(k);
+      }
+    }
+  }
+  state.counters["replies"] = static_cast<double>(replies.size());
+}
+BENCHMARK(BM_CallgrindPasses)->Arg(1)->Arg(21)->Iterations(1);
 
 void BM_ClassifierCreate(benchmark::State& state) {
   for (auto _ : state) {

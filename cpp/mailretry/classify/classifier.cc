@@ -200,6 +200,19 @@ struct Classifier::Impl {
   // For group g: the default rules whose first required phrase group is g.
   std::vector<uint64_t> rules_by_group;  // num_groups * rule_words
   std::vector<uint64_t> always_candidates;  // rules without phrase conditions
+  // Filters on the rules' code conditions, rule_words words per row, so the
+  // rule loop visits (and mispredicts on) only rules that can still match:
+  // row kCodeRows[code - 200] = rules whose basic-code pattern matches code
+  // (exact), rows for code 0 by the enhanced class; kEnhancedRows = rules
+  // whose enhanced pattern matches the reply's enhanced class and subject for
+  // some detail (a superset: the loop still checks every condition). Keys
+  // outside the tables use all_rules.
+  std::vector<uint64_t> code_masks;
+  std::vector<uint64_t> enhanced_masks;
+  std::vector<uint64_t> all_rules;
+
+  const uint64_t* CodeMask(const Reply& r) const;
+  const uint64_t* EnhancedMask(const Reply& r) const;
 
   bool UserRuleMatches(const CompiledUserRule& u, const Reply& r, std::string_view dest) const;
   Classification Finish(const Reply& r, std::string_view rule, Category c,
@@ -207,6 +220,44 @@ struct Classifier::Impl {
                         std::optional<bool> transient) const;
   Classification ClassifyDefault(const Reply& r) const;
 };
+
+namespace {
+
+// Keys of Classifier::Impl::code_masks: basic codes 200..599, then code 0 with
+// no enhanced code or an enhanced class 2, 4, 5.
+constexpr size_t kCodeRows = 400 + 4;
+// Keys of Classifier::Impl::enhanced_masks: no enhanced code, then class 2, 4
+// or 5 with subject 0..9.
+constexpr size_t kEnhancedRows = 1 + 3 * 10;
+
+int ClassIndex(int klass) { return klass == 2 ? 0 : klass == 4 ? 1 : klass == 5 ? 2 : -1; }
+
+// The code_masks row of a reply; -1 when outside the table.
+int CodeRow(const Reply& r) {
+  if (r.code >= 200 && r.code <= 599) return r.code - 200;
+  if (r.code != 0) return -1;
+  if (!r.enhanced.has_value()) return 400;
+  const int k = ClassIndex(r.enhanced->klass);
+  return k < 0 ? -1 : 401 + k;
+}
+
+int EnhancedRow(const std::optional<EnhancedCode>& e) {
+  if (!e.has_value()) return 0;
+  const int k = ClassIndex(e->klass);
+  return k < 0 || e->subject > 9 ? -1 : 1 + k * 10 + e->subject;
+}
+
+}  // namespace
+
+const uint64_t* Classifier::Impl::CodeMask(const Reply& r) const {
+  const int row = CodeRow(r);
+  return row < 0 ? all_rules.data() : &code_masks[static_cast<size_t>(row) * rule_words];
+}
+
+const uint64_t* Classifier::Impl::EnhancedMask(const Reply& r) const {
+  const int row = EnhancedRow(r.enhanced);
+  return row < 0 ? all_rules.data() : &enhanced_masks[static_cast<size_t>(row) * rule_words];
+}
 
 bool Classifier::Impl::UserRuleMatches(const CompiledUserRule& u, const Reply& r,
                                        std::string_view dest) const {
@@ -248,10 +299,9 @@ Classification Classifier::Impl::ClassifyDefault(const Reply& r) const {
   std::array<uint64_t, kMaxGroupWords> candidates{};
   for (size_t w = 0; w < rule_words; ++w) candidates[w] = always_candidates[w];
   if (!r.text.empty()) {
-    thread_local std::string scratch;
-    matcher->Match(r.text, &scratch, groups.data());
+    matcher->Match(r.text, groups.data());
     if (matcher_non_ascii != nullptr && HasNonAscii(r.text)) {
-      matcher_non_ascii->Match(r.text, &scratch, groups.data());
+      matcher_non_ascii->Match(r.text, groups.data());
     }
     const size_t group_words = matcher->num_words();
     for (size_t w = 0; w < group_words; ++w) {
@@ -264,6 +314,9 @@ Classification Classifier::Impl::ClassifyDefault(const Reply& r) const {
       }
     }
   }
+  const uint64_t* code_mask = CodeMask(r);
+  const uint64_t* enhanced_mask = EnhancedMask(r);
+  for (size_t w = 0; w < rule_words; ++w) candidates[w] &= code_mask[w] & enhanced_mask[w];
   auto has = [&groups](int32_t g) {
     return (groups[static_cast<size_t>(g) >> 6] >> (static_cast<size_t>(g) & 63)) & 1;
   };
@@ -397,6 +450,28 @@ absl::StatusOr<Classifier> Classifier::Create(std::vector<UserRule> user_rules) 
     uint64_t* mask = g >= 0 ? &impl->rules_by_group[static_cast<size_t>(g) * impl->rule_words]
                             : impl->always_candidates.data();
     mask[i / 64] |= uint64_t{1} << (i % 64);
+  }
+  const size_t words = impl->rule_words;
+  impl->all_rules.assign(words, ~uint64_t{0});
+  impl->code_masks.assign(kCodeRows * words, 0);
+  impl->enhanced_masks.assign(kEnhancedRows * words, 0);
+  for (size_t i = 0; i < impl->default_rules.size(); ++i) {
+    const Impl::CompiledDefaultRule& d = impl->default_rules[i];
+    const uint64_t bit = uint64_t{1} << (i % 64);
+    Reply probe;
+    for (size_t row = 0; row < kCodeRows; ++row) {
+      probe.code = row < 400 ? static_cast<int>(row) + 200 : 0;
+      probe.enhanced.reset();
+      if (row > 400) probe.enhanced = EnhancedCode{static_cast<uint8_t>(row == 401 ? 2 : row == 402 ? 4 : 5), 0, 0};
+      if (d.code.Matches(probe)) impl->code_masks[row * words + i / 64] |= bit;
+    }
+    if (d.enhanced.Matches(std::optional<EnhancedCode>())) impl->enhanced_masks[i / 64] |= bit;
+    for (size_t row = 1; row < kEnhancedRows; ++row) {
+      const int klass = (row - 1) / 10 == 0 ? 2 : (row - 1) / 10 == 1 ? 4 : 5;
+      if (d.enhanced.MayMatch(klass, static_cast<int>((row - 1) % 10))) {
+        impl->enhanced_masks[row * words + i / 64] |= bit;
+      }
+    }
   }
   return Classifier(std::move(impl));
 }

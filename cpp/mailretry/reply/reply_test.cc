@@ -3,6 +3,7 @@
 #include <string>
 #include <string_view>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -165,6 +166,23 @@ TEST(ParseReply, Errors) {
   EXPECT_THAT(ErrorOf("550 latin1 \xE9t\xE9"), HasSubstr("UTF-8"));
   EXPECT_THAT(ErrorOf("421-4.7.0 first\r\n450 4.7.0 second"), HasSubstr("continuation"));
   EXPECT_THAT(ErrorOf(std::string(kMaxReplyBytes + 1, ' ')), HasSubstr("limit"));
+}
+
+// CheckBytes skips eight ASCII bytes at a time: a bad byte anywhere in or
+// between those words is still found, at its own offset.
+TEST(ParseReply, FindsABadByteAtEveryOffset) {
+  const std::string clean = "550 5.1.1 mailbox unavailable here, try later";
+  for (size_t at = 4; at < clean.size(); ++at) {
+    for (std::string_view bad : {std::string_view("\0", 1), std::string_view("\xFF"),
+                                 std::string_view("\xC3")}) {
+      std::string raw = clean;
+      raw.replace(at, 1, bad);
+      EXPECT_THAT(ErrorOf(raw), HasSubstr(absl::StrCat("at byte ", at))) << at;
+    }
+    std::string ok = clean;
+    ok.replace(at, 1, "\xC3\xA9");
+    EXPECT_TRUE(ParseReply(ok).ok()) << at;
+  }
 }
 
 TEST(ParseReply, AcceptsValidUtf8AndMaxSize) {

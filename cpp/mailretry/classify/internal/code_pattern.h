@@ -69,6 +69,9 @@ class EnhancedCodePattern {
   // pattern needs an enhanced code that one alternative matches.
   bool Matches(const std::optional<EnhancedCode>& code) const;
   bool Matches(const EnhancedCode& code) const;
+  // Whether some detail makes klass.subject.detail match: true for every
+  // code that Matches, so a precomputed filter on it never drops a match.
+  bool MayMatch(int klass, int subject) const;
 
  private:
   struct Alternative {
@@ -117,6 +120,17 @@ inline bool EnhancedCodePattern::Matches(const EnhancedCode& e) const {
   for (const Alternative& a : alternatives_) {
     if ((a.klass < 0 || a.klass == e.klass) && e.subject >= a.subject_lo &&
         e.subject <= a.subject_hi && e.detail >= a.detail_lo && e.detail <= a.detail_hi) {
+      return true;
+    }
+  }
+  return false;
+}
+
+inline bool EnhancedCodePattern::MayMatch(int klass, int subject) const {
+  if (alternatives_.empty()) return true;
+  for (const Alternative& a : alternatives_) {
+    if ((a.klass < 0 || a.klass == klass) && subject >= a.subject_lo && subject <= a.subject_hi &&
+        a.detail_lo <= a.detail_hi) {
       return true;
     }
   }

@@ -44,6 +44,16 @@ struct DefaultRuleSpec {
 // The table, built on first use and never destroyed.
 const std::vector<DefaultRuleSpec>& DefaultRuleSpecs();
 
+// The table's parts, one file each (default_rules_<part>.cc), appended in
+// this order by DefaultRuleSpecs: provider and MTA stock wordings (2a, 2b);
+// phrase families (3); word classes and non-English wordings (3b, 3c);
+// enhanced-code details, generic phrases, enhanced subjects, basic codes
+// (4a, 3d, 4b, 5).
+void AppendStockRules(std::vector<DefaultRuleSpec>* out);
+void AppendPhraseRules(std::vector<DefaultRuleSpec>* out);
+void AppendWordRules(std::vector<DefaultRuleSpec>* out);
+void AppendCodeRules(std::vector<DefaultRuleSpec>* out);
+
 // The usual reaction to `category` for a reply of class `klass` (4 or 5; 0
 // when unknown, treated as 5): e.g. mailbox_full retries on 4yz and bounces
 // on 5yz; reputation_block suspends the destination.
