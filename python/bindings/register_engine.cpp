@@ -276,6 +276,9 @@ py::dict StatsToDict(const EngineStats& s) {
   d["events_dropped"] = s.events_dropped;
   d["stale_reports"] = s.stale_reports;
   d["clamped_times"] = s.clamped_times;
+  d["held_messages"] = s.held_messages;
+  d["released_messages"] = s.released_messages;
+  d["expired_held"] = s.expired_held;
   d["memory_bytes"] = s.memory_bytes;
   return d;
 }

@@ -26,6 +26,7 @@ import importlib
 import importlib.resources
 import math
 import os
+import pathlib
 import sys
 import threading
 import tomllib
@@ -220,20 +221,33 @@ def load_scenario(path: str | os.PathLike[str]) -> Scenario:
     return Scenario.from_dict(data)
 
 
-def suite_names() -> list[str]:
-    """Names of the standard scenarios shipped with the package, in order."""
-    root = importlib.resources.files("mailretry") / "scenarios"
+def _suite_root(directory: str | os.PathLike[str] | None) -> Any:
+    if directory is None:
+        return importlib.resources.files("mailretry") / "scenarios"
+    path = pathlib.Path(directory)
+    if not path.is_dir():
+        raise InvalidInputError(f"scenario directory {os.fspath(directory)!r} does not exist")
+    return path
+
+
+def suite_names(directory: str | os.PathLike[str] | None = None) -> list[str]:
+    """Names of the standard scenarios shipped with the package (or of the
+    ``*.toml`` files in ``directory``, e.g. a held-out set), in order."""
+    root = _suite_root(directory)
     names = sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".toml"))
     return names
 
 
-def load_suite(names: Sequence[str] | None = None) -> list[Scenario]:
+def load_suite(
+    names: Sequence[str] | None = None, directory: str | os.PathLike[str] | None = None
+) -> list[Scenario]:
     """The standard scenarios (all, or those named), each with its
-    ``description`` saying what it tests and why."""
-    known = suite_names()
+    ``description`` saying what it tests and why; from ``directory`` instead
+    of the package when given."""
+    known = suite_names(directory)
     chosen = list(names) if names else known
     out = []
-    root = importlib.resources.files("mailretry") / "scenarios"
+    root = _suite_root(directory)
     for name in chosen:
         if name not in known:
             raise InvalidInputError(f"unknown suite scenario {name!r}; known: {', '.join(known)}")
@@ -677,9 +691,11 @@ def run_suite(
     messages: int | None = None,
     max_workers: int | None = None,
     progress: Callable[[int, int], object] | None = None,
+    directory: str | os.PathLike[str] | None = None,
 ) -> DataFrame:
     """Run the standard scenarios (all, or ``names``) under every policy for
     every seed, with the reputation-from-retries effect off and/or on.
+    ``directory``: run the ``*.toml`` scenarios there instead (a held-out set).
 
     Returns one row per (scenario, reputation_from_retries, seed, policy) with
     :data:`SUMMARY_COLUMNS`. Runs go to a thread pool (the core releases the
@@ -689,7 +705,7 @@ def run_suite(
     pd = _pandas()
     chosen = list(policies) if policies else list(POLICIES)
     jobs: list[tuple[Scenario, bool, int, str]] = []
-    for sc in load_suite(names):
+    for sc in load_suite(names, directory):
         for rep in reputation:
             for seed in seeds:
                 variant = sc.replace(seed=seed, reputation_from_retries=rep)

@@ -107,7 +107,13 @@ def _suite(args: argparse.Namespace) -> int:
             sys.stderr.flush()
 
     df = sim.run_suite(
-        names, seeds, policies, reputation=reputation, messages=args.messages, progress=progress
+        names,
+        seeds,
+        policies,
+        reputation=reputation,
+        messages=args.messages,
+        progress=progress,
+        directory=args.suite_dir,
     )
     if not args.no_progress:
         sys.stderr.write("\n")
@@ -209,6 +215,11 @@ def add_simulate_parser(subparsers: Any) -> argparse.ArgumentParser:
         nargs="*",
         metavar="NAME",
         help="run the standard suite (all scenarios, or those named)",
+    )
+    p.add_argument(
+        "--suite-dir",
+        metavar="DIR",
+        help="with --suite: run the *.toml scenarios in DIR instead of the packaged ones",
     )
     p.add_argument("--seeds", default="1,2,3", help="suite seeds, comma-separated (default 1,2,3)")
     p.add_argument(

@@ -381,3 +381,14 @@ def test_explain_lists_every_profile_and_preset() -> None:
         assert name in items
     assert {r["item"] for r in info["presets"]} >= set(sim.POLICIES)
     assert all(r["source"] for r in info["profiles"] + info["presets"])
+
+
+def test_run_suite_from_a_directory_runs_the_held_out_set(tmp_path: Path) -> None:
+    heldout = Path(__file__).resolve().parents[1] / "scenarios_heldout"
+    names = sim.suite_names(heldout)
+    assert len(names) == 4 and all(n.startswith("heldout-") for n in names)
+    assert not set(names) & set(sim.suite_names())  # kept apart from the tuned-on suite
+    df = sim.run_suite(names[:1], seeds=[1], policies=["adaptive"], messages=200, directory=heldout)
+    assert list(df["scenario"]) == [names[0]]
+    with pytest.raises(InvalidInputError):
+        sim.suite_names(tmp_path / "missing")

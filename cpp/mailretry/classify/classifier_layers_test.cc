@@ -83,6 +83,9 @@ TEST(Layer2Providers, StockWordingsOfProvidersAndMtas) {
       // Provider markers.
       {"421 4.7.0 [TSS04] Deferred: our systems saw unusual traffic from 192.0.2.1",
        C::kReputationThrottle, "default:provider/"},
+      // The same marker with a stated PTR reason is the sender's PTR fault.
+      {"421 4.7.0 [TSS04] Your server 192.0.2.7 was deferred: no usable reverse DNS for it",
+       C::kPtrRdns, "default:"},
       {"550 OU-002 mail from 192.0.2.5 refused, see postmaster pages", C::kReputationBlock,
        "default:provider/"},
   });

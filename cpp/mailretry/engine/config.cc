@@ -98,6 +98,14 @@ absl::Status EngineConfig::Validate() const {
       return absl::InvalidArgumentError(
           absl::StrCat(where, ": need 0 < suspend_base <= suspend_max and suspend_multiplier >= 1"));
     }
+    if (d.capacity_window > 64 || (d.capacity_window > 0 && (d.capacity_suspend_min < 1 ||
+                                                              d.capacity_suspend_min > d.capacity_window))) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ": need capacity_window <= 64 and 1 <= capacity_suspend_min <= capacity_window"));
+    }
+    if (d.suspend_probe_interval < absl::ZeroDuration()) {
+      return absl::InvalidArgumentError(absl::StrCat(where, ": suspend_probe_interval must not be negative"));
+    }
   }
   absl::flat_hash_set<std::string> names;
   for (size_t i = 0; i < reactions.size(); ++i) {

@@ -368,6 +368,9 @@ DestinationPolicy ParseDestinationPolicy(Context& cx, const toml::node* node, co
   t.Double("suspend_multiplier", d.suspend_multiplier);
   t.Duration("suspend_max", d.suspend_max);
   t.Unsigned("connection_failures_to_suspend", d.connection_failures_to_suspend);
+  t.Duration("suspend_probe_interval", d.suspend_probe_interval);
+  t.Unsigned("capacity_window", d.capacity_window);
+  t.Unsigned("capacity_suspend_min", d.capacity_suspend_min);
   t.Finish();
   return d;
 }
@@ -423,6 +426,10 @@ StructuralConfig ParseStructural(Context& cx, const toml::node* node, const std:
   t.Duration("evidence_span", s.evidence_span);
   t.Bool("hold", s.hold);
   t.Duration("probe_interval", s.probe_interval);
+  t.Unsigned("strong_attempts", s.strong_attempts);
+  t.Duration("strong_span", s.strong_span);
+  t.Unsigned("sender_destinations", s.sender_destinations);
+  t.Bool("early_weak_evidence", s.early_weak_evidence);
   t.Finish();
   return s;
 }

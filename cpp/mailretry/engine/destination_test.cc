@@ -134,6 +134,7 @@ TEST(Engine, OneCohortOfRateLimitRepliesCutsTheRateOnce) {
   EngineConfig c;
   c.destination_defaults.initial_concurrency = 6;
   c.destination_defaults.suspend_base = absl::Seconds(1);
+  c.destination_defaults.suspend_probe_interval = absl::ZeroDuration();  // a suspension that runs out
   auto e = MakeEngine(c);
   for (uint64_t i = 0; i < 10; ++i) ASSERT_TRUE(e->Submit(i, "example.com", kT0).ok());
   std::vector<Lease> l = Take(*e, kT0);
@@ -165,9 +166,13 @@ TEST(Engine, UnlimitedRateIsCutThenLiftedAfterQuietPeriods) {
   EXPECT_FALSE(e->GetDestination("example.com")->rate_per_second.has_value());
 }
 
+// The suspension's own course, without probes and with every capacity reply
+// suspending (both are on by default; adaptive_test.cc tests them).
 TEST(Engine, SuspensionGrowsWithRepeatsAndResetsAfterSuccess) {
   EngineConfig c;
   c.lease_timeout = absl::Hours(1);
+  c.destination_defaults.suspend_probe_interval = absl::ZeroDuration();
+  c.destination_defaults.capacity_window = 0;
   auto e = MakeEngine(c);
   for (uint64_t i = 0; i < 10; ++i) ASSERT_TRUE(e->Submit(i, "example.com", kT0).ok());
   std::vector<Lease> l = Take(*e, kT0, 3);

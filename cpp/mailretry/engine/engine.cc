@@ -215,13 +215,16 @@ EngineStats Engine::Stats() const {
   s.lease_expirations = m.lease_expirations;
   s.destinations = m.dests.size();
   for (const DestState& d : m.dests) {
-    if (d.suspended_until > m.now_ms) ++s.suspended_destinations;
+    if (d.suspended_until > m.now_ms || (d.half_open && !d.held)) ++s.suspended_destinations;
     if (d.held) ++s.held_destinations;
   }
   s.events_buffered = m.events.size();
   s.events_dropped = m.events_dropped;
   s.stale_reports = m.stale_reports;
   s.clamped_times = m.clamped_times;
+  s.held_messages = m.held_messages;
+  s.released_messages = m.released_messages;
+  s.expired_held = m.expired_held;
   size_t bytes = m.msgs.MemoryBytes() + m.ids.capacity() * (sizeof(uint32_t) + 1) +
                  m.msg_timers->MemoryBytes() + m.dest_timers->MemoryBytes() +
                  m.dests.capacity() * sizeof(DestState) + m.pair_ids.capacity() * (sizeof(uint64_t) * 2 + 1) +

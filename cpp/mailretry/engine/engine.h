@@ -127,6 +127,24 @@ struct DestinationPolicy {
   double suspend_multiplier = 2.0;
   absl::Duration suspend_max = absl::Hours(4);
   uint32_t connection_failures_to_suspend = 5;  // 0 = never
+  // Half-open probing (a circuit breaker's half-open state). While suspended,
+  // one message (a probe) goes out every `suspend_probe_interval`: a delivery
+  // ends the suspension and concurrency ramps back from min_concurrency (+1
+  // per delivery up to where it was); a probe refused for a destination-level
+  // reason (rate, reputation, capacity, maintenance, connection failure)
+  // extends the suspension to its next repeat. Messages refused for such a
+  // reason while the destination is suspended wait in its queue for the
+  // release instead of walking their own backoff, so the first delivery after
+  // a block ends comes at most one probe interval later. Zero = no probes:
+  // the suspension simply runs out (the behaviour before 0.3).
+  absl::Duration suspend_probe_interval = absl::Minutes(5);
+  // server_busy_capacity replies suspend only when at least
+  // `capacity_suspend_min` of the last `capacity_window` attempts (at most
+  // 64) got one: an isolated "server busy" is noise that the message's own
+  // backoff handles, a run of them is an overloaded receiver. A window of 0
+  // suspends on every such reply (the behaviour before 0.3).
+  uint32_t capacity_window = 20;
+  uint32_t capacity_suspend_min = 3;
 };
 
 // A reaction to a reply pattern (KumoMTA traffic-shaping automation, PowerMTA
@@ -173,6 +191,21 @@ struct StructuralConfig {
   // distinct messages, spanning at least `evidence_span`, no delivery since.
   uint32_t evidence_messages = 20;
   absl::Duration evidence_span = absl::Hours(2);
+  // structural_failure, strong rule: a PTR or SPF/DKIM/DMARC reply is the
+  // sender's fault (its IP's reverse DNS, its domain's authentication) and
+  // decides without a full cycle once it is confirmed: on `strong_attempts`
+  // attempts to this destination at least `strong_span` apart with no
+  // delivery between (a random PTR reply amid deliveries is noise), or at
+  // `sender_destinations` destinations for the same source (pooled: the fault
+  // shows wherever it is checked). 0 = off. Reputation and DNSBL replies are
+  // weaker (a listing that clears is not structural) and wait for the
+  // full-cycle rule.
+  uint32_t strong_attempts = 2;
+  absl::Duration strong_span = absl::Minutes(10);
+  uint32_t sender_destinations = 2;
+  // Let reputation_block and dnsbl_listed replies count towards the early
+  // rule too (the behaviour before 0.3).
+  bool early_weak_evidence = false;
   // After structural_failure: hold the destination (new and due messages wait)
   // and let one probe message out per `probe_interval`; a delivery clears it.
   bool hold = true;
@@ -329,6 +362,11 @@ struct EngineStats {
   // Calls whose `now` was less than kMaxClockSkew behind the engine's clock and
   // was taken as the engine's clock instead of being refused.
   uint64_t clamped_times = 0;
+  // What structural holds cost: messages that waited at a held destination
+  // (pending when the hold began, or arriving during it), those still pending
+  // when a hold was lifted (released), and those whose lifetime ended while
+  // held (expired_held; also counted in `expired`). The rest were its probes.
+  uint64_t held_messages = 0, released_messages = 0, expired_held = 0;
   size_t memory_bytes = 0;  // engine-owned heap, approximate
 };
 

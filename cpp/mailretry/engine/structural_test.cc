@@ -155,8 +155,13 @@ TEST(Engine, UnambiguousEvidenceIsStructuralBeforeAFullCycle) {
     if (x.kind != EventKind::kStructuralFailure) continue;
     EXPECT_EQ(x.categories[0].category, Category::kPtrRdns);
     EXPECT_THAT(x.remediation[0], HasSubstr("PTR"));
-    EXPECT_LT(x.time, kT0 + absl::Hours(3));
-    EXPECT_GE(x.time, kT0 + absl::Hours(2));
+    // Issue 12: a PTR reply is strong evidence, confirmed by a second attempt
+    // at least strong_span (10 min) later with no delivery between; the
+    // 20-messages-over-2-hours early rule of 0.1 flagged this at 2-3 h.
+    EXPECT_EQ(x.rule, "structural:sender/ptr");
+    EXPECT_THAT(x.detail, HasSubstr("sender-side: PTR"));
+    EXPECT_GE(x.time, kT0 + absl::Minutes(10));
+    EXPECT_LE(x.time, kT0 + absl::Minutes(20));
   }
 }
 

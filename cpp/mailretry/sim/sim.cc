@@ -448,6 +448,7 @@ absl::StatusOr<Result> Simulation::Run(const Policy& policy) {
   std::vector<uint32_t> batch_sources;
   int64_t now = n > 0 ? arrival_ms_[0] : 0;
   int64_t last_event = now;
+  uint64_t finished_seen = 0;
   int64_t next_drain = now;
   bool stopped_at_horizon = false;
 
@@ -546,7 +547,12 @@ absl::StatusOr<Result> Simulation::Run(const Policy& policy) {
       DrainEvents();
       next_drain = now + internal::kMsPerMinute;
     }
-    if (finished_ > 0) last_event = now;
+    // The run ends at the last outcome, not at an engine wake-up after it
+    // (a suspension of a destination with nothing left to send).
+    if (finished_ != finished_seen) {
+      finished_seen = finished_;
+      last_event = now;
+    }
     if (finished_ == n) break;
 
     // The next moment anything can happen.

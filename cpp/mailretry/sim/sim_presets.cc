@@ -31,6 +31,7 @@ EngineConfig Scheduler(RetryPolicy retry, uint32_t concurrency) {
   d.min_rate = {1'000'000, absl::Seconds(1)};
   d.suspend_base = d.suspend_max = absl::Milliseconds(1);
   d.connection_failures_to_suspend = 0;
+  d.suspend_probe_interval = absl::ZeroDuration();
   // Messages wait in the MTA model's queue while leased (a Postfix active
   // queue, a PowerMTA queue in retry mode): the lease must outlive that.
   c.lease_timeout = absl::Hours(24 * 30);

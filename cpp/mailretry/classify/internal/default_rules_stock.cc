@@ -27,6 +27,10 @@ void AppendStockRules(std::vector<DefaultRuleSpec>* out) {
        .category = C::kReputationThrottle,
        .any = {"[ts01]", "[ts02]", "[ts03]", "[tss01]", "[tss02]", "[tss03]", "[tss04]", "[tss05]",
                "[ipts01]", "[ipts02]", "[ipts03]", "[ipts04]", "[ipts05]", "^tss04$"},
+       // The marker also comes with a stated reason; a missing reverse DNS
+       // name is the sender's PTR fault (the phrase layer's ptr_rdns), not a
+       // volume deferral to wait out.
+       .unless = {"reverse dns", "ptr record"},
        .action = A::kSuspendDomain},
       {.name = "default:provider/apple-hcm1",
        .category = C::kReputationThrottle,

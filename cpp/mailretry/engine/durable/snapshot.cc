@@ -37,8 +37,11 @@ namespace {
 constexpr char kMagic[8] = {'M', 'R', 'S', 'N', 'A', 'P', '\r', '\n'};
 // 2: concurrency ceiling memory. 3: stale-report and clamped-time counters,
 // and each destination's last concurrency cut (version 2 files load with the
-// counters at 0 and no cut remembered).
-constexpr uint32_t kVersion = 3;
+// counters at 0 and no cut remembered). 4: issue 12's adaptive state (probing,
+// capacity window, greylist delays, sender evidence, hold counters); older
+// files load with this build's defaults for the new config fields and empty
+// new state.
+constexpr uint32_t kVersion = 4;
 constexpr uint32_t kOldestVersion = 2;
 
 // CRC32C (Castagnoli), table-driven; absl::crc is not available in 20220623.
@@ -91,6 +94,15 @@ void Fields(V& v, S& x) {
       v(x.cut_concurrency_to), v(x.raise_concurrency_after), v(x.concurrency_ceiling_hold), v(x.rate),
       v(x.unlimited_cut_to), v(x.min_rate), v(x.rate_quiet_period), v(x.suspend_base),
       v(x.suspend_multiplier), v(x.suspend_max), v(x.connection_failures_to_suspend);
+  if (v.version >= 4) {
+    v(x.suspend_probe_interval), v(x.capacity_window), v(x.capacity_suspend_min);
+  } else if constexpr (!std::is_const_v<S>) {
+    // An engine saved before format 4 did not probe and suspended on every
+    // capacity reply: its journal must replay to the state it recorded, so
+    // it keeps that behaviour.
+    x.suspend_probe_interval = absl::ZeroDuration();
+    x.capacity_window = 0;
+  }
 }
 
 template <class V, Of<ScheduleOverride> S>
@@ -109,6 +121,13 @@ template <class V, Of<StructuralConfig> S>
 void Fields(V& v, S& x) {
   v(x.enabled), v(x.warning_421s), v(x.warning_ratio), v(x.warning_window), v(x.cycle_messages),
       v(x.cycle_failures), v(x.evidence_messages), v(x.evidence_span), v(x.hold), v(x.probe_interval);
+  if (v.version >= 4) {
+    v(x.strong_attempts), v(x.strong_span), v(x.sender_destinations), v(x.early_weak_evidence);
+  } else if constexpr (!std::is_const_v<S>) {
+    // Before format 4: no strong rule, weak evidence counted early.
+    x.strong_attempts = x.sender_destinations = 0;
+    x.early_weak_evidence = true;
+  }
 }
 
 // `transient` is a tri-state byte: 0 unset, 1 false, 2 true.
@@ -141,6 +160,7 @@ void Fields(V& v, S& d) {
   v(d.attempts), v(d.delivered), v(d.deferred), v(d.bounced), v(d.expired);
   v(d.samples), v(d.sample_gen), v(d.sample_next), v(d.sample_count);
   if (v.version >= 3) v(d.last_conc_cut);
+  if (v.version >= 4) v(d.ramp_to), v(d.half_open), v(d.capacity_bits), v(d.strong_ptr), v(d.strong_auth), v(d.strong_first);
 }
 
 // A live message (its slot is written before it).
@@ -352,7 +372,8 @@ std::string Serialize(const Engine::Impl& m) {
   w.I64(m.now_ms);
   w.I64(m.last_event_ms);
   for (uint64_t v : {m.submitted, m.delivered, m.bounced, m.expired, m.attempts, m.deferred,
-                     m.lease_expirations, m.events_dropped, m.stale_reports, m.clamped_times}) {
+                     m.lease_expirations, m.events_dropped, m.stale_reports, m.clamped_times,
+                     m.held_messages, m.released_messages, m.expired_held}) {
     w.U64(v);
   }
   w.U64(m.names.size());
@@ -487,6 +508,11 @@ absl::StatusOr<std::unique_ptr<Engine::Impl>> LoadImpl(const std::string& path) 
     m->stale_reports = r.U64();
     m->clamped_times = r.U64();
   }
+  if (version >= 4) {
+    m->held_messages = r.U64();
+    m->released_messages = r.U64();
+    m->expired_held = r.U64();
+  }
   const uint64_t nnames = r.Count(4);
   if (nnames == 0 || !r.ok()) return corrupt("names");
   m->names.clear();
@@ -511,6 +537,8 @@ absl::StatusOr<std::unique_ptr<Engine::Impl>> LoadImpl(const std::string& path) 
       return corrupt("duplicate destination");
     }
     InitDestination(*m, d);
+    if (d.strong_ptr > 0) ++m->sender_evidence[d.source_id].ptr_pairs;
+    if (d.strong_auth > 0) ++m->sender_evidence[d.source_id].auth_pairs;
     if (d.wake != kNoTime) m->dest_timers->Schedule(static_cast<Slot>(i), absl::FromUnixMillis(d.wake)).IgnoreError();
   }
   const uint32_t nslots = r.U32();

@@ -76,14 +76,26 @@ inline std::optional<EnhancedCode> UnpackEnhanced(uint32_t v) {
 inline std::string EnhancedString(const std::optional<EnhancedCode>& e) {
   return e ? e->ToString() : std::string();
 }
-// Categories that count as early structural evidence.
+// Categories that count as early structural evidence: the sender-side
+// checks whose replies are conclusive. Reputation and DNSBL replies used to
+// count too, and a temporary listing that cleared got a healthy destination
+// flagged; they now wait for a full cycle.
 inline bool IsEvidenceCategory(Category c) {
-  return c == Category::kReputationBlock || c == Category::kDnsblListed ||
-         c == Category::kAuthSpfDkimDmarc || c == Category::kPtrRdns;
+  return c == Category::kAuthSpfDkimDmarc || c == Category::kPtrRdns;
+}
+inline bool IsWeakEvidenceCategory(Category c) {
+  return c == Category::kReputationBlock || c == Category::kDnsblListed;
 }
 inline bool IsConnectionLevel(Transport t) {
   return t == Transport::kConnectionRefused || t == Transport::kConnectTimeout ||
          t == Transport::kDnsFailure;
+}
+// Replies that say something about the destination as a whole (its rate,
+// reputation standing, capacity, availability), not about one message.
+inline bool IsDestinationLevel(Category c, Transport t) {
+  return c == Category::kRateLimit || c == Category::kReputationThrottle ||
+         c == Category::kServerBusyCapacity || c == Category::kMaintenanceShutdown ||
+         c == Category::kTooManyConnections || IsConnectionLevel(t);
 }
 
 class Core {
@@ -138,6 +150,12 @@ class Core {
   // 0 if a message may go now; kNever if only a report can unblock it; else
   // the time at which it may.
   int64_t BlockedUntil(const DestState& d, int64_t now) const {
+    if (HalfOpen(d)) {
+      // One probe per suspend_probe_interval until one is delivered.
+      if (d.probe_in_flight) return kNever;
+      if (d.next_probe > now) return d.next_probe;
+      return 0;
+    }
     if (d.suspended_until > now) return d.suspended_until;
     if (d.held) {
       if (d.probe_in_flight) return kNever;
@@ -153,6 +171,15 @@ class Core {
     const int64_t iv = EffectiveIntervalMs(d, now);
     if (iv > 0 && d.tat != kNoTime && d.tat > now) return d.tat;
     return 0;
+  }
+  bool Probing(const DestState& d) const { return Policy(d).suspend_probe_interval > absl::ZeroDuration(); }
+  // Suspended by a built-in reaction with probing on, and not held (a held
+  // destination's own probes take over). A user rule's suspend_for is a
+  // fixed pause, never half-open.
+  bool HalfOpen(const DestState& d) const { return d.half_open && !d.held; }
+  // Messages of a destination not yet finished, in any state.
+  static uint64_t Pending(const DestState& d) {
+    return uint64_t{d.first_count} + d.retry_count + d.scheduled_count + d.in_flight;
   }
   void ArmWake(uint32_t di, int64_t t);
   void AddToRing(uint32_t di);
@@ -186,8 +213,11 @@ class Core {
   void RollWindow(DestState& d, int64_t now);
   std::vector<CategoryCount> DominantCategories(const DestState& d, size_t max) const;
   void FillEvidence(Event& e, const DestState& d);
+  // `extend`: a failed probe escalates a suspension already in force.
   void Suspend(uint32_t di, int64_t now, std::optional<int64_t> fixed_ms, Category cat,
-               std::string_view rule, const std::string& text);
+               std::string_view rule, const std::string& text, bool extend = false);
+  // A probe was delivered: end the suspension and ramp concurrency back up.
+  void ReleaseSuspension(uint32_t di, int64_t now);
   void EmitThrottled(DestState& d, int64_t now, Category cat, std::string_view rule,
                      const std::string& text, std::string detail, std::optional<int64_t> until);
   void CutConcurrency(DestState& d, int64_t now, int64_t attempt_started, Category cat, std::string_view rule,
@@ -195,14 +225,17 @@ class Core {
   void CutRate(DestState& d, int64_t now, int64_t attempt_started, Category cat,
                std::string_view rule, const std::string& text);
   bool ReactionMatches(const internal::CompiledReaction& cr, const Reply& reply, const Classification& c);
+  // `probe`: the reply is a suspended destination's probe.
   void ApplyReactions(uint32_t di, int64_t now, int64_t attempt_started, const Reply& reply,
-                      const Classification& c, const std::string& text);
+                      const Classification& c, const std::string& text, bool probe = false);
   void NoteAttempt(DestState& d, int64_t now, bool is_421);
   void CheckWarning(DestState& d, int64_t now);
   // Counts a failing message towards the structural rules and raises
   // structural_failure when one of them holds.
   void StructuralEvidence(uint32_t di, MsgRec& r, Category cat, int64_t now, bool expiring);
   void CheckStructural(uint32_t di, int64_t now);
+  // Counts a PTR / SPF-DKIM-DMARC reply to this pair and to its source.
+  void NoteStrongEvidence(DestState& d, Category cat, int64_t now);
 
   // --- outcomes -------------------------------------------------------------------------
   void Expire(uint32_t s, int64_t t, std::string_view why);
@@ -213,6 +246,10 @@ class Core {
   // The next retry for a transiently failed message, or expiry (nullopt).
   std::optional<int64_t> NextAttempt(MsgRec& r, const DestState& d, const Reply& reply, Category cat,
                                      int64_t now, std::string_view* schedule_name);
+  // A message refused for a destination-level reason while its destination
+  // is suspended with probing: it waits in the destination's queue for the
+  // release (now, without advancing its backoff), or expires (nullopt).
+  std::optional<int64_t> WaitForRelease(MsgRec& r, int64_t now);
 
   // --- API bodies (operations.cc) ----------------------------------------------------------------------
   absl::Status SubmitOne(uint64_t id, uint32_t di, int64_t now, std::optional<int64_t> not_before);

@@ -21,7 +21,7 @@
 namespace mailretry::internal {
 
 void Core::Suspend(uint32_t di, int64_t now, std::optional<int64_t> fixed_ms, Category cat,
-             std::string_view rule, const std::string& text) {
+             std::string_view rule, const std::string& text, bool extend) {
   DestState& d = m_.dests[di];
   const DestinationPolicy& p = Policy(d);
   int64_t dur;
@@ -29,8 +29,8 @@ void Core::Suspend(uint32_t di, int64_t now, std::optional<int64_t> fixed_ms, Ca
     dur = *fixed_ms;
   } else {
     // Replies from messages already in flight when the suspension began
-    // are not repeats.
-    if (d.suspended_until > now) return;
+    // are not repeats; a failed probe is.
+    if ((d.suspended_until > now || HalfOpen(d)) && !extend) return;
     const double f = std::pow(p.suspend_multiplier, static_cast<double>(d.suspensions));
     dur = std::min<int64_t>(DurMs(p.suspend_max),
                             static_cast<int64_t>(std::min(static_cast<double>(DurMs(p.suspend_base)) * f, 1e15)));
@@ -38,6 +38,10 @@ void Core::Suspend(uint32_t di, int64_t now, std::optional<int64_t> fixed_ms, Ca
   }
   const int64_t until = SatAdd(now, dur);
   if (until <= d.suspended_until) return;
+  // A new suspension's first probe comes one interval after it began (a
+  // failed probe set the next one when it was taken).
+  if (!d.held && !extend && !HalfOpen(d)) d.next_probe = SatAdd(now, DurMs(p.suspend_probe_interval));
+  d.half_open = !fixed_ms.has_value() && Probing(d);
   d.suspended_until = until;
   d.suspended = true;
   ArmWake(di, until);
@@ -48,6 +52,26 @@ void Core::Suspend(uint32_t di, int64_t now, std::optional<int64_t> fixed_ms, Ca
   e.reply = text;
   e.detail = absl::StrCat("suspended for ", absl::FormatDuration(absl::Milliseconds(dur)),
                           fixed_ms ? "" : absl::StrCat(" (repeat ", d.suspensions, ")"));
+}
+
+void Core::ReleaseSuspension(uint32_t di, int64_t now) {
+  DestState& d = m_.dests[di];
+  const DestinationPolicy& p = Policy(d);
+  d.suspended_until = kNoTime;
+  d.half_open = false;
+  // Rate cuts stay: after a rate-limit suspension lifting them provoked the
+  // same replies again (burst scenario: 4xx per delivered 0.023 -> 0.058).
+  // Ramp: the backlog that waited behind the suspension must not go out at
+  // the old concurrency into a receiver that has just recovered.
+  d.ramp_to = std::max(d.ramp_to, d.concurrency);
+  d.concurrency = std::min(d.concurrency, p.min_concurrency);
+  if (d.suspended) {
+    d.suspended = false;
+    Event& e = Emit(EventKind::kDestinationResumed, now, d);
+    e.detail = absl::StrCat("a probe was delivered; concurrency ramps from ", d.concurrency, " to ", d.ramp_to,
+                            " (+1 per delivery)");
+  }
+  AddToRing(di);
 }
 
 void Core::EmitThrottled(DestState& d, int64_t now, Category cat, std::string_view rule,
@@ -71,6 +95,7 @@ void Core::CutConcurrency(DestState& d, int64_t now, int64_t attempt_started, Ca
   const DestinationPolicy& p = Policy(d);
   const uint32_t target = std::max(p.min_concurrency, std::min(d.concurrency / 2, p.cut_concurrency_to));
   d.success_streak = 0;
+  d.ramp_to = 0;
   if (target >= d.concurrency) return;
   // Remember the refused level so that slow raises do not walk straight
   // back into the receiver's cap (2 -> 3 -> refused -> 1 -> ...). Only a
@@ -113,6 +138,7 @@ void Core::OnDelivered(uint32_t di, int64_t now) {
   const DestinationPolicy& p = Policy(d);
   ++d.delivered;
   d.last_delivery = now;
+  d.capacity_bits <<= 1;
   d.consecutive_failures = 0;
   d.conn_failures = 0;
   d.suspensions = 0;
@@ -120,7 +146,18 @@ void Core::OnDelivered(uint32_t di, int64_t now) {
   d.cycle_msgs = 0;
   d.evidence_msgs = 0;
   d.evidence_first = kNoTime;
-  if (++d.success_streak >= p.raise_concurrency_after) {
+  if (d.strong_ptr + d.strong_auth > 0) {
+    // The check passes here now (a PTR fixed, a record published).
+    Engine::Impl::SenderEvidence& s = m_.sender_evidence[d.source_id];
+    if (d.strong_ptr > 0 && s.ptr_pairs > 0) --s.ptr_pairs;
+    if (d.strong_auth > 0 && s.auth_pairs > 0) --s.auth_pairs;
+    d.strong_ptr = d.strong_auth = 0;
+  }
+  d.strong_first = kNoTime;
+  if (d.ramp_to > d.concurrency) {
+    ++d.concurrency;
+    if (d.concurrency >= d.ramp_to) d.ramp_to = 0;
+  } else if (d.ramp_to = 0; ++d.success_streak >= p.raise_concurrency_after) {
     d.success_streak = 0;
     const bool capped = d.conc_ceiling != 0 && now < d.conc_ceiling_until;
     const uint32_t limit = capped ? std::min(p.max_concurrency, d.conc_ceiling) : p.max_concurrency;
@@ -128,9 +165,15 @@ void Core::OnDelivered(uint32_t di, int64_t now) {
   }
   if (d.health == Health::kStructural) {
     d.health = Health::kHealthy;
+    const bool was_held = d.held;
     d.held = false;
     Event& e = Emit(EventKind::kStructuralCleared, now, d);
     e.detail = "a message was delivered; the destination is released";
+    if (was_held) {
+      const uint64_t n = Pending(d);
+      m_.released_messages += n;
+      absl::StrAppend(&e.detail, " (", n, " held message(s) released)");
+    }
     AddToRing(di);
   } else if (d.health == Health::kWarning) {
     const double n = d.cur_attempts + d.prev_attempts;

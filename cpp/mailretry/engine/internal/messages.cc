@@ -199,7 +199,8 @@ void Core::MakeReady(uint32_t s, bool timer_pending) {
 void Core::OnDestWake(uint32_t di, int64_t t) {
   DestState& d = m_.dests[di];
   d.wake = kNoTime;
-  if (d.suspended) {
+  // A half-open destination resumes when a probe is delivered, not here.
+  if (d.suspended && !d.half_open) {
     if (d.suspended_until <= t) {
       d.suspended = false;
       Event& e = Emit(EventKind::kDestinationResumed, t, d);
@@ -223,7 +224,7 @@ void Core::OnMsgTimer(uint32_t s, int64_t t) {
     case MsgState::kReady:
       Unlink(s);
       Expire(s, t,
-             d.suspended_until > t ? "lifetime ended while the destination was suspended"
+             d.suspended_until > t || d.half_open ? "lifetime ended while the destination was suspended"
              : d.held              ? "lifetime ended while the destination was held"
                                    : "lifetime ended while waiting for a delivery slot");
       break;

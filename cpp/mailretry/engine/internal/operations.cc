@@ -34,6 +34,7 @@ absl::Status Core::SubmitOne(uint64_t id, uint32_t di, int64_t now, std::optiona
   r.submitted_ms = now;
   m_.ids.insert(s);
   ++m_.submitted;
+  if (m_.dests[di].held) ++m_.held_messages;
   if (not_before && *not_before > now) {
     r.state = MsgState::kScheduled;
     ++m_.scheduled_n;
@@ -174,6 +175,11 @@ absl::StatusOr<std::vector<Lease>> Core::TakeReady(absl::Time now_t, size_t limi
       d.probe_in_flight = true;
       r.flags |= internal::kFlagProbe;
       d.next_probe = SatAdd(now, DurMs(m_.config.structural.probe_interval));
+    } else if (HalfOpen(d)) {
+      // BlockedUntil let it through: the half-open probe.
+      d.probe_in_flight = true;
+      r.flags |= internal::kFlagProbe;
+      d.next_probe = SatAdd(now, DurMs(Policy(d).suspend_probe_interval));
     }
     const int64_t iv = EffectiveIntervalMs(d, now);
     if (iv > 0) d.tat = SatAdd(std::max(d.tat == kNoTime ? now : d.tat, now), iv);
@@ -230,6 +236,8 @@ absl::StatusOr<Decision> Core::Report(uint64_t id, uint32_t attempt, int64_t now
   DestState& d = m_.dests[di];
   // While leased, the message's timer is its lease deadline.
   const int64_t attempt_started = r.timer_ms - m_.lease_timeout_ms;
+  // A suspended destination's half-open probe (not a held one's).
+  const bool probe = (r.flags & internal::kFlagProbe) && HalfOpen(d);
   --m_.leased_n;
   ReleaseLease(r, d);
   m_.msg_timers->Cancel(s).IgnoreError();
@@ -249,6 +257,7 @@ absl::StatusOr<Decision> Core::Report(uint64_t id, uint32_t attempt, int64_t now
       e->status = facts.status;
       e->reply = text;
     }
+    if (probe) ReleaseSuspension(di, now);
     OnDelivered(di, now);
     FreeSlot(s);
     return out;
@@ -262,7 +271,7 @@ absl::StatusOr<Decision> Core::Report(uint64_t id, uint32_t attempt, int64_t now
   ++d.cat_counts[static_cast<int>(c.category)];
   NoteAttempt(d, now, reply.transport == Transport::kReply && reply.code == 421);
 
-  ApplyReactions(di, now, attempt_started, reply, c, text);
+  ApplyReactions(di, now, attempt_started, reply, c, text, probe);
 
   if (!c.transient) {
     out.action = DecisionAction::kBounced;
@@ -281,7 +290,15 @@ absl::StatusOr<Decision> Core::Report(uint64_t id, uint32_t attempt, int64_t now
   }
 
   std::string_view schedule;
-  const std::optional<int64_t> next = NextAttempt(r, d, reply, c.category, now, &schedule);
+  std::optional<int64_t> next;
+  // The failed probe itself walks its own backoff: with one message pending
+  // (a small destination) it would otherwise be re-probed every interval.
+  if (!probe && HalfOpen(m_.dests[di]) && IsDestinationLevel(c.category, reply.transport)) {
+    schedule = "builtin:wait-for-release";
+    next = WaitForRelease(r, now);
+  } else {
+    next = NextAttempt(r, d, reply, c.category, now, &schedule);
+  }
   out.schedule = schedule;
   if (!next) {
     out.action = DecisionAction::kExpired;
@@ -344,6 +361,11 @@ DestinationInfo Core::Info(uint32_t di) const {
   out.in_flight = d.in_flight;
   out.rate_per_second = RatePerSecond(EffectiveIntervalMs(d, now));
   if (d.suspended_until > now) out.suspended_until = T(d.suspended_until);
+  if (HalfOpen(d)) {
+    // Suspended until a probe is delivered; the next one goes at next_probe.
+    out.suspended_until = T(std::max(d.suspended_until, d.next_probe));
+    out.next_probe = T(d.next_probe);
+  }
   out.suspensions = d.suspensions;
   if (d.held) out.next_probe = T(d.next_probe);
   out.ready = d.first_count + d.retry_count;

@@ -4,6 +4,7 @@
 #include "mailretry/engine/internal/core.h"
 
 #include <algorithm>
+#include <bit>
 #include <cstdint>
 #include <limits>
 #include <optional>
@@ -32,8 +33,22 @@ bool Core::ReactionMatches(const internal::CompiledReaction& cr, const Reply& re
 }
 
 void Core::ApplyReactions(uint32_t di, int64_t now, int64_t attempt_started, const Reply& reply,
-                    const Classification& c, const std::string& text) {
+                    const Classification& c, const std::string& text, bool probe) {
   DestState& d = m_.dests[di];
+  if (probe) {
+    if (IsDestinationLevel(c.category, reply.transport)) {
+      // The half-open probe failed for a destination-level reason: the next
+      // repeat. Nothing else: it says nothing new about the rate.
+      Suspend(di, now, std::nullopt, c.category, "builtin:probe-failed", text, /*extend=*/true);
+    } else {
+      // Refused for its own reasons (greylisted, unknown recipient, ...):
+      // the destination answered past the point where it was refusing, so it
+      // is back. Without this, a greylisting host, which refuses every
+      // first attempt, stayed half-open for good.
+      ReleaseSuspension(di, now);
+    }
+    return;
+  }
   bool matched = false;
   for (uint16_t ri : d.reaction_candidates) {
     const internal::CompiledReaction& cr = m_.reactions[ri];
@@ -66,6 +81,8 @@ void Core::ApplyReactions(uint32_t di, int64_t now, int64_t attempt_started, con
     }
     if (r.suspend_for) Suspend(di, now, DurMs(*r.suspend_for), c.category, rule_name, text);
   }
+  const bool capacity = c.category == Category::kServerBusyCapacity;
+  d.capacity_bits = (d.capacity_bits << 1) | (capacity ? 1 : 0);
   if (matched) return;
 
   // Built-in reactions by category.
@@ -75,7 +92,18 @@ void Core::ApplyReactions(uint32_t di, int64_t now, int64_t attempt_started, con
       CutRate(d, now, attempt_started, c.category, c.rule, text);
       Suspend(di, now, std::nullopt, c.category, c.rule, text);
       break;
-    case Category::kServerBusyCapacity:
+    case Category::kServerBusyCapacity: {
+      // The rate of capacity replies over the recent attempts, not one reply.
+      const uint32_t w = Policy(d).capacity_window;
+      if (w == 0) {
+        Suspend(di, now, std::nullopt, c.category, c.rule, text);
+        break;
+      }
+      const uint64_t mask = w >= 64 ? ~uint64_t{0} : ((uint64_t{1} << w) - 1);
+      const auto n = static_cast<uint32_t>(std::popcount(d.capacity_bits & mask));
+      if (n >= Policy(d).capacity_suspend_min) Suspend(di, now, std::nullopt, c.category, c.rule, text);
+      break;
+    }
     case Category::kMaintenanceShutdown:
       Suspend(di, now, std::nullopt, c.category, c.rule, text);
       break;

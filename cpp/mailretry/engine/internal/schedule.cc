@@ -84,11 +84,18 @@ std::optional<int64_t> Core::NextAttempt(MsgRec& r, const DestState& d, const Re
   return now + delay;
 }
 
+std::optional<int64_t> Core::WaitForRelease(MsgRec& r, int64_t now) {
+  r.flags &= static_cast<uint8_t>(~internal::kFlagFinal);
+  if (ExpiresMs(r) <= now) return std::nullopt;
+  return now;
+}
+
 void Core::Expire(uint32_t s, int64_t t, std::string_view why) {
   MsgRec& r = m_.msgs[s];
   DestState& d = m_.dests[r.dest];
   ++d.expired;
   ++m_.expired;
+  if (d.held) ++m_.expired_held;
   const std::string last = LastReplyText(r);
   if (Event* e = EmitMsg(EventKind::kExpired, t, r)) {
     e->status = "4.4.7";

@@ -122,9 +122,14 @@ struct DestState {
   // Suspension.
   int64_t suspended_until = kNoTime;
   bool suspended = false;        // a destination_resumed event is owed
+  // Half-open (suspend_probe_interval > 0): after a built-in suspension, only
+  // probes go out until one is delivered, whenever suspended_until is.
+  bool half_open = false;
   uint32_t suspensions = 0;
   uint32_t conn_failures = 0;
   uint32_t consecutive_failures = 0;
+  uint64_t capacity_bits = 0;    // last attempts, newest in bit 0: 1 = a capacity reply
+  uint32_t ramp_to = 0;          // after a probe release: +1 concurrency per delivery up to this
   int64_t wake = kNoTime;        // pending destination timer
 
   // Health.
@@ -138,6 +143,10 @@ struct DestState {
   std::array<uint32_t, kNumCategories> cat_counts{};  // failures since the last delivery
   uint32_t cycle_msgs = 0;
   uint32_t evidence_msgs = 0;
+  // Attempts here answered with a PTR / an SPF-DKIM-DMARC reply (saturating):
+  // strong evidence, pooled per source in Impl::sender_evidence.
+  uint8_t strong_ptr = 0, strong_auth = 0;
+  int64_t strong_first = kNoTime;  // the first of them since the last delivery
   int64_t evidence_first = kNoTime;
 
   // Counters.
@@ -322,6 +331,14 @@ struct Engine::Impl {
   std::vector<Slot> due_msgs, due_dests;
   std::vector<internal::DueTimer> due_items;
 
+  // Sender-side evidence pooled across destinations, by source name id: how
+  // many (destination, source) pairs got a PTR / an SPF-DKIM-DMARC reply.
+  // Derived from DestState::strong_*, so Load rebuilds it.
+  struct SenderEvidence {
+    uint32_t ptr_pairs = 0, auth_pairs = 0;
+  };
+  absl::flat_hash_map<uint32_t, SenderEvidence> sender_evidence;
+
   // Reaction-rule threshold windows: (dest << 16 | rule) -> match times.
   absl::flat_hash_map<uint64_t, std::vector<int64_t>> reaction_hits;
 
@@ -334,6 +351,9 @@ struct Engine::Impl {
   // Reports naming a lease that is no longer current; calls whose `now` was
   // slightly behind the clock and taken as the clock (see Core::Advance).
   uint64_t stale_reports = 0, clamped_times = 0;
+  // Structural holds: messages that waited at a held destination, those still
+  // pending when a hold was lifted, and those whose lifetime ended held.
+  uint64_t held_messages = 0, released_messages = 0, expired_held = 0;
 
   // Set for a durable engine (Engine::OpenDurable); null otherwise and while
   // the journal is being replayed.

@@ -57,9 +57,24 @@ void Core::CheckWarning(DestState& d, int64_t now) {
 
 // Counts a failing message towards the structural rules and raises
 // structural_failure when one of them holds.
+void Core::NoteStrongEvidence(DestState& d, Category cat, int64_t now) {
+  if (d.strong_first == kNoTime) d.strong_first = now;
+  const bool ptr = cat == Category::kPtrRdns;
+  uint8_t& n = ptr ? d.strong_ptr : d.strong_auth;
+  if (n == 0) {
+    Engine::Impl::SenderEvidence& s = m_.sender_evidence[d.source_id];
+    ++(ptr ? s.ptr_pairs : s.auth_pairs);
+  }
+  if (n < 255) ++n;
+}
+
 void Core::StructuralEvidence(uint32_t di, MsgRec& r, Category cat, int64_t now, bool expiring) {
   DestState& d = m_.dests[di];
-  if (IsEvidenceCategory(cat) && !(r.flags & internal::kFlagEvidence)) {
+  // An expiry repeats the message's last reply; it is not a new attempt.
+  if (!expiring && IsEvidenceCategory(cat)) NoteStrongEvidence(d, cat, now);
+  const bool early_evidence =
+      IsEvidenceCategory(cat) || (m_.config.structural.early_weak_evidence && IsWeakEvidenceCategory(cat));
+  if (early_evidence && !(r.flags & internal::kFlagEvidence)) {
     r.flags |= internal::kFlagEvidence;
     ++d.evidence_msgs;
     if (d.evidence_first == kNoTime) d.evidence_first = now;
@@ -80,24 +95,69 @@ void Core::CheckStructural(uint32_t di, int64_t now) {
   const bool cycle = d.cycle_msgs >= s.cycle_messages;
   const bool early = d.evidence_msgs >= s.evidence_messages && d.evidence_first != kNoTime &&
                      now - d.evidence_first >= DurMs(s.evidence_span);
-  if (!cycle && !early) return;
+  // Strong, sender-side evidence: confirmed here or at other destinations.
+  const Engine::Impl::SenderEvidence* pooled = nullptr;
+  if (d.strong_ptr + d.strong_auth > 0) {
+    auto it = m_.sender_evidence.find(d.source_id);
+    if (it != m_.sender_evidence.end()) pooled = &it->second;
+  }
+  auto confirmed = [&](uint8_t here, uint32_t pairs) {
+    return here > 0 && ((s.strong_attempts > 0 && here >= s.strong_attempts &&
+                         now - d.strong_first >= DurMs(s.strong_span)) ||
+                        (s.sender_destinations > 0 && pairs >= s.sender_destinations));
+  };
+  const bool ptr = pooled != nullptr && confirmed(d.strong_ptr, pooled->ptr_pairs);
+  const bool auth = pooled != nullptr && confirmed(d.strong_auth, pooled->auth_pairs);
+  if (!cycle && !early && !ptr && !auth) return;
   d.health = Health::kStructural;
   Event& e = Emit(EventKind::kStructuralFailure, now, d);
-  if (cycle) {
-    e.detail = absl::StrCat(d.cycle_msgs, " messages failed a full retry cycle (", m_.cycle_failures,
-                            " attempts) with no delivery to this destination since they were submitted");
+  if (ptr || auth) {
+    // Say whose fault it is and which check failed.
+    const std::string_view src = m_.names[d.source_id];
+    const std::string who = src.empty() ? std::string("the sender") : absl::StrCat("source ", ToAbsl(src));
+    e.rule = ptr ? "structural:sender/ptr" : "structural:sender/spf-dkim-dmarc";
+    e.detail = absl::StrCat(
+        "sender-side: ", ptr ? "PTR (reverse DNS of the sending IP)" : "SPF/DKIM/DMARC (the sending domain's authentication)",
+        " fails for ", who, "; ", ptr ? d.strong_ptr : d.strong_auth, " attempt(s) here and ",
+        ptr ? pooled->ptr_pairs : pooled->auth_pairs, " destination(s) for this source got such replies");
   } else {
-    e.detail = absl::StrCat(d.evidence_msgs,
-                            " messages got reputation/authentication/PTR/DNSBL replies over ",
-                            absl::FormatDuration(absl::Milliseconds(now - d.evidence_first)),
-                            " with no delivery");
+    if (cycle) {
+      e.detail = absl::StrCat(d.cycle_msgs, " messages failed a full retry cycle (", m_.cycle_failures,
+                              " attempts) with no delivery to this destination since they were submitted");
+    } else {
+      e.detail = absl::StrCat(d.evidence_msgs, " messages got authentication/PTR",
+                              s.early_weak_evidence ? "/reputation/DNSBL" : "", " replies over ",
+                              absl::FormatDuration(absl::Milliseconds(now - d.evidence_first)), " with no delivery");
+    }
+    // Whose side, by the dominant failure: the sender's checks (PTR,
+    // SPF/DKIM/DMARC, its reputation at this receiver) or the receiver.
+    const std::vector<CategoryCount> top = DominantCategories(d, 1);
+    const Category c = top.empty() ? Category::kUnknownTransient : top[0].category;
+    std::string_view check;
+    if (c == Category::kPtrRdns) {
+      check = "ptr";
+    } else if (c == Category::kAuthSpfDkimDmarc) {
+      check = "spf-dkim-dmarc";
+    } else if (c == Category::kReputationBlock || c == Category::kReputationThrottle ||
+               c == Category::kDnsblListed) {
+      check = "reputation";
+    }
+    if (!check.empty()) {
+      e.rule = absl::StrCat("structural:sender/", ToAbsl(check));
+      absl::StrAppend(&e.detail, "; sender-side: ", check == "ptr" ? "PTR" : check == "reputation" ? "reputation" : "SPF/DKIM/DMARC");
+    } else {
+      e.rule = absl::StrCat("structural:receiver/", ToAbsl(CategoryName(c)));
+      absl::StrAppend(&e.detail, "; receiver-side: mostly ", ToAbsl(CategoryName(c)));
+    }
   }
   FillEvidence(e, d);
   if (s.hold) {
     d.held = true;
     d.next_probe = SatAdd(now, DurMs(s.probe_interval));
     ArmWake(di, d.next_probe);
-    absl::StrAppend(&e.detail, "; holding the destination, one probe every ",
+    const uint64_t n = Pending(d);
+    m_.held_messages += n;
+    absl::StrAppend(&e.detail, "; holding the destination (", n, " message(s) pending), one probe every ",
                     absl::FormatDuration(s.probe_interval));
   }
 }

@@ -1,0 +1,362 @@
+// File: engine/adaptive_test.cc
+// The adaptive mechanisms of issue 12, one block per mechanism: half-open
+// probing of a suspended destination, the capacity-reply window, learned
+// greylist delays, pooled structural evidence, and the hold counters.
+#include <algorithm>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "mailretry/engine/engine.h"
+#include "mailretry/engine/internal/engine_test_util.h"
+
+namespace mailretry {
+namespace {
+
+using namespace ::mailretry::engine_test;  // NOLINT: the shared test vocabulary
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+
+// --- 1. half-open probing -----------------------------------------------------
+
+struct BlockRun {
+  std::optional<absl::Time> first_delivery;
+  int attempts_during_block = 0;
+  std::vector<size_t> leases_after_release;  // leases per minute after the first delivery
+};
+
+// 40 messages to a destination that answers every attempt with a
+// reputation deferral until `block_end`, then accepts everything; the sender
+// polls every 30 s and answers each lease at once.
+BlockRun RunBlock(EngineConfig c, absl::Time block_end) {
+  auto e = MakeEngine(std::move(c));
+  BlockRun out;
+  for (uint64_t i = 0; i < 40; ++i) EXPECT_TRUE(e->Submit(i, "yahoo.example", kT0).ok());
+  for (absl::Time now = kT0; now < block_end + absl::Hours(8); now += absl::Seconds(30)) {
+    std::vector<Lease> l = Take(*e, now);
+    if (out.first_delivery && out.leases_after_release.size() < 6) out.leases_after_release.push_back(l.size());
+    for (const Lease& lease : l) {
+      if (now < block_end) {
+        ++out.attempts_during_block;
+        MustReport(*e, lease.msg_id, now, kYahoo);
+      } else {
+        MustReport(*e, lease.msg_id, now, kOk);
+        if (!out.first_delivery) out.first_delivery = now;
+      }
+    }
+  }
+  EXPECT_EQ(e->Stats().delivered, 40u);
+  ExpectBalanced(*e);
+  return out;
+}
+
+TEST(HalfOpenProbing, FirstDeliveryComesWithinOneProbeIntervalOfTheBlockEnding) {
+  const absl::Time block_end = kT0 + absl::Hours(3) + absl::Seconds(10);
+  EngineConfig c;
+  c.destination_defaults.suspend_probe_interval = absl::Minutes(5);
+  const BlockRun probed = RunBlock(c, block_end);
+  ASSERT_TRUE(probed.first_delivery.has_value());
+  // One probe interval, plus the sender's 30 s polling step.
+  EXPECT_LE(*probed.first_delivery, block_end + absl::Minutes(5) + absl::Seconds(30));
+  // During the block: the first cohort, then about one probe per interval.
+  EXPECT_LE(probed.attempts_during_block, 5 + 3 * 60 / 5 + 1);
+  // The backlog comes back with a ramp (1, then growing), not all at once.
+  ASSERT_FALSE(probed.leases_after_release.empty());
+  EXPECT_LE(probed.leases_after_release.front(), 2u);
+
+  // Without probing the suspension runs its exponential course (5, 10, 20,
+  // 40, 80 min ...) and overshoots the block's end by far more.
+  c.destination_defaults.suspend_probe_interval = absl::ZeroDuration();
+  const BlockRun plain = RunBlock(c, block_end);
+  ASSERT_TRUE(plain.first_delivery.has_value());
+  EXPECT_GT(*plain.first_delivery, block_end + absl::Minutes(15));
+}
+
+TEST(HalfOpenProbing, OneProbePerIntervalAndAFailedProbeExtendsTheSuspension) {
+  auto e = MakeEngine();
+  for (uint64_t i = 0; i < 10; ++i) ASSERT_TRUE(e->Submit(i, "yahoo.example", kT0).ok());
+  std::vector<Lease> first = Take(*e, kT0);
+  ASSERT_EQ(first.size(), 5u);
+  for (const Lease& l : first) MustReport(*e, l.msg_id, kT0, kYahoo);
+  DestinationInfo info = *e->GetDestination("yahoo.example");
+  ASSERT_TRUE(info.suspended_until.has_value());
+  const absl::Time until1 = *info.suspended_until;
+  EXPECT_EQ(info.suspensions, 1u);
+  e->DrainEvents();
+  // Nothing before the probe time, then exactly one message.
+  EXPECT_THAT(Take(*e, kT0 + absl::Minutes(4)), IsEmpty());
+  std::vector<Lease> probe = Take(*e, kT0 + absl::Minutes(5));
+  ASSERT_EQ(probe.size(), 1u);
+  EXPECT_THAT(Take(*e, kT0 + absl::Minutes(5) + absl::Seconds(20)), IsEmpty());  // probe in flight
+  MustReport(*e, probe[0].msg_id, kT0 + absl::Minutes(5) + absl::Seconds(20), kYahoo);
+  info = *e->GetDestination("yahoo.example");
+  EXPECT_EQ(info.suspensions, 2u);
+  EXPECT_GT(*info.suspended_until, until1);
+  std::vector<Event> ev = e->DrainEvents();
+  bool extended = false;
+  for (const Event& x : ev) extended |= x.kind == EventKind::kDestinationSuspended && x.rule == "builtin:probe-failed";
+  EXPECT_TRUE(extended);
+  // The next probe one interval after the last one, not at the suspension's end.
+  EXPECT_THAT(Take(*e, kT0 + absl::Minutes(9)), IsEmpty());
+  EXPECT_EQ(Take(*e, kT0 + absl::Minutes(10)).size(), 1u);
+}
+
+TEST(HalfOpenProbing, MessagesRefusedWhileSuspendedWaitForTheReleaseNotTheirBackoff) {
+  auto e = MakeEngine();
+  for (uint64_t i = 0; i < 3; ++i) ASSERT_TRUE(e->Submit(i, "yahoo.example", kT0).ok());
+  std::vector<Lease> l = Take(*e, kT0);
+  ASSERT_EQ(l.size(), 3u);
+  for (const Lease& x : l) {
+    const Decision d = MustReport(*e, x.msg_id, kT0 + absl::Seconds(1), kYahoo);
+    EXPECT_EQ(d.schedule, "builtin:wait-for-release");
+    ASSERT_TRUE(d.next_attempt.has_value());
+    EXPECT_EQ(*d.next_attempt, kT0 + absl::Seconds(1));
+  }
+  // A delivered probe releases them all at once (ramp permitting), hours
+  // before the 15-minute-then-longer backoff would have.
+  std::vector<Lease> probe = Take(*e, kT0 + absl::Minutes(6));
+  ASSERT_EQ(probe.size(), 1u);
+  MustReport(*e, probe[0].msg_id, kT0 + absl::Minutes(6), kOk);
+  std::vector<Event> ev = e->DrainEvents();
+  ASSERT_GE(Count(ev, EventKind::kDestinationResumed), 1);
+  size_t delivered = 1;
+  for (absl::Time t = kT0 + absl::Minutes(6); t < kT0 + absl::Minutes(7); t += absl::Seconds(5)) {
+    for (const Lease& x : Take(*e, t)) {
+      MustReport(*e, x.msg_id, t, kOk);
+      ++delivered;
+    }
+  }
+  EXPECT_EQ(delivered, 3u);
+}
+
+// A greylisting host refuses every first attempt: a probe refused for its own
+// reasons shows the destination answering again and releases it.
+TEST(HalfOpenProbing, AProbeRefusedForItsOwnReasonsReleasesTheDestination) {
+  auto e = MakeEngine();
+  for (uint64_t i = 0; i < 6; ++i) ASSERT_TRUE(e->Submit(i, "grey.example", kT0).ok());
+  for (const Lease& x : Take(*e, kT0)) MustReport(*e, x.msg_id, kT0, kYahoo);
+  ASSERT_TRUE(e->GetDestination("grey.example")->suspended_until.has_value());
+  std::vector<Lease> probe = Take(*e, kT0 + absl::Minutes(5));
+  ASSERT_EQ(probe.size(), 1u);
+  MustReport(*e, probe[0].msg_id, kT0 + absl::Minutes(5), kGreylisted);
+  EXPECT_FALSE(e->GetDestination("grey.example")->suspended_until.has_value());
+  // Released, with a ramp: one at a time (the rate cut of the first cohort stays).
+  EXPECT_EQ(Take(*e, kT0 + absl::Minutes(6)).size(), 1u);
+}
+
+// A failed probe walks its own backoff: a destination with one message is
+// not re-probed every interval all day.
+TEST(HalfOpenProbing, AOneMessageDestinationIsNotHammeredByProbes) {
+  EngineConfig c;
+  c.retry.lifetime = absl::Hours(24);
+  auto e = MakeEngine(c);
+  ASSERT_TRUE(e->Submit(1, "lonely.example", kT0).ok());
+  int attempts = 0;
+  for (absl::Time t = kT0; t < kT0 + absl::Hours(25); t += absl::Minutes(1)) {
+    for (const Lease& x : Take(*e, t)) {
+      ++attempts;
+      MustReport(*e, x.msg_id, t, kYahoo);
+    }
+  }
+  EXPECT_EQ(e->Stats().expired, 1u);
+  EXPECT_LE(attempts, 15);  // its schedule (15 min doubling to 4 h), not 288 probes
+}
+
+TEST(HalfOpenProbing, AUserRulesFixedSuspensionIsNotProbed) {
+  EngineConfig c;
+  ReactionRule r;
+  r.name = "pause";
+  r.text_regex = "TSS04";
+  r.suspend_for = absl::Hours(2);
+  c.reactions.push_back(r);
+  auto e = MakeEngine(c);
+  for (uint64_t i = 0; i < 3; ++i) ASSERT_TRUE(e->Submit(i, "yahoo.example", kT0).ok());
+  for (const Lease& x : Take(*e, kT0)) MustReport(*e, x.msg_id, kT0, kYahoo);
+  for (absl::Time t = kT0; t < kT0 + absl::Hours(2); t += absl::Minutes(1)) {
+    ASSERT_THAT(Take(*e, t), IsEmpty()) << t;
+  }
+}
+
+
+// --- 2. the capacity-reply window ---------------------------------------------
+
+// `busy_at` lists which of 40 consecutive attempts (one at a time) get
+// "server busy"; the rest are delivered. Returns the suspensions raised.
+int SuspensionsFor(EngineConfig c, const std::vector<int>& busy_at) {
+  c.destination_defaults.initial_concurrency = 1;
+  c.destination_defaults.max_concurrency = 1;
+  auto e = MakeEngine(std::move(c));
+  for (uint64_t i = 0; i < 40; ++i) EXPECT_TRUE(e->Submit(i, "busy.example", kT0).ok());
+  absl::Time now = kT0;
+  for (int k = 0; k < 40; ++k, now += absl::Seconds(3)) {
+    std::vector<Lease> l = Take(*e, now, 1);
+    if (l.empty()) break;  // suspended
+    const bool busy = std::find(busy_at.begin(), busy_at.end(), k) != busy_at.end();
+    MustReport(*e, l[0].msg_id, now + absl::Seconds(1), busy ? kBusy : kOk);
+  }
+  return Count(e->DrainEvents(), EventKind::kDestinationSuspended);
+}
+
+TEST(CapacityWindow, AnIsolatedServerBusyDoesNotSuspend) {
+  EXPECT_EQ(SuspensionsFor(EngineConfig{}, {7}), 0);
+  EXPECT_EQ(SuspensionsFor(EngineConfig{}, {3, 30}), 0);  // two, far apart
+  // Window off (the old behaviour): one reply suspends.
+  EngineConfig old;
+  old.destination_defaults.capacity_window = 0;
+  EXPECT_EQ(SuspensionsFor(old, {7}), 1);
+}
+
+TEST(CapacityWindow, ARunOfCapacityRepliesWithinTheWindowSuspends) {
+  EXPECT_EQ(SuspensionsFor(EngineConfig{}, {5, 9, 14}), 1);
+  // Three replies spread wider than the 20-attempt window do not.
+  EXPECT_EQ(SuspensionsFor(EngineConfig{}, {0, 21, 39}), 0);
+  EngineConfig c;
+  c.destination_defaults.capacity_suspend_min = 2;
+  EXPECT_EQ(SuspensionsFor(c, {5, 9}), 1);
+}
+
+TEST(CapacityWindow, BadWindowSettingsAreRefused) {
+  EngineConfig c;
+  c.destination_defaults.capacity_window = 65;
+  EXPECT_FALSE(c.Validate().ok());
+  c.destination_defaults.capacity_window = 4;
+  c.destination_defaults.capacity_suspend_min = 5;
+  EXPECT_FALSE(c.Validate().ok());
+}
+
+
+// --- 4. structural detection: strong, pooled, sender-side evidence ------------
+
+std::vector<Event> Structural(const std::vector<Event>& ev) {
+  std::vector<Event> out;
+  for (const Event& x : ev) {
+    if (x.kind == EventKind::kStructuralFailure) out.push_back(x);
+  }
+  return out;
+}
+
+TEST(StructuralPooling, ASourceWithoutPtrIsFoundAtOneMessageDestinations) {
+  auto e = MakeEngine();
+  // One message per destination from the broken source, one from a good
+  // source that every destination accepts.
+  const std::vector<std::string> doms = {"a.example", "b.example", "c.example"};
+  uint64_t id = 1;
+  std::vector<Event> all;
+  for (const std::string& d : doms) {
+    ASSERT_TRUE(e->Submit(id++, d, kT0, "ip-d").ok());
+    ASSERT_TRUE(e->Submit(id++, d, kT0, "ip-a").ok());
+  }
+  for (const Lease& l : Take(*e, kT0)) MustReport(*e, l.msg_id, kT0, l.source == "ip-d" ? kPtr : kOk);
+  std::vector<Event> ev = Structural(e->DrainEvents());
+  // The first PTR reply is confirmed by the second destination for ip-d:
+  // all but the first pair are flagged at once, the first at its next reply.
+  ASSERT_GE(ev.size(), 2u);
+  for (const Event& x : ev) {
+    EXPECT_EQ(x.source, "ip-d");
+    EXPECT_EQ(x.rule, "structural:sender/ptr");
+    EXPECT_THAT(x.detail, HasSubstr("sender-side: PTR"));
+    EXPECT_THAT(x.detail, HasSubstr("source ip-d"));
+  }
+  const absl::Time retry = kT0 + absl::Hours(1);
+  for (const Lease& l : Take(*e, retry)) MustReport(*e, l.msg_id, retry, kPtr);
+  for (const Event& x : Structural(e->DrainEvents())) ev.push_back(x);
+  EXPECT_EQ(ev.size(), 3u);
+  for (const std::string& d : doms) {
+    EXPECT_EQ(e->GetDestination(d, "ip-d")->health, Health::kStructural) << d;
+    EXPECT_EQ(e->GetDestination(d, "ip-a")->health, Health::kHealthy) << d;
+  }
+
+  // Without pooling and the strong rule (0.1's rules) none of them is found.
+  EngineConfig old;
+  old.structural.strong_attempts = old.structural.sender_destinations = 0;
+  auto o = MakeEngine(old);
+  id = 1;
+  for (const std::string& d : doms) ASSERT_TRUE(o->Submit(id++, d, kT0, "ip-d").ok());
+  for (absl::Time t = kT0; t < kT0 + absl::Hours(6); t += absl::Minutes(5)) {
+    for (const Lease& l : Take(*o, t)) MustReport(*o, l.msg_id, t, kPtr);
+  }
+  EXPECT_THAT(Structural(o->DrainEvents()), IsEmpty());
+}
+
+TEST(StructuralPooling, OneStrongReplyAloneIsNotEnough) {
+  auto e = MakeEngine();
+  ASSERT_TRUE(e->Submit(1, "solo.example", kT0, "ip-x").ok());
+  ASSERT_TRUE(e->Submit(2, "solo.example", kT0, "ip-x").ok());
+  std::vector<Lease> l = Take(*e, kT0);
+  ASSERT_EQ(l.size(), 2u);
+  MustReport(*e, l[0].msg_id, kT0, kPtr);
+  MustReport(*e, l[1].msg_id, kT0, kPtr);  // a second reply, but not strong_span later
+  EXPECT_THAT(Structural(e->DrainEvents()), IsEmpty());
+}
+
+TEST(StructuralPooling, ATemporaryDnsblListingThatClearsIsNotStructural) {
+  auto run = [](EngineConfig c) -> size_t {
+    auto e = MakeEngine(std::move(c));
+    absl::Time now = kT0;
+    uint64_t id = 1;
+    // 12 messages an hour, all deferred as DNSBL-listed for 3 hours, then
+    // the listing clears and everything is accepted.
+    for (; now < kT0 + absl::Hours(6); now += absl::Minutes(5)) {
+      EXPECT_TRUE(e->Submit(id++, "outlook.example", now).ok());
+      for (const Lease& l : Take(*e, now)) {
+        MustReport(*e, l.msg_id, now, now < kT0 + absl::Hours(3) ? kDnsbl : kOk);
+      }
+    }
+    return Structural(e->DrainEvents()).size();
+  };
+  EXPECT_EQ(run(EngineConfig{}), 0u);
+  EngineConfig old;
+  old.structural.early_weak_evidence = true;  // 0.1: DNSBL replies counted early
+  EXPECT_EQ(run(old), 1u);
+}
+
+// --- 6. what a hold cost ---------------------------------------------------------
+
+TEST(HoldCounters, HeldReleasedAndExpiredAreCountedAndSaid) {
+  EngineConfig c;
+  c.structural.strong_attempts = 1;
+  c.structural.strong_span = absl::ZeroDuration();
+  auto e = MakeEngine(c);
+  for (uint64_t i = 0; i < 5; ++i) ASSERT_TRUE(e->Submit(i, "x.example", kT0).ok());
+  std::vector<Lease> l = Take(*e, kT0);
+  ASSERT_EQ(l.size(), 5u);
+  for (const Lease& x : l) MustReport(*e, x.msg_id, kT0 + absl::Seconds(1), kPtr);
+  std::vector<Event> ev = Structural(e->DrainEvents());
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_THAT(ev[0].detail, HasSubstr("4 message(s) pending"));  // the other four, in flight
+  ASSERT_TRUE(e->Submit(10, "x.example", kT0 + absl::Minutes(1)).ok());
+  ASSERT_TRUE(e->Submit(11, "x.example", kT0 + absl::Minutes(1)).ok());
+  EXPECT_EQ(e->Stats().held_messages, 6u);
+  // The hold's probe is delivered: the rest is released.
+  absl::Time t = kT0 + absl::Minutes(31);
+  std::vector<Lease> probe = Take(*e, t);
+  ASSERT_EQ(probe.size(), 1u);
+  MustReport(*e, probe[0].msg_id, t, kOk);
+  std::vector<Event> cleared = e->DrainEvents();
+  bool said = false;
+  for (const Event& x : cleared) {
+    if (x.kind == EventKind::kStructuralCleared) said = x.detail.find("6 held message(s) released") != std::string::npos;
+  }
+  EXPECT_TRUE(said);
+  EXPECT_EQ(e->Stats().released_messages, 6u);
+  EXPECT_EQ(e->Stats().expired_held, 0u);
+
+  // A hold that never clears: its messages expire held.
+  c.retry.lifetime = absl::Hours(2);
+  auto h = MakeEngine(c);
+  for (uint64_t i = 0; i < 3; ++i) ASSERT_TRUE(h->Submit(i, "y.example", kT0).ok());
+  for (absl::Time now = kT0; now < kT0 + absl::Hours(3); now += absl::Minutes(1)) {
+    for (const Lease& x : Take(*h, now)) MustReport(*h, x.msg_id, now, kPtr);
+  }
+  const EngineStats s = h->Stats();
+  EXPECT_EQ(s.expired, 3u);
+  EXPECT_GE(s.held_messages, 2u);
+  EXPECT_EQ(s.released_messages, 0u);
+  EXPECT_GE(s.expired_held, 2u);  // all but a probe that may have expired in flight
+}
+
+}  // namespace
+}  // namespace mailretry
