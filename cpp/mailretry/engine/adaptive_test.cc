@@ -75,6 +75,26 @@ TEST(HalfOpenProbing, FirstDeliveryComesWithinOneProbeIntervalOfTheBlockEnding) 
   EXPECT_GT(*plain.first_delivery, block_end + absl::Minutes(15));
 }
 
+// A suspension shorter than the probe interval is probed when it ends, not
+// one interval later (found by the real-Postfix anvil test: suspend_base 2 s
+// held the destination for the default 5-min interval).
+TEST(HalfOpenProbing, AShortSuspensionIsProbedWhenItEnds) {
+  EngineConfig c;
+  c.destination_defaults.suspend_base = absl::Seconds(2);
+  c.destination_defaults.suspend_probe_interval = absl::Minutes(5);
+  auto e = MakeEngine(c);
+  for (uint64_t i = 0; i < 10; ++i) ASSERT_TRUE(e->Submit(i, "rated.example", kT0).ok());
+  std::vector<Lease> l = Take(*e, kT0, 1);
+  ASSERT_EQ(l.size(), 1u);
+  MustReport(*e, l[0].msg_id, kT0, kRateLimited);
+  EXPECT_THAT(Take(*e, kT0 + absl::Seconds(1)), IsEmpty());
+  // Well before the 5-min interval (the cut rate may pace it a little).
+  std::vector<Lease> probe = Take(*e, kT0 + absl::Seconds(30));
+  ASSERT_EQ(probe.size(), 1u) << "one probe once the 2 s suspension is over";
+  MustReport(*e, probe[0].msg_id, kT0 + absl::Seconds(30), kOk);
+  ExpectBalanced(*e);
+}
+
 TEST(HalfOpenProbing, OneProbePerIntervalAndAFailedProbeExtendsTheSuspension) {
   auto e = MakeEngine();
   for (uint64_t i = 0; i < 10; ++i) ASSERT_TRUE(e->Submit(i, "yahoo.example", kT0).ok());
