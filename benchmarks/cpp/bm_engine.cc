@@ -11,8 +11,8 @@
 // messages, attempts, delivered, bounced, expired, sim_hours.
 
 #include <algorithm>
-#include <ctime>
 #include <cstdint>
+#include <ctime>
 #include <random>
 #include <string>
 #include <vector>
@@ -35,7 +35,7 @@ constexpr size_t kDestinations = 10'000;
 // deferrals, greylisting, hard bounces, throttling and connection failures.
 struct Outcome {
   int percent;
-  const char* text;       // nullptr = connection refused
+  const char* text;  // nullptr = connection refused
 };
 constexpr Outcome kMix[] = {
     {86, "250 2.0.0 OK queued as 12345"},
@@ -62,7 +62,9 @@ void BM_EngineCycle(benchmark::State& state) {
   const std::vector<Reply> mix = ParsedMix();
   std::vector<std::string> mix_text;
   for (const Reply& r : mix) {
-    mix_text.push_back(r.transport == Transport::kReply ? r.ToString() : std::string("421 4.4.1 connection refused"));
+    mix_text.push_back(r.transport == Transport::kReply
+                           ? r.ToString()
+                           : std::string("421 4.4.1 connection refused"));
   }
 
   // Destination popularity is skewed (a few big providers, a long tail).
@@ -105,7 +107,8 @@ void BM_EngineCycle(benchmark::State& state) {
     const absl::Duration paused0 = absl::Now() - wall0;
     const absl::Time pause_start = absl::Now();
     EngineStats s0 = e.Stats();
-    const double bytes_per_pending = static_cast<double>(s0.memory_bytes) / static_cast<double>(s0.pending);
+    const double bytes_per_pending =
+        static_cast<double>(s0.memory_bytes) / static_cast<double>(s0.pending);
     const absl::Duration paused = absl::Now() - pause_start;
     state.ResumeTiming();
     (void)paused0;

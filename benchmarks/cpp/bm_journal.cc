@@ -27,8 +27,8 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "benchmark/benchmark.h"
-#include "mailretry/engine/engine.h"
 #include "mailretry/engine/durable/journal.h"
+#include "mailretry/engine/engine.h"
 #include "mailretry/reply/reply.h"
 
 namespace mailretry {
@@ -43,8 +43,9 @@ std::unique_ptr<Engine> MakeEngine(int mode, std::string* dir) {
   *dir = absl::StrCat(base != nullptr ? base : "/tmp", "/bm_journal_", ::getpid(), "_", mode);
   std::filesystem::remove_all(*dir);
   JournalOptions o;
-  o.fsync = mode == 1 ? JournalOptions::Fsync::kNever
-                      : (mode == 2 ? JournalOptions::Fsync::kGrouped : JournalOptions::Fsync::kEveryOp);
+  o.fsync = mode == 1
+                ? JournalOptions::Fsync::kNever
+                : (mode == 2 ? JournalOptions::Fsync::kGrouped : JournalOptions::Fsync::kEveryOp);
   o.group_interval = absl::Milliseconds(5);
   absl::StatusOr<std::unique_ptr<Engine>> e = Engine::OpenDurable(*dir, {}, 1, o);
   if (!e.ok()) std::abort();
@@ -56,12 +57,16 @@ const char* ModeName(int mode) {
   return kNames[mode];
 }
 
-void Finish(benchmark::State& state, Engine& e, const std::string& dir, int mode, uint64_t ops, uint64_t calls) {
-  state.counters["ops_per_s"] = benchmark::Counter(static_cast<double>(ops), benchmark::Counter::kIsRate);
-  state.counters["calls_per_s"] = benchmark::Counter(static_cast<double>(calls), benchmark::Counter::kIsRate);
+void Finish(benchmark::State& state, Engine& e, const std::string& dir, int mode, uint64_t ops,
+            uint64_t calls) {
+  state.counters["ops_per_s"] =
+      benchmark::Counter(static_cast<double>(ops), benchmark::Counter::kIsRate);
+  state.counters["calls_per_s"] =
+      benchmark::Counter(static_cast<double>(calls), benchmark::Counter::kIsRate);
   if (std::optional<JournalInfo> info = e.journal_info()) {
     state.counters["fsyncs"] = static_cast<double>(info->fsyncs);
-    state.counters["journal_bytes_per_op"] = static_cast<double>(info->bytes) / static_cast<double>(ops);
+    state.counters["journal_bytes_per_op"] =
+        static_cast<double>(info->bytes) / static_cast<double>(ops);
   }
   state.SetLabel(ModeName(mode));
   if (!dir.empty()) std::filesystem::remove_all(dir);

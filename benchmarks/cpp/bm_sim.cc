@@ -93,7 +93,8 @@ void BM_SimAllPolicies(benchmark::State& state) {
   state.counters["messages"] = static_cast<double>(s.messages);
   state.counters["destinations"] = static_cast<double>(s.tail_domains + s.named.size());
   state.counters["attempts"] = static_cast<double>(attempts);
-  state.counters["threads"] = static_cast<double>(std::max(1u, std::thread::hardware_concurrency()));
+  state.counters["threads"] =
+      static_cast<double>(std::max(1u, std::thread::hardware_concurrency()));
 }
 BENCHMARK(BM_SimAllPolicies)->Iterations(1)->Unit(benchmark::kSecond)->UseRealTime();
 

@@ -48,12 +48,12 @@ double NsSince(Clock::time_point t0) {
 }
 
 struct Workload {
-  std::vector<Slot> fill_order;   // permutation of 0..N-1
-  std::vector<int64_t> due_ms;    // by slot, fill due time (offset from kT0)
-  std::vector<Slot> ops;          // M distinct slots
-  std::vector<int64_t> ops_ms;    // due_ms[ops[i]], contiguous: the timed loops
-                                  // must not pay a random read of their own
-  std::vector<int64_t> new_ms;    // M fresh due times
+  std::vector<Slot> fill_order;  // permutation of 0..N-1
+  std::vector<int64_t> due_ms;   // by slot, fill due time (offset from kT0)
+  std::vector<Slot> ops;         // M distinct slots
+  std::vector<int64_t> ops_ms;   // due_ms[ops[i]], contiguous: the timed loops
+                                 // must not pay a random read of their own
+  std::vector<int64_t> new_ms;   // M fresh due times
 };
 
 Workload MakeWorkload(size_t n) {
@@ -252,7 +252,8 @@ void BM_BoostDaryMutable(benchmark::State& state) {
 
     size_t hits = 0;
     auto t0 = Clock::now();
-    for (int i = 0; i < kEmptyPops; ++i) hits += heap.top().first <= static_cast<uint64_t>(i % 1000);
+    for (int i = 0; i < kEmptyPops; ++i)
+      hits += heap.top().first <= static_cast<uint64_t>(i % 1000);
     double ns = NsSince(t0);
     r.empty_pop = ns / kEmptyPops;
     total += ns;
@@ -304,14 +305,14 @@ void Register() {
   auto apply = [](benchmark::internal::Benchmark* b) {
     b->Arg(1000000)->Arg(10000000)->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
   };
-  apply(benchmark::RegisterBenchmark(
-      "timers/wheel", BM_Backend<internal::TimingWheel>,
-      std::function<void(internal::TimingWheel&, size_t)>(
-          [](internal::TimingWheel& q, size_t n) { q.Reserve(n); })));
-  apply(benchmark::RegisterBenchmark(
-      "timers/quad_heap", BM_Backend<internal::QuadHeap>,
-      std::function<void(internal::QuadHeap&, size_t)>(
-          [](internal::QuadHeap& q, size_t n) { q.Reserve(n, n); })));
+  apply(
+      benchmark::RegisterBenchmark("timers/wheel", BM_Backend<internal::TimingWheel>,
+                                   std::function<void(internal::TimingWheel&, size_t)>(
+                                       [](internal::TimingWheel& q, size_t n) { q.Reserve(n); })));
+  apply(
+      benchmark::RegisterBenchmark("timers/quad_heap", BM_Backend<internal::QuadHeap>,
+                                   std::function<void(internal::QuadHeap&, size_t)>(
+                                       [](internal::QuadHeap& q, size_t n) { q.Reserve(n, n); })));
   apply(benchmark::RegisterBenchmark(
       "timers/boost_heap", BM_Backend<internal::BoostHeapQueue>,
       std::function<void(internal::BoostHeapQueue&, size_t)>(

@@ -2,8 +2,8 @@
 #include <iostream>
 
 #include "mailretry/classify/classifier.h"
-#include "mailretry/reply/reply.h"
 #include "mailretry/common/version.h"
+#include "mailretry/reply/reply.h"
 
 int main() {
   absl::StatusOr<mailretry::Classifier> classifier = mailretry::Classifier::Create();

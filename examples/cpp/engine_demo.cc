@@ -36,11 +36,13 @@ std::string FakeSend(const Lease& lease, absl::Time now, absl::Time fixed_at, st
 
 void Print(const Event& e) {
   std::printf("%s  %-22s %-18s", absl::FormatTime("%H:%M", e.time, absl::UTCTimeZone()).c_str(),
-              std::string(mailretry::EventKindName(e.kind)).c_str(), std::string(e.destination).c_str());
+              std::string(mailretry::EventKindName(e.kind)).c_str(),
+              std::string(e.destination).c_str());
   if (e.msg_id) std::printf(" msg=%llu", static_cast<unsigned long long>(*e.msg_id));
   if (e.category) std::printf(" %s", std::string(mailretry::CategoryName(*e.category)).c_str());
   if (e.next_attempt) {
-    std::printf(" next=%s", absl::FormatTime("%H:%M", *e.next_attempt, absl::UTCTimeZone()).c_str());
+    std::printf(" next=%s",
+                absl::FormatTime("%H:%M", *e.next_attempt, absl::UTCTimeZone()).c_str());
   }
   if (!e.detail.empty()) std::printf("  (%s)", e.detail.c_str());
   std::printf("\n");
@@ -70,7 +72,8 @@ int main() {
     absl::StatusOr<std::vector<Lease>> leases = engine.TakeReady(now, 50);
     if (!leases.ok()) return 1;
     for (const Lease& l : *leases) {
-      engine.ReportText(l.msg_id, now + absl::Seconds(2), FakeSend(l, now, ptr_fixed_at, rng)).IgnoreError();
+      engine.ReportText(l.msg_id, now + absl::Seconds(2), FakeSend(l, now, ptr_fixed_at, rng))
+          .IgnoreError();
     }
     for (const Event& e : engine.DrainEvents()) Print(e);
     std::optional<absl::Time> wake = engine.NextWakeup();
@@ -78,9 +81,10 @@ int main() {
     now = std::max(now + absl::Seconds(2), *wake);
   }
   mailretry::EngineStats s = engine.Stats();
-  std::printf("\nsubmitted=%llu delivered=%llu bounced=%llu expired=%llu pending=%llu\n",
-              static_cast<unsigned long long>(s.submitted), static_cast<unsigned long long>(s.delivered),
-              static_cast<unsigned long long>(s.bounced), static_cast<unsigned long long>(s.expired),
-              static_cast<unsigned long long>(s.pending));
+  std::printf(
+      "\nsubmitted=%llu delivered=%llu bounced=%llu expired=%llu pending=%llu\n",
+      static_cast<unsigned long long>(s.submitted), static_cast<unsigned long long>(s.delivered),
+      static_cast<unsigned long long>(s.bounced), static_cast<unsigned long long>(s.expired),
+      static_cast<unsigned long long>(s.pending));
   return 0;
 }

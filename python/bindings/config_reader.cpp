@@ -3,19 +3,19 @@
 // value; and CheckedTable, which reads simulator scenarios the same way.
 #include "config_reader.h"
 
-#include <cctype>
-#include <functional>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstdlib>
+#include <functional>
 #include <limits>
 #include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <pybind11/pybind11.h>
-#include <pybind11/stl.h>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
@@ -144,7 +144,8 @@ toml::array ArrayFromPython(py::handle seq, const std::string& path);
 // list). TOML's types are the grammar's types; a timedelta becomes seconds,
 // which is how the grammar reads a number. Not a template over `put`: the
 // recursion through lists would instantiate without end.
-void ConvertValue(py::handle v, const std::string& path, const std::function<void(toml::node&&)>& put) {
+void ConvertValue(py::handle v, const std::string& path,
+                  const std::function<void(toml::node&&)>& put) {
   if (py::isinstance<py::bool_>(v)) {
     put(toml::value<bool>(v.cast<bool>()));
   } else if (py::isinstance<py::int_>(v)) {
@@ -171,7 +172,8 @@ void ConvertValue(py::handle v, const std::string& path, const std::function<voi
     put(toml::value<double>(v.attr("total_seconds")().cast<double>()));
   } else {
     FailAt("config", path,
-           absl::StrCat("unsupported value of type ", std::string(py::str(py::type::of(v).attr("__name__")))));
+           absl::StrCat("unsupported value of type ",
+                        std::string(py::str(py::type::of(v).attr("__name__")))));
   }
 }
 
@@ -179,9 +181,8 @@ toml::array ArrayFromPython(py::handle seq, const std::string& path) {
   toml::array out;
   size_t i = 0;
   for (py::handle item : seq) {
-    ConvertValue(item, absl::StrCat(path, "[", i++, "]"), [&](toml::node&& node) {
-      out.push_back(std::move(node));
-    });
+    ConvertValue(item, absl::StrCat(path, "[", i++, "]"),
+                 [&](toml::node&& node) { out.push_back(std::move(node)); });
   }
   return out;
 }
@@ -189,7 +190,8 @@ toml::array ArrayFromPython(py::handle seq, const std::string& path) {
 }  // namespace
 
 toml::table ConfigTreeFromMapping(py::handle obj, const std::string& path) {
-  if (!py::isinstance<py::dict>(obj)) FailAt("config", path.empty() ? "(top level)" : path, "expected a table (dict)");
+  if (!py::isinstance<py::dict>(obj))
+    FailAt("config", path.empty() ? "(top level)" : path, "expected a table (dict)");
   toml::table out;
   for (auto item : py::reinterpret_borrow<py::dict>(obj)) {
     if (!py::isinstance<py::str>(item.first)) FailAt("config", path, "keys must be strings");
@@ -216,8 +218,8 @@ std::optional<uint64_t> SeedArg(py::handle v) {
 
 uint64_t ResolveSeed(std::optional<uint64_t> from_config, std::optional<uint64_t> from_argument) {
   if (from_config && from_argument && *from_config != *from_argument) {
-    ThrowIfError(absl::InvalidArgumentError(
-        absl::StrCat("config seed ", *from_config, " conflicts with the seed argument ", *from_argument)));
+    ThrowIfError(absl::InvalidArgumentError(absl::StrCat(
+        "config seed ", *from_config, " conflicts with the seed argument ", *from_argument)));
   }
   return from_argument.value_or(from_config.value_or(0));
 }

@@ -5,14 +5,14 @@
 #ifndef MAILRETRY_PYTHON_BINDINGS_CONFIG_READER_H_
 #define MAILRETRY_PYTHON_BINDINGS_CONFIG_READER_H_
 
+#include <pybind11/pybind11.h>
+#include <toml++/toml.h>
+
 #include <cstdint>
 #include <limits>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <pybind11/pybind11.h>
-#include <toml++/toml.h>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/time/time.h"
@@ -47,8 +47,8 @@ class CheckedTable {
   template <typename Int>
   void Unsigned(const char* key, Int& out) {
     if (!Has(key)) return;
-    out = static_cast<Int>(UnsignedValue(key, static_cast<unsigned long long>(
-                                                  std::numeric_limits<Int>::max())));
+    out = static_cast<Int>(
+        UnsignedValue(key, static_cast<unsigned long long>(std::numeric_limits<Int>::max())));
   }
   void Duration(const char* key, absl::Duration& out);
   void OptionalDuration(const char* key, std::optional<absl::Duration>& out);

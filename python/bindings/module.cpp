@@ -1,7 +1,7 @@
 // mailretry._core: the private compiled module. Users import `mailretry`.
-#include <cmath>
-
 #include <pybind11/pybind11.h>
+
+#include <cmath>
 
 #include "absl/status/status.h"
 #include "bindings.h"

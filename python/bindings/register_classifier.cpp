@@ -1,3 +1,7 @@
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
 #include <cstdint>
 #include <cstring>
 #include <optional>
@@ -5,10 +9,6 @@
 #include <string_view>
 #include <utility>
 #include <vector>
-
-#include <pybind11/numpy.h>
-#include <pybind11/pybind11.h>
-#include <pybind11/stl.h>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
@@ -47,7 +47,7 @@ struct ClassificationBatch {
   std::vector<uint8_t> category;
   std::vector<uint8_t> action;
   std::vector<uint8_t> transient;
-  std::vector<int32_t> rule;       // index into rules; -1 where the reply did not parse
+  std::vector<int32_t> rule;  // index into rules; -1 where the reply did not parse
   std::vector<uint8_t> ok;
   std::vector<uint8_t> inferred;   // basic code inferred from the enhanced class
   std::vector<std::string> rules;  // rule names, same order as Classifier::RuleNames()
@@ -101,8 +101,8 @@ void RegisterClassifier(py::module_& m) {
 
   py::class_<UserRule>(m, "UserRule", "A user classification rule (see mailretry.Classifier).")
       .def(py::init([](std::string name, std::string text, std::string enhanced, std::string code,
-                       std::string destination, std::string_view category,
-                       std::string_view action, std::optional<bool> transient) {
+                       std::string destination, std::string_view category, std::string_view action,
+                       std::optional<bool> transient) {
              UserRule rule;
              rule.name = std::move(name);
              rule.text_regex = std::move(text);
@@ -122,8 +122,8 @@ void RegisterClassifier(py::module_& m) {
       .def_readonly("enhanced", &UserRule::enhanced_pattern)
       .def_readonly("code", &UserRule::code_pattern)
       .def_readonly("destination", &UserRule::destination)
-      .def_property_readonly("category",
-                             [](const UserRule& r) { return std::string(CategoryName(r.category)); })
+      .def_property_readonly(
+          "category", [](const UserRule& r) { return std::string(CategoryName(r.category)); })
       .def_property_readonly("action",
                              [](const UserRule& r) { return std::string(ActionName(r.action)); })
       .def_readonly("transient", &UserRule::transient);
@@ -131,9 +131,9 @@ void RegisterClassifier(py::module_& m) {
   py::class_<ClassifiedReply>(m, "ClassifiedReply",
                               "A parsed reply with the category, action and deciding rule.")
       .def_property_readonly("reply", [](const ClassifiedReply& c) { return c.reply; })
-      .def_property_readonly("transport", [](const ClassifiedReply& c) {
-        return std::string(TransportName(c.reply.transport));
-      })
+      .def_property_readonly(
+          "transport",
+          [](const ClassifiedReply& c) { return std::string(TransportName(c.reply.transport)); })
       .def_property_readonly("code", [](const ClassifiedReply& c) { return c.reply.code; })
       .def_property_readonly("enhanced",
                              [](const ClassifiedReply& c) -> std::optional<std::string> {
@@ -165,30 +165,36 @@ void RegisterClassifier(py::module_& m) {
   py::class_<ClassificationBatch>(m, "ClassificationBatch",
                                   "Column-oriented results of classify_many (numpy views).")
       .def("__len__", [](const ClassificationBatch& b) { return b.code.size(); })
-      .def_property_readonly("code", [](py::object self) {
-        return View(self.cast<ClassificationBatch&>().code, self);
-      })
-      .def_property_readonly("enhanced_packed", [](py::object self) {
-        return View(self.cast<ClassificationBatch&>().enhanced, self);
-      })
-      .def_property_readonly("category", [](py::object self) {
-        return View(self.cast<ClassificationBatch&>().category, self);
-      })
-      .def_property_readonly("action", [](py::object self) {
-        return View(self.cast<ClassificationBatch&>().action, self);
-      })
-      .def_property_readonly("transient", [](py::object self) {
-        return View(self.cast<ClassificationBatch&>().transient, self).attr("view")("bool");
-      })
-      .def_property_readonly("rule", [](py::object self) {
-        return View(self.cast<ClassificationBatch&>().rule, self);
-      })
-      .def_property_readonly("ok", [](py::object self) {
-        return View(self.cast<ClassificationBatch&>().ok, self).attr("view")("bool");
-      })
-      .def_property_readonly("basic_code_inferred", [](py::object self) {
-        return View(self.cast<ClassificationBatch&>().inferred, self).attr("view")("bool");
-      })
+      .def_property_readonly(
+          "code",
+          [](py::object self) { return View(self.cast<ClassificationBatch&>().code, self); })
+      .def_property_readonly(
+          "enhanced_packed",
+          [](py::object self) { return View(self.cast<ClassificationBatch&>().enhanced, self); })
+      .def_property_readonly(
+          "category",
+          [](py::object self) { return View(self.cast<ClassificationBatch&>().category, self); })
+      .def_property_readonly(
+          "action",
+          [](py::object self) { return View(self.cast<ClassificationBatch&>().action, self); })
+      .def_property_readonly(
+          "transient",
+          [](py::object self) {
+            return View(self.cast<ClassificationBatch&>().transient, self).attr("view")("bool");
+          })
+      .def_property_readonly(
+          "rule",
+          [](py::object self) { return View(self.cast<ClassificationBatch&>().rule, self); })
+      .def_property_readonly(
+          "ok",
+          [](py::object self) {
+            return View(self.cast<ClassificationBatch&>().ok, self).attr("view")("bool");
+          })
+      .def_property_readonly(
+          "basic_code_inferred",
+          [](py::object self) {
+            return View(self.cast<ClassificationBatch&>().inferred, self).attr("view")("bool");
+          })
       .def_readonly("rules", &ClassificationBatch::rules)
       .def_property_readonly("errors", [](const ClassificationBatch& b) {
         py::dict out;

@@ -1,6 +1,10 @@
 // mailretry._core.Engine and its result types. Times cross the boundary as
 // float seconds since the epoch (mailretry.engine converts datetime). Calls
 // whose work grows with input release the GIL; the engine locks itself.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
 #include <cmath>
 #include <cstdint>
 #include <memory>
@@ -8,10 +12,6 @@
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <pybind11/numpy.h>
-#include <pybind11/pybind11.h>
-#include <pybind11/stl.h>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
@@ -76,13 +76,15 @@ std::optional<double> OptSeconds(const std::optional<absl::Time>& t) {
 py::array_t<uint64_t> CheckedIds(py::handle obj, const char* what) {
   py::module_ np = py::module_::import("numpy");
   py::array arr = np.attr("asarray")(obj);
-  if (arr.ndim() != 1) ThrowIfError(absl::InvalidArgumentError(absl::StrCat(what, " must be a 1-d array")));
+  if (arr.ndim() != 1)
+    ThrowIfError(absl::InvalidArgumentError(absl::StrCat(what, " must be a 1-d array")));
   const size_t n = static_cast<size_t>(arr.shape(0));
   const char kind = arr.dtype().kind();
   auto bad = [&](size_t i, const std::string& why) {
     ThrowIfError(absl::InvalidArgumentError(absl::StrCat(what, " index ", i, ": ", why)));
   };
-  if (kind == 'u') return py::array_t<uint64_t, py::array::c_style | py::array::forcecast>::ensure(arr);
+  if (kind == 'u')
+    return py::array_t<uint64_t, py::array::c_style | py::array::forcecast>::ensure(arr);
   py::array_t<uint64_t> out(static_cast<py::ssize_t>(n));
   uint64_t* dst = out.mutable_data();
   if (kind == 'i') {
@@ -122,7 +124,8 @@ py::array_t<uint64_t> CheckedIds(py::handle obj, const char* what) {
     return out;
   }
   if (n == 0) return out;
-  bad(0, absl::StrCat("ids must be integers, got an array of dtype ", std::string(py::str(arr.dtype()))));
+  bad(0, absl::StrCat("ids must be integers, got an array of dtype ",
+                      std::string(py::str(arr.dtype()))));
   return out;
 }
 
@@ -132,14 +135,17 @@ std::optional<std::string> OptCategory(const std::optional<Category>& c) {
 }
 
 PyLease ToPy(const Lease& l) {
-  return PyLease{l.msg_id,           std::string(l.destination), std::string(l.source),
-                 l.destination_index, l.attempt,                  Seconds(l.deadline)};
+  return PyLease{l.msg_id,  std::string(l.destination), std::string(l.source), l.destination_index,
+                 l.attempt, Seconds(l.deadline)};
 }
 
 PyDecision ToPy(const Decision& d) {
-  return PyDecision{std::string(DecisionActionName(d.action)), OptSeconds(d.next_attempt),
-                    OptCategory(d.category),                   std::string(d.rule),
-                    std::string(d.schedule),                   d.attempt};
+  return PyDecision{std::string(DecisionActionName(d.action)),
+                    OptSeconds(d.next_attempt),
+                    OptCategory(d.category),
+                    std::string(d.rule),
+                    std::string(d.schedule),
+                    d.attempt};
 }
 
 // Tuples, not lists: an empty tuple is a shared constant and tuples of plain
@@ -287,8 +293,7 @@ template <typename T>
 py::array_t<T> ToArray(std::vector<T>&& v) {
   auto* heap = new std::vector<T>(std::move(v));
   py::capsule owner(heap, [](void* p) { delete static_cast<std::vector<T>*>(p); });
-  return py::array_t<T>({static_cast<py::ssize_t>(heap->size())}, {sizeof(T)}, heap->data(),
-                        owner);
+  return py::array_t<T>({static_cast<py::ssize_t>(heap->size())}, {sizeof(T)}, heap->data(), owner);
 }
 
 std::vector<std::string> StringList(py::handle seq, const char* what) {
@@ -326,7 +331,8 @@ std::string ToALabels(std::string_view utf8) {
     return name.attr("encode")("idna").cast<std::string>();
   } catch (py::error_already_set& err) {
     ThrowIfError(absl::InvalidArgumentError(absl::StrCat(
-        "destination '", std::string(py::str(name.attr("encode")("ascii", "backslashreplace").attr("decode")())),
+        "destination '",
+        std::string(py::str(name.attr("encode")("ascii", "backslashreplace").attr("decode")())),
         "' is not a valid internationalised domain name: ", err.what())));
     throw;
   }
@@ -343,7 +349,8 @@ std::string NameArg(py::handle v, const char* what) {
   const char* data = PyUnicode_AsUTF8AndSize(v.ptr(), &size);
   if (data == nullptr) {
     PyErr_Clear();
-    ThrowIfError(absl::InvalidArgumentError(absl::StrCat(what, " is not valid text (lone surrogate)")));
+    ThrowIfError(
+        absl::InvalidArgumentError(absl::StrCat(what, " is not valid text (lone surrogate)")));
   }
   return std::string(data, static_cast<size_t>(size));
 }
@@ -381,7 +388,8 @@ void RegisterEngine(py::module_& m) {
   py::class_<Engine>(m, "Engine", "The retry engine (see mailretry.Engine for the typed API).")
       .def(py::init([](py::object config, py::object seed) {
              ConfigFile f = ConfigFromMapping(config);
-             return ValueOrThrow(Engine::Create(std::move(f.config), ResolveSeed(f.seed, SeedArg(seed))));
+             return ValueOrThrow(
+                 Engine::Create(std::move(f.config), ResolveSeed(f.seed, SeedArg(seed))));
            }),
            py::arg("config") = py::none(), py::kw_only(), py::arg("seed") = py::none())
       .def_static(
@@ -398,8 +406,8 @@ void RegisterEngine(py::module_& m) {
           py::arg("path"))
       .def(
           "submit",
-          [](Engine& e, uint64_t msg_id, py::handle destination_in, int64_t now_ms, py::handle source_in,
-             std::optional<int64_t> not_before_ms) {
+          [](Engine& e, uint64_t msg_id, py::handle destination_in, int64_t now_ms,
+             py::handle source_in, std::optional<int64_t> not_before_ms) {
             const std::string destination = ToALabels(NameArg(destination_in, "destination"));
             const std::string source = NameArg(source_in, "source");
             std::optional<absl::Time> nb;
@@ -417,7 +425,8 @@ void RegisterEngine(py::module_& m) {
           py::arg("source") = "", py::arg("not_before_ms") = py::none())
       .def(
           "submit_many",
-          [](Engine& e, py::handle msg_ids_in, py::handle destinations, int64_t now_ms, py::handle sources) {
+          [](Engine& e, py::handle msg_ids_in, py::handle destinations, int64_t now_ms,
+             py::handle sources) {
             py::array_t<uint64_t> msg_ids = CheckedIds(msg_ids_in, "msg_ids");
             const size_t n = static_cast<size_t>(msg_ids.shape(0));
             TextColumn dest_text = CollectTexts(destinations, "destinations");
@@ -453,8 +462,8 @@ void RegisterEngine(py::module_& m) {
                 }
               }
               if (!sources.is_none()) intern(source_text.views, src_idx, src_names);
-              status = e.SubmitMany(absl::MakeConstSpan(msg_ids.data(), n), dest_idx, dest_names,
-                                    t, src_idx, src_names);
+              status = e.SubmitMany(absl::MakeConstSpan(msg_ids.data(), n), dest_idx, dest_names, t,
+                                    src_idx, src_names);
             }
             ThrowIfError(status);
           },
@@ -548,7 +557,8 @@ void RegisterEngine(py::module_& m) {
           py::arg("msg_id"), py::arg("attempt"), py::arg("now_ms"), py::arg("reply"))
       .def(
           "report_many",
-          [](Engine& e, py::handle msg_ids_in, py::handle attempts_in, py::sequence replies, int64_t now_ms) {
+          [](Engine& e, py::handle msg_ids_in, py::handle attempts_in, py::sequence replies,
+             int64_t now_ms) {
             py::array_t<uint64_t> msg_ids = CheckedIds(msg_ids_in, "msg_ids");
             py::array_t<uint64_t> attempts64 = CheckedIds(attempts_in, "attempts");
             if (static_cast<size_t>(msg_ids.shape(0)) != py::len(replies) ||
@@ -560,8 +570,8 @@ void RegisterEngine(py::module_& m) {
             for (size_t i = 0; i < attempts.size(); ++i) {
               const uint64_t a = attempts64.data()[i];
               if (a == 0 || a > std::numeric_limits<uint32_t>::max()) {
-                ThrowIfError(absl::InvalidArgumentError(
-                    absl::StrCat("attempts index ", i, ": ", a, " is not an attempt number (1 or more)")));
+                ThrowIfError(absl::InvalidArgumentError(absl::StrCat(
+                    "attempts index ", i, ": ", a, " is not an attempt number (1 or more)")));
               }
               attempts[i] = static_cast<uint32_t>(a);
             }
@@ -575,8 +585,8 @@ void RegisterEngine(py::module_& m) {
             {
               py::gil_scoped_release release;
               results = e.ReportManyText(
-                  absl::MakeConstSpan(msg_ids.data(), static_cast<size_t>(msg_ids.shape(0))), attempts,
-                  texts, t);
+                  absl::MakeConstSpan(msg_ids.data(), static_cast<size_t>(msg_ids.shape(0))),
+                  attempts, texts, t);
               const size_t n = results.size();
               action.assign(n, 0);
               ok.assign(n, 0);
@@ -597,7 +607,8 @@ void RegisterEngine(py::module_& m) {
               }
             }
             py::dict errs;
-            for (const auto& [i, status] : errors) errs[py::int_(i)] = std::string(status.message());
+            for (const auto& [i, status] : errors)
+              errs[py::int_(i)] = std::string(status.message());
             py::dict out;
             out["ok"] = ToArray(std::move(ok)).attr("view")("bool");
             out["action"] = ToArray(std::move(action));
@@ -608,8 +619,7 @@ void RegisterEngine(py::module_& m) {
             return out;
           },
           py::arg("msg_ids"), py::arg("attempts"), py::arg("replies"), py::arg("now_ms"))
-      .def("next_wakeup",
-           [](const Engine& e) { return OptSeconds(e.NextWakeup()); })
+      .def("next_wakeup", [](const Engine& e) { return OptSeconds(e.NextWakeup()); })
       .def("drain_events",
            [](Engine& e) {
              std::vector<Event> events;
@@ -624,8 +634,8 @@ void RegisterEngine(py::module_& m) {
       .def(
           "destination",
           [](const Engine& e, py::handle name, py::handle source) {
-            return DestinationToDict(
-                ValueOrThrow(e.GetDestination(ToALabels(NameArg(name, "destination")), NameArg(source, "source"))));
+            return DestinationToDict(ValueOrThrow(e.GetDestination(
+                ToALabels(NameArg(name, "destination")), NameArg(source, "source"))));
           },
           py::arg("name"), py::arg("source") = "")
       .def(
@@ -633,7 +643,8 @@ void RegisterEngine(py::module_& m) {
           // What a connection pool asks before each attempt: one number, not
           // the whole destination dict (about 10x cheaper from Python).
           [](const Engine& e, py::handle name, py::handle source) {
-            return ValueOrThrow(e.GetDestination(ToALabels(NameArg(name, "destination")), NameArg(source, "source")))
+            return ValueOrThrow(e.GetDestination(ToALabels(NameArg(name, "destination")),
+                                                 NameArg(source, "source")))
                 .concurrency_limit;
           },
           py::arg("name"), py::arg("source") = "")
@@ -652,9 +663,10 @@ void RegisterEngine(py::module_& m) {
       .def("check_invariants", [](const Engine& e) { ThrowIfError(e.CheckInvariants()); })
       .def_property_readonly("seed", &Engine::seed);
 
-  m.attr("TIMER_BACKENDS") = py::make_tuple(std::string(TimerBackendName(TimerBackend::kWheel)),
-                                            std::string(TimerBackendName(TimerBackend::kQuadHeap)),
-                                            std::string(TimerBackendName(TimerBackend::kBoostHeap)));
+  m.attr("TIMER_BACKENDS") =
+      py::make_tuple(std::string(TimerBackendName(TimerBackend::kWheel)),
+                     std::string(TimerBackendName(TimerBackend::kQuadHeap)),
+                     std::string(TimerBackendName(TimerBackend::kBoostHeap)));
   m.attr("DECISION_ACTIONS") = py::make_tuple("delivered", "retry", "bounced", "expired");
   py::tuple kinds(kNumEventKinds);
   for (int i = 0; i < kNumEventKinds; ++i) {

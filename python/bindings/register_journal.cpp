@@ -1,21 +1,21 @@
 // The engine's durable mode for Python: Engine.open_durable, Engine.compact,
 // Engine.sync and Engine.journal_info, added to the Engine class that
 // register_engine.cpp defines (RegisterJournal runs after RegisterEngine).
+#include <pybind11/pybind11.h>
+
 #include <memory>
 #include <optional>
 #include <string>
 #include <utility>
-
-#include <pybind11/pybind11.h>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "bindings.h"
 #include "config_reader.h"
+#include "mailretry/engine/durable/journal.h"
 #include "mailretry/engine/engine.h"
 #include "mailretry/engine/internal/state.h"
-#include "mailretry/engine/durable/journal.h"
 #include "status.h"
 
 namespace py = pybind11;
@@ -55,8 +55,8 @@ void RegisterJournal(py::module_& m) {
   engine
       .def_static(
           "open_durable",
-          [](const std::string& directory, py::object config, py::object seed, const std::string& fsync,
-             double group_interval, uint64_t compact_after_records) {
+          [](const std::string& directory, py::object config, py::object seed,
+             const std::string& fsync, double group_interval, uint64_t compact_after_records) {
             JournalOptions o;
             o.compact_after_records = compact_after_records;
             o.fsync = ParseFsync(fsync);
@@ -84,20 +84,23 @@ void RegisterJournal(py::module_& m) {
             if (!(*e)->journal_info()->created) {
               if (given_seed && *given_seed != (*e)->seed()) {
                 ThrowIfError(absl::InvalidArgumentError(absl::StrCat(
-                    "journal directory '", directory, "' holds an engine with seed ", (*e)->seed(), " (not ",
-                    *given_seed, "); a reopen uses the saved config and seed: pass the same ones, or none")));
+                    "journal directory '", directory, "' holds an engine with seed ", (*e)->seed(),
+                    " (not ", *given_seed,
+                    "); a reopen uses the saved config and seed: pass the same ones, or none")));
               }
-              if (!given_config.empty() && given_config != internal::EncodeConfig((*e)->config(), 0)) {
-                ThrowIfError(absl::InvalidArgumentError(absl::StrCat(
-                    "journal directory '", directory, "' holds an engine with another configuration; a reopen "
-                    "uses the saved config and seed: pass the same ones, or none")));
+              if (!given_config.empty() &&
+                  given_config != internal::EncodeConfig((*e)->config(), 0)) {
+                ThrowIfError(absl::InvalidArgumentError(
+                    absl::StrCat("journal directory '", directory,
+                                 "' holds an engine with another configuration; a reopen "
+                                 "uses the saved config and seed: pass the same ones, or none")));
               }
             }
             return *std::move(e);
           },
-          py::arg("directory"), py::arg("config") = py::none(), py::kw_only(), py::arg("seed") = py::none(),
-          py::arg("fsync") = "group", py::arg("group_interval") = 0.005,
-          py::arg("compact_after_records") = 0)
+          py::arg("directory"), py::arg("config") = py::none(), py::kw_only(),
+          py::arg("seed") = py::none(), py::arg("fsync") = "group",
+          py::arg("group_interval") = 0.005, py::arg("compact_after_records") = 0)
       .def("compact",
            [](Engine& e) {
              absl::Status s;

@@ -1,8 +1,8 @@
-#include <optional>
-#include <string>
-
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
+
+#include <optional>
+#include <string>
 
 #include "bindings.h"
 #include "mailretry/reply/reply.h"
@@ -40,8 +40,8 @@ enhanced code, text) or a transport outcome without a reply.
       });
 
   m.def(
-      "parse_reply",
-      [](std::string_view raw) { return ValueOrThrow(ParseReply(raw)); }, py::arg("raw"),
+      "parse_reply", [](std::string_view raw) { return ValueOrThrow(ParseReply(raw)); },
+      py::arg("raw"),
       R"doc(Parse a reply as a server sends it (one or several lines, CRLF or LF).
 
 Raises InvalidInputError (a ValueError) for empty input, a missing or

@@ -3,6 +3,11 @@
 // dicts of NumPy arrays for mailretry.sim to turn into DataFrames. The run
 // itself releases the GIL; it takes the GIL back once per simulated hour to
 // report progress and to let Ctrl-C stop it.
+#include <pybind11/functional.h>
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
 #include <cstdint>
 #include <limits>
 #include <optional>
@@ -10,11 +15,6 @@
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <pybind11/functional.h>
-#include <pybind11/numpy.h>
-#include <pybind11/pybind11.h>
-#include <pybind11/stl.h>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
@@ -91,7 +91,8 @@ sim::ReceiverProfile ProfileFrom(py::handle obj, const std::string& path) {
         found = true;
       }
     }
-    if (!found) Bad(f.Path("outage_kind"), "expected connection_refused, connect_timeout or maintenance");
+    if (!found)
+      Bad(f.Path("outage_kind"), "expected connection_refused, connect_timeout or maintenance");
   }
   f.Double("overload_probability", p.overload_probability);
   f.Double("random_deferral_probability", p.random_deferral_probability);
@@ -138,7 +139,8 @@ sim::Scenario ScenarioFrom(py::handle obj) {
     size_t i = 0;
     for (py::handle w : f.List("hourly_weights")) {
       const std::string path = absl::StrCat("hourly_weights[", i++, "]");
-      if (py::isinstance<py::bool_>(w) || !(py::isinstance<py::float_>(w) || py::isinstance<py::int_>(w))) {
+      if (py::isinstance<py::bool_>(w) ||
+          !(py::isinstance<py::float_>(w) || py::isinstance<py::int_>(w))) {
         Bad(path, "expected a number");
       }
       s.hourly_weights.push_back(w.cast<double>());
@@ -208,7 +210,8 @@ sim::Scenario ScenarioFrom(py::handle obj) {
       try {
         (void)EngineConfigFromMapping(item.second);
       } catch (py::error_already_set& e) {
-        Bad(absl::StrCat("policies.", std::string(py::str(item.first))), std::string(py::str(e.value())));
+        Bad(absl::StrCat("policies.", std::string(py::str(item.first))),
+            std::string(py::str(e.value())));
       }
     }
   }
@@ -258,7 +261,8 @@ py::dict ProfileToDict(const sim::ReceiverProfile& p) {
   d["connect_timeout"] = SecondsFromDuration(p.connect_timeout);
   py::dict replies;
   for (int k = 0; k < sim::kNumReplyKinds; ++k) {
-    replies[py::str(std::string(sim::ReplyKindName(static_cast<sim::ReplyKind>(k))))] = p.replies[k];
+    replies[py::str(std::string(sim::ReplyKindName(static_cast<sim::ReplyKind>(k))))] =
+        p.replies[k];
   }
   d["replies"] = replies;
   return d;
@@ -326,7 +330,8 @@ py::dict ResultToDict(const sim::Result& r) {
   msgs["replies_4xx"] = Array(r.msg_4xx);
   out["messages"] = msgs;
   py::list outcome_names;
-  for (int o = 0; o < sim::kNumOutcomes; ++o) outcome_names.append(std::string(sim::OutcomeName(static_cast<sim::Outcome>(o))));
+  for (int o = 0; o < sim::kNumOutcomes; ++o)
+    outcome_names.append(std::string(sim::OutcomeName(static_cast<sim::Outcome>(o))));
   out["outcome_names"] = outcome_names;
 
   py::dict doms;
@@ -358,7 +363,7 @@ py::dict ResultToDict(const sim::Result& r) {
     cols[6][i] = b.in_flight;
     cols[7][i] = b.pending;
   }
-  const char* names[8] = {"attempts", "delivered", "bounced", "expired",
+  const char* names[8] = {"attempts",    "delivered",   "bounced",   "expired",
                           "replies_4xx", "replies_5xx", "in_flight", "pending"};
   py::dict hours;
   for (int c = 0; c < 8; ++c) hours[names[c]] = Array(cols[c]);
@@ -366,7 +371,8 @@ py::dict ResultToDict(const sim::Result& r) {
 
   py::dict kinds;
   for (int k = 0; k < sim::kNumReplyKinds; ++k) {
-    kinds[py::str(std::string(sim::ReplyKindName(static_cast<sim::ReplyKind>(k))))] = r.reply_kinds[k];
+    kinds[py::str(std::string(sim::ReplyKindName(static_cast<sim::ReplyKind>(k))))] =
+        r.reply_kinds[k];
   }
   out["reply_kinds"] = kinds;
 
@@ -426,16 +432,21 @@ py::dict ResultToDict(const sim::Result& r) {
 }  // namespace
 
 void RegisterSim(py::module_& m) {
-  m.def("sim_profile_names", [] { return sim::BuiltinProfileNames(); },
-        "Names of the built-in receiver profiles.");
+  m.def(
+      "sim_profile_names", [] { return sim::BuiltinProfileNames(); },
+      "Names of the built-in receiver profiles.");
   m.def(
       "sim_profile",
-      [](const std::string& name) { return ProfileToDict(ValueOrThrow(sim::BuiltinProfile(name))); },
+      [](const std::string& name) {
+        return ProfileToDict(ValueOrThrow(sim::BuiltinProfile(name)));
+      },
       py::arg("name"), "A built-in receiver profile as a dict (durations in seconds).");
-  m.def("sim_default_scenario", [] { return ScenarioToDict(sim::DefaultScenario()); },
-        "The built-in default scenario as a dict (durations in seconds).");
   m.def(
-      "sim_check_scenario", [](py::handle scenario) { return ScenarioToDict(ScenarioFrom(scenario)); },
+      "sim_default_scenario", [] { return ScenarioToDict(sim::DefaultScenario()); },
+      "The built-in default scenario as a dict (durations in seconds).");
+  m.def(
+      "sim_check_scenario",
+      [](py::handle scenario) { return ScenarioToDict(ScenarioFrom(scenario)); },
       py::arg("scenario"),
       "Validates a scenario dict; returns it completed with defaults. Raises InvalidInputError.");
   m.def(
@@ -480,8 +491,9 @@ void RegisterSim(py::module_& m) {
       py::arg("scenario"), py::arg("policy") = py::none(), py::arg("progress") = py::none(),
       "Runs one simulation under a preset policy name or an engine-config mapping (the engine "
       "alone); returns a dict of NumPy arrays and summaries (see mailretry.sim).");
-  m.def("sim_policy_names", [] { return sim::PresetPolicyNames(); },
-        "Names of the preset policies, in display order.");
+  m.def(
+      "sim_policy_names", [] { return sim::PresetPolicyNames(); },
+      "Names of the preset policies, in display order.");
   auto sources_to_list = [](const std::vector<sim::ParamSource>& v) {
     py::list out;
     for (const sim::ParamSource& p : v) {
@@ -495,10 +507,12 @@ void RegisterSim(py::module_& m) {
     }
     return out;
   };
-  m.def("sim_explain_profiles", [sources_to_list] { return sources_to_list(sim::ExplainProfiles()); },
-        "Where every built-in receiver parameter comes from (list of dicts).");
-  m.def("sim_explain_presets", [sources_to_list] { return sources_to_list(sim::ExplainPresets()); },
-        "What each preset policy reproduces and where its defaults come from (list of dicts).");
+  m.def(
+      "sim_explain_profiles", [sources_to_list] { return sources_to_list(sim::ExplainProfiles()); },
+      "Where every built-in receiver parameter comes from (list of dicts).");
+  m.def(
+      "sim_explain_presets", [sources_to_list] { return sources_to_list(sim::ExplainPresets()); },
+      "What each preset policy reproduces and where its defaults come from (list of dicts).");
 }
 
 }  // namespace mailretry::python

@@ -10,8 +10,8 @@ namespace mailretry::python {
 namespace {
 
 struct ErrorClasses {
-  py::object base, invalid_input, unknown_id, duplicate_id, state, stale_lease, corrupt, storage, missing_file,
-      internal;
+  py::object base, invalid_input, unknown_id, duplicate_id, state, stale_lease, corrupt, storage,
+      missing_file, internal;
 };
 
 // Lives as long as the interpreter: module objects are never unloaded.
@@ -21,8 +21,8 @@ py::object MakeClass(py::module_& m, const char* name, py::tuple bases, const ch
   py::dict ns;
   ns["__module__"] = "mailretry.errors";
   ns["__doc__"] = doc;
-  py::object cls = py::reinterpret_borrow<py::object>(
-      reinterpret_cast<PyObject*>(&PyType_Type))(name, bases, ns);
+  py::object cls = py::reinterpret_borrow<py::object>(reinterpret_cast<PyObject*>(&PyType_Type))(
+      name, bases, ns);
   m.attr(name) = cls;
   return cls;
 }
@@ -40,8 +40,9 @@ void RegisterErrors(py::module_& m) {
                                      "Malformed input: a reply, a config value, a time, a rule.");
   classes->unknown_id = MakeClass(m, "UnknownIdError", py::make_tuple(b, key),
                                   "An id (message, slot, destination) that is not known.");
-  classes->duplicate_id = MakeClass(m, "DuplicateIdError", py::make_tuple(b, key),
-                                    "An id that is already in use (e.g. a message submitted twice).");
+  classes->duplicate_id =
+      MakeClass(m, "DuplicateIdError", py::make_tuple(b, key),
+                "An id that is already in use (e.g. a message submitted twice).");
   classes->state = MakeClass(m, "StateError", py::make_tuple(b, runtime),
                              "The call is valid but not in the current state (e.g. a report "
                              "for a message that is not leased).");
@@ -51,10 +52,11 @@ void RegisterErrors(py::module_& m) {
       "again, or it was already reported): counted in stats() and ignored.");
   classes->corrupt = MakeClass(m, "CorruptDataError", py::make_tuple(b, value),
                                "A snapshot or journal that is truncated or fails its checksum.");
-  classes->storage = MakeClass(m, "StorageError", py::make_tuple(b, os),
-                               "Reading or writing a file failed.");
-  classes->missing_file = MakeClass(m, "MissingFileError", py::make_tuple(classes->storage, not_found),
-                                    "A file to read (snapshot, config) does not exist.");
+  classes->storage =
+      MakeClass(m, "StorageError", py::make_tuple(b, os), "Reading or writing a file failed.");
+  classes->missing_file =
+      MakeClass(m, "MissingFileError", py::make_tuple(classes->storage, not_found),
+                "A file to read (snapshot, config) does not exist.");
   classes->internal = MakeClass(m, "InternalError", py::make_tuple(b, runtime),
                                 "A bug in mailretry: please report it.");
 }
@@ -82,7 +84,8 @@ void ThrowIfError(const absl::Status& status) {
       cls = &classes->duplicate_id;
       break;
     case absl::StatusCode::kFailedPrecondition:
-      cls = status.GetPayload(kStaleLeasePayload).has_value() ? &classes->stale_lease : &classes->state;
+      cls = status.GetPayload(kStaleLeasePayload).has_value() ? &classes->stale_lease
+                                                              : &classes->state;
       break;
     case absl::StatusCode::kDataLoss:
       cls = &classes->corrupt;

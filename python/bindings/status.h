@@ -4,9 +4,9 @@
 #ifndef MAILRETRY_PYTHON_BINDINGS_STATUS_H_
 #define MAILRETRY_PYTHON_BINDINGS_STATUS_H_
 
-#include <utility>
-
 #include <pybind11/pybind11.h>
+
+#include <utility>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"

@@ -1,10 +1,10 @@
 #include "text_column.h"
 
+#include <pybind11/numpy.h>
+
 #include <cstdint>
 #include <cstring>
 #include <utility>
-
-#include <pybind11/numpy.h>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -116,8 +116,8 @@ TextColumn CollectTexts(py::handle texts, const char* what) {
   }
   // PySequence_Fast returns the list/tuple itself (or a new list holding the
   // same items); the views point into those items' UTF-8 buffers.
-  py::object fast = py::reinterpret_steal<py::object>(
-      PySequence_Fast(texts.ptr(), "expected a sequence of str"));
+  py::object fast =
+      py::reinterpret_steal<py::object>(PySequence_Fast(texts.ptr(), "expected a sequence of str"));
   if (!fast) throw py::error_already_set();
   const size_t n = static_cast<size_t>(PySequence_Fast_GET_SIZE(fast.ptr()));
   column.keep_alive = fast;
@@ -133,9 +133,8 @@ TextColumn CollectTexts(py::handle texts, const char* what) {
       column.views.emplace_back(PyBytes_AS_STRING(item),
                                 static_cast<size_t>(PyBytes_GET_SIZE(item)));
     } else {
-      ThrowIfError(absl::InvalidArgumentError(
-          absl::StrCat(what, "[", i, "] is not a str (",
-                       std::string(py::str(py::type::handle_of(item))), ")")));
+      ThrowIfError(absl::InvalidArgumentError(absl::StrCat(
+          what, "[", i, "] is not a str (", std::string(py::str(py::type::handle_of(item))), ")")));
     }
   }
   return column;

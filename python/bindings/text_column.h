@@ -5,11 +5,11 @@
 #ifndef MAILRETRY_PYTHON_BINDINGS_TEXT_COLUMN_H_
 #define MAILRETRY_PYTHON_BINDINGS_TEXT_COLUMN_H_
 
+#include <pybind11/pybind11.h>
+
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <pybind11/pybind11.h>
 
 namespace mailretry::python {
 

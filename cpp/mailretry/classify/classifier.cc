@@ -18,11 +18,11 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "mailretry/common/internal/strings.h"
 #include "absl/strings/str_split.h"
 #include "mailretry/classify/internal/classifier_matcher.h"
 #include "mailretry/classify/internal/code_pattern.h"
 #include "mailretry/classify/internal/default_rules.h"
+#include "mailretry/common/internal/strings.h"
 #include "mailretry/reply/reply.h"
 #include "re2/re2.h"
 
@@ -30,11 +30,26 @@ namespace mailretry {
 namespace {
 
 constexpr std::array<std::string_view, kNumCategoriesWithDelivered> kCategoryNames = {
-    "rate_limit",          "too_many_connections", "server_busy_capacity", "reputation_block",
-    "reputation_throttle", "greylisting",          "auth_spf_dkim_dmarc",  "ptr_rdns",
-    "policy_content_spam", "mailbox_full",         "mailbox_unknown",      "mailbox_disabled",
-    "domain_unknown",      "message_too_large",    "relay_denied",         "dnsbl_listed",
-    "maintenance_shutdown", "tls_required",        "unknown_transient",    "unknown_permanent",
+    "rate_limit",
+    "too_many_connections",
+    "server_busy_capacity",
+    "reputation_block",
+    "reputation_throttle",
+    "greylisting",
+    "auth_spf_dkim_dmarc",
+    "ptr_rdns",
+    "policy_content_spam",
+    "mailbox_full",
+    "mailbox_unknown",
+    "mailbox_disabled",
+    "domain_unknown",
+    "message_too_large",
+    "relay_denied",
+    "dnsbl_listed",
+    "maintenance_shutdown",
+    "tls_required",
+    "unknown_transient",
+    "unknown_permanent",
     "delivered",
 };
 constexpr std::array<std::string_view, kNumActions> kActionNames = {
@@ -198,7 +213,7 @@ struct Classifier::Impl {
   std::unique_ptr<internal::PhraseMatcher> matcher_non_ascii;  // null when no such phrase
   size_t rule_words = 0;
   // For group g: the default rules whose first required phrase group is g.
-  std::vector<uint64_t> rules_by_group;  // num_groups * rule_words
+  std::vector<uint64_t> rules_by_group;     // num_groups * rule_words
   std::vector<uint64_t> always_candidates;  // rules without phrase conditions
   // Filters on the rules' code conditions, rule_words words per row, so the
   // rule loop visits (and mispredicts on) only rules that can still match:
@@ -264,7 +279,8 @@ bool Classifier::Impl::UserRuleMatches(const CompiledUserRule& u, const Reply& r
   if (!u.destination.empty()) {
     dest = StripTrailingDot(dest);
     if (u.destination_suffix) {
-      if (dest.size() <= u.destination.size() || !absl::EndsWithIgnoreCase(internal::ToAbsl(dest), u.destination)) {
+      if (dest.size() <= u.destination.size() ||
+          !absl::EndsWithIgnoreCase(internal::ToAbsl(dest), u.destination)) {
         return false;
       }
     } else if (!absl::EqualsIgnoreCase(internal::ToAbsl(dest), u.destination)) {
@@ -390,8 +406,8 @@ absl::StatusOr<Classifier> Classifier::Create(std::vector<UserRule> user_rules) 
         d.remove_prefix(1);  // keep the dot: ".example.com"
       }
       if (d.empty() || d == "." || d.find_first_of("* \t\r\n@/") != std::string_view::npos) {
-        return fail(internal::Cat("destination \"", u.destination,
-                                 "\" must be a domain or *.domain"));
+        return fail(
+            internal::Cat("destination \"", u.destination, "\" must be a domain or *.domain"));
       }
       c.destination = absl::AsciiStrToLower(internal::ToAbsl(d));
     }
@@ -424,9 +440,11 @@ absl::StatusOr<Classifier> Classifier::Create(std::vector<UserRule> user_rules) 
     d.required_groups[1] = add_group(s.also);
     d.unless_group = add_group(s.unless);
     absl::StatusOr<internal::BasicCodePattern> code = internal::BasicCodePattern::Parse(s.code);
-    if (!code.ok()) return absl::InternalError(internal::Cat(s.name, ": ", code.status().message()));
+    if (!code.ok())
+      return absl::InternalError(internal::Cat(s.name, ": ", code.status().message()));
     d.code = *std::move(code);
-    absl::StatusOr<internal::EnhancedCodePattern> e = internal::EnhancedCodePattern::Parse(s.enhanced);
+    absl::StatusOr<internal::EnhancedCodePattern> e =
+        internal::EnhancedCodePattern::Parse(s.enhanced);
     if (!e.ok()) return absl::InternalError(internal::Cat(s.name, ": ", e.status().message()));
     d.enhanced = *std::move(e);
     impl->default_rules.push_back(std::move(d));
@@ -462,7 +480,11 @@ absl::StatusOr<Classifier> Classifier::Create(std::vector<UserRule> user_rules) 
     for (size_t row = 0; row < kCodeRows; ++row) {
       probe.code = row < 400 ? static_cast<int>(row) + 200 : 0;
       probe.enhanced.reset();
-      if (row > 400) probe.enhanced = EnhancedCode{static_cast<uint8_t>(row == 401 ? 2 : row == 402 ? 4 : 5), 0, 0};
+      if (row > 400)
+        probe.enhanced = EnhancedCode{static_cast<uint8_t>(row == 401   ? 2
+                                                           : row == 402 ? 4
+                                                                        : 5),
+                                      0, 0};
       if (d.code.Matches(probe)) impl->code_masks[row * words + i / 64] |= bit;
     }
     if (d.enhanced.Matches(std::optional<EnhancedCode>())) impl->enhanced_masks[i / 64] |= bit;
@@ -483,9 +505,9 @@ Classification Classifier::Classify(const Reply& reply, std::string_view destina
     Classification k;
     k.category = u.category;
     k.action = u.action;
-    k.transient = u.transient.has_value() ? *u.transient
+    k.transient = u.transient.has_value()                ? *u.transient
                   : reply.transport != Transport::kReply ? true
-                                                          : ReplyClass(reply) == 4;
+                                                         : ReplyClass(reply) == 4;
     k.rule = u.rule_name;
     return k;
   }

@@ -97,12 +97,12 @@ struct Classification {
 
 // A user rule. Every non-empty matcher must match for the rule to apply.
 struct UserRule {
-  std::string name = {};            // required, unique among user rules
-  std::string text_regex = {};      // RE2 syntax, searched (unanchored) in the text; case-insensitive
+  std::string name = {};        // required, unique among user rules
+  std::string text_regex = {};  // RE2 syntax, searched (unanchored) in the text; case-insensitive
   std::string enhanced_pattern = {};  // "4.7.28", "4.7.*", "5.*.*"; empty = any
-  std::string code_pattern = {};    // "421", "4xx", "45x"; empty = any
-  std::string destination = {};     // exact domain, or "*.example.com" (subdomains only, not
-                                    // example.com itself); case-insensitive; empty = any
+  std::string code_pattern = {};      // "421", "4xx", "45x"; empty = any
+  std::string destination = {};       // exact domain, or "*.example.com" (subdomains only, not
+                                      // example.com itself); case-insensitive; empty = any
   Category category = Category::kUnknownTransient;
   Action action = Action::kRetry;
   std::optional<bool> transient = {};  // default: 4yz and transport outcomes true, else false

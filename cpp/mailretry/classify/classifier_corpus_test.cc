@@ -58,10 +58,9 @@ CorpusScore Score(const Classifier& c, const std::vector<internal::CorpusEntry>&
     s.action += act_match;
     s.transient += tr_match;
     if (print_misses && (!cat_match || !act_match || !tr_match)) {
-      std::printf("MISS %s/%s%s want %s/%s got %s/%s/%d via %s | %.200s\n",
-                  cat_match ? "" : "C", act_match ? "" : "A", tr_match ? "" : "T",
-                  e.category.c_str(), e.action.c_str(), got_cat.c_str(),
-                  std::string(ActionName(k.action)).c_str(), k.transient,
+      std::printf("MISS %s/%s%s want %s/%s got %s/%s/%d via %s | %.200s\n", cat_match ? "" : "C",
+                  act_match ? "" : "A", tr_match ? "" : "T", e.category.c_str(), e.action.c_str(),
+                  got_cat.c_str(), std::string(ActionName(k.action)).c_str(), k.transient,
                   std::string(k.rule).c_str(), e.reply.c_str());
     }
   }
@@ -69,8 +68,9 @@ CorpusScore Score(const Classifier& c, const std::vector<internal::CorpusEntry>&
 }
 
 void PrintScore(const char* name, const CorpusScore& s) {
-  std::printf("dev corpus, %s split: %d replies, category %.1f%%, action %.1f%%, transient %.1f%%\n",
-              name, s.n, 100 * s.CategoryRate(), 100 * s.ActionRate(), 100 * s.TransientRate());
+  std::printf(
+      "dev corpus, %s split: %d replies, category %.1f%%, action %.1f%%, transient %.1f%%\n", name,
+      s.n, 100 * s.CategoryRate(), 100 * s.ActionRate(), 100 * s.TransientRate());
 }
 
 TEST(DevCorpus, SplitIsBySourceAndStable) {

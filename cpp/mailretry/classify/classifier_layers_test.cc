@@ -44,7 +44,8 @@ TEST(Layer1UserRules, BeatEveryBuiltInLayer) {
   }});
   ASSERT_TRUE(c.ok());
   // Built-in phrase layers would say mailbox_full ("quota", "exceeded").
-  absl::StatusOr<Classification> k = c->ClassifyText("452 4.2.2 quota gate 7 exceeded, mailbox over quota");
+  absl::StatusOr<Classification> k =
+      c->ClassifyText("452 4.2.2 quota gate 7 exceeded, mailbox over quota");
   ASSERT_TRUE(k.ok());
   EXPECT_EQ(k->rule, "user:our-gateway");
   EXPECT_EQ(k->category, C::kServerBusyCapacity);
@@ -57,9 +58,10 @@ TEST(Layer2Providers, StockWordingsOfProvidersAndMtas) {
       {"450 4.7.1 <mx2.example.net>: Error: too much mail from [2001:db8:5::1]", C::kRateLimit,
        "default:mta/"},
       // Postfix / postscreen / provider connection caps.
-      {"421 4.7.0 mx.example.org Error: too many connections from 198.51.100.4", C::kTooManyConnections,
-       "default:mta/"},
-      {"421-4.7.0 Too many concurrent connections from your address, back off\r\n421 4.7.0 and retry",
+      {"421 4.7.0 mx.example.org Error: too many connections from 198.51.100.4",
+       C::kTooManyConnections, "default:mta/"},
+      {"421-4.7.0 Too many concurrent connections from your address, back off\r\n421 4.7.0 and "
+       "retry",
        C::kTooManyConnections, "default:mta/"},
       // Greylisting daemons and gateways.
       {"450 4.7.1 <a@b.example>: Recipient address rejected: 192.0.2.8 is not yet authorized to "
@@ -67,7 +69,8 @@ TEST(Layer2Providers, StockWordingsOfProvidersAndMtas) {
        C::kGreylisting, "default:mta/"},
       {"451 Internal resource temporarily unavailable - https://gw.example.com/help#451",
        C::kGreylisting, "default:mta/"},
-      {"451 4.7.1 Delayed by greylisting: please come back in 00:04:59", C::kGreylisting, "default:"},
+      {"451 4.7.1 Delayed by greylisting: please come back in 00:04:59", C::kGreylisting,
+       "default:"},
       // Exchange NDR names.
       {"550 5.1.10 RESOLVER.ADR.RecipientNotFound; recipient not found by SMTP address lookup",
        C::kMailboxUnknown, "default:mta/"},
@@ -79,7 +82,8 @@ TEST(Layer2Providers, StockWordingsOfProvidersAndMtas) {
        C::kTooManyConnections, "default:provider/"},
       {"432 4.3.2 STOREDRV.Deliver; mailbox database thread limit exceeded", C::kRateLimit,
        "default:mta/"},
-      {"550 Envelope blocked - policy entry for this sender", C::kPolicyContentSpam, "default:mta/"},
+      {"550 Envelope blocked - policy entry for this sender", C::kPolicyContentSpam,
+       "default:mta/"},
       // Provider markers.
       {"421 4.7.0 [TSS04] Deferred: our systems saw unusual traffic from 192.0.2.1",
        C::kReputationThrottle, "default:provider/"},
@@ -93,8 +97,8 @@ TEST(Layer2Providers, StockWordingsOfProvidersAndMtas) {
 
 TEST(Layer3PhraseFamilies, MailboxGoneInOtherWords) {
   ExpectAll({
-      {"550 5.1.1 <jo@example.com>: this mailbox could not be found on our servers", C::kMailboxUnknown,
-       "default:"},
+      {"550 5.1.1 <jo@example.com>: this mailbox could not be found on our servers",
+       C::kMailboxUnknown, "default:"},
       {"550 Recipient <jo@example.com> is not known here", C::kMailboxUnknown, "default:words/"},
       {"550 The address you wrote to isn't valid on this system", C::kMailboxUnknown,
        "default:words/"},
@@ -130,7 +134,8 @@ TEST(Layer3PhraseFamilies, StorageAndQuotaInOtherWords) {
 
 TEST(Layer3PhraseFamilies, VolumeAndConnectionsInOtherWords) {
   ExpectAll({
-      {"451 4.7.1 You are sending messages too fast; slow down and retry", C::kRateLimit, "default:"},
+      {"451 4.7.1 You are sending messages too fast; slow down and retry", C::kRateLimit,
+       "default:"},
       {"421 Excessive volume of mail from your network, deferring", C::kRateLimit, "default:"},
       {"452 Hourly maximum of messages from your account exceeded", C::kRateLimit, "default:"},
       {"421 Maximum simultaneous sessions for your host reached", C::kTooManyConnections,
@@ -251,8 +256,8 @@ TEST(AllLayers, WordingsNotInTheCorpus) {
       {"421 Too many messages in a short time from your IP", C::kRateLimit, "default:"},
       {"451 4.7.1 Message throttled due to high volume", C::kRateLimit, "default:"},
       {"550 5.4.5 Daily user sending quota exceeded", C::kRateLimit, "default:"},
-      {"450 4.2.1 This user is receiving mail at a rate that prevents more messages",
-       C::kRateLimit, "default:"},
+      {"450 4.2.1 This user is receiving mail at a rate that prevents more messages", C::kRateLimit,
+       "default:"},
       {"421 Connection limit for your IP reached", C::kTooManyConnections, "default:"},
       {"421 4.4.5 Service temporarily unavailable: too many connections", C::kTooManyConnections,
        "default:"},
@@ -261,8 +266,8 @@ TEST(AllLayers, WordingsNotInTheCorpus) {
       {"421 4.3.2 System going down for maintenance", C::kMaintenanceShutdown, "default:"},
       {"554 5.7.1 Your IP has been blocked due to poor reputation", C::kReputationBlock,
        "default:"},
-      {"421 4.7.0 Your IP is temporarily deferred due to user complaints",
-       C::kReputationThrottle, "default:"},
+      {"421 4.7.0 Your IP is temporarily deferred due to user complaints", C::kReputationThrottle,
+       "default:"},
       {"450 4.2.0 Greylisted, please retry in 5 minutes", C::kGreylisting, "default:"},
       {"550 5.7.1 Email rejected per DMARC policy for example.com", C::kAuthSpfDkimDmarc,
        "default:"},
@@ -287,8 +292,7 @@ TEST(AllLayers, WordingsNotInTheCorpus) {
       {"552 5.2.2 Over quota", C::kMailboxFull, "default:"},
       {"421 4.7.0 Too many connections from your IP; try again later", C::kTooManyConnections,
        "default:"},
-      {"550 Sender address rejected: domain of sender has no MX", C::kAuthSpfDkimDmarc,
-       "default:"},
+      {"550 Sender address rejected: domain of sender has no MX", C::kAuthSpfDkimDmarc, "default:"},
       {"421 Service not available, closing transmission channel", C::kMaintenanceShutdown,
        "default:"},
       {"550 5.7.1 Message not signed with DKIM", C::kAuthSpfDkimDmarc, "default:"},
@@ -310,8 +314,8 @@ TEST(AllLayers, WordingsNotInTheCorpus) {
       {"535 Incorrect authentication data", C::kRelayDenied, "default:"},
       {"550 5.7.1 Message from example.com failed the sender's authentication policy",
        C::kAuthSpfDkimDmarc, "default:"},
-      {"550 5.7.1 Mail from your IP range is refused due to spam complaints",
-       C::kReputationBlock, "default:"},
+      {"550 5.7.1 Mail from your IP range is refused due to spam complaints", C::kReputationBlock,
+       "default:"},
       {"550 5.7.1 Blocked: this IP address is on our deny list", C::kReputationBlock, "default:"},
       {"550 5.1.2 Bad destination system address", C::kDomainUnknown, "default:"},
       {"250 2.0.0 Ok: queued as 1A2B3C", C::kDelivered, "default:code/"},
@@ -335,7 +339,8 @@ TEST(AllLayers, WordingsNotInTheCorpus) {
       // A server's own disk is its capacity, not a recipient's quota.
       {"452 4.4.5 Insufficient disk space; try again later", C::kServerBusyCapacity,
        "default:enhanced/"},
-      {"550 Rejected by header-based anti-spoofing policy", C::kAuthSpfDkimDmarc, "default:phrase/"},
+      {"550 Rejected by header-based anti-spoofing policy", C::kAuthSpfDkimDmarc,
+       "default:phrase/"},
       // A state word next to another noun is not about the sender.
       {"550 5.2.253 Sender held back after repeated invalid licence errors, throttled",
        C::kRateLimit, "default:"},

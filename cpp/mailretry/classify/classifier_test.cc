@@ -70,10 +70,12 @@ TEST(DefaultRules, Gmail4728WithoutTextIsRateLimit) {
 }
 
 TEST(DefaultRules, GmailUnsolicitedRateIsReputationThrottle) {
-  Classification k = Of(Default(),
-                        "421-4.7.28 [192.0.2.1] Our system has detected an unusual rate of\r\n"
-                        "421-4.7.28 unsolicited mail originating from your IP address. To protect our\r\n"
-                        "421 4.7.28 users from spam, mail sent from your IP address has been temporarily rate limited.\r\n");
+  Classification k =
+      Of(Default(),
+         "421-4.7.28 [192.0.2.1] Our system has detected an unusual rate of\r\n"
+         "421-4.7.28 unsolicited mail originating from your IP address. To protect our\r\n"
+         "421 4.7.28 users from spam, mail sent from your IP address has been temporarily rate "
+         "limited.\r\n");
   EXPECT_EQ(k.category, Category::kReputationThrottle);
   EXPECT_EQ(k.action, Action::kThrottle);
   EXPECT_TRUE(k.transient);
@@ -83,7 +85,8 @@ TEST(DefaultRules, GmailAuthCodesBeatRateWording) {
   Classifier c = Default();
   for (std::string_view raw : {
            "421 4.7.26 This email has been rate limited because it is unauthenticated.",
-           "550 5.7.26 Unauthenticated email from example.com is not accepted due to domain's DMARC policy.",
+           "550 5.7.26 Unauthenticated email from example.com is not accepted due to domain's "
+           "DMARC policy.",
            "421 4.7.30 some future wording",
            "550 5.7.32 some future wording",
        }) {
@@ -98,15 +101,17 @@ TEST(DefaultRules, GmailAuthCodesBeatRateWording) {
 TEST(DefaultRules, YahooTsCodesSuspend) {
   Classifier c = Default();
   Classification k =
-      Of(c, "421 4.7.0 [TSS04] Messages from 192.0.2.1 temporarily deferred due to unexpected "
-            "volume or user complaints - 4.16.55.1; see https://postmaster.yahooinc.com/error-codes");
+      Of(c,
+         "421 4.7.0 [TSS04] Messages from 192.0.2.1 temporarily deferred due to unexpected "
+         "volume or user complaints - 4.16.55.1; see https://postmaster.yahooinc.com/error-codes");
   EXPECT_EQ(k.category, Category::kReputationThrottle);
   EXPECT_EQ(k.action, Action::kSuspendDomain);
   EXPECT_EQ(k.rule, "default:provider/yahoo-ts");
   EXPECT_TRUE(k.transient);
   EXPECT_EQ(Of(c, "421 [TS03] All messages from 192.0.2.1 will be deferred").action,
             Action::kSuspendDomain);
-  Classification tss09 = Of(c, "421 4.7.0 [TSS09] All messages from 192.0.2.1 will be permanently deferred");
+  Classification tss09 =
+      Of(c, "421 4.7.0 [TSS09] All messages from 192.0.2.1 will be permanently deferred");
   EXPECT_EQ(tss09.category, Category::kReputationBlock);
   EXPECT_EQ(tss09.action, Action::kSuspendDomain);
 }
@@ -120,12 +125,14 @@ TEST(DefaultRules, AppleHcm1Suspends) {
 
 TEST(DefaultRules, MicrosoftMarkers) {
   Classifier c = Default();
-  Classification k = Of(c, "451 4.7.650 The mail server [192.0.2.25] has been temporarily rate "
-                           "limited due to IP reputation. (S843)");
+  Classification k = Of(c,
+                        "451 4.7.650 The mail server [192.0.2.25] has been temporarily rate "
+                        "limited due to IP reputation. (S843)");
   EXPECT_EQ(k.category, Category::kReputationThrottle);
   EXPECT_EQ(k.action, Action::kThrottle);
-  k = Of(c, "550 5.7.1 Unfortunately, messages from [192.0.2.1] weren't sent. Please contact your "
-            "Internet service provider since part of their network is on our block list (S3150).");
+  k = Of(c,
+         "550 5.7.1 Unfortunately, messages from [192.0.2.1] weren't sent. Please contact your "
+         "Internet service provider since part of their network is on our block list (S3150).");
   EXPECT_EQ(k.category, Category::kReputationBlock);
   EXPECT_EQ(k.action, Action::kSuspendDomain);
   k = Of(c, "550 5.7.708 Service unavailable. Access denied, traffic not accepted from this IP.");
@@ -134,19 +141,23 @@ TEST(DefaultRules, MicrosoftMarkers) {
   EXPECT_EQ(k.category, Category::kReputationBlock);
   k = Of(c, "451 4.7.500 Server busy. Please try again later from [192.0.2.1]. (AS761)");
   EXPECT_EQ(k.action, Action::kThrottle);
-  k = Of(c, "451 4.7.652 The mail server [192.0.2.251] has exceeded the maximum number of connections.");
+  k = Of(
+      c,
+      "451 4.7.652 The mail server [192.0.2.251] has exceeded the maximum number of connections.");
   EXPECT_EQ(k.category, Category::kTooManyConnections);
   EXPECT_EQ(k.action, Action::kThrottle);
 }
 
 TEST(DefaultRules, ComcastBlockCodes) {
   Classifier c = Default();
-  EXPECT_EQ(Of(c, "554 resimta.comcast.net 192.0.2.1 Comcast block for spam. Please see "
-                  "http://postmaster.comcast.net/smtp-error-codes.php#BL000000")
+  EXPECT_EQ(Of(c,
+               "554 resimta.comcast.net 192.0.2.1 Comcast block for spam. Please see "
+               "http://postmaster.comcast.net/smtp-error-codes.php#BL000000")
                 .category,
             Category::kReputationBlock);
-  Classification k = Of(c, "554 resimta.comcast.net 192.0.2.1 found on one or more DNSBLs, see "
-                           "http://postmaster.comcast.net/smtp-error-codes.php#BL000001");
+  Classification k = Of(c,
+                        "554 resimta.comcast.net 192.0.2.1 found on one or more DNSBLs, see "
+                        "http://postmaster.comcast.net/smtp-error-codes.php#BL000001");
   EXPECT_EQ(k.category, Category::kDnsblListed);
   EXPECT_EQ(k.action, Action::kRemediate);
 }
@@ -211,7 +222,8 @@ INSTANTIATE_TEST_SUITE_P(
         TextCase{"550 Mailbox does not exist", Category::kMailboxUnknown, Action::kBounce, false},
         TextCase{"550 This account has been disabled", Category::kMailboxDisabled, Action::kBounce,
                  false},
-        TextCase{"550 Recipient domain not found", Category::kDomainUnknown, Action::kBounce, false},
+        TextCase{"550 Recipient domain not found", Category::kDomainUnknown, Action::kBounce,
+                 false},
         TextCase{"552 Message size exceeds the limit", Category::kMessageTooLarge, Action::kBounce,
                  false},
         TextCase{"554 Relay access denied", Category::kRelayDenied, Action::kBounce, false},

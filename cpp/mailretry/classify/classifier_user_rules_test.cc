@@ -49,7 +49,9 @@ TEST(UserRules, FirstMatchingUserRuleWins) {
 }
 
 TEST(UserRules, EnhancedAndCodePatterns) {
-  UserRule u{.name = "e", .enhanced_pattern = "4.7.*", .code_pattern = "45x",
+  UserRule u{.name = "e",
+             .enhanced_pattern = "4.7.*",
+             .code_pattern = "45x",
              .category = Category::kGreylisting};
   absl::StatusOr<Classifier> c = Classifier::Create({u});
   ASSERT_TRUE(c.ok()) << c.status();
@@ -73,8 +75,11 @@ TEST(UserRules, EnhancedAndCodePatterns) {
 }
 
 TEST(UserRules, TransientOverrideAndDefault) {
-  UserRule u{.name = "t", .text_regex = "frequency", .category = Category::kRateLimit,
-             .action = Action::kThrottle, .transient = true};
+  UserRule u{.name = "t",
+             .text_regex = "frequency",
+             .category = Category::kRateLimit,
+             .action = Action::kThrottle,
+             .transient = true};
   UserRule v{.name = "v", .text_regex = "nope"};
   absl::StatusOr<Classifier> c = Classifier::Create({u, v});
   ASSERT_TRUE(c.ok());
@@ -84,9 +89,13 @@ TEST(UserRules, TransientOverrideAndDefault) {
 }
 
 TEST(UserRules, DestinationScope) {
-  UserRule exact{.name = "exact", .text_regex = "x", .destination = "Example.COM",
+  UserRule exact{.name = "exact",
+                 .text_regex = "x",
+                 .destination = "Example.COM",
                  .category = Category::kGreylisting};
-  UserRule suffix{.name = "suffix", .text_regex = "x", .destination = "*.example.org",
+  UserRule suffix{.name = "suffix",
+                  .text_regex = "x",
+                  .destination = "*.example.org",
                   .category = Category::kGreylisting};
   absl::StatusOr<Classifier> c = Classifier::Create({exact, suffix});
   ASSERT_TRUE(c.ok()) << c.status();
@@ -101,7 +110,9 @@ TEST(UserRules, DestinationScope) {
 }
 
 TEST(UserRules, ApplyToTransportOutcomesByText) {
-  UserRule u{.name = "tls", .text_regex = "certificate", .category = Category::kTlsRequired,
+  UserRule u{.name = "tls",
+             .text_regex = "certificate",
+             .category = Category::kTlsRequired,
              .action = Action::kRetry};
   absl::StatusOr<Classifier> c = Classifier::Create({u});
   ASSERT_TRUE(c.ok());
@@ -118,10 +129,14 @@ TEST(UserRules, CodePatternListsRangesAndWildcards) {
   });
   EXPECT_FALSE(c.ok());
   c = Classifier::Create({
-      UserRule{.name = "ms-block", .enhanced_pattern = "5.7.606-649, 5.7.750",
-               .category = Category::kReputationBlock, .action = Action::kSuspendDomain},
-      UserRule{.name = "deferrals", .code_pattern = "5*1,450-452",
-               .category = Category::kServerBusyCapacity, .action = Action::kRetry},
+      UserRule{.name = "ms-block",
+               .enhanced_pattern = "5.7.606-649, 5.7.750",
+               .category = Category::kReputationBlock,
+               .action = Action::kSuspendDomain},
+      UserRule{.name = "deferrals",
+               .code_pattern = "5*1,450-452",
+               .category = Category::kServerBusyCapacity,
+               .action = Action::kRetry},
   });
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(Of(*c, "550 5.7.612 our gateway refuses your host").rule, "user:ms-block");
@@ -146,7 +161,8 @@ TEST(UserRules, Validation) {
   EXPECT_THAT(bad_regex, HasSubstr("missing )"));
   // RE2 refuses backreferences: linear time is guaranteed.
   EXPECT_THAT(error_of({UserRule{.name = "b", .text_regex = "(a)\\1"}}), HasSubstr("\"b\""));
-  for (std::string_view e : {"4.7", "4.7.28.1", "6.7.1", "4.x.1", "4.7.1000", "4.7.9-3", "4.7.*,"}) {
+  for (std::string_view e :
+       {"4.7", "4.7.28.1", "6.7.1", "4.x.1", "4.7.1000", "4.7.9-3", "4.7.*,"}) {
     EXPECT_THAT(error_of({UserRule{.name = "e", .enhanced_pattern = std::string(e)}}),
                 HasSubstr("enhanced pattern"))
         << e;

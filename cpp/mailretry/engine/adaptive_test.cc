@@ -37,7 +37,8 @@ BlockRun RunBlock(EngineConfig c, absl::Time block_end) {
   for (uint64_t i = 0; i < 40; ++i) EXPECT_TRUE(e->Submit(i, "yahoo.example", kT0).ok());
   for (absl::Time now = kT0; now < block_end + absl::Hours(8); now += absl::Seconds(30)) {
     std::vector<Lease> l = Take(*e, now);
-    if (out.first_delivery && out.leases_after_release.size() < 6) out.leases_after_release.push_back(l.size());
+    if (out.first_delivery && out.leases_after_release.size() < 6)
+      out.leases_after_release.push_back(l.size());
     for (const Lease& lease : l) {
       if (now < block_end) {
         ++out.attempts_during_block;
@@ -117,7 +118,8 @@ TEST(HalfOpenProbing, OneProbePerIntervalAndAFailedProbeExtendsTheSuspension) {
   EXPECT_GT(*info.suspended_until, until1);
   std::vector<Event> ev = e->DrainEvents();
   bool extended = false;
-  for (const Event& x : ev) extended |= x.kind == EventKind::kDestinationSuspended && x.rule == "builtin:probe-failed";
+  for (const Event& x : ev)
+    extended |= x.kind == EventKind::kDestinationSuspended && x.rule == "builtin:probe-failed";
   EXPECT_TRUE(extended);
   // The next probe one interval after the last one, not at the suspension's end.
   EXPECT_THAT(Take(*e, kT0 + absl::Minutes(9)), IsEmpty());
@@ -200,7 +202,6 @@ TEST(HalfOpenProbing, AUserRulesFixedSuspensionIsNotProbed) {
   }
 }
 
-
 // --- 2. the capacity-reply window ---------------------------------------------
 
 // `busy_at` lists which of 40 consecutive attempts (one at a time) get
@@ -247,7 +248,6 @@ TEST(CapacityWindow, BadWindowSettingsAreRefused) {
   EXPECT_FALSE(c.Validate().ok());
 }
 
-
 // --- 4. structural detection: strong, pooled, sender-side evidence ------------
 
 std::vector<Event> Structural(const std::vector<Event>& ev) {
@@ -269,7 +269,8 @@ TEST(StructuralPooling, ASourceWithoutPtrIsFoundAtOneMessageDestinations) {
     ASSERT_TRUE(e->Submit(id++, d, kT0, "ip-d").ok());
     ASSERT_TRUE(e->Submit(id++, d, kT0, "ip-a").ok());
   }
-  for (const Lease& l : Take(*e, kT0)) MustReport(*e, l.msg_id, kT0, l.source == "ip-d" ? kPtr : kOk);
+  for (const Lease& l : Take(*e, kT0))
+    MustReport(*e, l.msg_id, kT0, l.source == "ip-d" ? kPtr : kOk);
   std::vector<Event> ev = Structural(e->DrainEvents());
   // The first PTR reply is confirmed by the second destination for ip-d:
   // all but the first pair are flagged at once, the first at its next reply.
@@ -358,7 +359,8 @@ TEST(HoldCounters, HeldReleasedAndExpiredAreCountedAndSaid) {
   std::vector<Event> cleared = e->DrainEvents();
   bool said = false;
   for (const Event& x : cleared) {
-    if (x.kind == EventKind::kStructuralCleared) said = x.detail.find("6 held message(s) released") != std::string::npos;
+    if (x.kind == EventKind::kStructuralCleared)
+      said = x.detail.find("6 held message(s) released") != std::string::npos;
   }
   EXPECT_TRUE(said);
   EXPECT_EQ(e->Stats().released_messages, 6u);

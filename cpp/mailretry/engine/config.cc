@@ -8,8 +8,8 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-#include "mailretry/engine/engine.h"
 #include "mailretry/classify/internal/code_pattern.h"
+#include "mailretry/engine/engine.h"
 #include "mailretry/engine/internal/patterns.h"
 
 namespace mailretry {
@@ -22,11 +22,13 @@ namespace {
 
 // `delivered` names the outcome of a 2xx reply. Schedules and reactions only
 // ever see failures, so a rule listing it would silently never match.
-absl::Status NoDeliveredCategory(const std::vector<Category>& categories, const std::string& where) {
+absl::Status NoDeliveredCategory(const std::vector<Category>& categories,
+                                 const std::string& where) {
   for (Category c : categories) {
     if (c == Category::kDelivered) {
       return absl::InvalidArgumentError(absl::StrCat(
-          where, ": category 'delivered' never matches (only failed attempts are retried or reacted to)"));
+          where,
+          ": category 'delivered' never matches (only failed attempts are retried or reacted to)"));
     }
   }
   return absl::OkStatus();
@@ -39,9 +41,11 @@ absl::Status EngineConfig::Validate() const {
   for (size_t i = 0; i < overrides.size(); ++i) {
     const ScheduleOverride& o = overrides[i];
     const std::string where = absl::StrCat("overrides[", i, "] '", o.name, "'");
-    if (o.name.empty()) return absl::InvalidArgumentError(absl::StrCat("overrides[", i, "].name is empty"));
+    if (o.name.empty())
+      return absl::InvalidArgumentError(absl::StrCat("overrides[", i, "].name is empty"));
     if (!ValidDestinationPattern(o.destination)) {
-      return absl::InvalidArgumentError(absl::StrCat(where, ": bad destination pattern '", o.destination, "'"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ": bad destination pattern '", o.destination, "'"));
     }
     if (absl::Status s = NoDeliveredCategory(o.categories, where); !s.ok()) return s;
     if (o.policy) {
@@ -49,7 +53,8 @@ absl::Status EngineConfig::Validate() const {
         return absl::InvalidArgumentError(absl::StrCat(where, ": ", s.message()));
       }
       if (o.fixed_delay) {
-        return absl::InvalidArgumentError(absl::StrCat(where, ": set either policy or fixed_delay, not both"));
+        return absl::InvalidArgumentError(
+            absl::StrCat(where, ": set either policy or fixed_delay, not both"));
       }
     } else if (!o.fixed_delay && o.advance_backoff) {
       return absl::InvalidArgumentError(
@@ -66,12 +71,13 @@ absl::Status EngineConfig::Validate() const {
     const std::string where =
         i == 0 ? std::string("destination_defaults") : absl::StrCat("destinations[", i - 1, "]");
     if (!ValidDestinationPattern(d.destination)) {
-      return absl::InvalidArgumentError(absl::StrCat(where, ": bad destination pattern '", d.destination, "'"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ": bad destination pattern '", d.destination, "'"));
     }
     if (d.min_concurrency < 1 || d.initial_concurrency < d.min_concurrency ||
         d.max_concurrency < d.initial_concurrency) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(where, ": need 1 <= min_concurrency <= initial_concurrency <= max_concurrency"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          where, ": need 1 <= min_concurrency <= initial_concurrency <= max_concurrency"));
     }
     if (d.cut_concurrency_to < 1 || d.raise_concurrency_after < 1) {
       return absl::InvalidArgumentError(
@@ -83,7 +89,8 @@ absl::Status EngineConfig::Validate() const {
     }
     for (const RateLimit* r : {&d.rate, &d.unlimited_cut_to, &d.min_rate}) {
       if (r->per <= absl::ZeroDuration() || r->per == absl::InfiniteDuration()) {
-        return absl::InvalidArgumentError(absl::StrCat(where, ": rate intervals must be positive and finite"));
+        return absl::InvalidArgumentError(
+            absl::StrCat(where, ": rate intervals must be positive and finite"));
       }
     }
     if (d.unlimited_cut_to.unlimited() || d.min_rate.unlimited()) {
@@ -91,27 +98,31 @@ absl::Status EngineConfig::Validate() const {
           absl::StrCat(where, ": unlimited_cut_to and min_rate need messages >= 1"));
     }
     if (d.rate_quiet_period <= absl::ZeroDuration()) {
-      return absl::InvalidArgumentError(absl::StrCat(where, ": rate_quiet_period must be positive"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ": rate_quiet_period must be positive"));
     }
     if (d.suspend_base <= absl::ZeroDuration() || d.suspend_max < d.suspend_base ||
         !(d.suspend_multiplier >= 1.0) || !std::isfinite(d.suspend_multiplier)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(where, ": need 0 < suspend_base <= suspend_max and suspend_multiplier >= 1"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          where, ": need 0 < suspend_base <= suspend_max and suspend_multiplier >= 1"));
     }
-    if (d.capacity_window > 64 || (d.capacity_window > 0 && (d.capacity_suspend_min < 1 ||
-                                                              d.capacity_suspend_min > d.capacity_window))) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(where, ": need capacity_window <= 64 and 1 <= capacity_suspend_min <= capacity_window"));
+    if (d.capacity_window > 64 ||
+        (d.capacity_window > 0 &&
+         (d.capacity_suspend_min < 1 || d.capacity_suspend_min > d.capacity_window))) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          where, ": need capacity_window <= 64 and 1 <= capacity_suspend_min <= capacity_window"));
     }
     if (d.suspend_probe_interval < absl::ZeroDuration()) {
-      return absl::InvalidArgumentError(absl::StrCat(where, ": suspend_probe_interval must not be negative"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ": suspend_probe_interval must not be negative"));
     }
   }
   absl::flat_hash_set<std::string> names;
   for (size_t i = 0; i < reactions.size(); ++i) {
     const ReactionRule& r = reactions[i];
     const std::string where = absl::StrCat("reactions[", i, "] '", r.name, "'");
-    if (r.name.empty()) return absl::InvalidArgumentError(absl::StrCat("reactions[", i, "].name is empty"));
+    if (r.name.empty())
+      return absl::InvalidArgumentError(absl::StrCat("reactions[", i, "].name is empty"));
     if (!names.insert(r.name).second) {
       return absl::InvalidArgumentError(absl::StrCat(where, ": duplicate name"));
     }
@@ -121,13 +132,17 @@ absl::Status EngineConfig::Validate() const {
     if (absl::Status s = NoDeliveredCategory(r.categories, where); !s.ok()) return s;
     // The classifier's user rules use the same code grammar (code_pattern.h).
     if (absl::StatusOr<BasicCodePattern> p = BasicCodePattern::Parse(r.code_pattern); !p.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat(where, ": code_pattern: ", p.status().message()));
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ": code_pattern: ", p.status().message()));
     }
-    if (absl::StatusOr<EnhancedCodePattern> p = EnhancedCodePattern::Parse(r.enhanced_pattern); !p.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat(where, ": enhanced_pattern: ", p.status().message()));
+    if (absl::StatusOr<EnhancedCodePattern> p = EnhancedCodePattern::Parse(r.enhanced_pattern);
+        !p.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ": enhanced_pattern: ", p.status().message()));
     }
     if (r.threshold < 1 || r.window <= absl::ZeroDuration()) {
-      return absl::InvalidArgumentError(absl::StrCat(where, ": threshold must be >= 1 and window positive"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ": threshold must be >= 1 and window positive"));
     }
     if (!r.suspend_for && !r.set_concurrency && !r.set_rate) {
       return absl::InvalidArgumentError(
@@ -158,7 +173,8 @@ absl::Status EngineConfig::Validate() const {
   if (timer_resolution <= absl::ZeroDuration() || timer_resolution > absl::Hours(1)) {
     return absl::InvalidArgumentError("timer_resolution must be in (0, 1 h]");
   }
-  if (max_buffered_events < 1) return absl::InvalidArgumentError("max_buffered_events must be >= 1");
+  if (max_buffered_events < 1)
+    return absl::InvalidArgumentError("max_buffered_events must be >= 1");
   return absl::OkStatus();
 }
 

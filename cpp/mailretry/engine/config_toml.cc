@@ -31,8 +31,8 @@
 #include "mailretry/classify/classifier.h"
 #include "mailretry/engine/engine.h"
 #include "mailretry/engine/internal/config_tree.h"
-#include "mailretry/reply/reply.h"
 #include "mailretry/policy/retry_policy.h"
+#include "mailretry/reply/reply.h"
 #include "mailretry/timers/timer_queue.h"
 
 namespace mailretry {
@@ -63,20 +63,28 @@ std::string Index(const std::string& path, size_t i) { return absl::StrCat(path,
 
 std::string_view TypeName(const toml::node& n) {
   switch (n.type()) {
-    case toml::node_type::table: return "a table";
-    case toml::node_type::array: return "a list";
-    case toml::node_type::string: return "a string";
-    case toml::node_type::integer: return "an integer";
-    case toml::node_type::floating_point: return "a number";
-    case toml::node_type::boolean: return "a boolean";
-    default: return "a date or time";
+    case toml::node_type::table:
+      return "a table";
+    case toml::node_type::array:
+      return "a list";
+    case toml::node_type::string:
+      return "a string";
+    case toml::node_type::integer:
+      return "an integer";
+    case toml::node_type::floating_point:
+      return "a number";
+    case toml::node_type::boolean:
+      return "a boolean";
+    default:
+      return "a date or time";
   }
 }
 
 absl::StatusOr<absl::Duration> DurationFromSeconds(double s) {
   if (!std::isfinite(s)) return absl::InvalidArgumentError("expected a finite duration");
   if (s < 0) return absl::InvalidArgumentError("a duration must not be negative");
-  if (s > kMaxDurationSeconds) return absl::InvalidArgumentError("duration too long (at most 100 years)");
+  if (s > kMaxDurationSeconds)
+    return absl::InvalidArgumentError("duration too long (at most 100 years)");
   return absl::Seconds(s);
 }
 
@@ -86,7 +94,8 @@ class Table {
   Table(Context& cx, const toml::node* node, std::string path) : cx_(cx), path_(std::move(path)) {
     table_ = node != nullptr ? node->as_table() : nullptr;
     if (node != nullptr && table_ == nullptr) {
-      cx_.Fail(path_.empty() ? "(top level)" : path_, absl::StrCat("expected a table, got ", AV(TypeName(*node))));
+      cx_.Fail(path_.empty() ? "(top level)" : path_,
+               absl::StrCat("expected a table, got ", AV(TypeName(*node))));
     }
   }
 
@@ -150,10 +159,12 @@ class Table {
   void Unsigned(std::string_view key, Int& out) {
     const toml::node* n = Get(key);
     if (n == nullptr) return;
-    std::optional<uint64_t> v = UnsignedValue(*n, Path(key), static_cast<uint64_t>(std::numeric_limits<Int>::max()));
+    std::optional<uint64_t> v =
+        UnsignedValue(*n, Path(key), static_cast<uint64_t>(std::numeric_limits<Int>::max()));
     if (v) out = static_cast<Int>(*v);
   }
-  std::optional<uint64_t> UnsignedValue(const toml::node& n, const std::string& path, uint64_t max) {
+  std::optional<uint64_t> UnsignedValue(const toml::node& n, const std::string& path,
+                                        uint64_t max) {
     const auto* i = n.as_integer();
     if (i == nullptr) {
       cx_.Fail(path, absl::StrCat("expected an integer, got ", AV(TypeName(n))));
@@ -210,8 +221,10 @@ class Table {
     return out;
   }
 
-  static std::optional<absl::Duration> DurationValue(Context& cx, const toml::node& n, const std::string& path) {
-    absl::StatusOr<absl::Duration> d = absl::InvalidArgumentError("expected a duration (seconds or \"15m\")");
+  static std::optional<absl::Duration> DurationValue(Context& cx, const toml::node& n,
+                                                     const std::string& path) {
+    absl::StatusOr<absl::Duration> d =
+        absl::InvalidArgumentError("expected a duration (seconds or \"15m\")");
     if (const auto* f = n.as_floating_point()) {
       d = DurationFromSeconds(f->get());
     } else if (const auto* i = n.as_integer()) {
@@ -299,7 +312,8 @@ RetryPolicy ParseRetryPolicy(Context& cx, const toml::node* node, const std::str
     p.intervals.clear();
     size_t i = 0;
     for (const toml::node* item : t.List("intervals")) {
-      if (auto d = Table::DurationValue(cx, *item, Index(t.Path("intervals"), i++))) p.intervals.push_back(*d);
+      if (auto d = Table::DurationValue(cx, *item, Index(t.Path("intervals"), i++)))
+        p.intervals.push_back(*d);
     }
   }
   if (t.Has("stages")) {
@@ -337,14 +351,15 @@ RateLimit ParseRate(Context& cx, const toml::node& node, const std::string& path
   rate.messages = 1;
   if (!t.Has("messages")) t.Fail("messages", "required (or write the rate as \"unlimited\")");
   t.Unsigned("messages", rate.messages);
-  if (rate.messages == 0) t.Fail("messages", "a rate of 0 messages is not a limit; write \"unlimited\" for none");
+  if (rate.messages == 0)
+    t.Fail("messages", "a rate of 0 messages is not a limit; write \"unlimited\" for none");
   t.Duration("per", rate.per);
   t.Finish();
   return rate;
 }
 
-DestinationPolicy ParseDestinationPolicy(Context& cx, const toml::node* node, const std::string& path,
-                                         const DestinationPolicy& base) {
+DestinationPolicy ParseDestinationPolicy(Context& cx, const toml::node* node,
+                                         const std::string& path, const DestinationPolicy& base) {
   Table t(cx, node, path);
   DestinationPolicy d = base;
   t.String("destination", d.destination);
@@ -353,7 +368,8 @@ DestinationPolicy ParseDestinationPolicy(Context& cx, const toml::node* node, co
   t.Unsigned("initial_concurrency", d.initial_concurrency);
   t.Unsigned("max_concurrency", d.max_concurrency);
   // "max_concurrency = 3" alone means: never more than 3, so start there too.
-  if (!explicit_initial && d.initial_concurrency > d.max_concurrency) d.initial_concurrency = d.max_concurrency;
+  if (!explicit_initial && d.initial_concurrency > d.max_concurrency)
+    d.initial_concurrency = d.max_concurrency;
   t.Unsigned("min_concurrency", d.min_concurrency);
   t.Unsigned("cut_concurrency_to", d.cut_concurrency_to);
   t.Unsigned("raise_concurrency_after", d.raise_concurrency_after);
@@ -380,8 +396,10 @@ ScheduleOverride ParseOverride(Context& cx, const toml::node* node, const std::s
   ScheduleOverride o;
   t.String("name", o.name);
   t.String("destination", o.destination);
-  o.categories = t.Names<Category>("categories", [](std::string_view s) { return ParseCategory(s); });
-  o.transports = t.Names<Transport>("transports", [](std::string_view s) { return ParseTransport(s); });
+  o.categories =
+      t.Names<Category>("categories", [](std::string_view s) { return ParseCategory(s); });
+  o.transports =
+      t.Names<Transport>("transports", [](std::string_view s) { return ParseTransport(s); });
   if (const toml::node* n = t.Get("policy")) o.policy = ParseRetryPolicy(cx, n, t.Path("policy"));
   t.OptionalDuration("fixed_delay", o.fixed_delay);
   t.Bool("advance_backoff", o.advance_backoff);
@@ -398,7 +416,8 @@ ReactionRule ParseReaction(Context& cx, const toml::node* node, const std::strin
   t.String("enhanced", r.enhanced_pattern);
   t.String("code", r.code_pattern);
   t.String("destination", r.destination);
-  r.categories = t.Names<Category>("categories", [](std::string_view s) { return ParseCategory(s); });
+  r.categories =
+      t.Names<Category>("categories", [](std::string_view s) { return ParseCategory(s); });
   t.Unsigned("threshold", r.threshold);
   t.Duration("window", r.window);
   t.OptionalDuration("suspend_for", r.suspend_for);
@@ -473,11 +492,13 @@ UserRule ParseUserRule(Context& cx, const toml::node* node, const std::string& p
 
 }  // namespace
 
-absl::StatusOr<std::vector<UserRule>> UserRulesFromTree(const toml::node& list, const std::string& path) {
+absl::StatusOr<std::vector<UserRule>> UserRulesFromTree(const toml::node& list,
+                                                        const std::string& path) {
   Context cx;
   std::vector<UserRule> out;
   const toml::array* a = list.as_array();
-  if (a == nullptr) return absl::InvalidArgumentError(absl::StrCat("config ", path, ": expected a list of tables"));
+  if (a == nullptr)
+    return absl::InvalidArgumentError(absl::StrCat("config ", path, ": expected a list of tables"));
   size_t i = 0;
   for (const toml::node& item : *a) out.push_back(ParseUserRule(cx, &item, Index(path, i++)));
   if (!cx.ok()) return cx.status;
@@ -490,14 +511,17 @@ absl::StatusOr<ConfigFile> ConfigFromTree(const toml::table& root) {
   EngineConfig& config = out.config;
   Table t(cx, &root, "");
   if (const toml::node* n = t.Get("seed")) {
-    out.seed = t.UnsignedValue(*n, "seed", static_cast<uint64_t>(std::numeric_limits<int64_t>::max()));
+    out.seed =
+        t.UnsignedValue(*n, "seed", static_cast<uint64_t>(std::numeric_limits<int64_t>::max()));
   }
   if (const toml::node* n = t.Get("retry")) config.retry = ParseRetryPolicy(cx, n, "retry");
   size_t i = 0;
-  for (const toml::node* item : t.List("overrides")) config.overrides.push_back(ParseOverride(cx, item, Index("overrides", i++)));
+  for (const toml::node* item : t.List("overrides"))
+    config.overrides.push_back(ParseOverride(cx, item, Index("overrides", i++)));
   t.Bool("builtin_overrides", config.builtin_overrides);
   if (const toml::node* n = t.Get("destination_defaults")) {
-    config.destination_defaults = ParseDestinationPolicy(cx, n, "destination_defaults", config.destination_defaults);
+    config.destination_defaults =
+        ParseDestinationPolicy(cx, n, "destination_defaults", config.destination_defaults);
   }
   i = 0;
   for (const toml::node* item : t.List("destinations")) {
@@ -505,8 +529,10 @@ absl::StatusOr<ConfigFile> ConfigFromTree(const toml::table& root) {
         ParseDestinationPolicy(cx, item, Index("destinations", i++), config.destination_defaults));
   }
   i = 0;
-  for (const toml::node* item : t.List("reactions")) config.reactions.push_back(ParseReaction(cx, item, Index("reactions", i++)));
-  if (const toml::node* n = t.Get("structural")) config.structural = ParseStructural(cx, n, "structural");
+  for (const toml::node* item : t.List("reactions"))
+    config.reactions.push_back(ParseReaction(cx, item, Index("reactions", i++)));
+  if (const toml::node* n = t.Get("structural"))
+    config.structural = ParseStructural(cx, n, "structural");
   if (const toml::node* n = t.Get("classifier")) {
     Table c(cx, n, "classifier");
     i = 0;
@@ -554,7 +580,8 @@ absl::StatusOr<absl::Duration> ParseConfigDuration(std::string_view s) {
   if (s.empty()) return absl::InvalidArgumentError("empty duration");
   auto bad = [&] {
     return absl::InvalidArgumentError(
-        absl::StrCat("bad duration \"", AV(s), "\" (a number and a unit: ms, s, m, h, d, w; e.g. \"15m\", \"5d\")"));
+        absl::StrCat("bad duration \"", AV(s),
+                     "\" (a number and a unit: ms, s, m, h, d, w; e.g. \"15m\", \"5d\")"));
   };
   double total = 0;
   size_t i = 0;
@@ -596,13 +623,14 @@ absl::StatusOr<RateLimit> ParseConfigRate(std::string_view s) {
   const size_t slash = s.find('/');
   const std::string_view count = s.substr(0, slash);
   if (slash == std::string_view::npos || count.empty() || count.size() > 9) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("bad rate \"", AV(s), "\" (expected \"N/duration\" such as \"100/1m\", or \"unlimited\")"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "bad rate \"", AV(s), "\" (expected \"N/duration\" such as \"100/1m\", or \"unlimited\")"));
   }
   uint32_t n = 0;
   for (char c : count) {
     if (c < '0' || c > '9') {
-      return absl::InvalidArgumentError(absl::StrCat("bad rate \"", AV(s), "\" (expected \"N/duration\" such as \"100/1m\")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("bad rate \"", AV(s), "\" (expected \"N/duration\" such as \"100/1m\")"));
     }
     n = n * 10 + static_cast<uint32_t>(c - '0');
   }
@@ -612,7 +640,9 @@ absl::StatusOr<RateLimit> ParseConfigRate(std::string_view s) {
   }
   absl::StatusOr<absl::Duration> per = ParseConfigDuration(s.substr(slash + 1));
   if (!per.ok()) return per.status();
-  if (*per <= absl::ZeroDuration()) return absl::InvalidArgumentError(absl::StrCat("rate \"", AV(s), "\": interval must be positive"));
+  if (*per <= absl::ZeroDuration())
+    return absl::InvalidArgumentError(
+        absl::StrCat("rate \"", AV(s), "\": interval must be positive"));
   rate.messages = n;
   rate.per = *per;
   return rate;
@@ -627,7 +657,8 @@ absl::StatusOr<toml::table> ParseTomlTree(std::string_view text, std::string_vie
     return toml::parse(text, origin);
   } catch (const toml::parse_error& e) {
     const toml::source_position pos = e.source().begin;
-    return absl::InvalidArgumentError(absl::StrCat(AV(origin), ":", pos.line, ":", pos.column, ": ", AV(e.description())));
+    return absl::InvalidArgumentError(
+        absl::StrCat(AV(origin), ":", pos.line, ":", pos.column, ": ", AV(e.description())));
   } catch (const std::exception& e) {
     return absl::InvalidArgumentError(absl::StrCat(AV(origin), ": ", e.what()));
   }
@@ -637,8 +668,10 @@ absl::StatusOr<std::string> ReadConfigText(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     const int err = errno;
-    if (err == ENOENT) return absl::NotFoundError(absl::StrCat("config file '", path, "' does not exist"));
-    return absl::UnavailableError(absl::StrCat("cannot open config file '", path, "': ", std::strerror(err)));
+    if (err == ENOENT)
+      return absl::NotFoundError(absl::StrCat("config file '", path, "' does not exist"));
+    return absl::UnavailableError(
+        absl::StrCat("cannot open config file '", path, "': ", std::strerror(err)));
   }
   std::string text;
   char buf[1 << 14];
@@ -648,13 +681,15 @@ absl::StatusOr<std::string> ReadConfigText(const std::string& path) {
       if (errno == EINTR) continue;
       const int err = errno;
       ::close(fd);
-      return absl::UnavailableError(absl::StrCat("cannot read config file '", path, "': ", std::strerror(err)));
+      return absl::UnavailableError(
+          absl::StrCat("cannot read config file '", path, "': ", std::strerror(err)));
     }
     if (n == 0) break;
     text.append(buf, static_cast<size_t>(n));
     if (text.size() > (size_t{1} << 24)) {
       ::close(fd);
-      return absl::InvalidArgumentError(absl::StrCat("config file '", path, "' is larger than 16 MiB"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("config file '", path, "' is larger than 16 MiB"));
     }
   }
   ::close(fd);

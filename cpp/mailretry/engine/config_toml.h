@@ -44,7 +44,8 @@ struct ConfigFile {
 // Parses TOML text. `origin` (a file name) prefixes syntax errors.
 // InvalidArgument for a syntax error (with line and column), invalid UTF-8,
 // or anything the grammar above rejects.
-absl::StatusOr<ConfigFile> ParseConfigToml(std::string_view text, std::string_view origin = "config");
+absl::StatusOr<ConfigFile> ParseConfigToml(std::string_view text,
+                                           std::string_view origin = "config");
 
 // Reads and parses a file. NotFound if it does not exist, Unavailable if it
 // cannot be read, else as ParseConfigToml.

@@ -16,7 +16,8 @@ using ::testing::HasSubstr;
 absl::Status ErrorOf(const std::string& toml) { return ParseConfigToml(toml).status(); }
 
 TEST(ConfigTomlTest, TheExampleFileLoads) {
-  absl::StatusOr<ConfigFile> f = LoadConfigFile(std::string(MAILRETRY_SOURCE_DIR) + "/examples/mailretry.toml");
+  absl::StatusOr<ConfigFile> f =
+      LoadConfigFile(std::string(MAILRETRY_SOURCE_DIR) + "/examples/mailretry.toml");
   ASSERT_TRUE(f.ok()) << f.status();
   EXPECT_EQ(f->seed, 1u);
   EXPECT_EQ(f->config.retry.initial_delay, absl::Minutes(15));
@@ -51,30 +52,44 @@ TEST(ConfigTomlTest, DurationsAndRates) {
 // The [cluster] table belongs to the Python shared-state layer (issue 15): the
 // engine accepts it unread, so one file configures a node, but not as a value.
 TEST(ConfigTomlTest, ClusterTableIsLeftToThePythonLayer) {
-  absl::StatusOr<ConfigFile> f = ParseConfigToml("[cluster]\nurl = \"redis://127.0.0.1:1/0\"\nshare = 0.5\n");
+  absl::StatusOr<ConfigFile> f =
+      ParseConfigToml("[cluster]\nurl = \"redis://127.0.0.1:1/0\"\nshare = 0.5\n");
   ASSERT_TRUE(f.ok()) << f.status();
   EXPECT_THAT(ErrorOf("cluster = 3\n").message(), HasSubstr("config cluster: expected a table"));
 }
 
 TEST(ConfigTomlTest, ErrorsNameTheKey) {
-  EXPECT_THAT(ErrorOf("[retry]\nmax_attempts = -1\n").message(), HasSubstr("config retry.max_attempts: out of range"));
-  EXPECT_THAT(ErrorOf("[retry]\nmax_attempts = 5000000000\n").message(), HasSubstr("retry.max_attempts"));
-  EXPECT_THAT(ErrorOf("[[destinations]]\nrate = \"0/1m\"\n").message(), HasSubstr("config destinations[0].rate"));
+  EXPECT_THAT(ErrorOf("[retry]\nmax_attempts = -1\n").message(),
+              HasSubstr("config retry.max_attempts: out of range"));
+  EXPECT_THAT(ErrorOf("[retry]\nmax_attempts = 5000000000\n").message(),
+              HasSubstr("retry.max_attempts"));
+  EXPECT_THAT(ErrorOf("[[destinations]]\nrate = \"0/1m\"\n").message(),
+              HasSubstr("config destinations[0].rate"));
   EXPECT_THAT(ErrorOf("[[destinations]]\nrate = {messages = 0}\n").message(),
               HasSubstr("destinations[0].rate.messages"));
-  EXPECT_THAT(ErrorOf("[classifer]\nrules = []\n").message(), HasSubstr("config classifer: unknown key"));
-  EXPECT_THAT(ErrorOf("[classifier]\nrule = []\n").message(), HasSubstr("config classifier.rule: unknown key"));
-  EXPECT_THAT(ErrorOf("[[classifier.rules]]\nname = \"x\"\ncategory = \"nope\"\naction = \"retry\"\n").message(),
-              HasSubstr("classifier.rules[0].category"));
-  EXPECT_THAT(ErrorOf("[[classifier.rules]]\nname = \"x\"\n").message(), HasSubstr("classifier.rules[0].category: required"));
-  EXPECT_THAT(ErrorOf("backend = \"heap\"\n").message(), HasSubstr("config backend: unknown timer backend"));
-  EXPECT_THAT(ErrorOf("lease_timeout = -300\n").message(), HasSubstr("lease_timeout: a duration must not be negative"));
+  EXPECT_THAT(ErrorOf("[classifer]\nrules = []\n").message(),
+              HasSubstr("config classifer: unknown key"));
+  EXPECT_THAT(ErrorOf("[classifier]\nrule = []\n").message(),
+              HasSubstr("config classifier.rule: unknown key"));
+  EXPECT_THAT(
+      ErrorOf("[[classifier.rules]]\nname = \"x\"\ncategory = \"nope\"\naction = \"retry\"\n")
+          .message(),
+      HasSubstr("classifier.rules[0].category"));
+  EXPECT_THAT(ErrorOf("[[classifier.rules]]\nname = \"x\"\n").message(),
+              HasSubstr("classifier.rules[0].category: required"));
+  EXPECT_THAT(ErrorOf("backend = \"heap\"\n").message(),
+              HasSubstr("config backend: unknown timer backend"));
+  EXPECT_THAT(ErrorOf("lease_timeout = -300\n").message(),
+              HasSubstr("lease_timeout: a duration must not be negative"));
   EXPECT_THAT(ErrorOf("lease_timeout = nan\n").message(), HasSubstr("lease_timeout"));
   EXPECT_THAT(ErrorOf("seed = -1\n").message(), HasSubstr("config seed: out of range"));
   EXPECT_THAT(ErrorOf("seed = \"7\"\n").message(), HasSubstr("config seed: expected an integer"));
   EXPECT_THAT(ErrorOf("[retry]\nbackoff = \"linear\"\n").message(), HasSubstr("retry.backoff"));
-  EXPECT_THAT(ErrorOf("[[overrides]]\nname = \"x\"\ntransports = [\"carrier_pigeon\"]\nfixed_delay = \"5m\"\n").message(),
-              HasSubstr("overrides[0].transports[0]"));
+  EXPECT_THAT(
+      ErrorOf(
+          "[[overrides]]\nname = \"x\"\ntransports = [\"carrier_pigeon\"]\nfixed_delay = \"5m\"\n")
+          .message(),
+      HasSubstr("overrides[0].transports[0]"));
   EXPECT_THAT(ErrorOf("retry = 5\n").message(), HasSubstr("config retry: expected a table"));
   // Cross-field rules (EngineConfig::Validate) still apply.
   EXPECT_THAT(ErrorOf("lease_timeout = 0\n").message(), HasSubstr("lease_timeout"));
@@ -86,11 +101,13 @@ TEST(ConfigTomlTest, SyntaxErrorsAndBadEncodingAreInvalidArgument) {
   EXPECT_THAT(s.message(), HasSubstr("x.toml:1:"));
   EXPECT_EQ(ParseConfigToml(std::string("seed = 1\n# \xff\xfe\n")).status().code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(ParseConfigToml(std::string("a = \"\0\"\n", 9)).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ParseConfigToml(std::string("a = \"\0\"\n", 9)).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST(ConfigTomlTest, MissingFileIsNotFound) {
-  EXPECT_EQ(LoadConfigFile("/nonexistent/mailretry.toml").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(LoadConfigFile("/nonexistent/mailretry.toml").status().code(),
+            absl::StatusCode::kNotFound);
 }
 
 TEST(ConfigTomlTest, EmptyDocumentIsTheDefaultConfig) {

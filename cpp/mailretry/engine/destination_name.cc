@@ -53,10 +53,12 @@ absl::Status Check(std::string_view name, const char* what, bool ascii_only) {
   for (size_t i = 0; i < name.size();) {
     const unsigned char c = static_cast<unsigned char>(name[i]);
     if (c < 0x20 || c == 0x7F) {
-      return absl::InvalidArgumentError(absl::StrCat(what, " contains a control character (byte ", i, ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, " contains a control character (byte ", i, ")"));
     }
     const size_t n = Utf8Length(name, i);
-    if (n == 0) return absl::InvalidArgumentError(absl::StrCat(what, " is not valid UTF-8 (byte ", i, ")"));
+    if (n == 0)
+      return absl::InvalidArgumentError(absl::StrCat(what, " is not valid UTF-8 (byte ", i, ")"));
     if (n > 1 && ascii_only) {
       return absl::InvalidArgumentError(absl::StrCat(
           what, " is not ASCII: pass internationalised names as IDNA A-labels (xn--...)"));
@@ -84,11 +86,14 @@ absl::StatusOr<std::string> NormalizeDestination(std::string_view name) {
   for (char& c : out) {
     if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
   }
-  if (!out.empty() && out.back() == '.') out.pop_back();  // the root label: "example.com." is example.com
+  if (!out.empty() && out.back() == '.')
+    out.pop_back();  // the root label: "example.com." is example.com
   if (out.empty()) return absl::InvalidArgumentError("destination is empty");
   return out;
 }
 
-absl::Status ValidateSourceName(std::string_view name) { return Check(name, "source", /*ascii_only=*/false); }
+absl::Status ValidateSourceName(std::string_view name) {
+  return Check(name, "source", /*ascii_only=*/false);
+}
 
 }  // namespace mailretry

@@ -19,10 +19,13 @@ TEST(DestinationNameTest, OneSpellingPerDomain) {
 }
 
 TEST(DestinationNameTest, RejectsWhatCannotBeADomainOrBeHandedBack) {
-  for (const std::string& bad : {std::string(""), std::string("."), std::string("a\0b.example", 11),
-                                 std::string("a\nb.example"), std::string("a\x7f.example"),
-                                 std::string("\xff\xfe.example"), std::string("\xed\xa0\x80.example"),
-                                 std::string("b\xc3\xbc" "cher.example"), std::string(300, 'a')}) {
+  for (const std::string& bad :
+       {std::string(""), std::string("."), std::string("a\0b.example", 11),
+        std::string("a\nb.example"), std::string("a\x7f.example"), std::string("\xff\xfe.example"),
+        std::string("\xed\xa0\x80.example"),
+        std::string("b\xc3\xbc"
+                    "cher.example"),
+        std::string(300, 'a')}) {
     absl::StatusOr<std::string> r = NormalizeDestination(bad);
     EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << bad;
   }

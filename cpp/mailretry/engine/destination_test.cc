@@ -134,7 +134,8 @@ TEST(Engine, OneCohortOfRateLimitRepliesCutsTheRateOnce) {
   EngineConfig c;
   c.destination_defaults.initial_concurrency = 6;
   c.destination_defaults.suspend_base = absl::Seconds(1);
-  c.destination_defaults.suspend_probe_interval = absl::ZeroDuration();  // a suspension that runs out
+  c.destination_defaults.suspend_probe_interval =
+      absl::ZeroDuration();  // a suspension that runs out
   auto e = MakeEngine(c);
   for (uint64_t i = 0; i < 10; ++i) ASSERT_TRUE(e->Submit(i, "example.com", kT0).ok());
   std::vector<Lease> l = Take(*e, kT0);
@@ -159,7 +160,8 @@ TEST(Engine, UnlimitedRateIsCutThenLiftedAfterQuietPeriods) {
   Take(*e, kT0);
   EXPECT_FALSE(e->GetDestination("example.com")->rate_per_second.has_value());
   MustReport(*e, 1, kT0, kRateLimited);
-  EXPECT_NEAR(*e->GetDestination("example.com")->rate_per_second, 1.0, 1e-9);  // unlimited_cut_to 60/min
+  EXPECT_NEAR(*e->GetDestination("example.com")->rate_per_second, 1.0,
+              1e-9);  // unlimited_cut_to 60/min
   ASSERT_TRUE(e->Advance(kT0 + absl::Minutes(20)).ok());
   EXPECT_NEAR(*e->GetDestination("example.com")->rate_per_second, 4.0, 1e-9);
   ASSERT_TRUE(e->Advance(kT0 + absl::Minutes(30)).ok());
@@ -197,7 +199,8 @@ TEST(Engine, SuspensionGrowsWithRepeatsAndResetsAfterSuccess) {
   std::vector<Lease> l4 = Take(*e, kT0 + absl::Minutes(15), 1);
   ASSERT_EQ(l4.size(), 1u);
   MustReport(*e, l4[0].msg_id, kT0 + absl::Minutes(16), kBusy);
-  EXPECT_EQ(e->GetDestination("example.com")->suspended_until, kT0 + absl::Minutes(21));  // back to 5 min
+  EXPECT_EQ(e->GetDestination("example.com")->suspended_until,
+            kT0 + absl::Minutes(21));  // back to 5 min
   ExpectBalanced(*e);
 }
 
@@ -309,7 +312,8 @@ TEST(Engine, DestinationInfoReportsStateAndCounters) {
   EXPECT_EQ(d->last_delivery, kT0);
   EXPECT_THAT(d->last_reply, HasSubstr("User unknown"));
   EXPECT_EQ(d->health, Health::kHealthy);
-  EXPECT_EQ(e->GetDestination("example.com", "other-ip").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(e->GetDestination("example.com", "other-ip").status().code(),
+            absl::StatusCode::kNotFound);
 }
 
 }  // namespace

@@ -60,7 +60,8 @@ absl::Status Engine::Submit(uint64_t msg_id, std::string_view destination, absl:
                                                  .not_before = not_before});
 }
 
-absl::Status Engine::SubmitMany(absl::Span<const uint64_t> msg_ids, absl::Span<const uint32_t> destination_indices,
+absl::Status Engine::SubmitMany(absl::Span<const uint64_t> msg_ids,
+                                absl::Span<const uint32_t> destination_indices,
                                 absl::Span<const std::string> destination_names, absl::Time now,
                                 absl::Span<const uint32_t> source_indices,
                                 absl::Span<const std::string> source_names) {
@@ -72,7 +73,9 @@ absl::Status Engine::SubmitMany(absl::Span<const uint64_t> msg_ids, absl::Span<c
                                                      .source_names = source_names});
 }
 
-absl::Status Engine::Advance(absl::Time now) { return Execute(*impl_, internal::AdvanceCommand{.now = now}); }
+absl::Status Engine::Advance(absl::Time now) {
+  return Execute(*impl_, internal::AdvanceCommand{.now = now});
+}
 
 absl::StatusOr<std::vector<Lease>> Engine::TakeReady(absl::Time now, size_t limit) {
   return Execute(*impl_, internal::TakeReadyCommand{.now = now, .limit = limit});
@@ -94,7 +97,8 @@ const Reply& CappedReply(const Reply& reply, Reply& storage) {
 
 // The replies paired with an id (the rest are never read, nor journaled),
 // capped as CappedReply; `storage` holds a copy only when one is cut.
-absl::Span<const Reply> CappedReplies(absl::Span<const Reply> replies, size_t n, std::vector<Reply>& storage) {
+absl::Span<const Reply> CappedReplies(absl::Span<const Reply> replies, size_t n,
+                                      std::vector<Reply>& storage) {
   replies = replies.first(std::min(replies.size(), n));
   for (size_t i = 0; i < replies.size(); ++i) {
     if (replies[i].text.size() <= kMaxReplyBytes) continue;
@@ -107,15 +111,19 @@ absl::Span<const Reply> CappedReplies(absl::Span<const Reply> replies, size_t n,
 
 }  // namespace
 
-absl::StatusOr<Decision> Engine::Report(uint64_t msg_id, uint32_t attempt, absl::Time now, const Reply& reply) {
+absl::StatusOr<Decision> Engine::Report(uint64_t msg_id, uint32_t attempt, absl::Time now,
+                                        const Reply& reply) {
   Reply storage;
-  return Execute(*impl_, internal::ReportLeaseCommand{
-                             .now = now, .msg_id = msg_id, .attempt = attempt, .reply = &CappedReply(reply, storage)});
+  return Execute(
+      *impl_,
+      internal::ReportLeaseCommand{
+          .now = now, .msg_id = msg_id, .attempt = attempt, .reply = &CappedReply(reply, storage)});
 }
 
 absl::StatusOr<Decision> Engine::Report(uint64_t msg_id, absl::Time now, const Reply& reply) {
   Reply storage;
-  return Execute(*impl_, internal::ReportCommand{.now = now, .msg_id = msg_id, .reply = &CappedReply(reply, storage)});
+  return Execute(*impl_, internal::ReportCommand{
+                             .now = now, .msg_id = msg_id, .reply = &CappedReply(reply, storage)});
 }
 
 absl::StatusOr<Decision> Engine::ReportText(uint64_t msg_id, uint32_t attempt, absl::Time now,
@@ -125,55 +133,60 @@ absl::StatusOr<Decision> Engine::ReportText(uint64_t msg_id, uint32_t attempt, a
   return Report(msg_id, attempt, now, *reply);
 }
 
-absl::StatusOr<Decision> Engine::ReportText(uint64_t msg_id, absl::Time now, std::string_view raw_reply) {
+absl::StatusOr<Decision> Engine::ReportText(uint64_t msg_id, absl::Time now,
+                                            std::string_view raw_reply) {
   absl::StatusOr<Reply> reply = ParseReply(raw_reply);
   if (!reply.ok()) return reply.status();
   return Report(msg_id, now, *reply);
 }
 
 std::vector<absl::StatusOr<Decision>> Engine::ReportMany(absl::Span<const uint64_t> msg_ids,
-                                                         absl::Span<const Reply> replies, absl::Time now) {
+                                                         absl::Span<const Reply> replies,
+                                                         absl::Time now) {
   std::vector<Reply> storage;
   return Execute(*impl_, internal::ReportManyCommand{
-                             .now = now, .msg_ids = msg_ids, .replies = CappedReplies(replies, msg_ids.size(), storage)});
+                             .now = now,
+                             .msg_ids = msg_ids,
+                             .replies = CappedReplies(replies, msg_ids.size(), storage)});
 }
 
 std::vector<absl::StatusOr<Decision>> Engine::ReportMany(absl::Span<const uint64_t> msg_ids,
                                                          absl::Span<const uint32_t> attempts,
-                                                         absl::Span<const Reply> replies, absl::Time now) {
+                                                         absl::Span<const Reply> replies,
+                                                         absl::Time now) {
   if (attempts.size() != msg_ids.size()) {
-    return std::vector<absl::StatusOr<Decision>>(msg_ids.size(),
-                                                 absl::InvalidArgumentError("attempts must be as long as msg_ids"));
+    return std::vector<absl::StatusOr<Decision>>(
+        msg_ids.size(), absl::InvalidArgumentError("attempts must be as long as msg_ids"));
   }
   std::vector<Reply> storage;
-  return Execute(*impl_, internal::ReportLeasesCommand{.now = now,
-                                                       .msg_ids = msg_ids,
-                                                       .attempts = attempts,
-                                                       .replies = CappedReplies(replies, msg_ids.size(), storage)});
-}
-
-std::vector<absl::StatusOr<Decision>> Engine::ReportManyText(absl::Span<const uint64_t> msg_ids,
-                                                             absl::Span<const std::string> raw_replies,
-                                                             absl::Time now) {
-  return Execute(*impl_, internal::ReportManyTextCommand{
-                             .now = now,
-                             .msg_ids = msg_ids,
-                             .raw_replies = raw_replies.first(std::min(raw_replies.size(), msg_ids.size()))});
-}
-
-std::vector<absl::StatusOr<Decision>> Engine::ReportManyText(absl::Span<const uint64_t> msg_ids,
-                                                             absl::Span<const uint32_t> attempts,
-                                                             absl::Span<const std::string> raw_replies,
-                                                             absl::Time now) {
-  if (attempts.size() != msg_ids.size()) {
-    return std::vector<absl::StatusOr<Decision>>(msg_ids.size(),
-                                                 absl::InvalidArgumentError("attempts must be as long as msg_ids"));
-  }
-  return Execute(*impl_, internal::ReportLeasesTextCommand{
+  return Execute(*impl_, internal::ReportLeasesCommand{
                              .now = now,
                              .msg_ids = msg_ids,
                              .attempts = attempts,
-                             .raw_replies = raw_replies.first(std::min(raw_replies.size(), msg_ids.size()))});
+                             .replies = CappedReplies(replies, msg_ids.size(), storage)});
+}
+
+std::vector<absl::StatusOr<Decision>> Engine::ReportManyText(
+    absl::Span<const uint64_t> msg_ids, absl::Span<const std::string> raw_replies, absl::Time now) {
+  return Execute(*impl_, internal::ReportManyTextCommand{.now = now,
+                                                         .msg_ids = msg_ids,
+                                                         .raw_replies = raw_replies.first(std::min(
+                                                             raw_replies.size(), msg_ids.size()))});
+}
+
+std::vector<absl::StatusOr<Decision>> Engine::ReportManyText(
+    absl::Span<const uint64_t> msg_ids, absl::Span<const uint32_t> attempts,
+    absl::Span<const std::string> raw_replies, absl::Time now) {
+  if (attempts.size() != msg_ids.size()) {
+    return std::vector<absl::StatusOr<Decision>>(
+        msg_ids.size(), absl::InvalidArgumentError("attempts must be as long as msg_ids"));
+  }
+  return Execute(
+      *impl_, internal::ReportLeasesTextCommand{
+                  .now = now,
+                  .msg_ids = msg_ids,
+                  .attempts = attempts,
+                  .raw_replies = raw_replies.first(std::min(raw_replies.size(), msg_ids.size()))});
 }
 
 std::optional<absl::Time> Engine::NextWakeup() const {
@@ -189,13 +202,15 @@ absl::StatusOr<DestinationInfo> Engine::GetDestination(std::string_view destinat
   absl::StatusOr<std::string> name = NormalizeDestination(destination);
   if (!name.ok()) return name.status();
   auto dom = impl_->name_ids.find(*name);
-  auto src = source.empty() ? impl_->name_ids.find(std::string_view()) : impl_->name_ids.find(source);
+  auto src =
+      source.empty() ? impl_->name_ids.find(std::string_view()) : impl_->name_ids.find(source);
   if (dom != impl_->name_ids.end() && src != impl_->name_ids.end()) {
     auto it = impl_->pair_ids.find((uint64_t{dom->second} << 32) | src->second);
     if (it != impl_->pair_ids.end()) return Core(*impl_).Info(it->second);
   }
-  return absl::NotFoundError(absl::StrCat("no messages were ever submitted to destination '", ToAbsl(destination), "'",
-                                          source.empty() ? std::string() : absl::StrCat(" from source '", ToAbsl(source), "'")));
+  return absl::NotFoundError(absl::StrCat(
+      "no messages were ever submitted to destination '", ToAbsl(destination), "'",
+      source.empty() ? std::string() : absl::StrCat(" from source '", ToAbsl(source), "'")));
 }
 
 EngineStats Engine::Stats() const {
@@ -227,10 +242,12 @@ EngineStats Engine::Stats() const {
   s.expired_held = m.expired_held;
   size_t bytes = m.msgs.MemoryBytes() + m.ids.capacity() * (sizeof(uint32_t) + 1) +
                  m.msg_timers->MemoryBytes() + m.dest_timers->MemoryBytes() +
-                 m.dests.capacity() * sizeof(DestState) + m.pair_ids.capacity() * (sizeof(uint64_t) * 2 + 1) +
+                 m.dests.capacity() * sizeof(DestState) +
+                 m.pair_ids.capacity() * (sizeof(uint64_t) * 2 + 1) +
                  m.name_ids.capacity() * (sizeof(std::string_view) + sizeof(uint64_t) + 1) +
                  m.ring.size() * sizeof(uint32_t) + m.reply_cache.MemoryBytes();
-  for (const std::string& n : m.names) bytes += sizeof(std::string) + (n.capacity() > 15 ? n.capacity() : 0);
+  for (const std::string& n : m.names)
+    bytes += sizeof(std::string) + (n.capacity() > 15 ? n.capacity() : 0);
   for (const DestState& d : m.dests) {
     for (const std::string& t : d.samples) bytes += t.capacity() > 15 ? t.capacity() : 0;
   }

@@ -44,8 +44,8 @@
 #include "absl/types/span.h"
 #include "mailretry/classify/classifier.h"
 #include "mailretry/engine/durable/journal.h"
-#include "mailretry/reply/reply.h"
 #include "mailretry/policy/retry_policy.h"
+#include "mailretry/reply/reply.h"
 #include "mailretry/timers/timer_queue.h"
 
 namespace mailretry {
@@ -61,10 +61,10 @@ namespace mailretry {
 // Replaces the retry schedule for some destinations and/or some reply
 // categories / transport outcomes. The first matching override wins.
 struct ScheduleOverride {
-  std::string name;                    // for rule names in decisions and errors
-  std::string destination;             // pattern, see above
-  std::vector<Category> categories;    // empty = any category
-  std::vector<Transport> transports;   // empty = any (Transport::kReply = a real reply)
+  std::string name;                   // for rule names in decisions and errors
+  std::string destination;            // pattern, see above
+  std::vector<Category> categories;   // empty = any category
+  std::vector<Transport> transports;  // empty = any (Transport::kReply = a real reply)
   // A whole schedule for matching messages. When it matches on destination
   // alone (no categories/transports), it also sets those messages' lifetime.
   std::optional<RetryPolicy> policy;
@@ -73,7 +73,7 @@ struct ScheduleOverride {
   // `max_consecutive` times in a row (0 = no limit); after that the message's
   // normal schedule applies. Greylisting: fixed_delay = 5 min, max 3.
   std::optional<absl::Duration> fixed_delay;
-  bool advance_backoff = true;         // false: this failure doesn't burn the schedule
+  bool advance_backoff = true;  // false: this failure doesn't burn the schedule
   uint32_t max_consecutive = 0;
 };
 
@@ -112,7 +112,7 @@ struct DestinationPolicy {
   // (an unlimited rate is cut to `unlimited_cut_to`), never below `min_rate`.
   // After `rate_quiet_period` without another such reply the rate doubles,
   // and again every quiet period, until it is back at `rate`.
-  RateLimit rate;                                          // configured ceiling
+  RateLimit rate;  // configured ceiling
   RateLimit unlimited_cut_to{60, absl::Minutes(1)};
   RateLimit min_rate{1, absl::Minutes(1)};
   absl::Duration rate_quiet_period = absl::Minutes(15);
@@ -152,13 +152,13 @@ struct DestinationPolicy {
 // non-empty matcher must match. When a reaction rule matches a reply, the
 // built-in category reactions (DestinationPolicy) are skipped for that reply.
 struct ReactionRule {
-  std::string name;              // required, unique
-  std::string text_regex;        // RE2, unanchored, case-insensitive
+  std::string name;        // required, unique
+  std::string text_regex;  // RE2, unanchored, case-insensitive
   // Code patterns: the one grammar of classify/internal/code_pattern.h, as for
   // the classifier's user rules (lists, ranges and wildcards).
-  std::string enhanced_pattern;  // "4.7.28", "4.7.*", "5.7.606-649", "4.7.26,4.7.28"
-  std::string code_pattern;      // "421", "4xx", "5*x", "450-452", "421,45x"
-  std::string destination;       // destination pattern
+  std::string enhanced_pattern;      // "4.7.28", "4.7.*", "5.7.606-649", "4.7.26,4.7.28"
+  std::string code_pattern;          // "421", "4xx", "5*x", "450-452", "421,45x"
+  std::string destination;           // destination pattern
   std::vector<Category> categories;  // empty = any
   // Fire only after `threshold` matches within `window` (1 = on every match).
   uint32_t threshold = 1;
@@ -251,10 +251,10 @@ struct EngineConfig {
 struct Lease {
   uint64_t msg_id = 0;
   std::string_view destination;
-  std::string_view source;       // "" when the message has no source
+  std::string_view source;         // "" when the message has no source
   uint32_t destination_index = 0;  // stable id of the (source, destination) pair
-  uint32_t attempt = 0;          // 1 for the first attempt
-  absl::Time deadline;           // report before this or the lease expires
+  uint32_t attempt = 0;            // 1 for the first attempt
+  absl::Time deadline;             // report before this or the lease expires
 };
 
 // Set (empty value) on the FailedPrecondition returned for a report naming a
@@ -302,18 +302,18 @@ struct CategoryCount {
 
 struct Event {
   EventKind kind = EventKind::kDelivered;
-  absl::Time time;                  // when it happened (non-decreasing in the stream)
-  std::optional<uint64_t> msg_id;   // message events
-  std::string_view destination;     // valid while the Engine lives
+  absl::Time time;                 // when it happened (non-decreasing in the stream)
+  std::optional<uint64_t> msg_id;  // message events
+  std::string_view destination;    // valid while the Engine lives
   std::string_view source;
-  std::optional<Category> category;  // message events; throttled/suspended: the trigger
-  uint32_t attempt = 0;              // message events: attempts made so far
+  std::optional<Category> category;        // message events; throttled/suspended: the trigger
+  uint32_t attempt = 0;                    // message events: attempts made so far
   std::optional<absl::Time> next_attempt;  // deferred, lease_expired
-  std::optional<absl::Time> until;   // suspended: end; throttled: end of a rule override
-  std::string status;   // enhanced status: the reply's, or "4.4.7" for expired
-  std::string reply;    // reply text; for expired the last reply
-  std::string detail;   // why, in words
-  std::string rule;     // classifier or reaction rule behind it
+  std::optional<absl::Time> until;         // suspended: end; throttled: end of a rule override
+  std::string status;                      // enhanced status: the reply's, or "4.4.7" for expired
+  std::string reply;                       // reply text; for expired the last reply
+  std::string detail;                      // why, in words
+  std::string rule;                        // classifier or reaction rule behind it
   // destination_throttled: the limits now in force (0 / nullopt = unlimited).
   uint32_t concurrency_limit = 0;
   std::optional<double> rate_per_second;
@@ -331,16 +331,16 @@ struct DestinationInfo {
   std::string source;
   uint32_t index = 0;
   Health health = Health::kHealthy;
-  bool held = false;                        // structural hold: probes only
-  uint32_t concurrency_limit = 0;           // in force now
+  bool held = false;               // structural hold: probes only
+  uint32_t concurrency_limit = 0;  // in force now
   uint32_t max_concurrency = 0;
   uint32_t in_flight = 0;
-  std::optional<double> rate_per_second;    // in force now; nullopt = unlimited
+  std::optional<double> rate_per_second;  // in force now; nullopt = unlimited
   std::optional<absl::Time> suspended_until;
-  uint32_t suspensions = 0;                 // repeats since the last delivery
-  std::optional<absl::Time> next_probe;     // when held
-  uint64_t ready = 0;                       // due, waiting for a slot
-  uint64_t scheduled = 0;                   // waiting for their retry time
+  uint32_t suspensions = 0;              // repeats since the last delivery
+  std::optional<absl::Time> next_probe;  // when held
+  uint64_t ready = 0;                    // due, waiting for a slot
+  uint64_t scheduled = 0;                // waiting for their retry time
   uint64_t attempts = 0, delivered = 0, deferred = 0, bounced = 0, expired = 0;
   uint32_t consecutive_failures = 0;
   std::optional<absl::Time> last_delivery;
@@ -425,7 +425,8 @@ class Engine {
   // id (never submitted or already finished). InvalidArgument: an attempt
   // that was never handed out. A reply text longer than kMaxReplyBytes (a
   // transport reply's detail) is cut to that length, as ParseReply caps replies.
-  absl::StatusOr<Decision> Report(uint64_t msg_id, uint32_t attempt, absl::Time now, const Reply& reply);
+  absl::StatusOr<Decision> Report(uint64_t msg_id, uint32_t attempt, absl::Time now,
+                                  const Reply& reply);
   absl::StatusOr<Decision> Report(const Lease& lease, absl::Time now, const Reply& reply) {
     return Report(lease.msg_id, lease.attempt, now, reply);
   }
@@ -433,7 +434,8 @@ class Engine {
   // lease untouched.
   absl::StatusOr<Decision> ReportText(uint64_t msg_id, uint32_t attempt, absl::Time now,
                                       std::string_view raw_reply);
-  absl::StatusOr<Decision> ReportText(const Lease& lease, absl::Time now, std::string_view raw_reply) {
+  absl::StatusOr<Decision> ReportText(const Lease& lease, absl::Time now,
+                                      std::string_view raw_reply) {
     return ReportText(lease.msg_id, lease.attempt, now, raw_reply);
   }
   // Batch reports; one result per id, in order (errors do not stop the batch).
@@ -453,8 +455,7 @@ class Engine {
   absl::StatusOr<Decision> Report(uint64_t msg_id, absl::Time now, const Reply& reply);
   absl::StatusOr<Decision> ReportText(uint64_t msg_id, absl::Time now, std::string_view raw_reply);
   std::vector<absl::StatusOr<Decision>> ReportMany(absl::Span<const uint64_t> msg_ids,
-                                                   absl::Span<const Reply> replies,
-                                                   absl::Time now);
+                                                   absl::Span<const Reply> replies, absl::Time now);
   std::vector<absl::StatusOr<Decision>> ReportManyText(absl::Span<const uint64_t> msg_ids,
                                                        absl::Span<const std::string> raw_replies,
                                                        absl::Time now);

@@ -76,8 +76,8 @@ TEST_P(EngineBackends, DefaultScheduleDoublesUpToTheCap) {
     EXPECT_THAT(Take(*e, *d.next_attempt - absl::Seconds(1)), IsEmpty());
     now = *d.next_attempt;
   }
-  EXPECT_THAT(delays, ElementsAre(absl::Minutes(15), absl::Minutes(30), absl::Hours(1), absl::Hours(2),
-                                  absl::Hours(4), absl::Hours(4), absl::Hours(4)));
+  EXPECT_THAT(delays, ElementsAre(absl::Minutes(15), absl::Minutes(30), absl::Hours(1),
+                                  absl::Hours(2), absl::Hours(4), absl::Hours(4), absl::Hours(4)));
   ExpectBalanced(*e);
 }
 
@@ -111,11 +111,12 @@ TEST_P(EngineBackends, DefaultJitterSpreadsMessagesDeferredTogether) {
 }
 
 INSTANTIATE_TEST_SUITE_P(AllBackends, EngineBackends,
-                         ::testing::Values(TimerBackend::kWheel, TimerBackend::kQuadHeap, TimerBackend::kBoostHeap),
+                         ::testing::Values(TimerBackend::kWheel, TimerBackend::kQuadHeap,
+                                           TimerBackend::kBoostHeap),
                          [](const ::testing::TestParamInfo<TimerBackend>& i) {
-                           return i.param == TimerBackend::kWheel       ? std::string("Wheel")
+                           return i.param == TimerBackend::kWheel      ? std::string("Wheel")
                                   : i.param == TimerBackend::kQuadHeap ? std::string("QuadHeap")
-                                                                        : std::string("BoostHeap");
+                                                                       : std::string("BoostHeap");
                          });
 
 TEST(Engine, ErrorsAreClearAndChangeNothing) {
@@ -130,7 +131,8 @@ TEST(Engine, ErrorsAreClearAndChangeNothing) {
   absl::Status back = e->Submit(9, "example.com", kT0 - absl::Seconds(1));
   EXPECT_EQ(back.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(back.message()), HasSubstr("backwards"));
-  EXPECT_EQ(e->TakeReady(kT0 - absl::Seconds(1), 10).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(e->TakeReady(kT0 - absl::Seconds(1), 10).status().code(),
+            absl::StatusCode::kInvalidArgument);
   ASSERT_EQ(Take(*e, kT0).size(), 1u);
   // Unparseable reply leaves the lease alone.
   EXPECT_EQ(e->ReportText(7, kT0, "hello").status().code(), absl::StatusCode::kInvalidArgument);
@@ -337,7 +339,8 @@ TEST(Engine, GreylistingRetriesSoonWithoutGrowingTheBackoff) {
     delays.push_back(*d.next_attempt - now);
     now = *d.next_attempt;
   }
-  EXPECT_THAT(delays, ElementsAre(absl::Minutes(15), absl::Minutes(5), absl::Minutes(5), absl::Minutes(30)));
+  EXPECT_THAT(delays, ElementsAre(absl::Minutes(15), absl::Minutes(5), absl::Minutes(5),
+                                  absl::Minutes(30)));
 }
 
 TEST(Engine, GreylistingFallsBackToTheScheduleAfterThreeInARow) {
@@ -351,8 +354,8 @@ TEST(Engine, GreylistingFallsBackToTheScheduleAfterThreeInARow) {
     delays.push_back(*d.next_attempt - now);
     now = *d.next_attempt;
   }
-  EXPECT_THAT(delays, ElementsAre(absl::Minutes(5), absl::Minutes(5), absl::Minutes(5), absl::Minutes(15),
-                                  absl::Minutes(5)));
+  EXPECT_THAT(delays, ElementsAre(absl::Minutes(5), absl::Minutes(5), absl::Minutes(5),
+                                  absl::Minutes(15), absl::Minutes(5)));
 }
 
 TEST(Engine, ConnectionRefusedDoesNotBurnTheSchedule) {
@@ -372,8 +375,8 @@ TEST(Engine, ConnectionRefusedDoesNotBurnTheSchedule) {
     now = *d->next_attempt;
   }
   // 15m, 30m, then two refusals at the current step (1 h) without advancing, then 1 h, not 4 h.
-  EXPECT_THAT(delays, ElementsAre(absl::Minutes(15), absl::Minutes(30), absl::Hours(1), absl::Hours(1),
-                                  absl::Hours(1)));
+  EXPECT_THAT(delays, ElementsAre(absl::Minutes(15), absl::Minutes(30), absl::Hours(1),
+                                  absl::Hours(1), absl::Hours(1)));
   EXPECT_EQ(schedules[2], "builtin:connection");
 }
 
@@ -414,7 +417,8 @@ TEST(Engine, RoundRobinDoesNotLetABigDestinationStarveSmallOnes) {
   c.destination_defaults.max_concurrency = 1000;
   auto e = MakeEngine(c);
   for (uint64_t i = 0; i < 500; ++i) ASSERT_TRUE(e->Submit(i, "big.example", kT0).ok());
-  for (uint64_t i = 0; i < 10; ++i) ASSERT_TRUE(e->Submit(1000 + i, absl::StrCat("small", i, ".example"), kT0).ok());
+  for (uint64_t i = 0; i < 10; ++i)
+    ASSERT_TRUE(e->Submit(1000 + i, absl::StrCat("small", i, ".example"), kT0).ok());
   std::vector<Lease> l = Take(*e, kT0, 20);
   ASSERT_EQ(l.size(), 20u);
   std::set<std::string> small;
@@ -483,7 +487,8 @@ TEST(Engine, EventBufferIsBounded) {
   EngineConfig c;
   c.max_buffered_events = 3;
   auto e = MakeEngine(c);
-  for (uint64_t i = 0; i < 5; ++i) ASSERT_TRUE(e->Submit(i, absl::StrCat("d", i, ".example"), kT0).ok());
+  for (uint64_t i = 0; i < 5; ++i)
+    ASSERT_TRUE(e->Submit(i, absl::StrCat("d", i, ".example"), kT0).ok());
   for (const Lease& l : Take(*e, kT0)) MustReport(*e, l.msg_id, kT0, kOk);
   EXPECT_EQ(e->DrainEvents().size(), 3u);
   EXPECT_EQ(e->Stats().events_dropped, 2u);

@@ -11,36 +11,54 @@ namespace mailretry {
 
 std::string_view DecisionActionName(DecisionAction a) {
   switch (a) {
-    case DecisionAction::kDelivered: return "delivered";
-    case DecisionAction::kRetry: return "retry";
-    case DecisionAction::kBounced: return "bounced";
-    case DecisionAction::kExpired: return "expired";
+    case DecisionAction::kDelivered:
+      return "delivered";
+    case DecisionAction::kRetry:
+      return "retry";
+    case DecisionAction::kBounced:
+      return "bounced";
+    case DecisionAction::kExpired:
+      return "expired";
   }
   return "retry";
 }
 
 std::string_view EventKindName(EventKind k) {
   switch (k) {
-    case EventKind::kDelivered: return "delivered";
-    case EventKind::kDeferred: return "deferred";
-    case EventKind::kBounced: return "bounced";
-    case EventKind::kExpired: return "expired";
-    case EventKind::kLeaseExpired: return "lease_expired";
-    case EventKind::kDestinationThrottled: return "destination_throttled";
-    case EventKind::kDestinationSuspended: return "destination_suspended";
-    case EventKind::kDestinationResumed: return "destination_resumed";
-    case EventKind::kDestinationWarning: return "destination_warning";
-    case EventKind::kStructuralFailure: return "structural_failure";
-    case EventKind::kStructuralCleared: return "structural_cleared";
+    case EventKind::kDelivered:
+      return "delivered";
+    case EventKind::kDeferred:
+      return "deferred";
+    case EventKind::kBounced:
+      return "bounced";
+    case EventKind::kExpired:
+      return "expired";
+    case EventKind::kLeaseExpired:
+      return "lease_expired";
+    case EventKind::kDestinationThrottled:
+      return "destination_throttled";
+    case EventKind::kDestinationSuspended:
+      return "destination_suspended";
+    case EventKind::kDestinationResumed:
+      return "destination_resumed";
+    case EventKind::kDestinationWarning:
+      return "destination_warning";
+    case EventKind::kStructuralFailure:
+      return "structural_failure";
+    case EventKind::kStructuralCleared:
+      return "structural_cleared";
   }
   return "delivered";
 }
 
 std::string_view HealthName(Health h) {
   switch (h) {
-    case Health::kHealthy: return "healthy";
-    case Health::kWarning: return "warning";
-    case Health::kStructural: return "structural";
+    case Health::kHealthy:
+      return "healthy";
+    case Health::kWarning:
+      return "warning";
+    case Health::kStructural:
+      return "structural";
   }
   return "healthy";
 }
@@ -51,20 +69,26 @@ std::vector<std::string> RemediationSteps(Category c) {
     case Category::kTooManyConnections:
     case Category::kServerBusyCapacity:
     case Category::kReputationThrottle:
-      return {"Lower concurrency to 1-2 connections per sending IP and cut the message rate; "
-              "ramp back up slowly (receivers never signal 'speed up')."};
+      return {
+          "Lower concurrency to 1-2 connections per sending IP and cut the message rate; "
+          "ramp back up slowly (receivers never signal 'speed up')."};
     case Category::kReputationBlock:
-      return {"Check the sending IP's and domain's reputation (Google Postmaster Tools, Microsoft SNDS) "
-              "and reduce volume until it recovers.",
-              "Check the sending IP against the major DNSBLs and request delisting where listed."};
+      return {
+          "Check the sending IP's and domain's reputation (Google Postmaster Tools, Microsoft "
+          "SNDS) "
+          "and reduce volume until it recovers.",
+          "Check the sending IP against the major DNSBLs and request delisting where listed."};
     case Category::kDnsblListed:
-      return {"Check the sending IP against the major DNSBLs, fix the cause and request delisting."};
+      return {
+          "Check the sending IP against the major DNSBLs, fix the cause and request delisting."};
     case Category::kAuthSpfDkimDmarc:
-      return {"Make SPF include the actual sending IP, make DKIM signatures validate, and align DMARC "
-              "with one of them."};
+      return {
+          "Make SPF include the actual sending IP, make DKIM signatures validate, and align DMARC "
+          "with one of them."};
     case Category::kPtrRdns:
-      return {"Make the sending IP's PTR record resolve and match the HELO/EHLO hostname "
-              "(forward-confirmed reverse DNS)."};
+      return {
+          "Make the sending IP's PTR record resolve and match the HELO/EHLO hostname "
+          "(forward-confirmed reverse DNS)."};
     case Category::kPolicyContentSpam:
       return {"Review content, links and list hygiene; check complaint rates."};
     case Category::kTlsRequired:

@@ -79,7 +79,8 @@ TEST(Engine, SafeUnderConcurrentCallers) {
           continue;
         }
         for (const Lease& x : *l) {
-          if (!e->ReportText(x.msg_id, kT0, (x.msg_id % 4 == 0) ? kTempFail : kOk).ok()) ++time_errors;
+          if (!e->ReportText(x.msg_id, kT0, (x.msg_id % 4 == 0) ? kTempFail : kOk).ok())
+            ++time_errors;
         }
         e->DrainEvents();
       }

@@ -29,7 +29,8 @@ std::unique_ptr<Engine> Make(EngineConfig c = {}) { return *Engine::Create(std::
 Reply Parse(const char* text) { return *ParseReply(text); }
 
 bool IsStale(const absl::Status& s) {
-  return s.code() == absl::StatusCode::kFailedPrecondition && s.GetPayload(kStaleLeasePayload).has_value();
+  return s.code() == absl::StatusCode::kFailedPrecondition &&
+         s.GetPayload(kStaleLeasePayload).has_value();
 }
 
 // Item 4: attempt 1's report arrives after its lease timed out and attempt 2
@@ -175,13 +176,17 @@ TEST(ReliabilityTest, DestinationSpellingsShareOneDestinationAndBadNamesAreRefus
   EXPECT_EQ(e->TakeReady(kT0, 10)->size(), 1u);  // one slot, shared
   EXPECT_TRUE(e->GetDestination("example.COM.").ok());
   for (const std::string& bad : {std::string("a\0b.example", 11), std::string("\xff.example"),
-                                 std::string("b\xc3\xbc" "cher.example"), std::string(".")}) {
+                                 std::string("b\xc3\xbc"
+                                             "cher.example"),
+                                 std::string(".")}) {
     EXPECT_EQ(e->Submit(9, bad, kT0).code(), absl::StatusCode::kInvalidArgument) << bad;
-    EXPECT_EQ(e->SubmitMany(std::vector<uint64_t>{9}, std::vector<uint32_t>{0}, std::vector<std::string>{bad}, kT0)
+    EXPECT_EQ(e->SubmitMany(std::vector<uint64_t>{9}, std::vector<uint32_t>{0},
+                            std::vector<std::string>{bad}, kT0)
                   .code(),
               absl::StatusCode::kInvalidArgument);
   }
-  EXPECT_EQ(e->Submit(9, "ok.example", kT0, std::string("src\0x", 5)).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(e->Submit(9, "ok.example", kT0, std::string("src\0x", 5)).code(),
+            absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(e->Stats().submitted, 3u);
 }
 
@@ -204,14 +209,16 @@ TEST(ReliabilityTest, TransportDetailIsCappedLikeReplies) {
 // delivered about 1 message per second: its wake-up was rounded up to the
 // next wheel step.
 TEST(ReliabilityTest, DefaultWheelDeliversAtTheConfiguredRate) {
-  for (TimerBackend backend : {TimerBackend::kWheel, TimerBackend::kQuadHeap, TimerBackend::kBoostHeap}) {
+  for (TimerBackend backend :
+       {TimerBackend::kWheel, TimerBackend::kQuadHeap, TimerBackend::kBoostHeap}) {
     EngineConfig c;
     c.backend = backend;
     c.destination_defaults.rate = RateLimit{600, absl::Minutes(1)};
     std::unique_ptr<Engine> e = Make(c);
     std::vector<uint64_t> ids(2000);
     for (size_t i = 0; i < ids.size(); ++i) ids[i] = i + 1;
-    ASSERT_TRUE(e->SubmitMany(ids, std::vector<uint32_t>(ids.size(), 0), std::vector<std::string>{"a.example"}, kT0)
+    ASSERT_TRUE(e->SubmitMany(ids, std::vector<uint32_t>(ids.size(), 0),
+                              std::vector<std::string>{"a.example"}, kT0)
                     .ok());
     absl::Time now = kT0;
     uint64_t sent = 0;

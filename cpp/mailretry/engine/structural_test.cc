@@ -116,8 +116,9 @@ TEST(Engine, FullRetryCycleWithoutDeliveryIsStructuralThenHeldAndProbed) {
   std::vector<Lease> probe = Take(*e, probe_at);
   if (probe.empty()) {
     absl::StatusOr<DestinationInfo> i2 = e->GetDestination(dest);
-    ADD_FAILURE() << "no probe at " << probe_at << " now=" << now << " ready=" << i2->ready << " inflight=" << i2->in_flight
-                  << " susp=" << (i2->suspended_until ? absl::FormatTime(*i2->suspended_until) : "none")
+    ADD_FAILURE() << "no probe at " << probe_at << " now=" << now << " ready=" << i2->ready
+                  << " inflight=" << i2->in_flight << " susp="
+                  << (i2->suspended_until ? absl::FormatTime(*i2->suspended_until) : "none")
                   << " limit=" << i2->concurrency_limit;
   }
   ASSERT_EQ(probe.size(), 1u);
@@ -133,7 +134,8 @@ TEST(Engine, FullRetryCycleWithoutDeliveryIsStructuralThenHeldAndProbed) {
   EXPECT_FALSE(e->GetDestination(dest)->held);
   ASSERT_TRUE(e->Submit(51, dest, probe_at + absl::Minutes(31)).ok());
   ASSERT_TRUE(e->Submit(52, dest, probe_at + absl::Minutes(31)).ok());
-  EXPECT_EQ(Take(*e, probe_at + absl::Minutes(31)).size(), 2u);  // released: no longer one at a time
+  EXPECT_EQ(Take(*e, probe_at + absl::Minutes(31)).size(),
+            2u);  // released: no longer one at a time
   ExpectBalanced(*e);
 }
 

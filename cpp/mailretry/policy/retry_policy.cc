@@ -57,12 +57,18 @@ double StageBase(const RetryPolicy& p, const RetryState& s, SplitMix64& rng) {
 
 std::string_view JitterName(Jitter j) {
   switch (j) {
-    case Jitter::kNone: return "none";
-    case Jitter::kFull: return "full";
-    case Jitter::kEqual: return "equal";
-    case Jitter::kDecorrelated: return "decorrelated";
-    case Jitter::kKumo: return "kumo";
-    case Jitter::kProportional: return "proportional";
+    case Jitter::kNone:
+      return "none";
+    case Jitter::kFull:
+      return "full";
+    case Jitter::kEqual:
+      return "equal";
+    case Jitter::kDecorrelated:
+      return "decorrelated";
+    case Jitter::kKumo:
+      return "kumo";
+    case Jitter::kProportional:
+      return "proportional";
   }
   return "none";
 }
@@ -73,8 +79,9 @@ absl::StatusOr<Jitter> ParseJitter(std::string_view name) {
                    Jitter::kKumo, Jitter::kProportional}) {
     if (JitterName(j) == n) return j;
   }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "unknown jitter '", internal::ToAbsl(name), "' (expected none, full, equal, decorrelated, kumo or proportional)"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown jitter '", internal::ToAbsl(name),
+                   "' (expected none, full, equal, decorrelated, kumo or proportional)"));
 }
 
 RetryPolicy RetryPolicy::Default() { return RetryPolicy{}; }
@@ -82,7 +89,7 @@ RetryPolicy RetryPolicy::Default() { return RetryPolicy{}; }
 RetryPolicy RetryPolicy::Postfix() {
   RetryPolicy p;
   p.backoff = Backoff::kAge;
-  p.min_delay = absl::Seconds(300);   // minimal_backoff_time
+  p.min_delay = absl::Seconds(300);  // minimal_backoff_time
   p.initial_delay = absl::Seconds(300);
   p.max_delay = absl::Seconds(4000);  // maximal_backoff_time
   p.lifetime = absl::Hours(24 * 5);   // maximal_queue_lifetime
@@ -139,8 +146,9 @@ absl::StatusOr<RetryPolicy> RetryPolicy::Preset(std::string_view name) {
   if (n == "exim") return Exim();
   if (n == "kumomta" || n == "kumo") return KumoMta();
   if (n == "haraka") return Haraka();
-  return absl::InvalidArgumentError(absl::StrCat(
-      "unknown retry preset '", internal::ToAbsl(name), "' (expected default, postfix, exim, kumomta or haraka)"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown retry preset '", internal::ToAbsl(name),
+                   "' (expected default, postfix, exim, kumomta or haraka)"));
 }
 
 absl::Status RetryPolicy::Validate() const {
@@ -161,7 +169,8 @@ absl::Status RetryPolicy::Validate() const {
   }
   if (backoff == Backoff::kIntervals) {
     if (intervals.empty()) {
-      return absl::InvalidArgumentError("retry.intervals must not be empty for backoff 'intervals'");
+      return absl::InvalidArgumentError(
+          "retry.intervals must not be empty for backoff 'intervals'");
     }
     for (absl::Duration d : intervals) {
       if (d <= absl::ZeroDuration()) {
@@ -177,14 +186,17 @@ absl::Status RetryPolicy::Validate() const {
     for (size_t i = 0; i < stages.size(); ++i) {
       const RetryStage& s = stages[i];
       if (s.interval <= absl::ZeroDuration()) {
-        return absl::InvalidArgumentError(absl::StrCat("retry.stages[", i, "].interval must be positive"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("retry.stages[", i, "].interval must be positive"));
       }
       if (s.cutoff <= prev) {
         return absl::InvalidArgumentError(
             absl::StrCat("retry.stages[", i, "].cutoff must be later than the previous stage's"));
       }
-      if (s.kind != RetryStage::Kind::kFixed && (!(s.multiplier >= 1.0) || !std::isfinite(s.multiplier))) {
-        return absl::InvalidArgumentError(absl::StrCat("retry.stages[", i, "].multiplier must be >= 1"));
+      if (s.kind != RetryStage::Kind::kFixed &&
+          (!(s.multiplier >= 1.0) || !std::isfinite(s.multiplier))) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("retry.stages[", i, "].multiplier must be >= 1"));
       }
       prev = s.cutoff;
     }

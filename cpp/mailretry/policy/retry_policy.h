@@ -58,7 +58,8 @@ enum class Jitter : uint8_t {
   // uses the same ±20 %) instead of coming back in lock-step.
   kProportional,
 };
-std::string_view JitterName(Jitter j);  // "none", "full", "equal", "decorrelated", "kumo", "proportional"
+std::string_view JitterName(
+    Jitter j);  // "none", "full", "equal", "decorrelated", "kumo", "proportional"
 absl::StatusOr<Jitter> ParseJitter(std::string_view name);
 
 // One segment of an Exim-style rule list. A stage applies while the message's
@@ -130,17 +131,17 @@ struct RetryPolicy {
 
 // The retry state of one message, as the engine keeps it.
 struct RetryState {
-  uint32_t failures = 1;        // failed attempts so far, including this one (>= 1)
-  uint32_t step = 0;            // backoff step; advances with each counted failure
-  absl::Duration age;           // now - submission
-  absl::Duration last_delay;    // previous delay (zero before the first retry)
+  uint32_t failures = 1;      // failed attempts so far, including this one (>= 1)
+  uint32_t step = 0;          // backoff step; advances with each counted failure
+  absl::Duration age;         // now - submission
+  absl::Duration last_delay;  // previous delay (zero before the first retry)
 };
 
 // What to do after a transient failure.
 struct RetryDecision {
-  bool expire = false;                        // give up now (lifetime or attempts exhausted)
+  bool expire = false;                          // give up now (lifetime or attempts exhausted)
   absl::Duration delay = absl::ZeroDuration();  // when !expire: wait this long
-  bool final_attempt = false;                 // the retry is the last one, at the lifetime end
+  bool final_attempt = false;                   // the retry is the last one, at the lifetime end
 };
 
 // The delay before the next attempt from the backoff, cap, jitter and floor

@@ -31,8 +31,8 @@ TEST(RetryPolicy, DefaultDoublesFromFifteenMinutesToFourHourCap) {
     ASSERT_FALSE(d.expire);
     delays.push_back(d.delay);
   }
-  EXPECT_THAT(delays, ElementsAre(absl::Minutes(15), absl::Minutes(30), absl::Hours(1), absl::Hours(2),
-                                  absl::Hours(4), absl::Hours(4), absl::Hours(4)));
+  EXPECT_THAT(delays, ElementsAre(absl::Minutes(15), absl::Minutes(30), absl::Hours(1),
+                                  absl::Hours(2), absl::Hours(4), absl::Hours(4), absl::Hours(4)));
 }
 
 TEST(RetryPolicy, DefaultTimelineLastAttemptAtFiveDays) {
@@ -51,9 +51,11 @@ TEST(RetryPolicy, DefaultTimelineLastAttemptAtFiveDays) {
 TEST(RetryPolicy, PostfixPresetIsAgeAnchored) {
   std::vector<absl::Duration> t = Timeline(RetryPolicy::Postfix(), 0, 9);
   // 0, 5m, 10m, 20m, 40m, 80m, then +4000 s steps (mta-anchors §1.2).
-  EXPECT_THAT(t, ElementsAre(absl::ZeroDuration(), absl::Minutes(5), absl::Minutes(10), absl::Minutes(20),
-                             absl::Minutes(40), absl::Minutes(80), absl::Minutes(80) + absl::Seconds(4000),
-                             absl::Minutes(80) + absl::Seconds(8000), absl::Minutes(80) + absl::Seconds(12000)));
+  EXPECT_THAT(
+      t, ElementsAre(absl::ZeroDuration(), absl::Minutes(5), absl::Minutes(10), absl::Minutes(20),
+                     absl::Minutes(40), absl::Minutes(80), absl::Minutes(80) + absl::Seconds(4000),
+                     absl::Minutes(80) + absl::Seconds(8000),
+                     absl::Minutes(80) + absl::Seconds(12000)));
   std::vector<absl::Duration> all = Timeline(RetryPolicy::Postfix());
   EXPECT_EQ(all.back(), absl::Hours(120));
   EXPECT_NEAR(static_cast<double>(all.size()), 112, 3);  // "about 112 attempts"
@@ -64,7 +66,7 @@ TEST(RetryPolicy, EximDefaultRule) {
   // F,2h,15m: 0, 15m, ..., 2h (9 attempts); then G from 1 h × 1.5.
   ASSERT_GE(t.size(), 12u);
   EXPECT_EQ(t[8], absl::Hours(2));
-  EXPECT_EQ(t[9], absl::Hours(2) + absl::Minutes(15));  // age 2h is still within F,2h
+  EXPECT_EQ(t[9], absl::Hours(2) + absl::Minutes(15));   // age 2h is still within F,2h
   EXPECT_EQ(t[10], absl::Hours(3) + absl::Minutes(15));  // G starts at p1 = 1h
   EXPECT_EQ(t[11] - t[10], absl::Minutes(90));           // then × 1.5
   EXPECT_EQ(t.back(), absl::Hours(96));
@@ -109,17 +111,32 @@ TEST(RetryPolicy, JitterStaysInItsRange) {
     }
     SCOPED_TRACE(std::string(JitterName(j)));
     switch (j) {
-      case Jitter::kFull: EXPECT_GE(lo, 0); EXPECT_LE(hi, 3600); EXPECT_LT(lo, 400); break;
-      case Jitter::kEqual: EXPECT_GE(lo, 1800); EXPECT_LE(hi, 3600); break;
-      case Jitter::kDecorrelated: EXPECT_GE(lo, 900); EXPECT_LE(hi, 3 * 1800); EXPECT_GT(hi, 4000); break;
-      case Jitter::kKumo: EXPECT_GE(lo, 3600 - 22.5); EXPECT_LE(hi, 3600 + 22.5); break;
+      case Jitter::kFull:
+        EXPECT_GE(lo, 0);
+        EXPECT_LE(hi, 3600);
+        EXPECT_LT(lo, 400);
+        break;
+      case Jitter::kEqual:
+        EXPECT_GE(lo, 1800);
+        EXPECT_LE(hi, 3600);
+        break;
+      case Jitter::kDecorrelated:
+        EXPECT_GE(lo, 900);
+        EXPECT_LE(hi, 3 * 1800);
+        EXPECT_GT(hi, 4000);
+        break;
+      case Jitter::kKumo:
+        EXPECT_GE(lo, 3600 - 22.5);
+        EXPECT_LE(hi, 3600 + 22.5);
+        break;
       case Jitter::kProportional:
         EXPECT_GE(lo, 0.8 * 3600);
         EXPECT_LE(hi, 1.2 * 3600);
         EXPECT_LT(lo, 0.85 * 3600);
         EXPECT_GT(hi, 1.15 * 3600);
         break;
-      case Jitter::kNone: break;
+      case Jitter::kNone:
+        break;
     }
     EXPECT_LT(lo, hi) << "jitter must actually vary";
   }

@@ -15,12 +15,14 @@ namespace mailretry {
 namespace {
 
 constexpr std::array<std::string_view, kNumTransports> kTransportNames = {
-    "reply",           "connection_refused", "connect_timeout",
-    "tls_failure",     "connection_dropped", "dns_failure",
+    "reply",       "connection_refused", "connect_timeout",
+    "tls_failure", "connection_dropped", "dns_failure",
 };
 
 bool IsDigit(char c) { return c >= '0' && c <= '9'; }
-bool IsSpace(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f'; }
+bool IsSpace(char c) {
+  return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f';
+}
 
 std::string_view TrimSpace(std::string_view s) {
   while (!s.empty() && IsSpace(s.front())) s.remove_prefix(1);
@@ -187,9 +189,8 @@ std::string Reply::ToString() const {
 
 absl::StatusOr<Reply> ParseReply(std::string_view raw) {
   if (raw.size() > kMaxReplyBytes) {
-    return absl::InvalidArgumentError(internal::Cat("reply is ", raw.size(),
-                                                   " bytes, more than the limit of ",
-                                                   kMaxReplyBytes));
+    return absl::InvalidArgumentError(
+        internal::Cat("reply is ", raw.size(), " bytes, more than the limit of ", kMaxReplyBytes));
   }
   size_t bad = 0;
   if (std::string_view err = CheckBytes(raw, &bad); !err.empty()) {
@@ -214,9 +215,8 @@ absl::StatusOr<Reply> ParseReply(std::string_view raw) {
     const int line_code = LeadingCode(line, &sep);
     if (first) {
       if (line_code < 0) {
-        return absl::InvalidArgumentError(
-            internal::Cat("reply does not start with a 3-digit code: \"",
-                         line.substr(0, 40), "\""));
+        return absl::InvalidArgumentError(internal::Cat(
+            "reply does not start with a 3-digit code: \"", line.substr(0, 40), "\""));
       }
       if (line_code < 200 || line_code > 599) {
         return absl::InvalidArgumentError(

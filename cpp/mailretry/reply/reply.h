@@ -30,12 +30,12 @@ struct EnhancedCode {
 
 // Outcomes of an attempt that ended without an SMTP reply to the transaction.
 enum class Transport : uint8_t {
-  kReply = 0,            // a real SMTP reply was received; see Reply::code
-  kConnectionRefused,    // TCP RST on connect to every MX
-  kConnectTimeout,       // no TCP connection within the connect timeout
-  kTlsFailure,           // STARTTLS handshake or certificate failure
-  kConnectionDropped,    // connection lost mid-transaction
-  kDnsFailure,           // MX / A lookup failed (SERVFAIL, timeout)
+  kReply = 0,          // a real SMTP reply was received; see Reply::code
+  kConnectionRefused,  // TCP RST on connect to every MX
+  kConnectTimeout,     // no TCP connection within the connect timeout
+  kTlsFailure,         // STARTTLS handshake or certificate failure
+  kConnectionDropped,  // connection lost mid-transaction
+  kDnsFailure,         // MX / A lookup failed (SERVFAIL, timeout)
 };
 inline constexpr int kNumTransports = 6;
 
@@ -48,9 +48,9 @@ absl::StatusOr<Transport> ParseTransport(std::string_view name);
 // One attempt's result as seen by the sender.
 struct Reply {
   Transport transport = Transport::kReply;
-  int code = 0;                           // 200..599 for kReply; 0 otherwise
-  std::optional<EnhancedCode> enhanced;   // when the server sent one
-  std::string text;                       // reply text, continuation lines joined by '\n'
+  int code = 0;                          // 200..599 for kReply; 0 otherwise
+  std::optional<EnhancedCode> enhanced;  // when the server sent one
+  std::string text;                      // reply text, continuation lines joined by '\n'
 
   // True for a 4yz reply and for every transport outcome. For code 0 (see
   // ParseReplyLenient): the enhanced class if present, else true.
@@ -72,8 +72,8 @@ inline constexpr size_t kMaxReplyBytes = 64 * 1024;
 // The enhanced code is taken from the start of the first line with text
 // ("550 5.1.1 ..." or "550-5.1.1 ...") and stripped from every line that
 // repeats it; it needs a class of 2, 4 or 5, subject and detail of 1-3 digits,
-// and a following space ("5.7.606-649" stays text). A line without a code after the first is kept as text, and a '-' on the
-// last line is tolerated ("550-SPF check failed").
+// and a following space ("5.7.606-649" stays text). A line without a code after the first is kept
+// as text, and a '-' on the last line is tolerated ("550-SPF check failed").
 //
 // Errors (InvalidArgument): empty input, no 3-digit code, code outside
 // 200..599, longer than kMaxReplyBytes, an embedded NUL, invalid UTF-8,
@@ -102,7 +102,8 @@ absl::StatusOr<Reply> ParseReplyLenient(std::string_view raw);
 // with `*basic_code_inferred` set. A reply wrapped as logs and bounces give it,
 // "Diagnostic-Code: smtp; 550 ..." (RFC 3464) or Postfix's "host mx.example[ip]
 // said: 550 ...", is unwrapped (its basic code is the server's, not inferred).
-// Text with no code at all is refused, as by ParseReply. Engine::Report stays strict: a server always sends a basic code.
+// Text with no code at all is refused, as by ParseReply. Engine::Report stays strict: a server
+// always sends a basic code.
 absl::StatusOr<Reply> ParseReplyInferringCode(std::string_view raw, bool* basic_code_inferred);
 
 // A Reply for a transport outcome without an SMTP reply; `detail` becomes the

@@ -69,8 +69,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     Check(again->enhanced == r->enhanced);
     const mailretry::Classification k = c.Classify(*r, "example.com");
     CheckClassification(k, r->code);
-    Check(k.transient == c.Classify(*again, "example.com").transient ||
-          again->text != r->text);
+    Check(k.transient == c.Classify(*again, "example.com").transient || again->text != r->text);
   }
   // The classifier must also be total on caller-built replies that no parser
   // produced: no code, odd codes, arbitrary text.
@@ -78,8 +77,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   odd.code = size > 0 ? data[0] * 3 : 0;
   odd.text = std::string(raw);
   CheckClassification(c.Classify(odd), odd.code);
-  CheckClassification(c.Classify(mailretry::TransportReply(
-                          static_cast<mailretry::Transport>(size % mailretry::kNumTransports), raw)),
-                      0);
+  CheckClassification(
+      c.Classify(mailretry::TransportReply(
+          static_cast<mailretry::Transport>(size % mailretry::kNumTransports), raw)),
+      0);
   return 0;
 }

@@ -65,7 +65,8 @@ namespace {
 
 TEST(ParseReplyInferringCode, InfersTheBasicCodeFromTheEnhancedClass) {
   bool inferred = true;
-  absl::StatusOr<Reply> strict = ParseReplyInferringCode("452 4.2.2 box is over its limit", &inferred);
+  absl::StatusOr<Reply> strict =
+      ParseReplyInferringCode("452 4.2.2 box is over its limit", &inferred);
   ASSERT_TRUE(strict.ok()) << strict.status();
   EXPECT_FALSE(inferred);
   EXPECT_EQ(strict->code, 452);
@@ -87,8 +88,8 @@ TEST(ParseReplyInferringCode, InfersTheBasicCodeFromTheEnhancedClass) {
 
 TEST(ParseReplyInferringCode, UnwrapsDiagnosticCodeAndPostfixLogLines) {
   bool inferred = true;
-  absl::StatusOr<Reply> r =
-      ParseReplyInferringCode("Diagnostic-Code: SMTP; 550 5.1.1 <a@b.example>... no such user", &inferred);
+  absl::StatusOr<Reply> r = ParseReplyInferringCode(
+      "Diagnostic-Code: SMTP; 550 5.1.1 <a@b.example>... no such user", &inferred);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_FALSE(inferred);
   EXPECT_EQ(r->code, 550);

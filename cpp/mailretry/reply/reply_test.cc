@@ -71,9 +71,10 @@ TEST(ParseReply, MultiLineCrlfStripsRepeatedEnhancedCode) {
 }
 
 TEST(ParseReply, MultiLineLfAndMissingRepeats) {
-  Reply r = MustParse("550-5.1.1 The email account that you tried to reach does not exist.\n"
-                      "550-Please try double-checking the recipient's email address\n"
-                      "550 5.1.1 https://support.google.com/mail/?p=NoSuchUser\n");
+  Reply r = MustParse(
+      "550-5.1.1 The email account that you tried to reach does not exist.\n"
+      "550-Please try double-checking the recipient's email address\n"
+      "550 5.1.1 https://support.google.com/mail/?p=NoSuchUser\n");
   EXPECT_EQ(*r.enhanced, (EnhancedCode{5, 1, 1}));
   EXPECT_EQ(r.text,
             "The email account that you tried to reach does not exist.\n"
@@ -82,10 +83,13 @@ TEST(ParseReply, MultiLineLfAndMissingRepeats) {
 }
 
 TEST(ParseReply, YahooShape) {
-  Reply r = MustParse("421-4.7.0 [TSS04] Messages from 192.0.2.1 temporarily deferred\r\n"
-                      "421 4.7.0 due to user complaints - 4.16.55.1");
+  Reply r = MustParse(
+      "421-4.7.0 [TSS04] Messages from 192.0.2.1 temporarily deferred\r\n"
+      "421 4.7.0 due to user complaints - 4.16.55.1");
   EXPECT_EQ(*r.enhanced, (EnhancedCode{4, 7, 0}));
-  EXPECT_EQ(r.text, "[TSS04] Messages from 192.0.2.1 temporarily deferred\ndue to user complaints - 4.16.55.1");
+  EXPECT_EQ(
+      r.text,
+      "[TSS04] Messages from 192.0.2.1 temporarily deferred\ndue to user complaints - 4.16.55.1");
 }
 
 TEST(ParseReply, DifferentEnhancedOnContinuationStaysInText) {
@@ -125,9 +129,9 @@ TEST(ParseReply, ContinuationWithoutCodeIsText) {
 
 TEST(ParseReply, EnhancedLookalikesStayInText) {
   // Three-digit subject/detail only; class must be 2/4/5; must end at a space.
-  for (std::string_view raw : {"550 5.7.606-649 Access denied", "451 4.16.55.1 deferred",
-                               "550 #5.1.1 bad address", "550 3.1.1 odd", "550 5.7.1000 odd",
-                               "550 5.7 odd", "550 5..1 odd", "550 5.1.1.x odd"}) {
+  for (std::string_view raw :
+       {"550 5.7.606-649 Access denied", "451 4.16.55.1 deferred", "550 #5.1.1 bad address",
+        "550 3.1.1 odd", "550 5.7.1000 odd", "550 5.7 odd", "550 5..1 odd", "550 5.1.1.x odd"}) {
     Reply r = MustParse(raw);
     EXPECT_FALSE(r.enhanced.has_value()) << raw;
     EXPECT_EQ(r.text, raw.substr(4)) << raw;
@@ -173,8 +177,8 @@ TEST(ParseReply, Errors) {
 TEST(ParseReply, FindsABadByteAtEveryOffset) {
   const std::string clean = "550 5.1.1 mailbox unavailable here, try later";
   for (size_t at = 4; at < clean.size(); ++at) {
-    for (std::string_view bad : {std::string_view("\0", 1), std::string_view("\xFF"),
-                                 std::string_view("\xC3")}) {
+    for (std::string_view bad :
+         {std::string_view("\0", 1), std::string_view("\xFF"), std::string_view("\xC3")}) {
       std::string raw = clean;
       raw.replace(at, 1, bad);
       EXPECT_THAT(ErrorOf(raw), HasSubstr(absl::StrCat("at byte ", at))) << at;

@@ -22,10 +22,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "mailretry/engine/engine.h"
+#include "mailretry/policy/retry_policy.h"
+#include "mailretry/reply/reply.h"
 #include "mailretry/sim/internal/sim_receiver.h"
 #include "mailretry/sim/internal/sim_sender.h"
-#include "mailretry/reply/reply.h"
-#include "mailretry/policy/retry_policy.h"
 
 namespace mailretry::sim {
 namespace {
@@ -168,7 +168,7 @@ class Simulation : public internal::GateHost {
   std::vector<std::vector<Reply>> replies_;  // [profile][kind]
   std::vector<Reply> local_replies_;         // [LocalDeferral]
   absl::flat_hash_map<std::string, uint32_t> profile_ids_;
-  std::vector<uint32_t> domain_profile_;     // profile index per domain
+  std::vector<uint32_t> domain_profile_;  // profile index per domain
   absl::flat_hash_map<std::string, uint32_t> domain_ids_;
   absl::flat_hash_map<std::string, uint32_t> source_ids_;
   std::vector<int64_t> arrival_ms_;
@@ -183,7 +183,7 @@ class Simulation : public internal::GateHost {
   int64_t now_ = 0;
   bool infer_expiry_ = false;
   int64_t lifetime_ms_ = 0;
-  std::vector<int64_t> expiry_ms_;  // submit + lifetime, when infer_expiry_
+  std::vector<int64_t> expiry_ms_;   // submit + lifetime, when infer_expiry_
   std::vector<bool> final_attempt_;  // leased for the attempt at the lifetime's end
 };
 
@@ -244,7 +244,8 @@ absl::Status Simulation::Setup() {
     for (uint32_t k = 1; k <= s_.tail_domains; ++k) {
       std::string name = absl::StrCat("d", k, ".example.net");
       if (domain_ids_.contains(name)) {
-        return absl::InvalidArgumentError(absl::StrCat("destination \"", name, "\" clashes with the tail's names"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("destination \"", name, "\" clashes with the tail's names"));
       }
       domain_ids_.emplace(name, static_cast<uint32_t>(r_.domains.size()));
       r_.domains.push_back(std::move(name));
@@ -254,7 +255,8 @@ absl::Status Simulation::Setup() {
     }
   }
   const size_t domains = r_.domains.size();
-  for (size_t d = 0; d < domains; ++d) r_.domain_profile.push_back(profiles_[domain_profile_[d]].name);
+  for (size_t d = 0; d < domains; ++d)
+    r_.domain_profile.push_back(profiles_[domain_profile_[d]].name);
   r_.domain_messages.assign(domains, 0);
 
   // Sources and (domain, source) pairs with their ground truth.
@@ -289,7 +291,8 @@ absl::Status Simulation::Setup() {
     named_weights.push_back(d.share);
   }
   std::unique_ptr<Cdf> named_cdf = named_total > 0 ? std::make_unique<Cdf>(named_weights) : nullptr;
-  std::unique_ptr<Cdf> tail_cdf = tail_weights.empty() ? nullptr : std::make_unique<Cdf>(tail_weights);
+  std::unique_ptr<Cdf> tail_cdf =
+      tail_weights.empty() ? nullptr : std::make_unique<Cdf>(tail_weights);
   Cdf source_cdf(source_weights);
   r_.msg_domain.resize(n);
   r_.msg_source.resize(n);
@@ -313,7 +316,8 @@ absl::Status Simulation::Setup() {
     ++r_.pair_messages[d * nsources_ + r_.msg_source[i]];
   }
   for (int k = 0; k < internal::kNumLocalDeferrals; ++k) {
-    local_replies_.push_back(*ParseReply(internal::LocalDeferralText(static_cast<internal::LocalDeferral>(k))));
+    local_replies_.push_back(
+        *ParseReply(internal::LocalDeferralText(static_cast<internal::LocalDeferral>(k))));
   }
   return absl::OkStatus();
 }
@@ -325,10 +329,17 @@ void Simulation::Finish(uint32_t msg, Outcome o, int64_t t_ms) {
   ++finished_;
   HourBin& b = Bin(t_ms);
   switch (o) {
-    case Outcome::kDelivered: ++b.delivered; break;
-    case Outcome::kBounced: ++b.bounced; break;
-    case Outcome::kExpired: ++b.expired; break;
-    default: break;
+    case Outcome::kDelivered:
+      ++b.delivered;
+      break;
+    case Outcome::kBounced:
+      ++b.bounced;
+      break;
+    case Outcome::kExpired:
+      ++b.expired;
+      break;
+    default:
+      break;
   }
 }
 
@@ -345,13 +356,20 @@ absl::Status Simulation::Decide(uint32_t m, int64_t now, const Reply& reply) {
         absl::StrCat("engine rejected a report for message ", m, ": ", dec.status().ToString()));
   }
   switch (dec->action) {
-    case DecisionAction::kDelivered: Finish(m, Outcome::kDelivered, now); break;
-    case DecisionAction::kBounced: Finish(m, Outcome::kBounced, now); break;
-    case DecisionAction::kExpired: Finish(m, Outcome::kExpired, now); break;
+    case DecisionAction::kDelivered:
+      Finish(m, Outcome::kDelivered, now);
+      break;
+    case DecisionAction::kBounced:
+      Finish(m, Outcome::kBounced, now);
+      break;
+    case DecisionAction::kExpired:
+      Finish(m, Outcome::kExpired, now);
+      break;
     case DecisionAction::kRetry:
       // The engine keeps a lease for the last attempt at the end of the
       // lifetime alive past it (Postfix tries once more after expiry).
-      if (infer_expiry_ && dec->next_attempt.has_value() && ToMs(*dec->next_attempt) >= expiry_ms_[m]) {
+      if (infer_expiry_ && dec->next_attempt.has_value() &&
+          ToMs(*dec->next_attempt) >= expiry_ms_[m]) {
         final_attempt_[m] = true;
       }
       break;
@@ -362,9 +380,9 @@ absl::Status Simulation::Decide(uint32_t m, int64_t now, const Reply& reply) {
 void Simulation::StartAttempt(uint32_t m, int64_t now) {
   const uint32_t d = r_.msg_domain[m];
   const uint32_t src = r_.msg_source[m];
-  const internal::AttemptResult a =
-      internal::StartAttempt(profiles_[domain_profile_[d]], s_.sources[src], s_.reputation_from_retries,
-                             pairs_[d * nsources_ + src], rcpt_[m], now, rng_);
+  const internal::AttemptResult a = internal::StartAttempt(
+      profiles_[domain_profile_[d]], s_.sources[src], s_.reputation_from_retries,
+      pairs_[d * nsources_ + src], rcpt_[m], now, rng_);
   if (r_.msg_attempts[m] < UINT16_MAX) ++r_.msg_attempts[m];
   ++r_.reply_kinds[static_cast<int>(a.kind)];
   ++Bin(now).attempts;
@@ -423,8 +441,8 @@ absl::StatusOr<Result> Simulation::Run(const Policy& policy) {
   if (policy.sender != SenderModel::kEngine) {
     std::vector<uint32_t> pair_profile(pairs_.size());
     for (size_t i = 0; i < pairs_.size(); ++i) pair_profile[i] = domain_profile_[i / nsources_];
-    gate_ = std::make_unique<internal::SenderGate>(policy.sender, profiles_, std::move(pair_profile),
-                                                   s_.seed);
+    gate_ = std::make_unique<internal::SenderGate>(policy.sender, profiles_,
+                                                   std::move(pair_profile), s_.seed);
   }
 
   const uint64_t n = s_.messages;
@@ -436,7 +454,8 @@ absl::StatusOr<Result> Simulation::Run(const Policy& policy) {
   // Every message has an outcome by then (the last arrival's lifetime, plus a
   // day for attempts in flight at its end); without inference, a safety stop.
   const int64_t all_done = (n > 0 ? arrival_ms_[n - 1] : 0) +
-                           (infer_expiry_ ? lifetime_ms_ : Ms(absl::Hours(24 * 60))) + kMsPerHour * 24;
+                           (infer_expiry_ ? lifetime_ms_ : Ms(absl::Hours(24 * 60))) +
+                           kMsPerHour * 24;
   // For progress only: arrivals plus the schedule's lifetime.
   const double expected_end =
       static_cast<double>(Ms(s_.arrival_window) + Ms(cfg.retry.lifetime)) + 1.0;
@@ -479,19 +498,22 @@ absl::StatusOr<Result> Simulation::Run(const Policy& policy) {
       batch_sources.push_back(r_.msg_source[m]);
       r_.msg_submit_s[m] = static_cast<double>(now) / 1000.0;
       if (infer_expiry_) expiry_ms_[m] = now + lifetime_ms_;
-      rcpt_[m] = internal::DrawRecipient(profiles_[domain_profile_[r_.msg_domain[m]]], s_.seed, m, now);
+      rcpt_[m] =
+          internal::DrawRecipient(profiles_[domain_profile_[r_.msg_domain[m]]], s_.seed, m, now);
     }
     // SubmitMany checks every name in the table it is given, so a batch of a
     // few arrivals (the usual case at millisecond resolution) goes one by one.
     if (batch_ids.size() >= 64) {
-      absl::Status st = engine.SubmitMany(batch_ids, batch_domains, r_.domains, now_t,
-                                          batch_sources, r_.sources);
-      if (!st.ok()) return absl::InternalError(absl::StrCat("engine rejected a submit: ", st.ToString()));
+      absl::Status st =
+          engine.SubmitMany(batch_ids, batch_domains, r_.domains, now_t, batch_sources, r_.sources);
+      if (!st.ok())
+        return absl::InternalError(absl::StrCat("engine rejected a submit: ", st.ToString()));
     } else {
       for (size_t i = 0; i < batch_ids.size(); ++i) {
         absl::Status st = engine.Submit(batch_ids[i], r_.domains[batch_domains[i]], now_t,
                                         r_.sources[batch_sources[i]]);
-        if (!st.ok()) return absl::InternalError(absl::StrCat("engine rejected a submit: ", st.ToString()));
+        if (!st.ok())
+          return absl::InternalError(absl::StrCat("engine rejected a submit: ", st.ToString()));
       }
     }
     if (!infer_expiry_) {
@@ -590,9 +612,11 @@ absl::StatusOr<Result> Simulation::Run(const Policy& policy) {
   std::vector<int64_t> delta(r_.hours.size() + 1, 0);
   for (uint64_t i = 0; i < n; ++i) {
     if (std::isnan(r_.msg_submit_s[i])) continue;
-    ++delta[std::min(r_.hours.size() - 1, static_cast<size_t>(r_.msg_submit_s[i] * 1000) / kMsPerHour)];
+    ++delta[std::min(r_.hours.size() - 1,
+                     static_cast<size_t>(r_.msg_submit_s[i] * 1000) / kMsPerHour)];
     if (!std::isnan(r_.msg_end_s[i])) {
-      --delta[std::min(r_.hours.size() - 1, static_cast<size_t>(r_.msg_end_s[i] * 1000) / kMsPerHour)];
+      --delta[std::min(r_.hours.size() - 1,
+                       static_cast<size_t>(r_.msg_end_s[i] * 1000) / kMsPerHour)];
     }
   }
   int64_t acc = 0;
@@ -609,7 +633,9 @@ absl::StatusOr<Result> Simulation::Run(const Policy& policy) {
   return std::move(r_);
 }
 
-double Ratio(uint64_t a, uint64_t b) { return b == 0 ? kNaN : static_cast<double>(a) / static_cast<double>(b); }
+double Ratio(uint64_t a, uint64_t b) {
+  return b == 0 ? kNaN : static_cast<double>(a) / static_cast<double>(b);
+}
 
 void Simulation::Summarise() {
   Summary& s = r_.summary;
@@ -625,10 +651,16 @@ void Simulation::Summarise() {
         all.push_back(t);
         continue;
       }
-      case Outcome::kBounced: ++s.bounced; break;
-      case Outcome::kExpired: ++s.expired; break;
+      case Outcome::kBounced:
+        ++s.bounced;
+        break;
+      case Outcome::kExpired:
+        ++s.expired;
+        break;
       case Outcome::kHeld:
-      case Outcome::kPending: ++s.held; break;
+      case Outcome::kPending:
+        ++s.held;
+        break;
     }
     all.push_back(kInf);
   }

@@ -35,23 +35,23 @@ namespace mailretry::sim {
 
 // What a simulated receiver did with one attempt, by the model that decided.
 enum class ReplyKind : uint8_t {
-  kAccepted,            // 250
-  kTooManyConnections,  // connection cap per source IP exceeded (421 at the banner)
-  kRateLimited,         // per-source rate ceiling exceeded
-  kReputationThrottled, // soft-blocked source, throttled
-  kPtrDeferral,         // the source IP has no valid PTR; the receiver checks it (4xx)
-  kPtrReject,           // the same, now a 5xx
-  kAuthDeferral,        // the sending domain fails the receiver's SPF/DKIM/DMARC check (4xx)
-  kAuthReject,          // the same, now a 5xx
-  kMaintenance,         // maintenance window: 421 at the banner
-  kOverload,            // server busy: 421 at the banner / EHLO
-  kGreylisted,          // first attempts per (source, sender, recipient) within the delay
-  kMailboxFull,         // 452 4.2.2 until the recipient clears space
-  kUnknownUser,         // 550 5.1.1
-  kRandomDeferral,      // background transient noise after MAIL FROM
-  kConnectionRefused,   // TCP RST (transport outcome, no SMTP reply)
-  kConnectTimeout,      // no TCP connection within the sender's connect timeout
-  kDroppedMidData,      // the connection was lost in the middle of DATA
+  kAccepted,             // 250
+  kTooManyConnections,   // connection cap per source IP exceeded (421 at the banner)
+  kRateLimited,          // per-source rate ceiling exceeded
+  kReputationThrottled,  // soft-blocked source, throttled
+  kPtrDeferral,          // the source IP has no valid PTR; the receiver checks it (4xx)
+  kPtrReject,            // the same, now a 5xx
+  kAuthDeferral,         // the sending domain fails the receiver's SPF/DKIM/DMARC check (4xx)
+  kAuthReject,           // the same, now a 5xx
+  kMaintenance,          // maintenance window: 421 at the banner
+  kOverload,             // server busy: 421 at the banner / EHLO
+  kGreylisted,           // first attempts per (source, sender, recipient) within the delay
+  kMailboxFull,          // 452 4.2.2 until the recipient clears space
+  kUnknownUser,          // 550 5.1.1
+  kRandomDeferral,       // background transient noise after MAIL FROM
+  kConnectionRefused,    // TCP RST (transport outcome, no SMTP reply)
+  kConnectTimeout,       // no TCP connection within the sender's connect timeout
+  kDroppedMidData,       // the connection was lost in the middle of DATA
 };
 inline constexpr int kNumReplyKinds = 17;
 // "accepted", "too_many_connections", "rate_limited", ...
@@ -144,7 +144,7 @@ struct ReceiverProfile {
   double drop_probability = 0.0;  // lost mid-DATA (not delivered)
 
   // Per recipient (drawn once per message).
-  double greylist_probability = 0.0;           // recipients behind greylisting
+  double greylist_probability = 0.0;  // recipients behind greylisting
   absl::Duration greylist_delay = absl::Minutes(5);
   double mailbox_full_probability = 0.0;
   absl::Duration mailbox_full_duration = absl::Hours(12);  // until space is freed
@@ -181,9 +181,9 @@ std::vector<ParamSource> ExplainProfiles();
 // to the IP; SPF, DKIM and DMARC to the domain. Receivers that check them
 // (ReceiverProfile::checks_ptr / checks_auth) refuse the pair.
 struct Source {
-  std::string name;          // also the Engine source name
-  double reputation = 0.9;   // starting reputation at every receiver
-  double weight = 1.0;       // share of messages sent from it
+  std::string name;         // also the Engine source name
+  double reputation = 0.9;  // starting reputation at every receiver
+  double weight = 1.0;      // share of messages sent from it
   bool ptr = true;
   bool spf = true;
   bool dkim = true;
@@ -306,9 +306,9 @@ struct Result {
   std::vector<std::string> domain_profile;
   std::vector<uint64_t> domain_messages;
   // Per (domain, source) pair: index domain × sources + source.
-  std::vector<bool> pair_structural;       // ground truth
-  std::vector<double> pair_structural_s;   // first structural_failure, NaN = never
-  std::vector<double> pair_warning_s;      // first destination_warning, NaN = never
+  std::vector<bool> pair_structural;      // ground truth
+  std::vector<double> pair_structural_s;  // first structural_failure, NaN = never
+  std::vector<double> pair_warning_s;     // first destination_warning, NaN = never
   std::vector<uint64_t> pair_messages;
 
   std::vector<std::string> sources;

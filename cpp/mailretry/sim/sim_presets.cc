@@ -26,7 +26,8 @@ EngineConfig Scheduler(RetryPolicy retry, uint32_t concurrency) {
   c.builtin_overrides = false;
   c.structural.enabled = false;
   DestinationPolicy& d = c.destination_defaults;
-  d.initial_concurrency = d.max_concurrency = d.min_concurrency = d.cut_concurrency_to = concurrency;
+  d.initial_concurrency = d.max_concurrency = d.min_concurrency = d.cut_concurrency_to =
+      concurrency;
   d.unlimited_cut_to = {1'000'000, absl::Seconds(1)};
   d.min_rate = {1'000'000, absl::Seconds(1)};
   d.suspend_base = d.suspend_max = absl::Milliseconds(1);
@@ -44,11 +45,16 @@ constexpr uint32_t kUnbounded = 1'000'000;
 
 std::string_view SenderModelName(SenderModel m) {
   switch (m) {
-    case SenderModel::kEngine: return "engine";
-    case SenderModel::kPostfix: return "postfix";
-    case SenderModel::kExim: return "exim";
-    case SenderModel::kKumoMta: return "kumomta";
-    case SenderModel::kPowerMta: return "powermta";
+    case SenderModel::kEngine:
+      return "engine";
+    case SenderModel::kPostfix:
+      return "postfix";
+    case SenderModel::kExim:
+      return "exim";
+    case SenderModel::kKumoMta:
+      return "kumomta";
+    case SenderModel::kPowerMta:
+      return "powermta";
   }
   return "engine";
 }
@@ -87,8 +93,9 @@ absl::StatusOr<Policy> PresetPolicy(std::string_view name) {
     p.engine = Scheduler(r, kUnbounded);
     p.sender = SenderModel::kPowerMta;
   } else {
-    return absl::NotFoundError(absl::StrCat(
-        "unknown policy \"", std::string(name), "\" (expected naive, postfix, exim, kumomta, powermta or adaptive)"));
+    return absl::NotFoundError(
+        absl::StrCat("unknown policy \"", std::string(name),
+                     "\" (expected naive, postfix, exim, kumomta, powermta or adaptive)"));
   }
   return p;
 }
@@ -108,40 +115,59 @@ std::vector<ParamSource> ExplainPresets() {
       {"postfix", "schedule", "delay = time in queue clamped to [300 s, 4000 s], 5 d lifetime",
        pf + ": minimal_backoff_time, maximal_backoff_time, maximal_queue_lifetime; qmgr_active.c",
        "H"},
-      {"postfix", "concurrency", "initial 5, limit 20, +1 per delivery, -1 per connect/handshake "
-       "failure", pf + ": initial_destination_concurrency, default_destination_concurrency_limit, "
-       "..._positive_feedback, ..._negative_feedback", "H"},
-      {"postfix", "dead destination", "failed cohort (sum of 1/N per failure) >= 1 -> suspended "
+      {"postfix", "concurrency",
+       "initial 5, limit 20, +1 per delivery, -1 per connect/handshake "
+       "failure",
+       pf + ": initial_destination_concurrency, default_destination_concurrency_limit, "
+            "..._positive_feedback, ..._negative_feedback",
+       "H"},
+      {"postfix", "dead destination",
+       "failed cohort (sum of 1/N per failure) >= 1 -> suspended "
        "300 s, queued mail deferred 'delivery temporarily suspended', window back to 5",
        pf + ": default_destination_concurrency_failed_cohort_limit = 1; qmgr_queue.c", "H"},
-      {"postfix", "what counts", "only connect/banner/EHLO failures; a 4xx at MAIL/RCPT/DATA "
-       "(e.g. 4.7.28) does not throttle", "Postfix smtp_trouble.c (site vs message failures)", "H"},
+      {"postfix", "what counts",
+       "only connect/banner/EHLO failures; a 4xx at MAIL/RCPT/DATA "
+       "(e.g. 4.7.28) does not throttle",
+       "Postfix smtp_trouble.c (site vs message failures)", "H"},
       {"exim", "schedule", "F,2h,15m; G,16h,1h,1.5; F,4d,6h by message age, 4 d",
        ex + "; configure.default", "H"},
-      {"exim", "host retry hints", "a connection-level failure starts a host record; until its "
+      {"exim", "host retry hints",
+       "a connection-level failure starts a host record; until its "
        "retry time every message for it is deferred 'retry time not reached for any host'; "
-       "success clears it", ex + " (retry database, per host and IP)", "H"},
+       "success clears it",
+       ex + " (retry database, per host and IP)", "H"},
       {"exim", "concurrency", "no per-destination limit (deliveries start on arrival)",
        ex + "; remote_max_parallel is per message", "H"},
-      {"kumomta", "schedule", "20 min x 2^n, +-30 s jitter, expires when the next retry would "
-       "pass max_age 7 d (about 85 h)", ku + " (queue/config.rs)", "H"},
-      {"kumomta", "shaping", "connection_limit 10, max_message_rate 100/s, 100 consecutive "
+      {"kumomta", "schedule",
+       "20 min x 2^n, +-30 s jitter, expires when the next retry would "
+       "pass max_age 7 d (about 85 h)",
+       ku + " (queue/config.rs)", "H"},
+      {"kumomta", "shaping",
+       "connection_limit 10, max_message_rate 100/s, 100 consecutive "
        "connection failures -> delay ready queue; google/microsoft: 5 connections; google: 5 "
-       "failures", ku, "H"},
-      {"kumomta", "automation", "Microsoft-style IP-reputation deferral -> 1/min over 1 "
-       "connection for 90 min (default block); Yahoo [TSS04] -> suspend 2 h", ku, "H"},
-      {"kumomta", "automation", "Gmail 'unusual rate' (4.7.28) twice in an hour -> 10/min for 30 "
-       "min", ku_c, "M"},
+       "failures",
+       ku, "H"},
+      {"kumomta", "automation",
+       "Microsoft-style IP-reputation deferral -> 1/min over 1 "
+       "connection for 90 min (default block); Yahoo [TSS04] -> suspend 2 h",
+       ku, "H"},
+      {"kumomta", "automation",
+       "Gmail 'unusual rate' (4.7.28) twice in an hour -> 10/min for 30 "
+       "min",
+       ku_c, "M"},
       {"kumomta", "suspension", "due messages are requeued and consume a backoff step",
        ku + " (queue.rs: IncrementAttempts::Yes on a suspended queue)", "H"},
       {"powermta", "schedule", "retry-after 10m, bounce-after 4d12h", pm, "M"},
-      {"powermta", "queue", "max-smtp-out 20; a connection failure puts the queue in retry mode "
-       "for retry-after (10m)", pm, "M"},
-      {"powermta", "backoff mode", "reply patterns ([TSxx]/[TSSxx], 421 SERVICE NOT AVAILABLE, "
+      {"powermta", "queue",
+       "max-smtp-out 20; a connection failure puts the queue in retry mode "
+       "for retry-after (10m)",
+       pm, "M"},
+      {"powermta", "backoff mode",
+       "reply patterns ([TSxx]/[TSSxx], 421 SERVICE NOT AVAILABLE, "
        "'unusual rate', 'temporarily rate limited', 'temporarily deferred') -> backoff: every "
        "deferral pauses the queue for backoff-retry-after 1h; backoff-max-msg-rate stays "
-       "unlimited (its default)", pm + "; pattern list in the style of published sample configs",
-       "M"},
+       "unlimited (its default)",
+       pm + "; pattern list in the style of published sample configs", "M"},
       {"powermta", "back to normal", "on the first delivery (backoff-to-normal-after-delivery)",
        "our choice: the default 'never' would keep a queue in backoff for the rest of the run",
        "assumption"},

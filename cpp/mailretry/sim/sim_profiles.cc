@@ -28,7 +28,8 @@ ReceiverProfile Base(std::string name) {
   ReceiverProfile p;
   p.name = std::move(name);
   SetReply(p, ReplyKind::kAccepted, "250 2.0.0 Ok: queued as 4Xq9Lw1bTz");
-  SetReply(p, ReplyKind::kTooManyConnections, "421 4.7.0 Error: too many connections from 192.0.2.10");
+  SetReply(p, ReplyKind::kTooManyConnections,
+           "421 4.7.0 Error: too many connections from 192.0.2.10");
   SetReply(p, ReplyKind::kRateLimited, "450 4.7.1 Error: too much mail from 192.0.2.10");
   SetReply(p, ReplyKind::kReputationThrottled, "421 Reject due to policy violations");
   SetReply(p, ReplyKind::kPtrDeferral,
@@ -40,7 +41,8 @@ ReceiverProfile Base(std::string name) {
   SetReply(p, ReplyKind::kAuthReject,
            "550 5.7.26 Message refused: the sending domain publishes a DMARC policy and neither "
            "SPF nor DKIM passed aligned");
-  SetReply(p, ReplyKind::kMaintenance, "421 4.3.2 Service shutting down, closing transmission channel");
+  SetReply(p, ReplyKind::kMaintenance,
+           "421 4.3.2 Service shutting down, closing transmission channel");
   SetReply(p, ReplyKind::kOverload, "421 4.4.5 Server busy, try again later.");
   SetReply(p, ReplyKind::kGreylisted,
            "450 4.2.0 <user@example.org>: Recipient address rejected: Greylisted for 300 seconds");
@@ -49,9 +51,12 @@ ReceiverProfile Base(std::string name) {
            "550 5.1.1 <user@example.org>: Recipient address rejected: User unknown in virtual "
            "mailbox table");
   SetReply(p, ReplyKind::kRandomDeferral, "451 4.3.0 Temporary local problem - please try later");
-  SetReply(p, ReplyKind::kConnectionRefused, "connect to mx.example.net[198.51.100.7]:25: Connection refused");
-  SetReply(p, ReplyKind::kConnectTimeout, "connect to mx.example.net[198.51.100.7]:25: Connection timed out");
-  SetReply(p, ReplyKind::kDroppedMidData, "lost connection with mx.example.net[198.51.100.7] while sending message body");
+  SetReply(p, ReplyKind::kConnectionRefused,
+           "connect to mx.example.net[198.51.100.7]:25: Connection refused");
+  SetReply(p, ReplyKind::kConnectTimeout,
+           "connect to mx.example.net[198.51.100.7]:25: Connection timed out");
+  SetReply(p, ReplyKind::kDroppedMidData,
+           "lost connection with mx.example.net[198.51.100.7] while sending message body");
   p.unknown_user_probability = 0.01;
   p.mailbox_full_probability = 0.002;
   p.refuse_probability = 0.0005;
@@ -209,7 +214,8 @@ ReceiverProfile ComcastLike() {
   p.random_deferral_probability = 0.002;
   SetReply(p, ReplyKind::kTooManyConnections,
            "421 mx.comcast.example comcast Too many sessions opened from 192.0.2.10");
-  SetReply(p, ReplyKind::kPtrDeferral, "421 mx.comcast.example Reverse DNS failure : Try again later");
+  SetReply(p, ReplyKind::kPtrDeferral,
+           "421 mx.comcast.example Reverse DNS failure : Try again later");
   return p;
 }
 
@@ -312,17 +318,21 @@ absl::Status CheckProfile(const ReceiverProfile& p) {
     return bad("maintenance_duration", "must be in (0, maintenance_every)");
   }
   const std::pair<const char*, absl::Duration> nonneg[] = {
-      {"maintenance_offset", p.maintenance_offset}, {"outage_offset", p.outage_offset},
-      {"outage_duration", p.outage_duration},       {"incident_offset", p.incident_offset},
-      {"incident_duration", p.incident_duration},   {"greylist_delay", p.greylist_delay},
-      {"mailbox_full_duration", p.mailbox_full_duration}, {"refuse_latency", p.refuse_latency},
+      {"maintenance_offset", p.maintenance_offset},
+      {"outage_offset", p.outage_offset},
+      {"outage_duration", p.outage_duration},
+      {"incident_offset", p.incident_offset},
+      {"incident_duration", p.incident_duration},
+      {"greylist_delay", p.greylist_delay},
+      {"mailbox_full_duration", p.mailbox_full_duration},
+      {"refuse_latency", p.refuse_latency},
   };
   for (const auto& [field, v] : nonneg) {
     if (v < absl::ZeroDuration()) return bad(field, "negative");
   }
   if (p.connect_timeout <= absl::ZeroDuration()) return bad("connect_timeout", "must be > 0");
-  if (p.outage_kind != ReplyKind::kConnectionRefused && p.outage_kind != ReplyKind::kConnectTimeout &&
-      p.outage_kind != ReplyKind::kMaintenance) {
+  if (p.outage_kind != ReplyKind::kConnectionRefused &&
+      p.outage_kind != ReplyKind::kConnectTimeout && p.outage_kind != ReplyKind::kMaintenance) {
     return bad("outage_kind", "must be connection_refused, connect_timeout or maintenance");
   }
   if (p.latency_min < absl::ZeroDuration() || p.latency_max < p.latency_min) {
@@ -350,23 +360,40 @@ absl::Status CheckProfile(const ReceiverProfile& p) {
 
 std::string_view ReplyKindName(ReplyKind k) {
   switch (k) {
-    case ReplyKind::kAccepted: return "accepted";
-    case ReplyKind::kTooManyConnections: return "too_many_connections";
-    case ReplyKind::kRateLimited: return "rate_limited";
-    case ReplyKind::kReputationThrottled: return "reputation_throttled";
-    case ReplyKind::kPtrDeferral: return "ptr_deferral";
-    case ReplyKind::kPtrReject: return "ptr_reject";
-    case ReplyKind::kAuthDeferral: return "auth_deferral";
-    case ReplyKind::kAuthReject: return "auth_reject";
-    case ReplyKind::kMaintenance: return "maintenance";
-    case ReplyKind::kOverload: return "overload";
-    case ReplyKind::kGreylisted: return "greylisted";
-    case ReplyKind::kMailboxFull: return "mailbox_full";
-    case ReplyKind::kUnknownUser: return "unknown_user";
-    case ReplyKind::kRandomDeferral: return "random_deferral";
-    case ReplyKind::kConnectionRefused: return "connection_refused";
-    case ReplyKind::kConnectTimeout: return "connect_timeout";
-    case ReplyKind::kDroppedMidData: return "dropped_mid_data";
+    case ReplyKind::kAccepted:
+      return "accepted";
+    case ReplyKind::kTooManyConnections:
+      return "too_many_connections";
+    case ReplyKind::kRateLimited:
+      return "rate_limited";
+    case ReplyKind::kReputationThrottled:
+      return "reputation_throttled";
+    case ReplyKind::kPtrDeferral:
+      return "ptr_deferral";
+    case ReplyKind::kPtrReject:
+      return "ptr_reject";
+    case ReplyKind::kAuthDeferral:
+      return "auth_deferral";
+    case ReplyKind::kAuthReject:
+      return "auth_reject";
+    case ReplyKind::kMaintenance:
+      return "maintenance";
+    case ReplyKind::kOverload:
+      return "overload";
+    case ReplyKind::kGreylisted:
+      return "greylisted";
+    case ReplyKind::kMailboxFull:
+      return "mailbox_full";
+    case ReplyKind::kUnknownUser:
+      return "unknown_user";
+    case ReplyKind::kRandomDeferral:
+      return "random_deferral";
+    case ReplyKind::kConnectionRefused:
+      return "connection_refused";
+    case ReplyKind::kConnectTimeout:
+      return "connect_timeout";
+    case ReplyKind::kDroppedMidData:
+      return "dropped_mid_data";
   }
   return "unknown";
 }
@@ -386,37 +413,48 @@ bool IsConnectionLevel(ReplyKind k) {
 
 std::string_view AuthCheckName(AuthCheck a) {
   switch (a) {
-    case AuthCheck::kNone: return "none";
-    case AuthCheck::kSpfOrDkim: return "spf_or_dkim";
-    case AuthCheck::kSpfAndDkim: return "spf_and_dkim";
-    case AuthCheck::kDmarc: return "dmarc";
+    case AuthCheck::kNone:
+      return "none";
+    case AuthCheck::kSpfOrDkim:
+      return "spf_or_dkim";
+    case AuthCheck::kSpfAndDkim:
+      return "spf_and_dkim";
+    case AuthCheck::kDmarc:
+      return "dmarc";
   }
   return "none";
 }
 
 absl::StatusOr<AuthCheck> ParseAuthCheck(std::string_view name) {
-  for (AuthCheck a : {AuthCheck::kNone, AuthCheck::kSpfOrDkim, AuthCheck::kSpfAndDkim, AuthCheck::kDmarc}) {
+  for (AuthCheck a :
+       {AuthCheck::kNone, AuthCheck::kSpfOrDkim, AuthCheck::kSpfAndDkim, AuthCheck::kDmarc}) {
     if (AuthCheckName(a) == name) return a;
   }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "unknown auth check \"", std::string(name), "\" (expected none, spf_or_dkim, spf_and_dkim or dmarc)"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown auth check \"", std::string(name),
+                   "\" (expected none, spf_or_dkim, spf_and_dkim or dmarc)"));
 }
 
 std::string_view OutcomeName(Outcome o) {
   switch (o) {
-    case Outcome::kPending: return "pending";
-    case Outcome::kDelivered: return "delivered";
-    case Outcome::kBounced: return "bounced";
-    case Outcome::kExpired: return "expired";
-    case Outcome::kHeld: return "held";
+    case Outcome::kPending:
+      return "pending";
+    case Outcome::kDelivered:
+      return "delivered";
+    case Outcome::kBounced:
+      return "bounced";
+    case Outcome::kExpired:
+      return "expired";
+    case Outcome::kHeld:
+      return "held";
   }
   return "unknown";
 }
 
 std::vector<std::string> BuiltinProfileNames() {
-  return {"gmail-like",   "outlook-like",      "yahoo-like",         "comcast-like",
-          "enterprise-gateway", "small-host-greylisting", "generic-host", "ptr-checking-host",
-          "auth-checking-host"};
+  return {"gmail-like",   "outlook-like",       "yahoo-like",
+          "comcast-like", "enterprise-gateway", "small-host-greylisting",
+          "generic-host", "ptr-checking-host",  "auth-checking-host"};
 }
 
 absl::StatusOr<ReceiverProfile> BuiltinProfile(std::string_view name) {
@@ -447,40 +485,53 @@ std::vector<ParamSource> ExplainProfiles() {
       {"*", "refuse/timeout/drop_probability", "0.0005 each",
        "assumption: occasional network faults; no receiver publishes a rate", "assumption"},
       {"*", "connect_timeout", "30s", "Postfix smtp_connect_timeout default (postconf.proto)", "H"},
-      {"*", "retry_penalty / recovery_per_hour", "0.001-0.002 / 0.02 per h, OFF unless "
+      {"*", "retry_penalty / recovery_per_hour",
+       "0.001-0.002 / 0.02 per h, OFF unless "
        "reputation_from_retries",
        "assumption: providers say they weigh retry volume (Gmail guidelines: reduce volume when "
        "deferrals start; a vendor report of GMX's limit tripping while old retries keep arriving, "
        "suped.com) but no source gives a size, so the effect is off by default and the suite "
-       "reports results with it on and off", "assumption"},
+       "reports results with it on and off",
+       "assumption"},
       {"gmail-like", "max_connections_per_source", "20",
        "suped.com baseline Google connection settings (20 per IP); Google publishes none", "L"},
       {"gmail-like", "max_per_hour", "1200",
        "assumption: Gmail documents per-IP quotas (support.google.com/mail/answer/81126) but no "
-       "number; 1200/h per IP is passed by the default volume except in its 09:00 peak", "assumption"},
+       "number; 1200/h per IP is passed by the default volume except in its 09:00 peak",
+       "assumption"},
       {"gmail-like", "soft_block_below / throttle_probability", "0.5 / 0.8",
        "assumption: Gmail rate-limits low-reputation IPs (421 4.7.0, " + kGmailCodes +
-       "); the threshold is not published", "assumption"},
-      {"gmail-like", "checks_ptr, ptr_soft_attempts", "yes, 4", kGmailReq + "; " + kGmailCodes +
-       " (451 4.7.23 then 550 5.7.25); the count of 4xx before the 5xx is an assumption", "H"},
+           "); the threshold is not published",
+       "assumption"},
+      {"gmail-like", "checks_ptr, ptr_soft_attempts", "yes, 4",
+       kGmailReq + "; " + kGmailCodes +
+           " (451 4.7.23 then 550 5.7.25); the count of 4xx before the 5xx is an assumption",
+       "H"},
       {"gmail-like", "checks_auth, auth_soft_attempts", "spf_or_dkim, 4",
        kGmailReq + " (421 4.7.26 then 550 5.7.26)", "H"},
       {"gmail-like", "overload / random_deferral", "0.001 / 0.005",
        "assumption: rare background 4xx on healthy traffic", "assumption"},
       {"outlook-like", "max_connections_per_source", "5",
        "KumoMTA stock shaping.toml (5 per provider); a postfix-users report of 451 4.7.652 at 6 "
-       "processes (go.mail-archive.com msg87906); Microsoft's only number is a 500 ceiling", "L"},
+       "processes (go.mail-archive.com msg87906); Microsoft's only number is a 500 ceiling",
+       "L"},
       {"outlook-like", "max_per_minute", "60",
-       "assumption: Outlook.com names rate limits (421 RP-001/RP-002) without numbers", "assumption"},
+       "assumption: Outlook.com names rate limits (421 RP-001/RP-002) without numbers",
+       "assumption"},
       {"outlook-like", "maintenance 20 min daily", "24h / 20m",
-       "assumption: stands for Microsoft's transient 4.3.2 'Temporary server error' replies", "assumption"},
-      {"yahoo-like", "max_connections_per_source", "8", "folklore 5-8 (receiver-behaviour survey); "
-       "Yahoo publishes no number (senders.yahooinc.com/best-practices)", "L"},
+       "assumption: stands for Microsoft's transient 4.3.2 'Temporary server error' replies",
+       "assumption"},
+      {"yahoo-like", "max_connections_per_source", "8",
+       "folklore 5-8 (receiver-behaviour survey); "
+       "Yahoo publishes no number (senders.yahooinc.com/best-practices)",
+       "L"},
       {"yahoo-like", "max_per_minute / max_per_hour", "20 / 600",
-       "assumption: Yahoo defers with [TSS04] on 'unexpected volume' without numbers", "assumption"},
+       "assumption: Yahoo defers with [TSS04] on 'unexpected volume' without numbers",
+       "assumption"},
       {"yahoo-like", "checks_ptr / checks_auth", "yes (4xx) / spf_or_dkim (5xx at once)",
        "Yahoo sender requirements (senders.yahooinc.com/best-practices): valid reverse DNS, SPF or "
-       "DKIM for all; auth failures get 550 5.7.9, reputation problems 4xx", "H"},
+       "DKIM for all; auth failures get 550 5.7.9, reputation problems 4xx",
+       "H"},
       {"comcast-like", "max_connections_per_source", "25",
        "postmaster.comcast.net block-removal page: 25 simultaneous connections per IP", "H"},
       {"comcast-like", "checks_ptr", "yes, 421 'Reverse DNS failure' (retryable)",
@@ -495,22 +546,30 @@ std::vector<ParamSource> ExplainProfiles() {
       {"small-host-greylisting, generic-host", "max_connections_per_source", "50",
        "Postfix smtpd_client_connection_count_limit default 50 (postconf.proto)", "H"},
       {"ptr-checking-host", "checks_ptr, never 5xx", "450 4.7.25",
-       "Postfix reject_unknown_client_hostname with unknown_client_reject_code 450 (postconf.proto)",
+       "Postfix reject_unknown_client_hostname with unknown_client_reject_code 450 "
+       "(postconf.proto)",
        "H"},
       {"auth-checking-host", "checks_auth dmarc, 4 deferrals then 5xx", "451/550 5.7.26",
        "assumption: a DMARC-enforcing host; Gmail documents 451 4.7.26 on a DNS tempfail and "
-       "550 5.7.26 on failure (" + kGmailCodes + ")", "M"},
-      {"*", "latency_min / latency_max", "1-4 s (Gmail 0.5-2 s, Outlook and Yahoo 1-3 s, "
-       "gateway 2-8 s)", "assumption: an SMTP transaction of a small message over a warm path; "
-       "content scanning makes gateways slower", "assumption"},
+       "550 5.7.26 on failure (" +
+           kGmailCodes + ")",
+       "M"},
+      {"*", "latency_min / latency_max",
+       "1-4 s (Gmail 0.5-2 s, Outlook and Yahoo 1-3 s, "
+       "gateway 2-8 s)",
+       "assumption: an SMTP transaction of a small message over a warm path; "
+       "content scanning makes gateways slower",
+       "assumption"},
       {"*", "refuse_latency", "300 ms", "assumption: TCP connect plus a banner-time refusal",
        "assumption"},
       {"*", "mailbox_full_duration", "12 h (drawn 6-18 h per recipient)",
        "assumption: an over-quota user clears space within a day", "assumption"},
       {"outlook-like, yahoo-like", "soft_block_below / throttle_probability",
-       "0.4 / 0.7 and 0.6 / 0.9", "assumption: Outlook.com (421 RP-001, 451 4.7.650) and Yahoo "
+       "0.4 / 0.7 and 0.6 / 0.9",
+       "assumption: Outlook.com (421 RP-001, 451 4.7.650) and Yahoo "
        "([TSS04]) throttle on reputation without publishing thresholds; Yahoo is described as "
-       "the stricter one (receiver-behaviour survey)", "assumption"},
+       "the stricter one (receiver-behaviour survey)",
+       "assumption"},
       {"outlook-like, yahoo-like, comcast-like", "overload / random_deferral",
        "0.002-0.003 / 0.002-0.003", "assumption: rare background 4xx on healthy traffic",
        "assumption"},
@@ -518,7 +577,8 @@ std::vector<ParamSource> ExplainProfiles() {
        "postgrey greylists every new (client /24, sender, recipient) triplet", "H"},
       {"*", "ceilings", "token buckets (continuous refill)",
        "rspamd ratelimit (leaky buckets) and Exim ratelimit (smoothed); Postfix anvil uses a "
-       "fixed 60 s window per client, which a bucket of the same size approximates", "H"},
+       "fixed 60 s window per client, which a bucket of the same size approximates",
+       "H"},
   };
 }
 
@@ -531,16 +591,14 @@ Scenario DefaultScenario() {
   // Transactional mail follows the working day; at 09:00 a newsletter goes
   // out (about a quarter of the day's volume within that hour).
   s.hourly_weights = {0.3, 0.2, 0.2, 0.2, 0.3, 0.5, 1.0, 2.0, 3.0, 12.0, 2.5, 2.0,
-                      1.5, 1.5, 2.0, 2.0, 1.5, 1.2, 1.0, 0.8, 0.6, 0.5, 0.4, 0.3};
+                      1.5, 1.5, 2.0, 2.0, 1.5, 1.2, 1.0, 0.8, 0.6, 0.5,  0.4, 0.3};
   // ip-d is a newly added IP whose PTR record was forgotten.
   s.sources = {{"ip-a", 0.95, 1.0}, {"ip-b", 0.9, 1.0}, {"ip-c", 0.85, 1.0}, {"ip-d", 0.45, 1.0}};
   s.sources[3].ptr = false;
-  s.named = {{"gmail.com", 0.30, "gmail-like"},
-             {"outlook.com", 0.12, "outlook-like"},
-             {"hotmail.com", 0.05, "outlook-like"},
-             {"yahoo.com", 0.10, "yahoo-like"},
-             {"comcast.net", 0.02, "comcast-like"},
-             {"corp-gateway.example", 0.03, "enterprise-gateway"}};
+  s.named = {
+      {"gmail.com", 0.30, "gmail-like"},     {"outlook.com", 0.12, "outlook-like"},
+      {"hotmail.com", 0.05, "outlook-like"}, {"yahoo.com", 0.10, "yahoo-like"},
+      {"comcast.net", 0.02, "comcast-like"}, {"corp-gateway.example", 0.03, "enterprise-gateway"}};
   s.tail_domains = 2000;
   s.zipf_exponent = 1.0;
   s.tail_profiles = {{"generic-host", 0.55},
@@ -556,7 +614,8 @@ absl::Status ValidateScenario(const Scenario& s) {
     return absl::InvalidArgumentError("scenario.messages must be in [1, 2^31]");
   }
   if (s.horizon < absl::ZeroDuration() || s.horizon > absl::Hours(24 * 366)) {
-    return absl::InvalidArgumentError("scenario.horizon must be in [0, 366d] (0 = until every message has an outcome)");
+    return absl::InvalidArgumentError(
+        "scenario.horizon must be in [0, 366d] (0 = until every message has an outcome)");
   }
   // The engine accepts times from the Unix epoch on; a start it would reject
   // must fail here, in check(), not as an internal error halfway through run().
@@ -585,13 +644,16 @@ absl::Status ValidateScenario(const Scenario& s) {
   for (const Source& src : s.sources) {
     if (src.name.empty()) return absl::InvalidArgumentError("scenario.sources: empty name");
     if (!seen.insert(src.name).second) {
-      return absl::InvalidArgumentError(absl::StrCat("scenario.sources: duplicate \"", src.name, "\""));
+      return absl::InvalidArgumentError(
+          absl::StrCat("scenario.sources: duplicate \"", src.name, "\""));
     }
     if (!Probability(src.reputation)) {
-      return absl::InvalidArgumentError(absl::StrCat("source \"", src.name, "\": reputation must be in [0, 1]"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("source \"", src.name, "\": reputation must be in [0, 1]"));
     }
     if (!std::isfinite(src.weight) || src.weight < 0) {
-      return absl::InvalidArgumentError(absl::StrCat("source \"", src.name, "\": weight must be >= 0"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("source \"", src.name, "\": weight must be >= 0"));
     }
     sw += src.weight;
   }
@@ -601,7 +663,8 @@ absl::Status ValidateScenario(const Scenario& s) {
   for (const ReceiverProfile& p : s.profiles) {
     if (absl::Status st = CheckProfile(p); !st.ok()) return st;
     if (!profiles.insert(p.name).second) {
-      return absl::InvalidArgumentError(absl::StrCat("scenario.profiles: duplicate \"", p.name, "\""));
+      return absl::InvalidArgumentError(
+          absl::StrCat("scenario.profiles: duplicate \"", p.name, "\""));
     }
   }
   for (const std::string& n : BuiltinProfileNames()) profiles.insert(n);
@@ -612,10 +675,12 @@ absl::Status ValidateScenario(const Scenario& s) {
   for (const NamedDestination& d : s.named) {
     if (d.domain.empty()) return absl::InvalidArgumentError("scenario.destinations: empty domain");
     if (!seen.insert(d.domain).second) {
-      return absl::InvalidArgumentError(absl::StrCat("scenario.destinations: duplicate \"", d.domain, "\""));
+      return absl::InvalidArgumentError(
+          absl::StrCat("scenario.destinations: duplicate \"", d.domain, "\""));
     }
     if (!std::isfinite(d.share) || d.share < 0) {
-      return absl::InvalidArgumentError(absl::StrCat("destination \"", d.domain, "\": share must be >= 0"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("destination \"", d.domain, "\": share must be >= 0"));
     }
     if (!known(d.profile)) {
       return absl::InvalidArgumentError(
@@ -639,7 +704,8 @@ absl::Status ValidateScenario(const Scenario& s) {
   double tw = 0;
   for (const auto& [name, w] : s.tail_profiles) {
     if (!known(name)) {
-      return absl::InvalidArgumentError(absl::StrCat("scenario.tail_profiles: unknown profile \"", name, "\""));
+      return absl::InvalidArgumentError(
+          absl::StrCat("scenario.tail_profiles: unknown profile \"", name, "\""));
     }
     if (!std::isfinite(w) || w < 0) {
       return absl::InvalidArgumentError("scenario.tail_profiles: weights must be >= 0");

@@ -13,9 +13,9 @@
 #include "gtest/gtest.h"
 #include "mailretry/classify/classifier.h"
 #include "mailretry/engine/engine.h"
-#include "mailretry/sim/internal/sim_receiver.h"
-#include "mailretry/reply/reply.h"
 #include "mailretry/policy/retry_policy.h"
+#include "mailretry/reply/reply.h"
+#include "mailretry/sim/internal/sim_receiver.h"
 
 namespace mailretry::sim {
 namespace {
@@ -56,7 +56,8 @@ ReceiverProfile Quiet(const std::string& name) {
 EngineConfig Stateless(uint32_t concurrency) {
   EngineConfig c;
   DestinationPolicy& d = c.destination_defaults;
-  d.initial_concurrency = d.max_concurrency = d.min_concurrency = d.cut_concurrency_to = concurrency;
+  d.initial_concurrency = d.max_concurrency = d.min_concurrency = d.cut_concurrency_to =
+      concurrency;
   d.unlimited_cut_to = {1'000'000, absl::Seconds(1)};
   d.min_rate = {1'000'000, absl::Seconds(1)};
   d.suspend_base = d.suspend_max = absl::Milliseconds(1);
@@ -218,9 +219,9 @@ TEST(SimTest, ConnectionFailuresOutagesAndIncidents) {
   const Scenario s = Single(p, 3000, absl::Hours(3));
   absl::StatusOr<Result> r = sim::Run(s, *PresetPolicy("naive"));
   ASSERT_TRUE(r.ok()) << r.status();
-  for (ReplyKind k : {ReplyKind::kConnectionRefused, ReplyKind::kConnectTimeout,
-                      ReplyKind::kDroppedMidData, ReplyKind::kMaintenance,
-                      ReplyKind::kReputationThrottled}) {
+  for (ReplyKind k :
+       {ReplyKind::kConnectionRefused, ReplyKind::kConnectTimeout, ReplyKind::kDroppedMidData,
+        ReplyKind::kMaintenance, ReplyKind::kReputationThrottled}) {
     EXPECT_GT(Kind(*r, k), 0u) << ReplyKindName(k);
   }
   // Transport outcomes are not SMTP replies: counted apart from 4xx.
@@ -245,7 +246,7 @@ TEST(SimTest, SenderSideFaultsShowOnlyWhereChecked) {
   absl::StatusOr<Result> r = sim::Run(s, *PresetPolicy("naive"));
   ASSERT_TRUE(r.ok()) << r.status();
   // Ground truth per (domain, source): only the failing source where checked.
-  const std::vector<bool> want = {false, true, false,    // ptr.example
+  const std::vector<bool> want = {false, true,  false,   // ptr.example
                                   false, false, true,    // auth.example
                                   false, false, false};  // plain.example
   EXPECT_EQ(r->pair_structural, want);
@@ -396,9 +397,9 @@ TEST(SimTest, EveryBuiltinProfileHasProvenance) {
   }
   const std::vector<ParamSource> presets = ExplainPresets();
   for (const std::string& name : PresetPolicyNames()) {
-    EXPECT_TRUE(std::any_of(presets.begin(), presets.end(),
-                            [&](const ParamSource& r) { return r.profile == name; }))
-        << name;
+    EXPECT_TRUE(std::any_of(presets.begin(), presets.end(), [&](const ParamSource& r) {
+      return r.profile == name;
+    })) << name;
   }
 }
 
@@ -547,7 +548,8 @@ TEST(SimTest, RejectsBadScenarios) {
 
 TEST(SimTest, ProgressCanCancel) {
   int calls = 0;
-  absl::StatusOr<Result> r = sim::Run(SmallMixed(2), EngineConfig{}, [&](double) { return ++calls < 3; });
+  absl::StatusOr<Result> r =
+      sim::Run(SmallMixed(2), EngineConfig{}, [&](double) { return ++calls < 3; });
   EXPECT_EQ(r.status().code(), absl::StatusCode::kCancelled);
   EXPECT_EQ(calls, 3);
 }

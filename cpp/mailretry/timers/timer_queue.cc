@@ -27,8 +27,8 @@ absl::StatusOr<TimerBackend> ParseTimerBackend(std::string_view name) {
   for (TimerBackend b : {TimerBackend::kWheel, TimerBackend::kBoostHeap, TimerBackend::kQuadHeap}) {
     if (TimerBackendName(b) == name) return b;
   }
-  return absl::InvalidArgumentError(
-      absl::StrCat("unknown timer backend '", internal::ToAbsl(name), "' (wheel, boost_heap, quad_heap)"));
+  return absl::InvalidArgumentError(absl::StrCat("unknown timer backend '", internal::ToAbsl(name),
+                                                 "' (wheel, boost_heap, quad_heap)"));
 }
 
 std::unique_ptr<TimerQueue> MakeTimerQueue(TimerBackend backend, const TimerOptions& options) {

@@ -2,8 +2,8 @@
 
 #include <algorithm>
 #include <array>
-#include <limits>
 #include <cstdint>
+#include <limits>
 #include <map>
 #include <memory>
 #include <optional>
@@ -133,8 +133,8 @@ TYPED_TEST(TimerQueueTest, RescheduleAcrossLevelsEarlierAndLater) {
   ASSERT_TRUE(q->Schedule(1, far).ok());
   ASSERT_TRUE(q->Schedule(2, near).ok());
   ASSERT_TRUE(q->Schedule(3, mid).ok());
-  ASSERT_TRUE(q->Reschedule(1, near).ok());  // overflow -> level 0, behind 2
-  ASSERT_TRUE(q->Reschedule(2, far).ok());   // level 0 -> overflow
+  ASSERT_TRUE(q->Reschedule(1, near).ok());                     // overflow -> level 0, behind 2
+  ASSERT_TRUE(q->Reschedule(2, far).ok());                      // level 0 -> overflow
   ASSERT_TRUE(q->Reschedule(3, near + absl::Seconds(1)).ok());  // level 1 -> level 0
   ASSERT_TRUE(q->CheckInvariants().ok());
   EXPECT_EQ(*q->DueTime(2), far);
@@ -151,7 +151,7 @@ TYPED_TEST(TimerQueueTest, CancelDuringAPartialDrain) {
   EXPECT_THAT(this->Pop(*q, now, 3), ElementsAre(0, 2, 4));
   // 6 and 1 are due but not popped yet: cancel one, reschedule the other.
   ASSERT_TRUE(q->Cancel(6).ok());
-  ASSERT_TRUE(q->Reschedule(1, now).ok());  // due now, behind everything due
+  ASSERT_TRUE(q->Reschedule(1, now).ok());                      // due now, behind everything due
   EXPECT_EQ(q->Cancel(0).code(), absl::StatusCode::kNotFound);  // already popped
   EXPECT_THAT(this->Pop(*q, now, 2), ElementsAre(8, 3));
   EXPECT_THAT(this->Pop(*q, now), ElementsAre(5, 7, 9, 1));
@@ -184,7 +184,7 @@ TYPED_TEST(TimerQueueTest, ErrorsLeaveStateIntact) {
   EXPECT_TRUE(q->CheckInvariants().ok());
   EXPECT_THAT(this->Pop(*q, later), ElementsAre(5));
   EXPECT_EQ(q->Cancel(5).code(), absl::StatusCode::kNotFound);  // popped
-  EXPECT_TRUE(q->Schedule(5, later).ok());  // and may be scheduled again
+  EXPECT_TRUE(q->Schedule(5, later).ok());                      // and may be scheduled again
 }
 
 TYPED_TEST(TimerQueueTest, VeryLargeSlotIdsAreOutOfRangeAboveKMaxSlot) {
@@ -271,9 +271,8 @@ TYPED_TEST(TimerQueueTest, NeverEarlyAtMostOneTickLateWithOddResolution) {
 TYPED_TEST(TimerQueueTest, NonPositiveResolutionFallsBackToOneSecond) {
   auto q = this->Make(absl::ZeroDuration());
   ASSERT_TRUE(q->Schedule(1, kT0 + absl::Milliseconds(1500)).ok());
-  EXPECT_EQ(*q->DueTime(1), kT0 + absl::Milliseconds(TypeParam::kBackend == TimerBackend::kWheel
-                                                          ? 2000
-                                                          : 1500));
+  EXPECT_EQ(*q->DueTime(1),
+            kT0 + absl::Milliseconds(TypeParam::kBackend == TimerBackend::kWheel ? 2000 : 1500));
 }
 
 // ---------------------------------------------------------------------------
@@ -366,25 +365,43 @@ absl::Duration RandomOffset(std::mt19937_64& rng) {
     return lo + static_cast<int64_t>(rng() % static_cast<uint64_t>(hi - lo + 1));
   };
   switch (rng() % 10) {
-    case 0: return -absl::Milliseconds(uniform(0, 86400000));  // past
-    case 1: return absl::ZeroDuration();                         // exactly now
-    case 2: return absl::Microseconds(uniform(1, 999999));       // sub-second
-    case 3: case 4: return absl::Milliseconds(uniform(1, 120000));  // seconds
-    case 5: case 6: return absl::Seconds(uniform(60, 6 * 3600));    // minutes to hours
-    case 7: case 8: return absl::Seconds(uniform(3600, 10 * 86400));  // hours to days
-    default: return absl::Seconds(uniform(30 * 86400, 3653 * 86400));  // months to 10 years
+    case 0:
+      return -absl::Milliseconds(uniform(0, 86400000));  // past
+    case 1:
+      return absl::ZeroDuration();  // exactly now
+    case 2:
+      return absl::Microseconds(uniform(1, 999999));  // sub-second
+    case 3:
+    case 4:
+      return absl::Milliseconds(uniform(1, 120000));  // seconds
+    case 5:
+    case 6:
+      return absl::Seconds(uniform(60, 6 * 3600));  // minutes to hours
+    case 7:
+    case 8:
+      return absl::Seconds(uniform(3600, 10 * 86400));  // hours to days
+    default:
+      return absl::Seconds(uniform(30 * 86400, 3653 * 86400));  // months to 10 years
   }
 }
 
 absl::Duration RandomStep(std::mt19937_64& rng) {
   switch (rng() % 8) {
-    case 0: return absl::ZeroDuration();
-    case 1: case 2: return absl::Milliseconds(static_cast<int64_t>(rng() % 1000));  // sub-second
-    case 3: return absl::Seconds(1);
-    case 4: return absl::Seconds(static_cast<int64_t>(rng() % 600));  // minutes
-    case 5: return absl::Seconds(static_cast<int64_t>(rng() % (6 * 3600)));  // hours
-    case 6: return absl::Seconds(static_cast<int64_t>(rng() % (3 * 86400)));  // days
-    default: return absl::Seconds(static_cast<int64_t>(rng() % (400 * 86400)));  // months
+    case 0:
+      return absl::ZeroDuration();
+    case 1:
+    case 2:
+      return absl::Milliseconds(static_cast<int64_t>(rng() % 1000));  // sub-second
+    case 3:
+      return absl::Seconds(1);
+    case 4:
+      return absl::Seconds(static_cast<int64_t>(rng() % 600));  // minutes
+    case 5:
+      return absl::Seconds(static_cast<int64_t>(rng() % (6 * 3600)));  // hours
+    case 6:
+      return absl::Seconds(static_cast<int64_t>(rng() % (3 * 86400)));  // days
+    default:
+      return absl::Seconds(static_cast<int64_t>(rng() % (400 * 86400)));  // months
   }
 }
 
@@ -471,8 +488,7 @@ TEST(TimerQueueDifferential, WheelOddResolution) {
                   kWheelSteps / 2);
 }
 TEST(TimerQueueDifferential, QuadHeap) {
-  RunDifferential(TimerBackend::kQuadHeap, absl::Seconds(1), absl::Milliseconds(1), 4,
-                  kHeapSteps);
+  RunDifferential(TimerBackend::kQuadHeap, absl::Seconds(1), absl::Milliseconds(1), 4, kHeapSteps);
 }
 TEST(TimerQueueDifferential, BoostHeap) {
   RunDifferential(TimerBackend::kBoostHeap, absl::Seconds(1), absl::Milliseconds(1), 5,

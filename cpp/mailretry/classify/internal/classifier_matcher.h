@@ -55,7 +55,7 @@ class PhraseMatcher {
  private:
   struct Output {
     uint32_t group;
-    uint16_t length;        // phrase length without boundary marks
+    uint16_t length;  // phrase length without boundary marks
     bool boundary_before;
     bool boundary_after;
   };
@@ -85,13 +85,13 @@ class PhraseMatcher {
   uint32_t num_groups_ = 0;
   size_t num_states_ = 0;
   size_t num_classes_ = 0;
-  unsigned row_shift_ = 0;               // log2 of the padded row width
-  uint8_t e2_class_ = 0;                 // class of byte 0xE2 (its own)
-  uint8_t apostrophe_class_ = 0;         // class of '\'' (0 when no phrase has one)
-  uint8_t byte_class_[256] = {};         // raw byte -> class, case and whitespace folded
-  std::vector<uint16_t> storage_;        // next_ lives here, 64-byte aligned
-  const uint16_t* next_ = nullptr;       // num_states_ << row_shift_
-  std::vector<uint32_t> out_begin_;      // per state, into outputs_; size num_states_ + 1
+  unsigned row_shift_ = 0;           // log2 of the padded row width
+  uint8_t e2_class_ = 0;             // class of byte 0xE2 (its own)
+  uint8_t apostrophe_class_ = 0;     // class of '\'' (0 when no phrase has one)
+  uint8_t byte_class_[256] = {};     // raw byte -> class, case and whitespace folded
+  std::vector<uint16_t> storage_;    // next_ lives here, 64-byte aligned
+  const uint16_t* next_ = nullptr;   // num_states_ << row_shift_
+  std::vector<uint32_t> out_begin_;  // per state, into outputs_; size num_states_ + 1
   std::vector<Output> outputs_;
 };
 

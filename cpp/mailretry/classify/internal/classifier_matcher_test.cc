@@ -70,9 +70,10 @@ TEST(PhraseMatcher, WordBoundaries) {
 }
 
 TEST(PhraseMatcher, FoldsTheNormalizationIntoTheAutomaton) {
-  const std::vector<Phrase> phrases = {
-      {"don't", 0}, {"^no such$", 1}, {" b", 2}, {"a b", 3}, {"^'s$", 4}, {"x  y", 5},
-      {"Upper", 6}, {"tab\there", 7}, {"\xC3\xA9t\xC3\xA9", 8}, {"b'", 9}};
+  const std::vector<Phrase> phrases = {{"don't", 0}, {"^no such$", 1}, {" b", 2},
+                                       {"a b", 3},   {"^'s$", 4},      {"x  y", 5},
+                                       {"Upper", 6}, {"tab\there", 7}, {"\xC3\xA9t\xC3\xA9", 8},
+                                       {"b'", 9}};
   PhraseMatcher m(phrases, 10);
   EXPECT_EQ(Groups(m, "We DON\u2019T know"), 1u);
   EXPECT_EQ(Groups(m, "we don\u2018t"), 1u);
@@ -91,16 +92,16 @@ TEST(PhraseMatcher, FoldsTheNormalizationIntoTheAutomaton) {
 
 TEST(PhraseMatcher, AgreesWithNormalizeThenFindOnRandomTexts) {
   const std::vector<Phrase> phrases = {
-      {"ab", 0},     {"^ab$", 1},   {"b a", 2},      {"^a b", 3},     {"a'b", 4},
-      {"'", 5},      {" ", 6},      {"^b$", 7},      {"ba b$", 8},    {"^ 1", 9},
-      {"1-a", 10},   {"a\xE2\x80", 11}, {"\xC3\xA9", 12}, {"^\xC3\xA9$", 13}, {"b  a", 14},
-      {"aB", 15},    {"a\tb", 16},  {"aaa", 17},     {"^a'$", 18},    {"\xE2", 19},
+      {"ab", 0},   {"^ab$", 1},       {"b a", 2},       {"^a b", 3},        {"a'b", 4},
+      {"'", 5},    {" ", 6},          {"^b$", 7},       {"ba b$", 8},       {"^ 1", 9},
+      {"1-a", 10}, {"a\xE2\x80", 11}, {"\xC3\xA9", 12}, {"^\xC3\xA9$", 13}, {"b  a", 14},
+      {"aB", 15},  {"a\tb", 16},      {"aaa", 17},      {"^a'$", 18},       {"\xE2", 19},
   };
   PhraseMatcher m(phrases, 20);
   const std::vector<std::string> pieces = {
-      "a",  "b",  "A",   "B",  " ",  "  ", "\t",          "\r\n", "'",
-      "1",  "-",  "x",   "\xE2\x80\x99", "\xE2\x80\x98", "\xE2\x80", "\xE2", "\x80\x99",
-      "\xC3\xA9", "\xC3\x89"};
+      "a",        "b",    "A",        "B",        " ",       "  ",           "\t",
+      "\r\n",     "'",    "1",        "-",        "x",       "\xE2\x80\x99", "\xE2\x80\x98",
+      "\xE2\x80", "\xE2", "\x80\x99", "\xC3\xA9", "\xC3\x89"};
   std::mt19937 rng(13);
   std::uniform_int_distribution<size_t> piece(0, pieces.size() - 1);
   std::uniform_int_distribution<size_t> ascii_piece(0, 10);  // pieces[0..10] are ASCII
@@ -124,7 +125,8 @@ TEST(PhraseMatcher, FindsLongPhrasesAcrossTheMiddleOfLongTexts) {
   PhraseMatcher m(phrases, 3);
   for (size_t before = 0; before < 80; ++before) {
     for (size_t after : {0, 1, 7, 30, 80}) {
-      const std::string text = std::string(before, 'x') + " " + phrase + " " + std::string(after, 'y');
+      const std::string text =
+          std::string(before, 'x') + " " + phrase + " " + std::string(after, 'y');
       ASSERT_EQ(Groups(m, text), Reference(phrases, text)) << before << " " << after;
       ASSERT_EQ(Groups(m, text) & 1u, 1u) << before << " " << after;
     }

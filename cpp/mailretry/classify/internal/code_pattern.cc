@@ -29,8 +29,7 @@ absl::Status ForEachItem(std::string_view pattern, std::string_view what, F f) {
     const size_t comma = rest.find(',');
     const std::string_view item = Trim(rest.substr(0, comma));
     if (item.empty()) {
-      return absl::InvalidArgumentError(
-          Cat(what, " pattern \"", pattern, "\" has an empty item"));
+      return absl::InvalidArgumentError(Cat(what, " pattern \"", pattern, "\" has an empty item"));
     }
     if (absl::Status st = f(item); !st.ok()) return st;
     if (comma == std::string_view::npos) return absl::OkStatus();
@@ -80,7 +79,8 @@ absl::StatusOr<BasicCodePattern> BasicCodePattern::Parse(std::string_view patter
         if (!IsDigit(item[i])) return bad(item, "has a character that is not a digit, x or *");
         a.digit[i] = static_cast<int8_t>(item[i] - '0');
       }
-      if (a.digit[0] >= 0 && !ValidClass(a.digit[0])) return bad(item, "has a class other than 2, 4, 5");
+      if (a.digit[0] >= 0 && !ValidClass(a.digit[0]))
+        return bad(item, "has a class other than 2, 4, 5");
     }
     out.alternatives_.push_back(a);
     return absl::OkStatus();
@@ -116,7 +116,8 @@ absl::StatusOr<EnhancedCodePattern> EnhancedCodePattern::Parse(std::string_view 
     Alternative a;
     const std::string_view k = item.substr(0, dot1);
     if (k != "*") {
-      if (k.size() != 1 || !ValidClass(k[0] - '0')) return bad(item, "needs a class of 2, 4, 5 or *");
+      if (k.size() != 1 || !ValidClass(k[0] - '0'))
+        return bad(item, "needs a class of 2, 4, 5 or *");
       a.klass = static_cast<int8_t>(k[0] - '0');
     }
     if (!part(item.substr(dot1 + 1, dot2 - dot1 - 1), &a.subject_lo, &a.subject_hi) ||

@@ -29,13 +29,14 @@ namespace mailretry::internal {
 // Phrases are lowercase and matched against the normalized reply text (see
 // PhraseMatcher); '^'/'$' at either end ask for a word boundary.
 struct DefaultRuleSpec {
-  std::string_view name = {};                 // "default:..." — stable, reported in Classification::rule
-  Category category = Category::kUnknownPermanent;                     // for 5yz (and for 4yz unless category_4xx is set)
+  std::string_view name = {};  // "default:..." — stable, reported in Classification::rule
+  Category category =
+      Category::kUnknownPermanent;            // for 5yz (and for 4yz unless category_4xx is set)
   std::vector<std::string_view> any = {};     // at least one of these phrases
   std::vector<std::string_view> also = {};    // and at least one of these
   std::vector<std::string_view> unless = {};  // and none of these
   std::string_view code = {};                 // code pattern, "4xx" / "550" / "45x"; empty = any
-  std::string_view enhanced = {};             // comma-separated enhanced patterns, "*.7.28,5.7.606-649"
+  std::string_view enhanced = {};  // comma-separated enhanced patterns, "*.7.28,5.7.606-649"
   std::optional<Category> category_4xx = {};  // category when the reply is transient (4yz)
   std::optional<Action> action = {};          // default: DefaultAction(category, class)
   std::optional<bool> transient = {};         // default: DefaultTransient(action, class)

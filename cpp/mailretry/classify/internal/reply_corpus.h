@@ -47,10 +47,14 @@ inline std::optional<uint32_t> Hex4(std::string_view s, size_t at) {
   for (size_t i = at; i < at + 4; ++i) {
     const char c = s[i];
     v <<= 4;
-    if (c >= '0' && c <= '9') v |= static_cast<uint32_t>(c - '0');
-    else if (c >= 'a' && c <= 'f') v |= static_cast<uint32_t>(c - 'a' + 10);
-    else if (c >= 'A' && c <= 'F') v |= static_cast<uint32_t>(c - 'A' + 10);
-    else return std::nullopt;
+    if (c >= '0' && c <= '9')
+      v |= static_cast<uint32_t>(c - '0');
+    else if (c >= 'a' && c <= 'f')
+      v |= static_cast<uint32_t>(c - 'a' + 10);
+    else if (c >= 'A' && c <= 'F')
+      v |= static_cast<uint32_t>(c - 'A' + 10);
+    else
+      return std::nullopt;
   }
   return v;
 }
@@ -83,14 +87,30 @@ inline std::optional<std::string> JsonStringField(std::string_view line, std::st
       if (++i >= line.size()) return std::nullopt;
       const char e = line[i++];
       switch (e) {
-        case '"': out.push_back('"'); break;
-        case '\\': out.push_back('\\'); break;
-        case '/': out.push_back('/'); break;
-        case 'b': out.push_back('\b'); break;
-        case 'f': out.push_back('\f'); break;
-        case 'n': out.push_back('\n'); break;
-        case 'r': out.push_back('\r'); break;
-        case 't': out.push_back('\t'); break;
+        case '"':
+          out.push_back('"');
+          break;
+        case '\\':
+          out.push_back('\\');
+          break;
+        case '/':
+          out.push_back('/');
+          break;
+        case 'b':
+          out.push_back('\b');
+          break;
+        case 'f':
+          out.push_back('\f');
+          break;
+        case 'n':
+          out.push_back('\n');
+          break;
+        case 'r':
+          out.push_back('\r');
+          break;
+        case 't':
+          out.push_back('\t');
+          break;
         case 'u': {
           std::optional<uint32_t> cp = Hex4(line, i);
           if (!cp) return std::nullopt;
@@ -139,7 +159,7 @@ inline uint64_t SourceHash(std::string_view source) {
 
 inline CorpusSplit SplitOfSource(std::string_view source) {
   return SourceHash(source) % 100 < kValidationPercent ? CorpusSplit::kValidation
-                                                        : CorpusSplit::kTune;
+                                                       : CorpusSplit::kTune;
 }
 
 inline std::string_view CorpusSplitName(CorpusSplit s) {

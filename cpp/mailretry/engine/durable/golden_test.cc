@@ -97,7 +97,8 @@ void RunWorkload(Engine& e) {
         many_ids.push_back(l.msg_id);
         many_texts.emplace_back(text);
       } else if (k % 7 == 0) {
-        e.Report(l.msg_id, now, TransportReply(Transport::kConnectTimeout, "timed out")).IgnoreError();
+        e.Report(l.msg_id, now, TransportReply(Transport::kConnectTimeout, "timed out"))
+            .IgnoreError();
       } else {
         e.ReportText(l.msg_id, now, text).IgnoreError();
       }
@@ -115,17 +116,17 @@ std::string Describe(Engine& e) {
   std::ostringstream out;
   const EngineStats s = e.Stats();
   out << "submitted " << s.submitted << " delivered " << s.delivered << " bounced " << s.bounced
-      << " expired " << s.expired << " scheduled " << s.scheduled << " ready " << s.ready << " leased "
-      << s.leased << " attempts " << s.attempts << " deferred " << s.deferred << " destinations "
-      << s.destinations << " suspended " << s.suspended_destinations << "\n";
+      << " expired " << s.expired << " scheduled " << s.scheduled << " ready " << s.ready
+      << " leased " << s.leased << " attempts " << s.attempts << " deferred " << s.deferred
+      << " destinations " << s.destinations << " suspended " << s.suspended_destinations << "\n";
   for (const char* d : kDomains) {
     for (const char* src : {"ip-a", "ip-b"}) {
       absl::StatusOr<DestinationInfo> i = e.GetDestination(d, src);
       if (!i.ok()) continue;
       out << d << "/" << src << " conc " << i->concurrency_limit << " suspended "
-          << (i->suspended_until ? absl::FormatTime(*i->suspended_until) : "-") << " ready " << i->ready
-          << " scheduled " << i->scheduled << " delivered " << i->delivered << " deferred " << i->deferred
-          << "\n";
+          << (i->suspended_until ? absl::FormatTime(*i->suspended_until) : "-") << " ready "
+          << i->ready << " scheduled " << i->scheduled << " delivered " << i->delivered
+          << " deferred " << i->deferred << "\n";
     }
   }
   if (std::optional<absl::Time> w = e.NextWakeup()) out << "next " << absl::FormatTime(*w) << "\n";
@@ -162,13 +163,15 @@ fs::path TempCopy() {
 }
 
 TEST(GoldenJournal, WriteWhenAsked) {
-  if (std::getenv("MAILRETRY_WRITE_GOLDEN") == nullptr) GTEST_SKIP() << "MAILRETRY_WRITE_GOLDEN not set";
+  if (std::getenv("MAILRETRY_WRITE_GOLDEN") == nullptr)
+    GTEST_SKIP() << "MAILRETRY_WRITE_GOLDEN not set";
   const fs::path tmp = fs::path(::testing::TempDir()) / "golden-write";
   fs::remove_all(tmp);
   JournalOptions o;
   o.fsync = JournalOptions::Fsync::kNever;
   {
-    absl::StatusOr<std::unique_ptr<Engine>> e = Engine::OpenDurable(tmp.string(), GoldenConfig(), 11, o);
+    absl::StatusOr<std::unique_ptr<Engine>> e =
+        Engine::OpenDurable(tmp.string(), GoldenConfig(), 11, o);
     ASSERT_TRUE(e.ok()) << e.status();
     RunWorkload(**e);
   }
@@ -176,7 +179,8 @@ TEST(GoldenJournal, WriteWhenAsked) {
   for (const char* f : {"snapshot-1.mrs", "journal-1.mrj"}) {
     fs::copy_file(tmp / f, GoldenDir() / f, fs::copy_options::overwrite_existing);
   }
-  absl::StatusOr<std::unique_ptr<Engine>> e = Engine::OpenDurable(tmp.string(), GoldenConfig(), 11, o);
+  absl::StatusOr<std::unique_ptr<Engine>> e =
+      Engine::OpenDurable(tmp.string(), GoldenConfig(), 11, o);
   ASSERT_TRUE(e.ok()) << e.status();
   // The same state as a snapshot, before Describe moves it on.
   ASSERT_TRUE((*e)->Save((GoldenDir() / "state.mrs").string()).ok());
@@ -188,7 +192,8 @@ TEST(GoldenJournal, ReplaysToTheRecordedState) {
   const fs::path dir = TempCopy();
   JournalOptions o;
   o.fsync = JournalOptions::Fsync::kNever;
-  absl::StatusOr<std::unique_ptr<Engine>> e = Engine::OpenDurable(dir.string(), GoldenConfig(), 11, o);
+  absl::StatusOr<std::unique_ptr<Engine>> e =
+      Engine::OpenDurable(dir.string(), GoldenConfig(), 11, o);
   ASSERT_TRUE(e.ok()) << e.status();
   ASSERT_TRUE((*e)->journal_info().has_value());
   EXPECT_GT((*e)->journal_info()->records_replayed, 50u);
@@ -208,7 +213,8 @@ TEST(GoldenJournal, SnapshotOfTheReplayedStateLoadsToTheSameState) {
 
 TEST(GoldenJournal, SnapshotAloneLoadsTheEmptyStartingEngine) {
   if (!fs::exists(GoldenDir() / "snapshot-1.mrs")) GTEST_SKIP() << "no golden fixture";
-  absl::StatusOr<std::unique_ptr<Engine>> e = Engine::Load((GoldenDir() / "snapshot-1.mrs").string());
+  absl::StatusOr<std::unique_ptr<Engine>> e =
+      Engine::Load((GoldenDir() / "snapshot-1.mrs").string());
   ASSERT_TRUE(e.ok()) << e.status();
   EXPECT_EQ((*e)->Stats().submitted, 0u);
   EXPECT_EQ((*e)->seed(), 11u);

@@ -4,6 +4,8 @@
 // and a fingerprint of its result (internal/record_codec.h); replay
 // re-executes the commands through the engine's one command path.
 
+#include "mailretry/engine/durable/journal.h"
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/file.h>
@@ -30,11 +32,10 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
-#include "mailretry/engine/engine.h"
-#include "mailretry/engine/durable/journal.h"
 #include "mailretry/common/internal/binary_io.h"
 #include "mailretry/common/internal/file_io.h"
 #include "mailretry/engine/durable/internal/record_codec.h"
+#include "mailretry/engine/engine.h"
 #include "mailretry/engine/internal/commands.h"
 #include "mailretry/engine/internal/execute.h"
 #include "mailretry/engine/internal/state.h"
@@ -57,8 +58,6 @@ std::string JoinPath(const std::string& dir, std::string_view name) {
 std::string SnapshotName(uint64_t g) { return absl::StrCat("snapshot-", g, ".mrs"); }
 std::string JournalName(uint64_t g) { return absl::StrCat("journal-", g, ".mrj"); }
 
-
-
 int DataSync(int fd) {
 #if defined(__linux__)
   // Appends change the size, which fdatasync flushes too; the timestamps it
@@ -69,14 +68,15 @@ int DataSync(int fd) {
 #endif
 }
 
-
 // "<prefix><digits><suffix>" -> digits; nullopt otherwise.
-std::optional<uint64_t> ParseGeneration(std::string_view name, std::string_view prefix, std::string_view suffix) {
+std::optional<uint64_t> ParseGeneration(std::string_view name, std::string_view prefix,
+                                        std::string_view suffix) {
   if (name.size() <= prefix.size() + suffix.size() || name.substr(0, prefix.size()) != prefix ||
       name.substr(name.size() - suffix.size()) != suffix) {
     return std::nullopt;
   }
-  const std::string_view digits = name.substr(prefix.size(), name.size() - prefix.size() - suffix.size());
+  const std::string_view digits =
+      name.substr(prefix.size(), name.size() - prefix.size() - suffix.size());
   if (digits.size() > 18) return std::nullopt;
   uint64_t g = 0;
   for (char c : digits) {
@@ -114,10 +114,12 @@ absl::StatusOr<int> CreateJournal(const std::string& dir, uint64_t generation) {
   absl::Status s = WriteFully(fd, JournalHeader(generation));
   if (s.ok() && ::fsync(fd) != 0) s = absl::UnavailableError(std::strerror(errno));
   ::close(fd);
-  if (s.ok() && ::rename(tmp.c_str(), path.c_str()) != 0) s = absl::UnavailableError(std::strerror(errno));
+  if (s.ok() && ::rename(tmp.c_str(), path.c_str()) != 0)
+    s = absl::UnavailableError(std::strerror(errno));
   if (!s.ok()) {
     ::unlink(tmp.c_str());
-    return absl::UnavailableError(absl::StrCat("cannot create journal '", path, "': ", s.message()));
+    return absl::UnavailableError(
+        absl::StrCat("cannot create journal '", path, "': ", s.message()));
   }
   if (absl::Status ds = SyncDir(dir); !ds.ok()) return ds;
   const int afd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
@@ -133,7 +135,9 @@ absl::StatusOr<int> CreateJournal(const std::string& dir, uint64_t generation) {
 class BackgroundSyncer {
  public:
   BackgroundSyncer(int fd, absl::Duration interval, std::string path)
-      : interval_(std::max(interval, absl::Milliseconds(1))), path_(std::move(path)), fd_(::dup(fd)) {
+      : interval_(std::max(interval, absl::Milliseconds(1))),
+        path_(std::move(path)),
+        fd_(::dup(fd)) {
     thread_ = std::thread([this] { Loop(); });
   }
   ~BackgroundSyncer() {
@@ -212,7 +216,8 @@ class FileJournal final : public JournalSink {
   FileJournal(const FileJournal&) = delete;
   FileJournal& operator=(const FileJournal&) = delete;
 
-  void Attach(const Engine::Impl* impl, int fd, uint64_t generation, uint64_t records, uint64_t bytes) {
+  void Attach(const Engine::Impl* impl, int fd, uint64_t generation, uint64_t records,
+              uint64_t bytes) {
     impl_ = impl;
     fd_ = fd;
     next_compact_at_ = options_.compact_after_records;
@@ -257,14 +262,16 @@ class FileJournal final : public JournalSink {
     if (absl::Status h = health(); !h.ok()) return h;
     const uint64_t next = info_.generation + 1;
     const std::string snap = JoinPath(dir_, SnapshotName(next));
-    if (absl::Status s = SaveLocked(impl, snap); !s.ok()) return s;  // old generation still complete
+    if (absl::Status s = SaveLocked(impl, snap); !s.ok())
+      return s;  // old generation still complete
     absl::StatusOr<int> fd = CreateJournal(dir_, next);
     if (!fd.ok()) {
       // Without journal next, recovery would pick snapshot next and create an
       // empty journal, losing what is appended to the current one from now on.
       if (::unlink(snap.c_str()) != 0 || !SyncDir(dir_).ok()) {
-        return Fail(absl::UnavailableError(absl::StrCat(
-            fd.status().message(), "; and cannot remove '", snap, "', so the journal stops accepting calls")));
+        return Fail(
+            absl::UnavailableError(absl::StrCat(fd.status().message(), "; and cannot remove '",
+                                                snap, "', so the journal stops accepting calls")));
       }
       return fd.status();
     }
@@ -292,8 +299,9 @@ class FileJournal final : public JournalSink {
       std::optional<uint64_t> g = ParseGeneration(n, "snapshot-", ".mrs");
       if (!g) g = ParseGeneration(n, "journal-", ".mrj");
       const bool stale_gen = g && *g < keep;
-      const bool temp = (n.rfind("snapshot-", 0) == 0 && n.find(".mrs.tmp.") != std::string::npos) ||
-                        (n.rfind("journal-", 0) == 0 && n.size() > 8 && n.substr(n.size() - 8) == ".mrj.tmp");
+      const bool temp =
+          (n.rfind("snapshot-", 0) == 0 && n.find(".mrs.tmp.") != std::string::npos) ||
+          (n.rfind("journal-", 0) == 0 && n.size() > 8 && n.substr(n.size() - 8) == ".mrj.tmp");
       if (stale_gen || temp) removed |= ::unlink(JoinPath(dir, n).c_str()) == 0;
     }
     if (removed) SyncDir(dir).IgnoreError();
@@ -313,7 +321,8 @@ class FileJournal final : public JournalSink {
       // A partial write would be a torn record in the middle once more
       // records follow: cut it off, then refuse further calls.
       [[maybe_unused]] const int rc = ::ftruncate(fd_, static_cast<off_t>(info_.bytes));
-      return Fail(absl::UnavailableError(absl::StrCat("cannot append to journal '", Path(), "': ", s.message())));
+      return Fail(absl::UnavailableError(
+          absl::StrCat("cannot append to journal '", Path(), "': ", s.message())));
     }
     ++info_.records;
     info_.bytes += buf_.size();
@@ -366,8 +375,6 @@ class FileJournal final : public JournalSink {
   std::unique_ptr<BackgroundSyncer> syncer_;  // kGrouped only
 };
 
-
-
 // The payload of the record at `off`, or nullopt if it is cut short or fails
 // its checksum; `end` is set to the offset after it when valid.
 std::optional<std::string_view> RecordAt(std::string_view data, size_t off, size_t* end) {
@@ -410,17 +417,28 @@ absl::Status ApplyRecord(Engine::Impl& impl, std::string_view payload) {
   RecordReader r(payload);
   const Op op = static_cast<Op>(r.U8());
   switch (op) {
-    case Op::kSubmit: return ReplayCommand<SubmitCommand>(impl, r);
-    case Op::kSubmitMany: return ReplayCommand<SubmitManyCommand>(impl, r);
-    case Op::kAdvance: return ReplayCommand<AdvanceCommand>(impl, r);
-    case Op::kTakeReady: return ReplayCommand<TakeReadyCommand>(impl, r);
-    case Op::kReport: return ReplayCommand<ReportCommand>(impl, r);
-    case Op::kReportMany: return ReplayCommand<ReportManyCommand>(impl, r);
-    case Op::kReportManyText: return ReplayCommand<ReportManyTextCommand>(impl, r);
-    case Op::kDrainEvents: return ReplayCommand<DrainEventsCommand>(impl, r);
-    case Op::kReportLease: return ReplayCommand<ReportLeaseCommand>(impl, r);
-    case Op::kReportLeases: return ReplayCommand<ReportLeasesCommand>(impl, r);
-    case Op::kReportLeasesText: return ReplayCommand<ReportLeasesTextCommand>(impl, r);
+    case Op::kSubmit:
+      return ReplayCommand<SubmitCommand>(impl, r);
+    case Op::kSubmitMany:
+      return ReplayCommand<SubmitManyCommand>(impl, r);
+    case Op::kAdvance:
+      return ReplayCommand<AdvanceCommand>(impl, r);
+    case Op::kTakeReady:
+      return ReplayCommand<TakeReadyCommand>(impl, r);
+    case Op::kReport:
+      return ReplayCommand<ReportCommand>(impl, r);
+    case Op::kReportMany:
+      return ReplayCommand<ReportManyCommand>(impl, r);
+    case Op::kReportManyText:
+      return ReplayCommand<ReportManyTextCommand>(impl, r);
+    case Op::kDrainEvents:
+      return ReplayCommand<DrainEventsCommand>(impl, r);
+    case Op::kReportLease:
+      return ReplayCommand<ReportLeaseCommand>(impl, r);
+    case Op::kReportLeases:
+      return ReplayCommand<ReportLeasesCommand>(impl, r);
+    case Op::kReportLeasesText:
+      return ReplayCommand<ReportLeasesTextCommand>(impl, r);
   }
   return absl::DataLossError(absl::StrCat("unknown operation ", static_cast<int>(op)));
 }
@@ -431,7 +449,8 @@ struct ReplayResult {
   bool torn = false;
 };
 
-absl::StatusOr<ReplayResult> Replay(Engine::Impl& impl, const std::string& path, std::string_view data, uint64_t generation) {
+absl::StatusOr<ReplayResult> Replay(Engine::Impl& impl, const std::string& path,
+                                    std::string_view data, uint64_t generation) {
   auto corrupt = [&](absl::string_view why) {
     return absl::DataLossError(absl::StrCat("journal '", path, "' is corrupt: ", why));
   };
@@ -445,10 +464,12 @@ absl::StatusOr<ReplayResult> Replay(Engine::Impl& impl, const std::string& path,
   const uint32_t crc = head.U32();
   if (Crc32c(data.substr(0, kHeaderSize - 4)) != crc) return corrupt("header checksum mismatch");
   if (version != kJournalVersion) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("journal '", path, "' has version ", version, "; this build reads version ", kJournalVersion));
+    return absl::FailedPreconditionError(absl::StrCat("journal '", path, "' has version ", version,
+                                                      "; this build reads version ",
+                                                      kJournalVersion));
   }
-  if (gen != generation) return corrupt(absl::StrCat("header says generation ", gen, ", expected ", generation));
+  if (gen != generation)
+    return corrupt(absl::StrCat("header says generation ", gen, ", expected ", generation));
   ReplayResult r;
   size_t off = kHeaderSize;
   while (off < data.size()) {
@@ -456,8 +477,9 @@ absl::StatusOr<ReplayResult> Replay(Engine::Impl& impl, const std::string& path,
     std::optional<std::string_view> payload = RecordAt(data, off, &end);
     if (!payload) {
       if (ValidRecordAfter(data, off + 1)) {
-        return corrupt(absl::StrCat("record ", r.records + 1, " at byte ", off,
-                                    " is cut short or fails its checksum, and valid records follow it"));
+        return corrupt(
+            absl::StrCat("record ", r.records + 1, " at byte ", off,
+                         " is cut short or fails its checksum, and valid records follow it"));
       }
       r.torn = true;
       break;
@@ -477,8 +499,9 @@ absl::StatusOr<ReplayResult> Replay(Engine::Impl& impl, const std::string& path,
 
 using internal::FileJournal;
 
-absl::StatusOr<std::unique_ptr<Engine>> Engine::OpenDurable(const std::string& directory, EngineConfig config,
-                                                            uint64_t seed, JournalOptions options) {
+absl::StatusOr<std::unique_ptr<Engine>> Engine::OpenDurable(const std::string& directory,
+                                                            EngineConfig config, uint64_t seed,
+                                                            JournalOptions options) {
   if (directory.empty()) return absl::InvalidArgumentError("journal directory is empty");
   if (options.group_interval < absl::ZeroDuration()) {
     return absl::InvalidArgumentError("JournalOptions.group_interval must be >= 0");
@@ -499,8 +522,9 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::OpenDurable(const std::string& d
     const int err = errno;
     ::close(lock_fd);
     if (err == EWOULDBLOCK) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("journal directory '", directory, "' is open by another engine (", lock_path, " is locked)"));
+      return absl::FailedPreconditionError(absl::StrCat("journal directory '", directory,
+                                                        "' is open by another engine (", lock_path,
+                                                        " is locked)"));
     }
     return internal::Errno("cannot lock", lock_path, err);
   }
@@ -517,10 +541,13 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::OpenDurable(const std::string& d
       journals.push_back(*j);
     }
   }
-  auto has_journal = [&](uint64_t g) { return std::find(journals.begin(), journals.end(), g) != journals.end(); };
+  auto has_journal = [&](uint64_t g) {
+    return std::find(journals.begin(), journals.end(), g) != journals.end();
+  };
   auto refuse = [&](absl::string_view why) {
-    return absl::DataLossError(absl::StrCat("journal directory '", directory, "' ", why,
-                                            "; refusing to open it so that nothing in it is overwritten"));
+    return absl::DataLossError(
+        absl::StrCat("journal directory '", directory, "' ", why,
+                     "; refusing to open it so that nothing in it is overwritten"));
   };
   // Creation writes journal-1 before snapshot-1 (see below), so a snapshot
   // always had its journal, and a journal without any snapshot is either an
@@ -528,13 +555,15 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::OpenDurable(const std::string& d
   for (uint64_t j : journals) {
     if (latest && j <= *latest) continue;
     if (!latest && j == 1 && journals.size() == 1) {
-      absl::StatusOr<std::string> data = internal::ReadFile(internal::JoinPath(directory, internal::JournalName(1)));
+      absl::StatusOr<std::string> data =
+          internal::ReadFile(internal::JoinPath(directory, internal::JournalName(1)));
       if (!data.ok()) return data.status();
       if (data->size() == internal::kHeaderSize && *data == internal::JournalHeader(1)) continue;
     }
-    return refuse(absl::StrCat("holds ", internal::JournalName(j), " but ",
-                               latest ? absl::StrCat("its latest snapshot is ", internal::SnapshotName(*latest))
-                                      : std::string("no snapshot")));
+    return refuse(absl::StrCat(
+        "holds ", internal::JournalName(j), " but ",
+        latest ? absl::StrCat("its latest snapshot is ", internal::SnapshotName(*latest))
+               : std::string("no snapshot")));
   }
 
   std::unique_ptr<Engine> engine;
@@ -552,8 +581,8 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::OpenDurable(const std::string& d
     if (!fd.ok()) return fd.status();
     {
       std::lock_guard lock(engine->impl_->mu);
-      if (absl::Status s = internal::SaveLocked(*engine->impl_, internal::JoinPath(directory,
-                                                                                   internal::SnapshotName(1)));
+      if (absl::Status s = internal::SaveLocked(
+              *engine->impl_, internal::JoinPath(directory, internal::SnapshotName(1)));
           !s.ok()) {
         ::close(*fd);
         return s;
@@ -566,12 +595,14 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::OpenDurable(const std::string& d
         internal::LoadImpl(internal::JoinPath(directory, internal::SnapshotName(generation)));
     if (!impl.ok()) return impl.status();
     if (options.reopen == JournalOptions::Reopen::kRequireSame &&
-        internal::EncodeConfig((*impl)->config, (*impl)->seed) != internal::EncodeConfig(config, seed)) {
+        internal::EncodeConfig((*impl)->config, (*impl)->seed) !=
+            internal::EncodeConfig(config, seed)) {
       return absl::InvalidArgumentError(absl::StrCat(
           "journal directory '", directory, "' holds an engine with ",
           (*impl)->seed != seed ? absl::StrCat("seed ", (*impl)->seed, " (not ", seed, ")")
                                 : std::string("another configuration"),
-          "; the saved configuration and seed are the ones a reopen uses: pass the same ones, or none"));
+          "; the saved configuration and seed are the ones a reopen uses: pass the same ones, or "
+          "none"));
     }
     engine.reset(new Engine(*std::move(impl)));
     const std::string path = internal::JoinPath(directory, internal::JournalName(generation));
@@ -582,8 +613,8 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::OpenDurable(const std::string& d
       // (it is removed after the new one exists); the snapshot holds
       // everything. Otherwise the calls journaled since the snapshot are gone.
       if (generation == 0 || !has_journal(generation - 1)) {
-        return refuse(absl::StrCat("holds ", internal::SnapshotName(generation), " but not its journal ",
-                                   internal::JournalName(generation),
+        return refuse(absl::StrCat("holds ", internal::SnapshotName(generation),
+                                   " but not its journal ", internal::JournalName(generation),
                                    " (the calls made since that snapshot would be lost)"));
       }
       fd = internal::CreateJournal(directory, generation);
@@ -591,13 +622,15 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::OpenDurable(const std::string& d
     } else if (!data.ok()) {
       return data.status();
     } else {
-      absl::StatusOr<internal::ReplayResult> r = internal::Replay(*engine->impl_, path, *data, generation);
+      absl::StatusOr<internal::ReplayResult> r =
+          internal::Replay(*engine->impl_, path, *data, generation);
       if (!r.ok()) return r.status();
       const int afd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
       if (afd < 0) return internal::Errno("cannot open journal", path, errno);
       fd = afd;
       if (r->torn) {
-        if (::ftruncate(afd, static_cast<off_t>(r->valid_end)) != 0 || internal::DataSync(afd) != 0) {
+        if (::ftruncate(afd, static_cast<off_t>(r->valid_end)) != 0 ||
+            internal::DataSync(afd) != 0) {
           const int err = errno;
           ::close(afd);
           return internal::Errno("cannot truncate the torn end of journal", path, err);
@@ -618,13 +651,15 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::OpenDurable(const std::string& d
 
 absl::Status Engine::Compact() {
   std::lock_guard lock(impl_->mu);
-  if (impl_->journal == nullptr) return absl::FailedPreconditionError("Compact: the engine is not durable");
+  if (impl_->journal == nullptr)
+    return absl::FailedPreconditionError("Compact: the engine is not durable");
   return static_cast<FileJournal*>(impl_->journal.get())->Compact(*impl_);
 }
 
 absl::Status Engine::Sync() {
   std::lock_guard lock(impl_->mu);
-  if (impl_->journal == nullptr) return absl::FailedPreconditionError("Sync: the engine is not durable");
+  if (impl_->journal == nullptr)
+    return absl::FailedPreconditionError("Sync: the engine is not durable");
   return static_cast<FileJournal*>(impl_->journal.get())->Sync();
 }
 

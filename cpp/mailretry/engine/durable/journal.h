@@ -87,14 +87,14 @@ struct JournalOptions {
 // What OpenDurable found and what the journal holds now.
 struct JournalInfo {
   std::string directory;
-  uint64_t generation = 0;        // current snapshot / journal generation
-  uint64_t records = 0;           // records in the current journal
-  uint64_t bytes = 0;             // size of the current journal file
-  uint64_t fsyncs = 0;            // fsync calls on the journal since open
-  uint64_t compactions = 0;       // since open, automatic or not
+  uint64_t generation = 0;          // current snapshot / journal generation
+  uint64_t records = 0;             // records in the current journal
+  uint64_t bytes = 0;               // size of the current journal file
+  uint64_t fsyncs = 0;              // fsync calls on the journal since open
+  uint64_t compactions = 0;         // since open, automatic or not
   uint64_t failed_compactions = 0;  // automatic ones that failed (retried later)
   // Recovery (at OpenDurable).
-  bool created = false;           // no state existed: a new engine was created
+  bool created = false;  // no state existed: a new engine was created
   uint64_t records_replayed = 0;
   bool torn_tail_dropped = false;  // a partial last record was dropped
 };

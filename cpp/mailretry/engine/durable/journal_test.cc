@@ -55,7 +55,8 @@ EngineConfig SmallConfig() {
 }
 
 // kNever unless a test is about fsync: an fsync costs milliseconds here.
-std::unique_ptr<Engine> MustOpen(const std::string& dir, JournalOptions o = {JournalOptions::Fsync::kNever}) {
+std::unique_ptr<Engine> MustOpen(const std::string& dir,
+                                 JournalOptions o = {JournalOptions::Fsync::kNever}) {
   absl::StatusOr<std::unique_ptr<Engine>> e = Engine::OpenDurable(dir, SmallConfig(), 7, o);
   EXPECT_TRUE(e.ok()) << e.status();
   return e.ok() ? *std::move(e) : nullptr;
@@ -74,17 +75,19 @@ std::unique_ptr<Engine> Reference() { return *Engine::Create(SmallConfig(), 7); 
 // differently).
 std::string StatsKey(const Engine& e) {
   const EngineStats s = e.Stats();
-  return absl::StrCat(s.submitted, "/", s.delivered, "/", s.bounced, "/", s.expired, "/", s.pending, "/",
-                      s.scheduled, "/", s.ready, "/", s.leased, "/", s.attempts, "/", s.deferred, "/",
-                      s.lease_expirations, "/", s.destinations, "/", s.suspended_destinations, "/",
-                      s.held_destinations, "/", s.events_buffered, "/", s.events_dropped);
+  return absl::StrCat(s.submitted, "/", s.delivered, "/", s.bounced, "/", s.expired, "/", s.pending,
+                      "/", s.scheduled, "/", s.ready, "/", s.leased, "/", s.attempts, "/",
+                      s.deferred, "/", s.lease_expirations, "/", s.destinations, "/",
+                      s.suspended_destinations, "/", s.held_destinations, "/", s.events_buffered,
+                      "/", s.events_dropped);
 }
 
 std::string EventsKey(const std::vector<Event>& events) {
   std::string out;
   for (const Event& e : events) {
-    absl::StrAppend(&out, std::string(EventKindName(e.kind)), "@", absl::ToUnixMillis(e.time), ":", e.msg_id.value_or(0), ":",
-                    std::string(e.destination), ":", e.attempt, ":", e.detail, ";");
+    absl::StrAppend(&out, std::string(EventKindName(e.kind)), "@", absl::ToUnixMillis(e.time), ":",
+                    e.msg_id.value_or(0), ":", std::string(e.destination), ":", e.attempt, ":",
+                    e.detail, ";");
   }
   return out;
 }
@@ -120,7 +123,8 @@ class Workload {
       const uint64_t id = leased_[i];
       leased_.erase(leased_.begin() + static_cast<std::ptrdiff_t>(i));
       static constexpr const char* kReplies[] = {"250 2.0.0 OK", "250 ok", "451 4.3.0 Try later",
-                                                 "550 5.1.1 User unknown", "421 4.7.0 Too many connections"};
+                                                 "550 5.1.1 User unknown",
+                                                 "421 4.7.0 Too many connections"};
       if (Uniform(0, 4) == 0) {
         e.Report(id, now_, TransportReply(Transport::kConnectionRefused)).IgnoreError();
       } else {
@@ -133,7 +137,9 @@ class Workload {
       if (Uniform(0, 1) == 0) {
         e.ReportManyText(ids, std::vector<std::string>{"250 ok", "not a reply", "250 ok"}, now_);
       } else {
-        e.ReportMany(ids, std::vector<Reply>{*ParseReply("451 4.7.1 greylisted"), *ParseReply("250 ok")}, now_);
+        e.ReportMany(ids,
+                     std::vector<Reply>{*ParseReply("451 4.7.1 greylisted"), *ParseReply("250 ok")},
+                     now_);
       }
     } else if (op < 93) {
       e.Advance(now_).IgnoreError();
@@ -211,7 +217,8 @@ TEST_P(JournalPolicyTest, CrashAndReopenContinuesLikeAnEngineThatNeverCrashed) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Policies, JournalPolicyTest,
-                         ::testing::Values(JournalOptions::Fsync::kNever, JournalOptions::Fsync::kEveryOp,
+                         ::testing::Values(JournalOptions::Fsync::kNever,
+                                           JournalOptions::Fsync::kEveryOp,
                                            JournalOptions::Fsync::kGrouped));
 
 TEST(EngineJournalTest, EveryOpSyncsEachRecordAndNeverSyncsNone) {
@@ -253,7 +260,8 @@ TEST(EngineJournalTest, GroupedFsyncsFromTheBackgroundThread) {
   ASSERT_TRUE(e->Submit(1, "a.example", kT0).ok());
   // Waits for an asynchronous effect (no timing assumption): normally ~1 ms.
   const absl::Time give_up = absl::Now() + absl::Seconds(30);
-  while (e->journal_info()->fsyncs == 0 && absl::Now() < give_up) absl::SleepFor(absl::Milliseconds(1));
+  while (e->journal_info()->fsyncs == 0 && absl::Now() < give_up)
+    absl::SleepFor(absl::Milliseconds(1));
   EXPECT_GE(e->journal_info()->fsyncs, 1u);
   ASSERT_TRUE(e->Compact().ok());
   ASSERT_TRUE(e->Submit(2, "a.example", kT0).ok());
@@ -338,7 +346,8 @@ TEST(EngineJournalTest, JournalOfAnotherSnapshotIsDataLoss) {
   ASSERT_TRUE(other->Save(dir.Sub("snapshot-1.mrs")).ok());
   absl::StatusOr<std::unique_ptr<Engine>> r = ReopenSaved(dir.path());
   EXPECT_EQ(r.status().code(), absl::StatusCode::kDataLoss);
-  EXPECT_THAT(r.status().message(), HasSubstr("submit replayed as ALREADY_EXISTS, journal says OK"));
+  EXPECT_THAT(r.status().message(),
+              HasSubstr("submit replayed as ALREADY_EXISTS, journal says OK"));
 }
 
 TEST(EngineJournalTest, CompactionStartsANewGenerationAndRemovesTheOld) {
@@ -480,9 +489,7 @@ TEST(EngineJournalTest, JournalNewerThanTheLatestSnapshotIsDataLoss) {
 // records: nothing was acknowledged, so creating the engine is recovery.
 TEST(EngineJournalTest, CrashWhileCreatingLeavesAnEmptyJournalThatReopens) {
   TempDir dir;
-  {
-    std::unique_ptr<Engine> dur = MustOpen(dir.path());
-  }
+  { std::unique_ptr<Engine> dur = MustOpen(dir.path()); }
   ASSERT_TRUE(fs::remove(dir.Sub("snapshot-1.mrs")));
   std::unique_ptr<Engine> dur = MustOpen(dir.path());
   ASSERT_NE(dur, nullptr);
@@ -556,10 +563,12 @@ TEST(EngineJournalTest, UnusableDirectoryIsAClearError) {
   EXPECT_EQ(Engine::OpenDurable("").status().code(), absl::StatusCode::kInvalidArgument);
   JournalOptions bad;
   bad.group_interval = absl::Milliseconds(-1);
-  EXPECT_EQ(Engine::OpenDurable(dir.Sub("x"), {}, 0, bad).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Engine::OpenDurable(dir.Sub("x"), {}, 0, bad).status().code(),
+            absl::StatusCode::kInvalidArgument);
   EngineConfig bad_config;
   bad_config.lease_timeout = absl::ZeroDuration();
-  EXPECT_EQ(Engine::OpenDurable(dir.Sub("y"), bad_config).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Engine::OpenDurable(dir.Sub("y"), bad_config).status().code(),
+            absl::StatusCode::kInvalidArgument);
   if (::geteuid() != 0) {  // root ignores permissions
     ASSERT_EQ(::mkdir(dir.Sub("ro").c_str(), 0500), 0);
     r = Engine::OpenDurable(dir.Sub("ro"));

@@ -24,9 +24,9 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-#include "mailretry/engine/engine.h"
 #include "mailretry/common/internal/binary_io.h"
 #include "mailretry/common/internal/file_io.h"
+#include "mailretry/engine/engine.h"
 #include "mailretry/engine/internal/state.h"
 #include "re2/re2.h"
 
@@ -57,7 +57,6 @@ const std::array<uint32_t, 256>& CrcTable() {
   }();
   return table;
 }
-
 
 using Writer = internal::BinaryWriter;
 using Reader = internal::BinaryReader;
@@ -90,10 +89,11 @@ void Fields(V& v, S& x) {
 
 template <class V, Of<DestinationPolicy> S>
 void Fields(V& v, S& x) {
-  v(x.destination), v(x.source), v(x.initial_concurrency), v(x.max_concurrency), v(x.min_concurrency),
-      v(x.cut_concurrency_to), v(x.raise_concurrency_after), v(x.concurrency_ceiling_hold), v(x.rate),
-      v(x.unlimited_cut_to), v(x.min_rate), v(x.rate_quiet_period), v(x.suspend_base),
-      v(x.suspend_multiplier), v(x.suspend_max), v(x.connection_failures_to_suspend);
+  v(x.destination), v(x.source), v(x.initial_concurrency), v(x.max_concurrency),
+      v(x.min_concurrency), v(x.cut_concurrency_to), v(x.raise_concurrency_after),
+      v(x.concurrency_ceiling_hold), v(x.rate), v(x.unlimited_cut_to), v(x.min_rate),
+      v(x.rate_quiet_period), v(x.suspend_base), v(x.suspend_multiplier), v(x.suspend_max),
+      v(x.connection_failures_to_suspend);
   if (v.version >= 4) {
     v(x.suspend_probe_interval), v(x.capacity_window), v(x.capacity_suspend_min);
   } else if constexpr (!std::is_const_v<S>) {
@@ -113,14 +113,16 @@ void Fields(V& v, S& x) {
 
 template <class V, Of<ReactionRule> S>
 void Fields(V& v, S& x) {
-  v(x.name), v(x.text_regex), v(x.enhanced_pattern), v(x.code_pattern), v(x.destination), v(x.categories),
-      v(x.threshold), v(x.window), v(x.suspend_for), v(x.set_concurrency), v(x.set_rate), v(x.duration);
+  v(x.name), v(x.text_regex), v(x.enhanced_pattern), v(x.code_pattern), v(x.destination),
+      v(x.categories), v(x.threshold), v(x.window), v(x.suspend_for), v(x.set_concurrency),
+      v(x.set_rate), v(x.duration);
 }
 
 template <class V, Of<StructuralConfig> S>
 void Fields(V& v, S& x) {
   v(x.enabled), v(x.warning_421s), v(x.warning_ratio), v(x.warning_window), v(x.cycle_messages),
-      v(x.cycle_failures), v(x.evidence_messages), v(x.evidence_span), v(x.hold), v(x.probe_interval);
+      v(x.cycle_failures), v(x.evidence_messages), v(x.evidence_span), v(x.hold),
+      v(x.probe_interval);
   if (v.version >= 4) {
     v(x.strong_attempts), v(x.strong_span), v(x.sender_destinations), v(x.early_weak_evidence);
   } else if constexpr (!std::is_const_v<S>) {
@@ -133,8 +135,8 @@ void Fields(V& v, S& x) {
 // `transient` is a tri-state byte: 0 unset, 1 false, 2 true.
 template <class V, Of<UserRule> S>
 void Fields(V& v, S& x) {
-  v(x.name), v(x.text_regex), v(x.enhanced_pattern), v(x.code_pattern), v(x.destination), v(x.category),
-      v(x.action);
+  v(x.name), v(x.text_regex), v(x.enhanced_pattern), v(x.code_pattern), v(x.destination),
+      v(x.category), v(x.action);
   v.TriStateByte(x.transient);
 }
 
@@ -147,28 +149,31 @@ void Fields(V& v, S& x) {
 
 template <class V, Of<DestState> S>
 void Fields(V& v, S& d) {
-  v(d.domain_id), v(d.source_id), v(d.first_head), v(d.first_tail), v(d.retry_head), v(d.retry_tail),
-      v(d.first_count), v(d.retry_count), v(d.scheduled_count), v(d.take_retry_next), v(d.in_ring);
-  v(d.in_flight), v(d.concurrency), v(d.success_streak), v(d.conc_override), v(d.conc_override_until),
-      v(d.conc_ceiling), v(d.conc_ceiling_until);
+  v(d.domain_id), v(d.source_id), v(d.first_head), v(d.first_tail), v(d.retry_head),
+      v(d.retry_tail), v(d.first_count), v(d.retry_count), v(d.scheduled_count),
+      v(d.take_retry_next), v(d.in_ring);
+  v(d.in_flight), v(d.concurrency), v(d.success_streak), v(d.conc_override),
+      v(d.conc_override_until), v(d.conc_ceiling), v(d.conc_ceiling_until);
   v(d.tat), v(d.cut_interval_ms), v(d.last_cut), v(d.rate_override_ms), v(d.rate_override_until);
-  v(d.suspended_until), v(d.suspended), v(d.suspensions), v(d.conn_failures), v(d.consecutive_failures),
-      v(d.wake);
+  v(d.suspended_until), v(d.suspended), v(d.suspensions), v(d.conn_failures),
+      v(d.consecutive_failures), v(d.wake);
   v(d.health), v(d.held), v(d.probe_in_flight), v(d.next_probe), v(d.last_delivery), v(d.win_start),
-      v(d.cur_attempts), v(d.cur_421), v(d.prev_attempts), v(d.prev_421), v(d.cat_counts), v(d.cycle_msgs),
-      v(d.evidence_msgs), v(d.evidence_first);
+      v(d.cur_attempts), v(d.cur_421), v(d.prev_attempts), v(d.prev_421), v(d.cat_counts),
+      v(d.cycle_msgs), v(d.evidence_msgs), v(d.evidence_first);
   v(d.attempts), v(d.delivered), v(d.deferred), v(d.bounced), v(d.expired);
   v(d.samples), v(d.sample_gen), v(d.sample_next), v(d.sample_count);
   if (v.version >= 3) v(d.last_conc_cut);
-  if (v.version >= 4) v(d.ramp_to), v(d.half_open), v(d.capacity_bits), v(d.strong_ptr), v(d.strong_auth), v(d.strong_first);
+  if (v.version >= 4)
+    v(d.ramp_to), v(d.half_open), v(d.capacity_bits), v(d.strong_ptr), v(d.strong_auth),
+        v(d.strong_first);
 }
 
 // A live message (its slot is written before it).
 template <class V, Of<MsgRec> S>
 void Fields(V& v, S& x) {
   v(x.id), v(x.submitted_ms), v(x.timer_ms), v(x.dest), v(x.prev), v(x.next), v(x.last_delay_s),
-      v(x.last_enhanced), v(x.last_code), v(x.attempts), v(x.state), v(x.flags), v(x.step), v(x.last_category),
-      v(x.fixed_uses), v(x.sample);
+      v(x.last_enhanced), v(x.last_code), v(x.attempts), v(x.state), v(x.flags), v(x.step),
+      v(x.last_category), v(x.fixed_uses), v(x.sample);
 }
 
 // The least bytes one element takes in the file: a corrupt count can then
@@ -416,8 +421,6 @@ std::string Serialize(const Engine::Impl& m) {
   return out;
 }
 
-
-
 }  // namespace
 
 uint32_t Crc32c(std::string_view data) {
@@ -448,21 +451,25 @@ absl::Status SaveLocked(const Engine::Impl& m, const std::string& path) {
   const std::string tmp = absl::StrCat(path, ".tmp.", ::getpid());
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) {
-    return absl::UnavailableError(absl::StrCat("cannot create '", tmp, "': ", std::strerror(errno)));
+    return absl::UnavailableError(
+        absl::StrCat("cannot create '", tmp, "': ", std::strerror(errno)));
   }
   absl::Status s = WriteFully(fd, head);
   if (s.ok()) s = WriteFully(fd, payload);
   if (s.ok()) s = WriteFully(fd, tail);
   if (s.ok() && ::fsync(fd) != 0) s = absl::UnavailableError(std::strerror(errno));
   if (::close(fd) != 0 && s.ok()) s = absl::UnavailableError(std::strerror(errno));
-  if (s.ok() && ::rename(tmp.c_str(), path.c_str()) != 0) s = absl::UnavailableError(std::strerror(errno));
+  if (s.ok() && ::rename(tmp.c_str(), path.c_str()) != 0)
+    s = absl::UnavailableError(std::strerror(errno));
   if (!s.ok()) {
     ::unlink(tmp.c_str());
-    return absl::UnavailableError(absl::StrCat("cannot write snapshot '", path, "': ", s.message()));
+    return absl::UnavailableError(
+        absl::StrCat("cannot write snapshot '", path, "': ", s.message()));
   }
   // Make the rename itself durable (best effort: the file is complete).
   const size_t slash = path.find_last_of('/');
-  SyncDir(slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash))).IgnoreError();
+  SyncDir(slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash)))
+      .IgnoreError();
   return absl::OkStatus();
 }
 
@@ -475,13 +482,15 @@ absl::StatusOr<std::unique_ptr<Engine::Impl>> LoadImpl(const std::string& path) 
   };
   constexpr size_t kHeader = sizeof kMagic + 4 + 8;
   if (data.size() < kHeader + 4) return corrupt("truncated header");
-  if (std::memcmp(data.data(), kMagic, sizeof kMagic) != 0) return corrupt("not a mailretry snapshot (bad magic)");
+  if (std::memcmp(data.data(), kMagic, sizeof kMagic) != 0)
+    return corrupt("not a mailretry snapshot (bad magic)");
   Reader head(std::string_view(data).substr(sizeof kMagic, 12));
   const uint32_t version = head.U32();
   const uint64_t len = head.U64();
   if (version < kOldestVersion || version > kVersion) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("snapshot '", path, "' has format version ", version, "; this build reads versions ", kOldestVersion, " to ", kVersion));
+    return absl::FailedPreconditionError(absl::StrCat("snapshot '", path, "' has format version ",
+                                                      version, "; this build reads versions ",
+                                                      kOldestVersion, " to ", kVersion));
   }
   if (len != data.size() - kHeader - 4) return corrupt("truncated or padded (length mismatch)");
   const std::string_view payload = std::string_view(data).substr(kHeader, len);
@@ -500,8 +509,8 @@ absl::StatusOr<std::unique_ptr<Engine::Impl>> LoadImpl(const std::string& path) 
   m->rng.set_state(r.U64());
   m->now_ms = r.I64();
   m->last_event_ms = r.I64();
-  for (uint64_t* v : {&m->submitted, &m->delivered, &m->bounced, &m->expired, &m->attempts, &m->deferred,
-                      &m->lease_expirations, &m->events_dropped}) {
+  for (uint64_t* v : {&m->submitted, &m->delivered, &m->bounced, &m->expired, &m->attempts,
+                      &m->deferred, &m->lease_expirations, &m->events_dropped}) {
     *v = r.U64();
   }
   if (version >= 3) {
@@ -532,14 +541,17 @@ absl::StatusOr<std::unique_ptr<Engine::Impl>> LoadImpl(const std::string& path) 
     d.health = static_cast<Health>(std::min<uint8_t>(static_cast<uint8_t>(d.health), 2));
     d.sample_next %= kSampleRing;
     d.sample_count = std::min<uint32_t>(d.sample_count, kSampleRing);
-    if (!r.ok() || d.domain_id >= nnames || d.source_id >= nnames) return corrupt("destination section");
-    if (!m->pair_ids.emplace((uint64_t{d.domain_id} << 32) | d.source_id, static_cast<uint32_t>(i)).second) {
+    if (!r.ok() || d.domain_id >= nnames || d.source_id >= nnames)
+      return corrupt("destination section");
+    if (!m->pair_ids.emplace((uint64_t{d.domain_id} << 32) | d.source_id, static_cast<uint32_t>(i))
+             .second) {
       return corrupt("duplicate destination");
     }
     InitDestination(*m, d);
     if (d.strong_ptr > 0) ++m->sender_evidence[d.source_id].ptr_pairs;
     if (d.strong_auth > 0) ++m->sender_evidence[d.source_id].auth_pairs;
-    if (d.wake != kNoTime) m->dest_timers->Schedule(static_cast<Slot>(i), absl::FromUnixMillis(d.wake)).IgnoreError();
+    if (d.wake != kNoTime)
+      m->dest_timers->Schedule(static_cast<Slot>(i), absl::FromUnixMillis(d.wake)).IgnoreError();
   }
   const uint32_t nslots = r.U32();
   const uint64_t live = r.Count(50);
@@ -558,12 +570,20 @@ absl::StatusOr<std::unique_ptr<Engine::Impl>> LoadImpl(const std::string& path) 
       return corrupt("message record");
     }
     if (!m->ids.insert(s).second) return corrupt("duplicate message id");
-    if (!m->msg_timers->Schedule(s, absl::FromUnixMillis(x.timer_ms)).ok()) return corrupt("message timer");
+    if (!m->msg_timers->Schedule(s, absl::FromUnixMillis(x.timer_ms)).ok())
+      return corrupt("message timer");
     switch (x.state) {
-      case MsgState::kScheduled: ++m->scheduled_n; break;
-      case MsgState::kReady: ++m->ready_n; break;
-      case MsgState::kLeased: ++m->leased_n; break;
-      case MsgState::kFree: break;
+      case MsgState::kScheduled:
+        ++m->scheduled_n;
+        break;
+      case MsgState::kReady:
+        ++m->ready_n;
+        break;
+      case MsgState::kLeased:
+        ++m->leased_n;
+        break;
+      case MsgState::kFree:
+        break;
     }
   }
   // Free slots chain in ascending order, so slot reuse is deterministic.

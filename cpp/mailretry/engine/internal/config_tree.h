@@ -7,11 +7,11 @@
 #ifndef MAILRETRY_ENGINE_INTERNAL_CONFIG_TREE_H_
 #define MAILRETRY_ENGINE_INTERNAL_CONFIG_TREE_H_
 
+#include <toml++/toml.h>
+
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <toml++/toml.h>
 
 #include "absl/status/statusor.h"
 #include "mailretry/classify/classifier.h"
@@ -27,7 +27,8 @@ absl::StatusOr<std::string> ReadConfigText(const std::string& path);
 // InvalidArgument "config <path>: ..." as ParseConfigToml.
 absl::StatusOr<ConfigFile> ConfigFromTree(const toml::table& root);
 // A list of [[classifier.rules]] tables; `path` names it in errors.
-absl::StatusOr<std::vector<UserRule>> UserRulesFromTree(const toml::node& list, const std::string& path);
+absl::StatusOr<std::vector<UserRule>> UserRulesFromTree(const toml::node& list,
+                                                        const std::string& path);
 
 }  // namespace mailretry::internal
 

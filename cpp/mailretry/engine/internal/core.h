@@ -42,7 +42,8 @@ inline int64_t DurMs(absl::Duration d) {
   return absl::ToInt64Milliseconds(d);
 }
 inline int64_t SatAdd(int64_t a, int64_t b) {
-  if (b > 0 && a > std::numeric_limits<int64_t>::max() - b) return std::numeric_limits<int64_t>::max();
+  if (b > 0 && a > std::numeric_limits<int64_t>::max() - b)
+    return std::numeric_limits<int64_t>::max();
   return a + b;
 }
 // Milliseconds between messages at rate `r`; 0 = unlimited.
@@ -172,7 +173,9 @@ class Core {
     if (iv > 0 && d.tat != kNoTime && d.tat > now) return d.tat;
     return 0;
   }
-  bool Probing(const DestState& d) const { return Policy(d).suspend_probe_interval > absl::ZeroDuration(); }
+  bool Probing(const DestState& d) const {
+    return Policy(d).suspend_probe_interval > absl::ZeroDuration();
+  }
   // Suspended by a built-in reaction with probing on, and not held (a held
   // destination's own probes take over). A user rule's suspend_for is a
   // fixed pause, never half-open.
@@ -220,11 +223,12 @@ class Core {
   void ReleaseSuspension(uint32_t di, int64_t now);
   void EmitThrottled(DestState& d, int64_t now, Category cat, std::string_view rule,
                      const std::string& text, std::string detail, std::optional<int64_t> until);
-  void CutConcurrency(DestState& d, int64_t now, int64_t attempt_started, Category cat, std::string_view rule,
-                      const std::string& text);
+  void CutConcurrency(DestState& d, int64_t now, int64_t attempt_started, Category cat,
+                      std::string_view rule, const std::string& text);
   void CutRate(DestState& d, int64_t now, int64_t attempt_started, Category cat,
                std::string_view rule, const std::string& text);
-  bool ReactionMatches(const internal::CompiledReaction& cr, const Reply& reply, const Classification& c);
+  bool ReactionMatches(const internal::CompiledReaction& cr, const Reply& reply,
+                       const Classification& c);
   // `probe`: the reply is a suspended destination's probe.
   void ApplyReactions(uint32_t di, int64_t now, int64_t attempt_started, const Reply& reply,
                       const Classification& c, const std::string& text, bool probe = false);
@@ -244,21 +248,24 @@ class Core {
   // first (user ones before built-ins), then destination-only ones.
   const ScheduleOverride* FindOverride(const DestState& d, const Reply& reply, Category cat) const;
   // The next retry for a transiently failed message, or expiry (nullopt).
-  std::optional<int64_t> NextAttempt(MsgRec& r, const DestState& d, const Reply& reply, Category cat,
-                                     int64_t now, std::string_view* schedule_name);
+  std::optional<int64_t> NextAttempt(MsgRec& r, const DestState& d, const Reply& reply,
+                                     Category cat, int64_t now, std::string_view* schedule_name);
   // A message refused for a destination-level reason while its destination
   // is suspended with probing: it waits in the destination's queue for the
   // release (now, without advancing its backoff), or expires (nullopt).
   std::optional<int64_t> WaitForRelease(MsgRec& r, int64_t now);
 
-  // --- API bodies (operations.cc) ----------------------------------------------------------------------
+  // --- API bodies (operations.cc)
+  // ----------------------------------------------------------------------
   absl::Status SubmitOne(uint64_t id, uint32_t di, int64_t now, std::optional<int64_t> not_before);
-  absl::StatusOr<std::string_view> CheckDestination(std::string_view destination, std::string& storage) const;
-  absl::Status Submit(uint64_t id, std::string_view destination, absl::Time now_t, std::string_view source,
-                      std::optional<absl::Time> not_before);
+  absl::StatusOr<std::string_view> CheckDestination(std::string_view destination,
+                                                    std::string& storage) const;
+  absl::Status Submit(uint64_t id, std::string_view destination, absl::Time now_t,
+                      std::string_view source, std::optional<absl::Time> not_before);
   absl::Status SubmitMany(absl::Span<const uint64_t> ids, absl::Span<const uint32_t> dest_idx,
                           absl::Span<const std::string> dest_names, absl::Time now_t,
-                          absl::Span<const uint32_t> src_idx, absl::Span<const std::string> src_names);
+                          absl::Span<const uint32_t> src_idx,
+                          absl::Span<const std::string> src_names);
   absl::StatusOr<std::vector<Lease>> TakeReady(absl::Time now_t, size_t limit);
   // `attempt` names the lease (kUnfenced: whichever is current).
   absl::StatusOr<Decision> Report(uint64_t id, uint32_t attempt, int64_t now, const Reply& reply);

@@ -1,9 +1,8 @@
 // File: engine/internal/destination.cc
 // Destination limits: suspension, concurrency and rate cuts, and their release
 // on delivery.
-#include "mailretry/engine/internal/core.h"
-
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <limits>
 #include <optional>
@@ -14,14 +13,13 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-#include <cmath>
-
 #include "absl/strings/str_format.h"
+#include "mailretry/engine/internal/core.h"
 
 namespace mailretry::internal {
 
 void Core::Suspend(uint32_t di, int64_t now, std::optional<int64_t> fixed_ms, Category cat,
-             std::string_view rule, const std::string& text, bool extend) {
+                   std::string_view rule, const std::string& text, bool extend) {
   DestState& d = m_.dests[di];
   const DestinationPolicy& p = Policy(d);
   int64_t dur;
@@ -32,8 +30,9 @@ void Core::Suspend(uint32_t di, int64_t now, std::optional<int64_t> fixed_ms, Ca
     // are not repeats; a failed probe is.
     if ((d.suspended_until > now || HalfOpen(d)) && !extend) return;
     const double f = std::pow(p.suspend_multiplier, static_cast<double>(d.suspensions));
-    dur = std::min<int64_t>(DurMs(p.suspend_max),
-                            static_cast<int64_t>(std::min(static_cast<double>(DurMs(p.suspend_base)) * f, 1e15)));
+    dur = std::min<int64_t>(
+        DurMs(p.suspend_max),
+        static_cast<int64_t>(std::min(static_cast<double>(DurMs(p.suspend_base)) * f, 1e15)));
     ++d.suspensions;
   }
   const int64_t until = SatAdd(now, dur);
@@ -73,14 +72,15 @@ void Core::ReleaseSuspension(uint32_t di, int64_t now) {
   if (d.suspended) {
     d.suspended = false;
     Event& e = Emit(EventKind::kDestinationResumed, now, d);
-    e.detail = absl::StrCat("a probe was delivered; concurrency ramps from ", d.concurrency, " to ", d.ramp_to,
-                            " (+1 per delivery)");
+    e.detail = absl::StrCat("a probe was delivered; concurrency ramps from ", d.concurrency, " to ",
+                            d.ramp_to, " (+1 per delivery)");
   }
   AddToRing(di);
 }
 
 void Core::EmitThrottled(DestState& d, int64_t now, Category cat, std::string_view rule,
-                   const std::string& text, std::string detail, std::optional<int64_t> until) {
+                         const std::string& text, std::string detail,
+                         std::optional<int64_t> until) {
   Event& e = Emit(EventKind::kDestinationThrottled, now, d);
   e.category = cat;
   e.rule = std::string(rule);
@@ -91,14 +91,15 @@ void Core::EmitThrottled(DestState& d, int64_t now, Category cat, std::string_vi
   if (until) e.until = T(*until);
 }
 
-void Core::CutConcurrency(DestState& d, int64_t now, int64_t attempt_started, Category cat, std::string_view rule,
-                          const std::string& text) {
+void Core::CutConcurrency(DestState& d, int64_t now, int64_t attempt_started, Category cat,
+                          std::string_view rule, const std::string& text) {
   // One cut per cohort: connections opened before the last cut were opened
   // at the old level, so their refusals say nothing about the new one.
   // Without this, three simultaneous "too many connections" took 5 -> 2 -> 1.
   if (d.last_conc_cut != kNoTime && attempt_started < d.last_conc_cut) return;
   const DestinationPolicy& p = Policy(d);
-  const uint32_t target = std::max(p.min_concurrency, std::min(d.concurrency / 2, p.cut_concurrency_to));
+  const uint32_t target =
+      std::max(p.min_concurrency, std::min(d.concurrency / 2, p.cut_concurrency_to));
   d.success_streak = 0;
   d.ramp_to = 0;
   if (target >= d.concurrency) return;
@@ -115,7 +116,7 @@ void Core::CutConcurrency(DestState& d, int64_t now, int64_t attempt_started, Ca
 }
 
 void Core::CutRate(DestState& d, int64_t now, int64_t attempt_started, Category cat,
-             std::string_view rule, const std::string& text) {
+                   std::string_view rule, const std::string& text) {
   // An attempt that started before the last cut was sent at the old rate:
   // its rate-limit reply is not new evidence. Without this, a burst of
   // replies from one cohort halved the rate once per reply.
@@ -182,7 +183,8 @@ void Core::OnDelivered(uint32_t di, int64_t now) {
     AddToRing(di);
   } else if (d.health == Health::kWarning) {
     const double n = d.cur_attempts + d.prev_attempts;
-    if (d.cur_421 + d.prev_421 < m_.config.structural.warning_ratio * n / 2) d.health = Health::kHealthy;
+    if (d.cur_421 + d.prev_421 < m_.config.structural.warning_ratio * n / 2)
+      d.health = Health::kHealthy;
   }
 }
 

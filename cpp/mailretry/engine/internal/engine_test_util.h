@@ -31,11 +31,14 @@ inline constexpr char k421Generic[] = "421 4.3.0 Temporary local problem, please
 inline constexpr char kUnknownUser[] = "550 5.1.1 User unknown";
 inline constexpr char kGreylisted[] = "451 4.7.1 Greylisted, please try again later";
 inline constexpr char kTooMany[] = "421 4.7.0 Too many concurrent connections from your IP";
-inline constexpr char kRateLimited[] = "421 4.7.28 Our system has detected an unusual rate of unsolicited mail";
+inline constexpr char kRateLimited[] =
+    "421 4.7.28 Our system has detected an unusual rate of unsolicited mail";
 inline constexpr char kBusy[] = "421 4.4.5 Server busy, try again later";
 inline constexpr char kPtr[] = "451 4.7.25 PTR record does not match";
-inline constexpr char kDnsbl[] = "450 4.7.1 Service unavailable; Client host blocked using zen.spamhaus.org";
-inline constexpr char kYahoo[] = "421 4.7.0 [TSS04] Messages temporarily deferred due to user complaints";
+inline constexpr char kDnsbl[] =
+    "450 4.7.1 Service unavailable; Client host blocked using zen.spamhaus.org";
+inline constexpr char kYahoo[] =
+    "421 4.7.0 [TSS04] Messages temporarily deferred due to user complaints";
 
 // The default config with jitter off, for tests that check exact retry times
 // (the default schedule is jittered by ±20 %; see RetryPolicy::Default()).
@@ -72,14 +75,16 @@ inline std::vector<EventKind> Kinds(const std::vector<Event>& ev) {
 }
 
 inline int Count(const std::vector<Event>& ev, EventKind k) {
-  return static_cast<int>(std::count_if(ev.begin(), ev.end(), [&](const Event& e) { return e.kind == k; }));
+  return static_cast<int>(
+      std::count_if(ev.begin(), ev.end(), [&](const Event& e) { return e.kind == k; }));
 }
 
 inline std::string Render(const Event& e) {
-  std::string s = absl::StrCat(std::string(EventKindName(e.kind)), "@", absl::FormatTime(e.time), " ", e.msg_id.value_or(0), " ",
-                               std::string(e.destination), "/", std::string(e.source), " a", e.attempt, " ",
-                               e.category ? std::string(CategoryName(*e.category)) : "-", " ", e.status, " ",
-                               e.reply, " | ", e.detail, " | ", e.rule);
+  std::string s = absl::StrCat(std::string(EventKindName(e.kind)), "@", absl::FormatTime(e.time),
+                               " ", e.msg_id.value_or(0), " ", std::string(e.destination), "/",
+                               std::string(e.source), " a", e.attempt, " ",
+                               e.category ? std::string(CategoryName(*e.category)) : "-", " ",
+                               e.status, " ", e.reply, " | ", e.detail, " | ", e.rule);
   if (e.next_attempt) absl::StrAppend(&s, " next=", absl::FormatTime(*e.next_attempt));
   if (e.until) absl::StrAppend(&s, " until=", absl::FormatTime(*e.until));
   return s;
@@ -102,8 +107,9 @@ struct Driver {
   explicit Driver(uint64_t seed) : rng(seed) {}
 
   void Step(Engine& e, bool check) {
-    static const char* kReplies[] = {kOk,      kOk,     kOk,        kOk,  kOk,    kTempFail, k421Generic,
-                                     kUnknownUser, kGreylisted, kTooMany, kBusy, kPtr, kRateLimited};
+    static const char* kReplies[] = {kOk,       kOk,         kOk,          kOk,         kOk,
+                                     kTempFail, k421Generic, kUnknownUser, kGreylisted, kTooMany,
+                                     kBusy,     kPtr,        kRateLimited};
     std::uniform_int_distribution<int> op(0, 9);
     const int o = op(rng);
     if (o <= 2) {
@@ -123,7 +129,8 @@ struct Driver {
       const size_t k = leased.size() - 1 - rng() % std::min<size_t>(leased.size(), 4);
       const uint64_t id = leased[k];
       leased.erase(leased.begin() + static_cast<long>(k));
-      absl::StatusOr<Decision> d = e.ReportText(id, now, kReplies[rng() % (sizeof kReplies / sizeof *kReplies)]);
+      absl::StatusOr<Decision> d =
+          e.ReportText(id, now, kReplies[rng() % (sizeof kReplies / sizeof *kReplies)]);
       // A lease may have expired meanwhile (the message is then due again,
       // or finished after a newer lease): the only errors allowed.
       if (!d.ok()) {

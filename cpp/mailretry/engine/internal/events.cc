@@ -1,7 +1,5 @@
 // File: engine/internal/events.cc
 // Events and the per-destination reply samples that give them their evidence.
-#include "mailretry/engine/internal/core.h"
-
 #include <algorithm>
 #include <cstdint>
 #include <limits>
@@ -13,6 +11,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "mailretry/engine/internal/core.h"
 
 namespace mailretry::internal {
 
@@ -46,7 +45,8 @@ std::string Core::LastReplyText(const MsgRec& r) const {
   }
   if (r.last_code == 0) return std::string();
   if (r.last_code >= 1000) {
-    return absl::StrCat("<", ToAbsl(TransportName(static_cast<Transport>(r.last_code - 1000))), ">");
+    return absl::StrCat("<", ToAbsl(TransportName(static_cast<Transport>(r.last_code - 1000))),
+                        ">");
   }
   std::optional<EnhancedCode> e = UnpackEnhanced(r.last_enhanced);
   return e ? absl::StrCat(r.last_code, " ", e->ToString()) : absl::StrCat(r.last_code);
@@ -65,7 +65,7 @@ uint8_t Core::AddSample(DestState& d, const std::string& text) {
 }
 
 void Core::RecordReply(MsgRec& r, DestState& d, const Reply& reply, const Classification& c,
-                 const std::string& text) {
+                       const std::string& text) {
   r.last_code = reply.transport == Transport::kReply
                     ? static_cast<uint16_t>(reply.code)
                     : static_cast<uint16_t>(1000 + static_cast<int>(reply.transport));
@@ -79,8 +79,9 @@ std::vector<CategoryCount> Core::DominantCategories(const DestState& d, size_t m
   for (int i = 0; i < kNumCategories; ++i) {
     if (d.cat_counts[i] > 0) out.push_back({static_cast<Category>(i), d.cat_counts[i]});
   }
-  std::stable_sort(out.begin(), out.end(),
-                   [](const CategoryCount& a, const CategoryCount& b) { return a.count > b.count; });
+  std::stable_sort(out.begin(), out.end(), [](const CategoryCount& a, const CategoryCount& b) {
+    return a.count > b.count;
+  });
   if (out.size() > max) out.resize(max);
   return out;
 }

@@ -26,39 +26,55 @@ absl::Status CheckInvariantsLocked(const Engine::Impl& m) {
     const MsgRec& r = m.msgs[s];
     if (r.state == MsgState::kFree) continue;
     ++live;
-    if (r.dest >= m.dests.size()) return fail("message slot ", s, " has destination ", r.dest, " out of range");
+    if (r.dest >= m.dests.size())
+      return fail("message slot ", s, " has destination ", r.dest, " out of range");
     if (!m.ids.contains(s)) return fail("message ", r.id, " is missing from the id index");
     if (!m.msg_timers->Contains(s)) return fail("message ", r.id, " has no timer");
     switch (r.state) {
-      case MsgState::kScheduled: ++sched; ++scheduled[r.dest]; break;
-      case MsgState::kReady: ++ready; break;
-      case MsgState::kLeased: ++leased; ++in_flight[r.dest]; break;
-      case MsgState::kFree: break;
+      case MsgState::kScheduled:
+        ++sched;
+        ++scheduled[r.dest];
+        break;
+      case MsgState::kReady:
+        ++ready;
+        break;
+      case MsgState::kLeased:
+        ++leased;
+        ++in_flight[r.dest];
+        break;
+      case MsgState::kFree:
+        break;
     }
   }
-  if (live != m.ids.size()) return fail("id index holds ", m.ids.size(), " ids, ", live, " live records");
-  if (live != m.msg_timers->size()) return fail(m.msg_timers->size(), " message timers for ", live, " messages");
+  if (live != m.ids.size())
+    return fail("id index holds ", m.ids.size(), " ids, ", live, " live records");
+  if (live != m.msg_timers->size())
+    return fail(m.msg_timers->size(), " message timers for ", live, " messages");
   if (sched != m.scheduled_n || ready != m.ready_n || leased != m.leased_n) {
-    return fail("state counters (", m.scheduled_n, ",", m.ready_n, ",", m.leased_n, ") != records (", sched, ",",
-                ready, ",", leased, ")");
+    return fail("state counters (", m.scheduled_n, ",", m.ready_n, ",", m.leased_n,
+                ") != records (", sched, ",", ready, ",", leased, ")");
   }
   if (m.submitted != m.delivered + m.bounced + m.expired + live) {
-    return fail("submitted ", m.submitted, " != delivered ", m.delivered, " + bounced ", m.bounced, " + expired ",
-                m.expired, " + pending ", live);
+    return fail("submitted ", m.submitted, " != delivered ", m.delivered, " + bounced ", m.bounced,
+                " + expired ", m.expired, " + pending ", live);
   }
   uint64_t listed = 0;
   for (uint32_t di = 0; di < m.dests.size(); ++di) {
     const DestState& d = m.dests[di];
-    if (d.domain_id >= m.names.size() || d.source_id >= m.names.size()) return fail("destination ", di, " bad name id");
+    if (d.domain_id >= m.names.size() || d.source_id >= m.names.size())
+      return fail("destination ", di, " bad name id");
     if (d.policy >= m.dest_policies.size()) return fail("destination ", di, " bad policy index");
-    if (d.in_flight != in_flight[di]) return fail("destination ", di, " in_flight ", d.in_flight, " != ", in_flight[di]);
-    if (d.scheduled_count != scheduled[di]) return fail("destination ", di, " scheduled count mismatch");
+    if (d.in_flight != in_flight[di])
+      return fail("destination ", di, " in_flight ", d.in_flight, " != ", in_flight[di]);
+    if (d.scheduled_count != scheduled[di])
+      return fail("destination ", di, " scheduled count mismatch");
     for (int list = 0; list < 2; ++list) {
       uint32_t s = list == 0 ? d.first_head : d.retry_head;
       const uint32_t want = list == 0 ? d.first_count : d.retry_count;
       uint32_t prev = kNil, n = 0;
       while (s != kNil) {
-        if (s >= m.msgs.size() || n > want) return fail("destination ", di, " ready list is broken");
+        if (s >= m.msgs.size() || n > want)
+          return fail("destination ", di, " ready list is broken");
         const MsgRec& r = m.msgs[s];
         if (r.state != MsgState::kReady || r.dest != di || r.prev != prev ||
             ((r.flags & kFlagFirstList) != 0) != (list == 0)) {
@@ -77,19 +93,22 @@ absl::Status CheckInvariantsLocked(const Engine::Impl& m) {
   if (listed != ready) return fail(listed, " messages in ready lists, ", ready, " ready records");
   uint64_t ring_n = 0;
   for (uint32_t di : m.ring) {
-    if (di >= m.dests.size() || !m.dests[di].in_ring) return fail("ring holds destination ", di, " not marked in_ring");
+    if (di >= m.dests.size() || !m.dests[di].in_ring)
+      return fail("ring holds destination ", di, " not marked in_ring");
     ++ring_n;
   }
   uint64_t marked = 0;
   for (const DestState& d : m.dests) marked += d.in_ring ? 1 : 0;
-  if (marked != ring_n) return fail(marked, " destinations marked in_ring, ", ring_n, " in the ring");
+  if (marked != ring_n)
+    return fail(marked, " destinations marked in_ring, ", ring_n, " in the ring");
   for (uint32_t di = 0; di < m.dests.size(); ++di) {
     const DestState& d = m.dests[di];
-    if (d.first_count + d.retry_count > 0 && !d.in_ring && d.wake == kNoTime &&
-        d.in_flight == 0 && !d.probe_in_flight) {
+    if (d.first_count + d.retry_count > 0 && !d.in_ring && d.wake == kNoTime && d.in_flight == 0 &&
+        !d.probe_in_flight) {
       return fail("destination ", di, " has ready messages but nothing will dispatch them");
     }
-    if ((d.wake != kNoTime) != m.dest_timers->Contains(di)) return fail("destination ", di, " wake timer mismatch");
+    if ((d.wake != kNoTime) != m.dest_timers->Contains(di))
+      return fail("destination ", di, " wake timer mismatch");
   }
   if (absl::Status s = m.msg_timers->CheckInvariants(); !s.ok()) return s;
   return m.dest_timers->CheckInvariants();

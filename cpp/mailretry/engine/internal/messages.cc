@@ -1,8 +1,6 @@
 // File: engine/internal/messages.cc
 // Message storage, ready lists, timers and the clock: where each pending message
 // is and which single timer it waits on (see state.h).
-#include "mailretry/engine/internal/core.h"
-
 #include <algorithm>
 #include <cstdint>
 #include <limits>
@@ -13,23 +11,24 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "absl/strings/str_cat.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "mailretry/engine/internal/core.h"
 
 namespace mailretry::internal {
 
 absl::Status Core::CheckNow(absl::Time now) const {
   if (!IsTimeValid(now)) {
-    return absl::InvalidArgumentError(absl::StrCat("time ", absl::FormatTime(now),
-                                                   " is outside the supported range (Unix epoch onwards)"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "time ", absl::FormatTime(now), " is outside the supported range (Unix epoch onwards)"));
   }
   // Less than kMaxClockSkew behind the clock: a reordering between threads
   // that read a wall clock, not a regression (Advance takes the clock instead).
   static const int64_t skew_ms = DurMs(kMaxClockSkew);  // converted once: this runs on every call
   if (m_.now_ms != kNoTime && Ms(now) <= m_.now_ms - skew_ms) {
-    return absl::InvalidArgumentError(absl::StrCat("time went backwards: ", absl::FormatTime(now),
-                                                   " is ", absl::FormatDuration(kMaxClockSkew), " or more",
-                                                   " before the last call's ", absl::FormatTime(T(m_.now_ms))));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "time went backwards: ", absl::FormatTime(now), " is ", absl::FormatDuration(kMaxClockSkew),
+        " or more", " before the last call's ", absl::FormatTime(T(m_.now_ms))));
   }
   return absl::OkStatus();
 }
@@ -170,10 +169,19 @@ void Core::Unlink(uint32_t s) {
   const bool first = (r.flags & internal::kFlagFirstList) != 0;
   uint32_t& head = first ? d.first_head : d.retry_head;
   uint32_t& tail = first ? d.first_tail : d.retry_tail;
-  if (r.prev != kNil) m_.msgs[r.prev].next = r.next; else head = r.next;
-  if (r.next != kNil) m_.msgs[r.next].prev = r.prev; else tail = r.prev;
+  if (r.prev != kNil)
+    m_.msgs[r.prev].next = r.next;
+  else
+    head = r.next;
+  if (r.next != kNil)
+    m_.msgs[r.next].prev = r.prev;
+  else
+    tail = r.prev;
   r.prev = r.next = kNil;
-  if (first) --d.first_count; else --d.retry_count;
+  if (first)
+    --d.first_count;
+  else
+    --d.retry_count;
   --m_.ready_n;
 }
 
@@ -224,9 +232,10 @@ void Core::OnMsgTimer(uint32_t s, int64_t t) {
     case MsgState::kReady:
       Unlink(s);
       Expire(s, t,
-             d.suspended_until > t || d.half_open ? "lifetime ended while the destination was suspended"
-             : d.held              ? "lifetime ended while the destination was held"
-                                   : "lifetime ended while waiting for a delivery slot");
+             d.suspended_until > t || d.half_open
+                 ? "lifetime ended while the destination was suspended"
+             : d.held ? "lifetime ended while the destination was held"
+                      : "lifetime ended while waiting for a delivery slot");
       break;
     case MsgState::kLeased: {
       --m_.leased_n;

@@ -1,12 +1,10 @@
 // File: engine/internal/operations.cc
 // The bodies of the engine's operations (Submit, TakeReady, Report, ...), run
 // with Impl::mu held.
-#include "mailretry/engine/internal/core.h"
-
-#include "mailretry/engine/internal/commands.h"
-
 #include <algorithm>
+#include <cstddef>
 #include <cstdint>
+#include <iterator>
 #include <limits>
 #include <optional>
 #include <string>
@@ -14,19 +12,19 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
-#include <cstddef>
-#include <iterator>
-
-#include "absl/container/flat_hash_map.h"
-#include "absl/container/flat_hash_set.h"
 #include "mailretry/engine/destination_name.h"
+#include "mailretry/engine/internal/commands.h"
+#include "mailretry/engine/internal/core.h"
 
 namespace mailretry::internal {
 
-absl::Status Core::SubmitOne(uint64_t id, uint32_t di, int64_t now, std::optional<int64_t> not_before) {
+absl::Status Core::SubmitOne(uint64_t id, uint32_t di, int64_t now,
+                             std::optional<int64_t> not_before) {
   const uint32_t s = AllocSlot();
   MsgRec& r = m_.msgs[s];
   r.id = id;
@@ -48,7 +46,8 @@ absl::Status Core::SubmitOne(uint64_t id, uint32_t di, int64_t now, std::optiona
 
 // Names are normalised once, here, where they enter the engine (see
 // engine/destination_name.h); `storage` holds a changed spelling.
-absl::StatusOr<std::string_view> Core::CheckDestination(std::string_view destination, std::string& storage) const {
+absl::StatusOr<std::string_view> Core::CheckDestination(std::string_view destination,
+                                                        std::string& storage) const {
   if (IsNormalDestination(destination)) return destination;
   absl::StatusOr<std::string> n = NormalizeDestination(destination);
   if (!n.ok()) return n.status();
@@ -56,13 +55,14 @@ absl::StatusOr<std::string_view> Core::CheckDestination(std::string_view destina
   return std::string_view(storage);
 }
 
-absl::Status Core::Submit(uint64_t id, std::string_view raw_destination, absl::Time now_t, std::string_view source,
-                    std::optional<absl::Time> not_before) {
+absl::Status Core::Submit(uint64_t id, std::string_view raw_destination, absl::Time now_t,
+                          std::string_view source, std::optional<absl::Time> not_before) {
   std::string storage;
   absl::StatusOr<std::string_view> destination = CheckDestination(raw_destination, storage);
   if (!destination.ok()) return destination.status();
   if (absl::Status s = ValidateSourceName(source); !s.ok()) return s;
-  if (not_before && !IsTimeValid(*not_before)) return absl::InvalidArgumentError("not_before is out of range");
+  if (not_before && !IsTimeValid(*not_before))
+    return absl::InvalidArgumentError("not_before is out of range");
   if (absl::Status s = Advance(now_t); !s.ok()) return s;
   if (m_.ids.contains(internal::IdKey{id})) {
     return absl::AlreadyExistsError(absl::StrCat("message ", id, " is already pending"));
@@ -74,11 +74,12 @@ absl::Status Core::Submit(uint64_t id, std::string_view raw_destination, absl::T
 }
 
 absl::Status Core::SubmitMany(absl::Span<const uint64_t> ids, absl::Span<const uint32_t> dest_idx,
-                        absl::Span<const std::string> dest_names, absl::Time now_t,
-                        absl::Span<const uint32_t> src_idx, absl::Span<const std::string> src_names) {
+                              absl::Span<const std::string> dest_names, absl::Time now_t,
+                              absl::Span<const uint32_t> src_idx,
+                              absl::Span<const std::string> src_names) {
   if (ids.size() != dest_idx.size()) {
-    return absl::InvalidArgumentError(absl::StrCat("msg_ids has ", ids.size(), " entries but destination_indices has ",
-                                                   dest_idx.size()));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "msg_ids has ", ids.size(), " entries but destination_indices has ", dest_idx.size()));
   }
   if (!src_idx.empty() && src_idx.size() != ids.size()) {
     return absl::InvalidArgumentError("source_indices must be empty or as long as msg_ids");
@@ -88,7 +89,9 @@ absl::Status Core::SubmitMany(absl::Span<const uint64_t> ids, absl::Span<const u
   for (size_t i = 0; i < dest_names.size(); ++i) {
     if (IsNormalDestination(dest_names[i])) continue;
     absl::StatusOr<std::string> n = NormalizeDestination(dest_names[i]);
-    if (!n.ok()) return absl::InvalidArgumentError(absl::StrCat("destination_names[", i, "]: ", n.status().message()));
+    if (!n.ok())
+      return absl::InvalidArgumentError(
+          absl::StrCat("destination_names[", i, "]: ", n.status().message()));
     if (normal_names.empty()) normal_names.assign(dest_names.begin(), dest_names.end());
     normal_names[i] = *std::move(n);
   }
@@ -101,11 +104,13 @@ absl::Status Core::SubmitMany(absl::Span<const uint64_t> ids, absl::Span<const u
   for (size_t i = 0; i < ids.size(); ++i) {
     if (dest_idx[i] >= dest_names.size()) {
       return absl::InvalidArgumentError(absl::StrCat("destination_indices[", i, "] = ", dest_idx[i],
-                                                     " is out of range (", dest_names.size(), " names)"));
+                                                     " is out of range (", dest_names.size(),
+                                                     " names)"));
     }
     if (!src_idx.empty() && src_idx[i] >= src_names.size()) {
       return absl::InvalidArgumentError(absl::StrCat("source_indices[", i, "] = ", src_idx[i],
-                                                     " is out of range (", src_names.size(), " names)"));
+                                                     " is out of range (", src_names.size(),
+                                                     " names)"));
     }
   }
   if (absl::Status s = Advance(now_t); !s.ok()) return s;
@@ -113,7 +118,8 @@ absl::Status Core::SubmitMany(absl::Span<const uint64_t> ids, absl::Span<const u
   seen.reserve(ids.size());
   for (size_t i = 0; i < ids.size(); ++i) {
     if (!seen.insert(ids[i]).second) {
-      return absl::AlreadyExistsError(absl::StrCat("message ", ids[i], " appears twice in the batch"));
+      return absl::AlreadyExistsError(
+          absl::StrCat("message ", ids[i], " appears twice in the batch"));
     }
     if (m_.ids.contains(internal::IdKey{ids[i]})) {
       return absl::AlreadyExistsError(absl::StrCat("message ", ids[i], " is already pending"));
@@ -200,10 +206,12 @@ absl::StatusOr<std::vector<Lease>> Core::TakeReady(absl::Time now_t, size_t limi
   return out;
 }
 
-absl::StatusOr<Decision> Core::Report(uint64_t id, uint32_t attempt, int64_t now, const Reply& reply) {
+absl::StatusOr<Decision> Core::Report(uint64_t id, uint32_t attempt, int64_t now,
+                                      const Reply& reply) {
   auto it = m_.ids.find(internal::IdKey{id});
   if (it == m_.ids.end()) {
-    return absl::NotFoundError(absl::StrCat("message ", id, " is not pending (never submitted, or already finished)"));
+    return absl::NotFoundError(
+        absl::StrCat("message ", id, " is not pending (never submitted, or already finished)"));
   }
   const uint32_t s = *it;
   MsgRec& r = m_.msgs[s];
@@ -212,8 +220,9 @@ absl::StatusOr<Decision> Core::Report(uint64_t id, uint32_t attempt, int64_t now
     // leased) may report. Anything older is a late duplicate of an attempt
     // whose lease timed out; applying it would land on the next attempt.
     if (attempt > r.attempts) {
-      return absl::FailedPreconditionError(absl::StrCat("message ", id, " is not leased: attempt ", attempt,
-                                                        " was never handed out (its latest is ", r.attempts, ")"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("message ", id, " is not leased: attempt ", attempt,
+                       " was never handed out (its latest is ", r.attempts, ")"));
     }
     if (attempt < r.attempts || r.state != MsgState::kLeased) {
       ++m_.stale_reports;
@@ -227,10 +236,11 @@ absl::StatusOr<Decision> Core::Report(uint64_t id, uint32_t attempt, int64_t now
     }
   }
   if (r.state != MsgState::kLeased) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "message ", id, " is not leased (",
-        r.state == MsgState::kScheduled ? "waiting for its retry time" : "due, not yet taken or its lease expired",
-        ")"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("message ", id, " is not leased (",
+                     r.state == MsgState::kScheduled ? "waiting for its retry time"
+                                                     : "due, not yet taken or its lease expired",
+                     ")"));
   }
   const uint32_t di = r.dest;
   DestState& d = m_.dests[di];
@@ -246,7 +256,8 @@ absl::StatusOr<Decision> Core::Report(uint64_t id, uint32_t attempt, int64_t now
   out.attempt = r.attempts;
   // Canonical text and classification, memoized per distinct reply (valid
   // until the next Get: nothing below asks the cache again).
-  const ReplyCache::Facts& facts = m_.reply_cache.Get(reply, d.domain_id, m_.names[d.domain_id], m_.classifier);
+  const ReplyCache::Facts& facts =
+      m_.reply_cache.Get(reply, d.domain_id, m_.names[d.domain_id], m_.classifier);
   const std::string& text = facts.text;
   if (reply.success()) {
     NoteAttempt(d, now, false);
@@ -317,7 +328,8 @@ absl::StatusOr<Decision> Core::Report(uint64_t id, uint32_t attempt, int64_t now
     e->rule = std::string(c.rule);
     e->next_attempt = out.next_attempt;
     // Cheap on purpose: one deferred event per failed attempt.
-    e->detail = absl::StrCat("schedule ", ToAbsl(schedule), (r.flags & internal::kFlagFinal) ? ", last attempt" : "");
+    e->detail = absl::StrCat("schedule ", ToAbsl(schedule),
+                             (r.flags & internal::kFlagFinal) ? ", last attempt" : "");
   }
   StructuralEvidence(di, r, c.category, now, false);
   CheckWarning(d, now);
@@ -391,11 +403,13 @@ absl::Status Apply(Engine::Impl& impl, const SubmitCommand& c) {
 }
 
 absl::Status Apply(Engine::Impl& impl, const SubmitManyCommand& c) {
-  return Core(impl).SubmitMany(c.msg_ids, c.destination_indices, c.destination_names, c.now, c.source_indices,
-                               c.source_names);
+  return Core(impl).SubmitMany(c.msg_ids, c.destination_indices, c.destination_names, c.now,
+                               c.source_indices, c.source_names);
 }
 
-absl::Status Apply(Engine::Impl& impl, const AdvanceCommand& c) { return Core(impl).Advance(c.now); }
+absl::Status Apply(Engine::Impl& impl, const AdvanceCommand& c) {
+  return Core(impl).Advance(c.now);
+}
 
 absl::StatusOr<std::vector<Lease>> Apply(Engine::Impl& impl, const TakeReadyCommand& c) {
   return Core(impl).TakeReady(c.now, static_cast<size_t>(std::min<uint64_t>(c.limit, SIZE_MAX)));
@@ -420,8 +434,8 @@ Decisions ReportBatch(Engine::Impl& impl, absl::Time now, absl::Span<const uint6
     }
     const uint32_t attempt = attempts.empty() ? kUnfenced : (i < attempts.size() ? attempts[i] : 0);
     if (!attempts.empty() && attempt == kUnfenced) {
-      out.push_back(absl::InvalidArgumentError(
-          absl::StrCat("attempt 0 of message ", msg_ids[i], " was never leased (attempts start at 1)")));
+      out.push_back(absl::InvalidArgumentError(absl::StrCat(
+          "attempt 0 of message ", msg_ids[i], " was never leased (attempts start at 1)")));
       continue;
     }
     Reply storage;
@@ -436,12 +450,15 @@ Decisions ReportBatch(Engine::Impl& impl, absl::Time now, absl::Span<const uint6
 }
 
 absl::StatusOr<const Reply*> ReplyAt(absl::Span<const Reply> replies, size_t i) {
-  if (i >= replies.size()) return absl::InvalidArgumentError("no reply for this id (replies is shorter than msg_ids)");
+  if (i >= replies.size())
+    return absl::InvalidArgumentError("no reply for this id (replies is shorter than msg_ids)");
   return &replies[i];
 }
 
-absl::StatusOr<const Reply*> ParsedReplyAt(ReplyCache& cache, absl::Span<const std::string> raw, size_t i) {
-  if (i >= raw.size()) return absl::InvalidArgumentError("no reply for this id (raw_replies is shorter than msg_ids)");
+absl::StatusOr<const Reply*> ParsedReplyAt(ReplyCache& cache, absl::Span<const std::string> raw,
+                                           size_t i) {
+  if (i >= raw.size())
+    return absl::InvalidArgumentError("no reply for this id (raw_replies is shorter than msg_ids)");
   return cache.Parse(raw[i]);
 }
 
@@ -464,21 +481,25 @@ absl::StatusOr<Decision> Apply(Engine::Impl& impl, const ReportLeaseCommand& c) 
 }
 
 Decisions Apply(Engine::Impl& impl, const ReportManyCommand& c) {
-  return ReportBatch(impl, c.now, c.msg_ids, {}, [&](size_t i, Reply&) { return ReplyAt(c.replies, i); });
+  return ReportBatch(impl, c.now, c.msg_ids, {},
+                     [&](size_t i, Reply&) { return ReplyAt(c.replies, i); });
 }
 
 Decisions Apply(Engine::Impl& impl, const ReportLeasesCommand& c) {
-  return ReportBatch(impl, c.now, c.msg_ids, c.attempts, [&](size_t i, Reply&) { return ReplyAt(c.replies, i); });
+  return ReportBatch(impl, c.now, c.msg_ids, c.attempts,
+                     [&](size_t i, Reply&) { return ReplyAt(c.replies, i); });
 }
 
 Decisions Apply(Engine::Impl& impl, const ReportManyTextCommand& c) {
-  return ReportBatch(impl, c.now, c.msg_ids, {},
-                     [&](size_t i, Reply&) { return ParsedReplyAt(impl.reply_cache, c.raw_replies, i); });
+  return ReportBatch(impl, c.now, c.msg_ids, {}, [&](size_t i, Reply&) {
+    return ParsedReplyAt(impl.reply_cache, c.raw_replies, i);
+  });
 }
 
 Decisions Apply(Engine::Impl& impl, const ReportLeasesTextCommand& c) {
-  return ReportBatch(impl, c.now, c.msg_ids, c.attempts,
-                     [&](size_t i, Reply&) { return ParsedReplyAt(impl.reply_cache, c.raw_replies, i); });
+  return ReportBatch(impl, c.now, c.msg_ids, c.attempts, [&](size_t i, Reply&) {
+    return ParsedReplyAt(impl.reply_cache, c.raw_replies, i);
+  });
 }
 
 std::vector<Event> Apply(Engine::Impl& impl, const DrainEventsCommand&) {

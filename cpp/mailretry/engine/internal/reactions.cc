@@ -1,8 +1,6 @@
 // File: engine/internal/reactions.cc
 // Reactions to a failed attempt: user reaction rules first, then the built-in
 // reaction of the reply's category.
-#include "mailretry/engine/internal/core.h"
-
 #include <algorithm>
 #include <bit>
 #include <cstdint>
@@ -15,12 +13,14 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "mailretry/engine/internal/core.h"
 #include "mailretry/engine/internal/patterns.h"
 #include "re2/re2.h"
 
 namespace mailretry::internal {
 
-bool Core::ReactionMatches(const internal::CompiledReaction& cr, const Reply& reply, const Classification& c) {
+bool Core::ReactionMatches(const internal::CompiledReaction& cr, const Reply& reply,
+                           const Classification& c) {
   const ReactionRule& r = cr.rule;
   if (!r.categories.empty() &&
       std::find(r.categories.begin(), r.categories.end(), c.category) == r.categories.end()) {
@@ -33,7 +33,7 @@ bool Core::ReactionMatches(const internal::CompiledReaction& cr, const Reply& re
 }
 
 void Core::ApplyReactions(uint32_t di, int64_t now, int64_t attempt_started, const Reply& reply,
-                    const Classification& c, const std::string& text, bool probe) {
+                          const Classification& c, const std::string& text, bool probe) {
   DestState& d = m_.dests[di];
   if (probe) {
     if (IsDestinationLevel(c.category, reply.transport)) {
@@ -58,7 +58,8 @@ void Core::ApplyReactions(uint32_t di, int64_t now, int64_t attempt_started, con
     if (r.threshold > 1) {
       std::vector<int64_t>& hits = m_.reaction_hits[(uint64_t{di} << 16) | ri];
       const int64_t lo = now - DurMs(r.window);
-      hits.erase(hits.begin(), std::find_if(hits.begin(), hits.end(), [&](int64_t h) { return h > lo; }));
+      hits.erase(hits.begin(),
+                 std::find_if(hits.begin(), hits.end(), [&](int64_t h) { return h > lo; }));
       hits.push_back(now);
       if (hits.size() < r.threshold) continue;
       hits.clear();
@@ -101,7 +102,8 @@ void Core::ApplyReactions(uint32_t di, int64_t now, int64_t attempt_started, con
       }
       const uint64_t mask = w >= 64 ? ~uint64_t{0} : ((uint64_t{1} << w) - 1);
       const auto n = static_cast<uint32_t>(std::popcount(d.capacity_bits & mask));
-      if (n >= Policy(d).capacity_suspend_min) Suspend(di, now, std::nullopt, c.category, c.rule, text);
+      if (n >= Policy(d).capacity_suspend_min)
+        Suspend(di, now, std::nullopt, c.category, c.rule, text);
       break;
     }
     case Category::kMaintenanceShutdown:

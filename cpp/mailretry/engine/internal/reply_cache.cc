@@ -9,7 +9,8 @@
 
 namespace mailretry::internal {
 
-const ReplyCache::Facts& ReplyCache::Miss(const KeyView& k, const Reply& reply, std::string_view destination,
+const ReplyCache::Facts& ReplyCache::Miss(const KeyView& k, const Reply& reply,
+                                          std::string_view destination,
                                           const Classifier& classifier) {
   Facts f{reply.ToString(), reply.enhanced ? reply.enhanced->ToString() : std::string(),
           classifier.Classify(reply, destination)};
@@ -18,8 +19,8 @@ const ReplyCache::Facts& ReplyCache::Miss(const KeyView& k, const Reply& reply, 
     return uncached_;
   }
   if (facts_.size() >= kMaxEntries) facts_.clear();
-  auto [it, inserted] =
-      facts_.emplace(Key{k.transport, k.code, k.enhanced, k.scope, std::string(k.text)}, std::move(f));
+  auto [it, inserted] = facts_.emplace(
+      Key{k.transport, k.code, k.enhanced, k.scope, std::string(k.text)}, std::move(f));
   return it->second;
 }
 

@@ -48,9 +48,10 @@ class ReplyCache {
 
   // The facts of `reply` for a destination (`scope` its interned id,
   // `destination` its name). The reference is valid until the next call.
-  const Facts& Get(const Reply& reply, uint32_t scope, std::string_view destination, const Classifier& classifier) {
-    const KeyView k{static_cast<uint8_t>(reply.transport), reply.code, PackEnhanced(reply), by_destination_ ? scope : 0,
-                    reply.text};
+  const Facts& Get(const Reply& reply, uint32_t scope, std::string_view destination,
+                   const Classifier& classifier) {
+    const KeyView k{static_cast<uint8_t>(reply.transport), reply.code, PackEnhanced(reply),
+                    by_destination_ ? scope : 0, reply.text};
     if (auto it = facts_.find(k); it != facts_.end()) return it->second;
     return Miss(k, reply, destination, classifier);
   }
@@ -71,8 +72,8 @@ class ReplyCache {
     uint32_t scope;
     std::string_view text;
     friend bool operator==(const KeyView& a, const KeyView& b) {
-      return a.transport == b.transport && a.code == b.code && a.enhanced == b.enhanced && a.scope == b.scope &&
-             a.text == b.text;
+      return a.transport == b.transport && a.code == b.code && a.enhanced == b.enhanced &&
+             a.scope == b.scope && a.text == b.text;
     }
   };
   struct Key {
@@ -85,7 +86,9 @@ class ReplyCache {
   };
   struct KeyHash {
     using is_transparent = void;
-    size_t operator()(const KeyView& k) const { return absl::HashOf(k.transport, k.code, k.enhanced, k.scope, k.text); }
+    size_t operator()(const KeyView& k) const {
+      return absl::HashOf(k.transport, k.code, k.enhanced, k.scope, k.text);
+    }
     size_t operator()(const Key& k) const { return (*this)(k.view()); }
   };
   struct KeyEq {
@@ -100,15 +103,18 @@ class ReplyCache {
 
   static uint32_t PackEnhanced(const Reply& r) {
     if (!r.enhanced) return 0;
-    return ((uint32_t{r.enhanced->klass} << 20) | (uint32_t{r.enhanced->subject} << 10) | r.enhanced->detail) + 1;
+    return ((uint32_t{r.enhanced->klass} << 20) | (uint32_t{r.enhanced->subject} << 10) |
+            r.enhanced->detail) +
+           1;
   }
-  const Facts& Miss(const KeyView& k, const Reply& reply, std::string_view destination, const Classifier& classifier);
+  const Facts& Miss(const KeyView& k, const Reply& reply, std::string_view destination,
+                    const Classifier& classifier);
   absl::StatusOr<const Reply*> ParseMiss(std::string_view raw);
 
   bool by_destination_;
   absl::flat_hash_map<Key, Facts, KeyHash, KeyEq> facts_;
   absl::flat_hash_map<std::string, Reply> parsed_;
-  Facts uncached_;         // the answer for a text too long to cache
+  Facts uncached_;  // the answer for a text too long to cache
   Reply uncached_reply_;
 };
 

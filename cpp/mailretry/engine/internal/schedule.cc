@@ -1,8 +1,6 @@
 // File: engine/internal/schedule.cc
 // The choice of schedule for a failed message (overrides, backoff, the final
 // attempt at the lifetime end) and expiry.
-#include "mailretry/engine/internal/core.h"
-
 #include <algorithm>
 #include <cstdint>
 #include <limits>
@@ -14,12 +12,14 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "mailretry/engine/internal/core.h"
 
 namespace mailretry::internal {
 
 // Which schedule applies to this failure: category/transport overrides
 // first (user ones before built-ins), then destination-only ones.
-const ScheduleOverride* Core::FindOverride(const DestState& d, const Reply& reply, Category cat) const {
+const ScheduleOverride* Core::FindOverride(const DestState& d, const Reply& reply,
+                                           Category cat) const {
   for (int pass = 0; pass < 2; ++pass) {
     for (uint16_t i : d.schedule_candidates) {
       const ScheduleOverride& o = m_.schedules[i];
@@ -29,8 +29,8 @@ const ScheduleOverride* Core::FindOverride(const DestState& d, const Reply& repl
           std::find(o.categories.begin(), o.categories.end(), cat) == o.categories.end()) {
         continue;
       }
-      if (!o.transports.empty() &&
-          std::find(o.transports.begin(), o.transports.end(), reply.transport) == o.transports.end()) {
+      if (!o.transports.empty() && std::find(o.transports.begin(), o.transports.end(),
+                                             reply.transport) == o.transports.end()) {
         continue;
       }
       return &o;
@@ -40,15 +40,17 @@ const ScheduleOverride* Core::FindOverride(const DestState& d, const Reply& repl
 }
 
 // The next retry for a transiently failed message, or expiry (nullopt).
-std::optional<int64_t> Core::NextAttempt(MsgRec& r, const DestState& d, const Reply& reply, Category cat,
-                                   int64_t now, std::string_view* schedule_name) {
+std::optional<int64_t> Core::NextAttempt(MsgRec& r, const DestState& d, const Reply& reply,
+                                         Category cat, int64_t now,
+                                         std::string_view* schedule_name) {
   const RetryPolicy& life = LifetimePolicy(d);
   const ScheduleOverride* o = FindOverride(d, reply, cat);
   const RetryPolicy* policy = &life;
   bool advance = true;
   std::optional<int64_t> fixed;
-  *schedule_name = d.lifetime_schedule >= 0 ? std::string_view(m_.schedules[d.lifetime_schedule].name)
-                                            : std::string_view("default");
+  *schedule_name = d.lifetime_schedule >= 0
+                       ? std::string_view(m_.schedules[d.lifetime_schedule].name)
+                       : std::string_view("default");
   if (o != nullptr) {
     const bool non_advancing = o->fixed_delay.has_value() || !o->advance_backoff;
     if (non_advancing && (o->max_consecutive == 0 || r.fixed_uses < o->max_consecutive)) {
@@ -73,7 +75,8 @@ std::optional<int64_t> Core::NextAttempt(MsgRec& r, const DestState& d, const Re
   } else if (r.fixed_uses < 255) {
     ++r.fixed_uses;
   }
-  r.last_delay_s = static_cast<uint32_t>(std::min<int64_t>(delay / 1000, std::numeric_limits<uint32_t>::max()));
+  r.last_delay_s =
+      static_cast<uint32_t>(std::min<int64_t>(delay / 1000, std::numeric_limits<uint32_t>::max()));
   const int64_t remaining = ExpiresMs(r) - now;
   r.flags &= static_cast<uint8_t>(~internal::kFlagFinal);
   if (delay >= remaining) {
@@ -104,8 +107,9 @@ void Core::Expire(uint32_t s, int64_t t, std::string_view why) {
     e->detail = absl::StrCat(ToAbsl(why), " after ", r.attempts, " attempt(s)");
   }
   const uint32_t di = r.dest;
-  StructuralEvidence(di, r, r.last_category != 0xff ? static_cast<Category>(r.last_category)
-                                                    : Category::kUnknownTransient,
+  StructuralEvidence(di, r,
+                     r.last_category != 0xff ? static_cast<Category>(r.last_category)
+                                             : Category::kUnknownTransient,
                      t, /*expiring=*/true);
   FreeSlot(s);
 }

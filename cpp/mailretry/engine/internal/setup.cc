@@ -11,7 +11,6 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
-
 #include "mailretry/engine/engine.h"
 #include "mailretry/engine/internal/core.h"
 #include "mailretry/engine/internal/patterns.h"
@@ -50,11 +49,13 @@ absl::StatusOr<std::unique_ptr<Engine::Impl>> MakeImpl(EngineConfig config, uint
     impl->schedules.push_back(grey);
     ScheduleOverride conn;
     conn.name = "builtin:connection";
-    conn.transports = {Transport::kConnectionRefused, Transport::kConnectTimeout, Transport::kDnsFailure};
+    conn.transports = {Transport::kConnectionRefused, Transport::kConnectTimeout,
+                       Transport::kDnsFailure};
     conn.advance_backoff = false;
     impl->schedules.push_back(conn);
   }
-  if (impl->schedules.size() > 60000) return absl::InvalidArgumentError("too many schedule overrides");
+  if (impl->schedules.size() > 60000)
+    return absl::InvalidArgumentError("too many schedule overrides");
 
   impl->dest_policies.push_back(c.destination_defaults);
   for (const DestinationPolicy& d : c.destinations) impl->dest_policies.push_back(d);
@@ -64,8 +65,10 @@ absl::StatusOr<std::unique_ptr<Engine::Impl>> MakeImpl(EngineConfig config, uint
     CompiledReaction cr;
     cr.rule = r;
     // Validate() accepted both patterns, so these parse.
-    if (absl::StatusOr<BasicCodePattern> p = BasicCodePattern::Parse(r.code_pattern); p.ok()) cr.code = *p;
-    if (absl::StatusOr<EnhancedCodePattern> p = EnhancedCodePattern::Parse(r.enhanced_pattern); p.ok()) {
+    if (absl::StatusOr<BasicCodePattern> p = BasicCodePattern::Parse(r.code_pattern); p.ok())
+      cr.code = *p;
+    if (absl::StatusOr<EnhancedCodePattern> p = EnhancedCodePattern::Parse(r.enhanced_pattern);
+        p.ok()) {
       cr.enhanced = *p;
     }
     if (!r.text_regex.empty()) {
@@ -74,8 +77,8 @@ absl::StatusOr<std::unique_ptr<Engine::Impl>> MakeImpl(EngineConfig config, uint
       opts.set_log_errors(false);
       cr.regex = std::make_unique<RE2>(r.text_regex, opts);
       if (!cr.regex->ok()) {
-        return absl::InvalidArgumentError(absl::StrCat("reaction '", r.name, "': bad regex '", r.text_regex,
-                                                       "': ", cr.regex->error()));
+        return absl::InvalidArgumentError(absl::StrCat("reaction '", r.name, "': bad regex '",
+                                                       r.text_regex, "': ", cr.regex->error()));
       }
     }
     impl->reactions.push_back(std::move(cr));
@@ -125,7 +128,8 @@ void InitDestination(Engine::Impl& impl, DestState& d) {
   d.policy = 0;
   for (size_t i = 1; i < impl.dest_policies.size(); ++i) {
     const DestinationPolicy& p = impl.dest_policies[i];
-    if (MatchDestination(p.destination, dom) && (p.source.empty() || p.source == "*" || p.source == src)) {
+    if (MatchDestination(p.destination, dom) &&
+        (p.source.empty() || p.source == "*" || p.source == src)) {
       d.policy = static_cast<uint32_t>(i);
     }
   }

@@ -39,8 +39,8 @@
 #include "mailretry/classify/internal/code_pattern.h"
 #include "mailretry/engine/engine.h"
 #include "mailretry/engine/internal/reply_cache.h"
-#include "mailretry/reply/reply.h"
 #include "mailretry/policy/retry_policy.h"
+#include "mailretry/reply/reply.h"
 #include "mailretry/timers/timer_queue.h"
 
 namespace re2 {
@@ -67,10 +67,10 @@ enum MsgFlags : uint8_t {
 // One pending message. Times are Unix milliseconds.
 struct MsgRec {
   uint64_t id = 0;
-  int64_t submitted_ms = 0;    // expiry = submitted_ms + the destination's lifetime
-  int64_t timer_ms = 0;        // exact due time of its one timer
+  int64_t submitted_ms = 0;  // expiry = submitted_ms + the destination's lifetime
+  int64_t timer_ms = 0;      // exact due time of its one timer
   uint32_t dest = 0;
-  uint32_t prev = kNil;        // ready-list links; `next` also chains the free list
+  uint32_t prev = kNil;  // ready-list links; `next` also chains the free list
   uint32_t next = kNil;
   uint32_t last_delay_s = 0;   // previous retry delay (Exim G/H, decorrelated jitter)
   uint32_t last_enhanced = 0;  // packed EnhancedCode + 1, 0 = none
@@ -78,10 +78,10 @@ struct MsgRec {
   uint16_t attempts = 0;       // attempts handed out
   MsgState state = MsgState::kFree;
   uint8_t flags = 0;
-  uint8_t step = 0;            // backoff step
+  uint8_t step = 0;  // backoff step
   uint8_t last_category = 0xff;
-  uint8_t fixed_uses = 0;      // consecutive non-advancing retries
-  uint8_t sample = 0xff;       // (generation << 3) | ring index of its last reply text
+  uint8_t fixed_uses = 0;  // consecutive non-advancing retries
+  uint8_t sample = 0xff;   // (generation << 3) | ring index of its last reply text
 };
 
 inline constexpr int kSampleRing = 8;
@@ -90,7 +90,7 @@ inline constexpr int kSampleRing = 8;
 struct DestState {
   uint32_t domain_id = 0;
   uint32_t source_id = 0;
-  uint32_t policy = 0;          // index into Impl::dest_policies
+  uint32_t policy = 0;             // index into Impl::dest_policies
   int32_t lifetime_schedule = -1;  // destination-only schedule override with a policy
   absl::InlinedVector<uint16_t, 4> schedule_candidates;  // overrides whose destination matches
   absl::InlinedVector<uint16_t, 4> reaction_candidates;
@@ -108,29 +108,29 @@ struct DestState {
   uint32_t success_streak = 0;
   uint32_t conc_override = 0;
   int64_t conc_override_until = kNoTime;
-  uint32_t conc_ceiling = 0;          // highest level not refused lately (0 = none)
-  int64_t last_conc_cut = kNoTime;    // attempts started before it are not new evidence
+  uint32_t conc_ceiling = 0;        // highest level not refused lately (0 = none)
+  int64_t last_conc_cut = kNoTime;  // attempts started before it are not new evidence
   int64_t conc_ceiling_until = kNoTime;
 
   // Rate (GCRA) and its cut / ramp-back.
   int64_t tat = kNoTime;
-  int64_t cut_interval_ms = 0;   // 0 = not cut
+  int64_t cut_interval_ms = 0;  // 0 = not cut
   int64_t last_cut = kNoTime;
   int64_t rate_override_ms = 0;
   int64_t rate_override_until = kNoTime;
 
   // Suspension.
   int64_t suspended_until = kNoTime;
-  bool suspended = false;        // a destination_resumed event is owed
+  bool suspended = false;  // a destination_resumed event is owed
   // Half-open (suspend_probe_interval > 0): after a built-in suspension, only
   // probes go out until one is delivered, whenever suspended_until is.
   bool half_open = false;
   uint32_t suspensions = 0;
   uint32_t conn_failures = 0;
   uint32_t consecutive_failures = 0;
-  uint64_t capacity_bits = 0;    // last attempts, newest in bit 0: 1 = a capacity reply
-  uint32_t ramp_to = 0;          // after a probe release: +1 concurrency per delivery up to this
-  int64_t wake = kNoTime;        // pending destination timer
+  uint64_t capacity_bits = 0;  // last attempts, newest in bit 0: 1 = a capacity reply
+  uint32_t ramp_to = 0;        // after a probe release: +1 concurrency per delivery up to this
+  int64_t wake = kNoTime;      // pending destination timer
 
   // Health.
   Health health = Health::kHealthy;
@@ -162,8 +162,8 @@ struct DestState {
 // A compiled reaction rule.
 struct CompiledReaction {
   ReactionRule rule;
-  BasicCodePattern code;          // rule.code_pattern, compiled once
-  EnhancedCodePattern enhanced;   // rule.enhanced_pattern, compiled once
+  BasicCodePattern code;         // rule.code_pattern, compiled once
+  EnhancedCodePattern enhanced;  // rule.enhanced_pattern, compiled once
   std::unique_ptr<re2::RE2> regex;
 };
 
@@ -183,7 +183,9 @@ class EventBuffer {
  public:
   size_t size() const { return v_.size() - head_; }
   bool empty() const { return size() == 0; }
-  std::vector<Event>::const_iterator begin() const { return v_.begin() + static_cast<ptrdiff_t>(head_); }
+  std::vector<Event>::const_iterator begin() const {
+    return v_.begin() + static_cast<ptrdiff_t>(head_);
+  }
   std::vector<Event>::const_iterator end() const { return v_.end(); }
   Event& emplace_back() { return v_.emplace_back(); }
   void push_back(Event e) { v_.push_back(std::move(e)); }

@@ -1,8 +1,6 @@
 // File: engine/internal/structural.cc
 // Structural-failure detection: the 421 warning window, full-cycle and early
 // evidence, and holding a structurally failing destination.
-#include "mailretry/engine/internal/core.h"
-
 #include <algorithm>
 #include <cstdint>
 #include <limits>
@@ -14,6 +12,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "mailretry/engine/internal/core.h"
 
 namespace mailretry::internal {
 
@@ -73,7 +72,8 @@ void Core::StructuralEvidence(uint32_t di, MsgRec& r, Category cat, int64_t now,
   // An expiry repeats the message's last reply; it is not a new attempt.
   if (!expiring && IsEvidenceCategory(cat)) NoteStrongEvidence(d, cat, now);
   const bool early_evidence =
-      IsEvidenceCategory(cat) || (m_.config.structural.early_weak_evidence && IsWeakEvidenceCategory(cat));
+      IsEvidenceCategory(cat) ||
+      (m_.config.structural.early_weak_evidence && IsWeakEvidenceCategory(cat));
   if (early_evidence && !(r.flags & internal::kFlagEvidence)) {
     r.flags |= internal::kFlagEvidence;
     ++d.evidence_msgs;
@@ -114,20 +114,25 @@ void Core::CheckStructural(uint32_t di, int64_t now) {
   if (ptr || auth) {
     // Say whose fault it is and which check failed.
     const std::string_view src = m_.names[d.source_id];
-    const std::string who = src.empty() ? std::string("the sender") : absl::StrCat("source ", ToAbsl(src));
+    const std::string who =
+        src.empty() ? std::string("the sender") : absl::StrCat("source ", ToAbsl(src));
     e.rule = ptr ? "structural:sender/ptr" : "structural:sender/spf-dkim-dmarc";
-    e.detail = absl::StrCat(
-        "sender-side: ", ptr ? "PTR (reverse DNS of the sending IP)" : "SPF/DKIM/DMARC (the sending domain's authentication)",
-        " fails for ", who, "; ", ptr ? d.strong_ptr : d.strong_auth, " attempt(s) here and ",
-        ptr ? pooled->ptr_pairs : pooled->auth_pairs, " destination(s) for this source got such replies");
+    e.detail = absl::StrCat("sender-side: ",
+                            ptr ? "PTR (reverse DNS of the sending IP)"
+                                : "SPF/DKIM/DMARC (the sending domain's authentication)",
+                            " fails for ", who, "; ", ptr ? d.strong_ptr : d.strong_auth,
+                            " attempt(s) here and ", ptr ? pooled->ptr_pairs : pooled->auth_pairs,
+                            " destination(s) for this source got such replies");
   } else {
     if (cycle) {
-      e.detail = absl::StrCat(d.cycle_msgs, " messages failed a full retry cycle (", m_.cycle_failures,
-                              " attempts) with no delivery to this destination since they were submitted");
+      e.detail =
+          absl::StrCat(d.cycle_msgs, " messages failed a full retry cycle (", m_.cycle_failures,
+                       " attempts) with no delivery to this destination since they were submitted");
     } else {
       e.detail = absl::StrCat(d.evidence_msgs, " messages got authentication/PTR",
                               s.early_weak_evidence ? "/reputation/DNSBL" : "", " replies over ",
-                              absl::FormatDuration(absl::Milliseconds(now - d.evidence_first)), " with no delivery");
+                              absl::FormatDuration(absl::Milliseconds(now - d.evidence_first)),
+                              " with no delivery");
     }
     // Whose side, by the dominant failure: the sender's checks (PTR,
     // SPF/DKIM/DMARC, its reputation at this receiver) or the receiver.
@@ -144,7 +149,10 @@ void Core::CheckStructural(uint32_t di, int64_t now) {
     }
     if (!check.empty()) {
       e.rule = absl::StrCat("structural:sender/", ToAbsl(check));
-      absl::StrAppend(&e.detail, "; sender-side: ", check == "ptr" ? "PTR" : check == "reputation" ? "reputation" : "SPF/DKIM/DMARC");
+      absl::StrAppend(&e.detail, "; sender-side: ",
+                      check == "ptr"          ? "PTR"
+                      : check == "reputation" ? "reputation"
+                                              : "SPF/DKIM/DMARC");
     } else {
       e.rule = absl::StrCat("structural:receiver/", ToAbsl(CategoryName(c)));
       absl::StrAppend(&e.detail, "; receiver-side: mostly ", ToAbsl(CategoryName(c)));
@@ -157,7 +165,8 @@ void Core::CheckStructural(uint32_t di, int64_t now) {
     ArmWake(di, d.next_probe);
     const uint64_t n = Pending(d);
     m_.held_messages += n;
-    absl::StrAppend(&e.detail, "; holding the destination (", n, " message(s) pending), one probe every ",
+    absl::StrAppend(&e.detail, "; holding the destination (", n,
+                    " message(s) pending), one probe every ",
                     absl::FormatDuration(s.probe_interval));
   }
 }

@@ -41,7 +41,8 @@ void Refill(const ReceiverProfile& p, PairState& pair, int64_t now) {
   pair.bucket_ms = now;
   if (p.max_per_minute > 0) {
     pair.minute_tokens = std::min<double>(
-        p.max_per_minute, pair.minute_tokens + dt * p.max_per_minute / static_cast<double>(kMsPerMinute));
+        p.max_per_minute,
+        pair.minute_tokens + dt * p.max_per_minute / static_cast<double>(kMsPerMinute));
   }
   if (p.max_per_hour > 0) {
     pair.hour_tokens = std::min<double>(
@@ -50,8 +51,10 @@ void Refill(const ReceiverProfile& p, PairState& pair, int64_t now) {
 }
 
 void Take(const ReceiverProfile& p, PairState& pair) {
-  if (p.max_per_minute > 0) pair.minute_tokens = std::max<double>(pair.minute_tokens - 1, -1.0 * p.max_per_minute);
-  if (p.max_per_hour > 0) pair.hour_tokens = std::max<double>(pair.hour_tokens - 1, -1.0 * p.max_per_hour);
+  if (p.max_per_minute > 0)
+    pair.minute_tokens = std::max<double>(pair.minute_tokens - 1, -1.0 * p.max_per_minute);
+  if (p.max_per_hour > 0)
+    pair.hour_tokens = std::max<double>(pair.hour_tokens - 1, -1.0 * p.max_per_hour);
 }
 
 }  // namespace
@@ -66,7 +69,8 @@ RecipientState DrawRecipient(const ReceiverProfile& p, uint64_t seed, uint64_t m
     r.flags |= kRecipientFull;
     // Space is freed somewhere between half and one and a half of the typical time.
     const double f = 0.5 + rng.Uniform();
-    r.full_until_ms = submit_ms + static_cast<int64_t>(f * static_cast<double>(Ms(p.mailbox_full_duration)));
+    r.full_until_ms =
+        submit_ms + static_cast<int64_t>(f * static_cast<double>(Ms(p.mailbox_full_duration)));
   }
   return r;
 }
@@ -75,26 +79,30 @@ bool PtrFails(const ReceiverProfile& p, const Source& src) { return p.checks_ptr
 
 bool AuthFails(const ReceiverProfile& p, const Source& src) {
   switch (p.checks_auth) {
-    case AuthCheck::kNone: return false;
-    case AuthCheck::kSpfOrDkim: return !(src.spf || src.dkim);
-    case AuthCheck::kSpfAndDkim: return !(src.spf && src.dkim);
-    case AuthCheck::kDmarc: return !(src.dmarc && (src.spf || src.dkim));
+    case AuthCheck::kNone:
+      return false;
+    case AuthCheck::kSpfOrDkim:
+      return !(src.spf || src.dkim);
+    case AuthCheck::kSpfAndDkim:
+      return !(src.spf && src.dkim);
+    case AuthCheck::kDmarc:
+      return !(src.dmarc && (src.spf || src.dkim));
   }
   return false;
 }
 
 AttemptResult StartAttempt(const ReceiverProfile& p, const Source& src, bool reputation_effect,
-                           PairState& pair, RecipientState& rcpt, int64_t now_ms,
-                           SplitMix64& rng) {
+                           PairState& pair, RecipientState& rcpt, int64_t now_ms, SplitMix64& rng) {
   AttemptResult out;
   const int64_t refuse = Ms(p.refuse_latency);
   const int64_t quick = Ms(p.latency_min);
 
   // Reputation recovers with time since it was last brought up to date.
   if (reputation_effect && now_ms > pair.reputation_ms) {
-    pair.reputation = std::min(
-        1.0, pair.reputation + p.recovery_per_hour * static_cast<double>(now_ms - pair.reputation_ms) /
-                                   static_cast<double>(kMsPerHour));
+    pair.reputation =
+        std::min(1.0, pair.reputation + p.recovery_per_hour *
+                                            static_cast<double>(now_ms - pair.reputation_ms) /
+                                            static_cast<double>(kMsPerHour));
     pair.reputation_ms = now_ms;
   }
   auto refused = [&](ReplyKind k) {
@@ -107,7 +115,8 @@ AttemptResult StartAttempt(const ReceiverProfile& p, const Source& src, bool rep
   if (InWindow(now_ms, p.outage_offset, p.outage_duration)) return refused(p.outage_kind);
   if (p.maintenance_every > absl::ZeroDuration()) {
     const int64_t offset = Ms(p.maintenance_offset);
-    if (now_ms >= offset && (now_ms - offset) % Ms(p.maintenance_every) < Ms(p.maintenance_duration)) {
+    if (now_ms >= offset &&
+        (now_ms - offset) % Ms(p.maintenance_every) < Ms(p.maintenance_duration)) {
       return refused(ReplyKind::kMaintenance);
     }
   }

@@ -21,14 +21,14 @@ inline constexpr int64_t kMsPerHour = 3'600'000;
 
 // Per (receiving domain, source IP).
 struct PairState {
-  uint32_t connections = 0;       // attempts holding a connection now
+  uint32_t connections = 0;  // attempts holding a connection now
   uint32_t peak_connections = 0;
   bool buckets_started = false;
-  double minute_tokens = 0;       // token buckets of the rate ceilings
+  double minute_tokens = 0;  // token buckets of the rate ceilings
   double hour_tokens = 0;
-  int64_t bucket_ms = 0;          // when the buckets were last refilled
+  int64_t bucket_ms = 0;  // when the buckets were last refilled
   double reputation = 1.0;
-  int64_t reputation_ms = 0;      // when `reputation` was last brought up to date
+  int64_t reputation_ms = 0;  // when `reputation` was last brought up to date
 };
 
 // Per message (one recipient).
@@ -42,8 +42,8 @@ struct RecipientState {
   int64_t greylist_first_ms = -1;  // first attempt seen by the greylister
   int64_t full_until_ms = 0;       // mailbox full until then
   uint8_t flags = 0;
-  uint16_t ptr_replies = 0;        // PTR deferrals so far (saturating)
-  uint16_t auth_replies = 0;       // authentication deferrals so far (saturating)
+  uint16_t ptr_replies = 0;   // PTR deferrals so far (saturating)
+  uint16_t auth_replies = 0;  // authentication deferrals so far (saturating)
 };
 
 // Draws one recipient's fixed attributes from the profile, using a PRNG
@@ -67,8 +67,7 @@ struct AttemptResult {
 // EndAttempt when the attempt ends. `reputation_effect` applies the profile's
 // retry_penalty (Scenario::reputation_from_retries).
 AttemptResult StartAttempt(const ReceiverProfile& p, const Source& src, bool reputation_effect,
-                           PairState& pair, RecipientState& rcpt, int64_t now_ms,
-                           SplitMix64& rng);
+                           PairState& pair, RecipientState& rcpt, int64_t now_ms, SplitMix64& rng);
 void EndAttempt(PairState& pair);
 
 }  // namespace mailretry::sim::internal

@@ -24,19 +24,20 @@ constexpr int64_t kNever = std::numeric_limits<int64_t>::max();
 int64_t Ms(absl::Duration d) { return absl::ToInt64Milliseconds(d); }
 
 // Postfix defaults (postconf.proto; SCHEDULER_README).
-constexpr double kPostfixInitialConcurrency = 5;   // initial_destination_concurrency
-constexpr double kPostfixConcurrencyLimit = 20;    // default_destination_concurrency_limit
-constexpr double kPostfixFailedCohortLimit = 1;    // ..._concurrency_failed_cohort_limit
-constexpr int64_t kPostfixMinBackoffMs = 300'000;  // minimal_backoff_time: dead-destination suspension
+constexpr double kPostfixInitialConcurrency = 5;  // initial_destination_concurrency
+constexpr double kPostfixConcurrencyLimit = 20;   // default_destination_concurrency_limit
+constexpr double kPostfixFailedCohortLimit = 1;   // ..._concurrency_failed_cohort_limit
+constexpr int64_t kPostfixMinBackoffMs =
+    300'000;  // minimal_backoff_time: dead-destination suspension
 
 // KumoMTA shaping.toml "default" block and provider blocks.
 constexpr uint32_t kKumoConnectionLimit = 10;
-constexpr int64_t kKumoMessageIntervalMs = 10;  // max_message_rate = 100/s
+constexpr int64_t kKumoMessageIntervalMs = 10;     // max_message_rate = 100/s
 constexpr uint32_t kKumoConnectionFailures = 100;  // consecutive_connection_failures_before_delay
 
 // PowerMTA directive defaults.
-constexpr uint32_t kPmtaMaxSmtpOut = 20;            // max-smtp-out = backoff-max-smtp-out
-constexpr int64_t kPmtaRetryAfterMs = 600'000;      // retry-after 10m
+constexpr uint32_t kPmtaMaxSmtpOut = 20;                 // max-smtp-out = backoff-max-smtp-out
+constexpr int64_t kPmtaRetryAfterMs = 600'000;           // retry-after 10m
 constexpr int64_t kPmtaBackoffRetryAfterMs = 3'600'000;  // backoff-retry-after 1h
 
 }  // namespace
@@ -46,7 +47,8 @@ std::string_view LocalDeferralText(LocalDeferral d) {
     case LocalDeferral::kDeadDestination:
       return "451 4.4.1 delivery temporarily suspended: the destination failed a whole cohort of "
              "connection attempts";
-    case LocalDeferral::kHostRetryTime: return "451 4.4.1 retry time not reached for any host";
+    case LocalDeferral::kHostRetryTime:
+      return "451 4.4.1 retry time not reached for any host";
     case LocalDeferral::kSuspended:
       return "451 4.4.4 KumoMTA internal: ready queue suspended by traffic-shaping automation";
     case LocalDeferral::kNoAnswerFromHosts:
@@ -213,11 +215,16 @@ void SenderGate::Advance(GateHost& host, int64_t now) {
 bool SenderGate::Blocked(uint32_t pair, int64_t now) const {
   const PairGate& g = pairs_[pair];
   switch (model_) {
-    case SenderModel::kPostfix: return g.dead_until > now;
-    case SenderModel::kExim: return g.host_next_try > now;
-    case SenderModel::kKumoMta: return g.suspended_until > now;
-    case SenderModel::kPowerMta: return g.queue_retry_at > now;
-    case SenderModel::kEngine: return false;
+    case SenderModel::kPostfix:
+      return g.dead_until > now;
+    case SenderModel::kExim:
+      return g.host_next_try > now;
+    case SenderModel::kKumoMta:
+      return g.suspended_until > now;
+    case SenderModel::kPowerMta:
+      return g.queue_retry_at > now;
+    case SenderModel::kEngine:
+      return false;
   }
   return false;
 }
@@ -250,7 +257,8 @@ void SenderGate::Pump(GateHost& host, uint32_t pair, int64_t now) {
           g.dead_until = 0;
           g.window = kPostfixInitialConcurrency;
         }
-        if (g.in_flight >= static_cast<uint32_t>(g.window)) return;  // an ending attempt pumps again
+        if (g.in_flight >= static_cast<uint32_t>(g.window))
+          return;  // an ending attempt pumps again
         break;
       case SenderModel::kExim:
         if (g.host_next_try > now) return Flush(host, pair, now, LocalDeferral::kHostRetryTime);

@@ -27,10 +27,10 @@ namespace mailretry::sim::internal {
 
 // Why the MTA deferred a message without an attempt.
 enum class LocalDeferral : uint8_t {
-  kDeadDestination,   // Postfix: "delivery temporarily suspended"
-  kHostRetryTime,     // Exim: "retry time not reached for any host"
-  kSuspended,         // KumoMTA: ready queue suspended by automation
-  kNoAnswerFromHosts, // KumoMTA: consecutive connection failures
+  kDeadDestination,    // Postfix: "delivery temporarily suspended"
+  kHostRetryTime,      // Exim: "retry time not reached for any host"
+  kSuspended,          // KumoMTA: ready queue suspended by automation
+  kNoAnswerFromHosts,  // KumoMTA: consecutive connection failures
 };
 inline constexpr int kNumLocalDeferrals = 4;
 // The reply text the sim reports to the engine for a local deferral.
@@ -50,9 +50,9 @@ class GateHost {
 // matched against the reply kinds of each profile beforehand.
 struct AutomationRule {
   std::string name;
-  std::string provider;      // "" = every destination ("default" block)
-  std::string regex;         // RE2, case-insensitive, unanchored
-  uint32_t threshold = 1;    // matches per hour before it fires
+  std::string provider;    // "" = every destination ("default" block)
+  std::string regex;       // RE2, case-insensitive, unanchored
+  uint32_t threshold = 1;  // matches per hour before it fires
   absl::Duration suspend = absl::ZeroDuration();
   uint32_t rate_messages = 0;  // SetConfig max_message_rate (0 = unchanged)
   absl::Duration rate_per = absl::Minutes(1);

@@ -108,9 +108,9 @@ TEST(SenderGateTest, KumoSuspendsYahooOnTss04AndDefersWithAStep) {
   for (uint32_t m = 0; m < 15; ++m) g.Offer(h, 0, m, 0);
   EXPECT_EQ(h.started.size(), 1u);  // max_message_rate 100/s: 10 ms apart
   for (int64_t t = 10; t <= 1000; t += 10) g.Advance(h, t);
-  EXPECT_EQ(h.started.size(), 10u);  // shaping.toml default connection_limit
+  EXPECT_EQ(h.started.size(), 10u);                         // shaping.toml default connection_limit
   g.OnResult(h, 0, ReplyKind::kReputationThrottled, 1000);  // [TSS04]
-  EXPECT_EQ(h.deferred.size(), 5u);  // the waiting ones: suspended
+  EXPECT_EQ(h.deferred.size(), 5u);                         // the waiting ones: suspended
   EXPECT_EQ(h.deferred[0].why, LocalDeferral::kSuspended);
   g.Offer(h, 0, 50, 60 * kMin);
   EXPECT_EQ(h.deferred.back().msg, 50u);
@@ -123,7 +123,7 @@ TEST(SenderGateTest, KumoCutsGmailToTenPerMinuteAfterTwo4728s) {
   FakeHost h;
   for (uint32_t m = 0; m < 10; ++m) g.Offer(h, 0, m, 0);
   for (int64_t t = 10; t <= 500; t += 10) g.Advance(h, t);
-  EXPECT_EQ(h.started.size(), 5u);  // provider "google": 5 connections
+  EXPECT_EQ(h.started.size(), 5u);                  // provider "google": 5 connections
   g.OnResult(h, 0, ReplyKind::kRateLimited, 1000);  // one 4.7.28: below threshold
   g.OnResult(h, 0, ReplyKind::kRateLimited, 2000);  // two within an hour: 10/min
   const size_t before = h.started.size();

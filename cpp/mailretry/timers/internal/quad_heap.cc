@@ -8,8 +8,7 @@
 
 namespace mailretry::internal {
 
-QuadHeap::QuadHeap(const TimerOptions& options)
-    : clock_(options.start, absl::Milliseconds(1)) {}
+QuadHeap::QuadHeap(const TimerOptions& options) : clock_(options.start, absl::Milliseconds(1)) {}
 
 void QuadHeap::Reserve(size_t slots, size_t pending) {
   if (slots > pos_.size()) pos_.resize(slots, kNotPending);
@@ -122,8 +121,7 @@ absl::Status QuadHeap::PopDue(absl::Time now, std::vector<Slot>* out, size_t max
   absl::StatusOr<int64_t> now_tick = clock_.Advance(now);
   if (!now_tick.ok()) return now_tick.status();
   const uint64_t limit = static_cast<uint64_t>(*now_tick);
-  for (size_t popped = 0; popped < max_items && !heap_.empty() && heap_[0].due <= limit;
-       ++popped) {
+  for (size_t popped = 0; popped < max_items && !heap_.empty() && heap_[0].due <= limit; ++popped) {
     out->push_back(heap_[0].slot);
     RemoveAt(0);
   }

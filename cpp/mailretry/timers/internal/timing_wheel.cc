@@ -27,7 +27,7 @@ constexpr size_t kHugePage = size_t{2} << 20;
 void* HugePageAlloc(size_t bytes) {
   if (bytes < kHugePage) return ::operator new(bytes);
   const size_t rounded = (bytes + kHugePage - 1) & ~(kHugePage - 1);
-  void* p = ::operator new(rounded, std::align_val_t{kHugePage});
+  void* p = ::operator new (rounded, std::align_val_t{kHugePage});
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
   // Before the first touch, so that the pages fault in huge. Advice only:
   // failure (THP disabled) leaves ordinary pages.
@@ -40,15 +40,12 @@ void HugePageFree(void* p, size_t bytes) {
   if (bytes < kHugePage) {
     ::operator delete(p);
   } else {
-    ::operator delete(p, std::align_val_t{kHugePage});
+    ::operator delete (p, std::align_val_t{kHugePage});
   }
 }
 
 TimingWheel::TimingWheel(const TimerOptions& options)
-    : clock_(options.start, options.resolution),
-      l0_(kSlots),
-      l1_(kSlots),
-      l1_min_(kSlots, 0) {}
+    : clock_(options.start, options.resolution), l0_(kSlots), l1_(kSlots), l1_min_(kSlots, 0) {}
 
 void TimingWheel::Reserve(size_t slots) {
   if (slots > recs_.size()) recs_.resize(slots, Rec{0, kFree});
@@ -345,20 +342,20 @@ absl::Status TimingWheel::CheckBucket(const Bucket& b, const OccupancyBitmap& bi
     ++live;
     uint64_t tick = TickOf(recs_[s]);
     if (tick < cur_) {
-      return absl::InternalError(absl::StrCat(where(), ": slot ", s, " tick ", tick,
-                                              " is behind the cursor ", cur_));
+      return absl::InternalError(
+          absl::StrCat(where(), ": slot ", s, " tick ", tick, " is behind the cursor ", cur_));
     }
-    bool ok = level == 0
-                  ? InLevel0(tick) && (tick & kMask) == index
-                  : !InLevel0(tick) && InWheel(tick) && ((tick >> kLevelBits) & kMask) == index &&
-                        tick >= l1_min_[index];
+    bool ok = level == 0 ? InLevel0(tick) && (tick & kMask) == index
+                         : !InLevel0(tick) && InWheel(tick) &&
+                               ((tick >> kLevelBits) & kMask) == index && tick >= l1_min_[index];
     if (!ok) {
       return absl::InternalError(absl::StrCat(where(), ": slot ", s, " tick ", tick,
                                               " does not belong here (cursor ", cur_, ")"));
     }
   }
   if (live != b.live) {
-    return absl::InternalError(absl::StrCat(where(), ": live count ", b.live, " but ", live, " ids"));
+    return absl::InternalError(
+        absl::StrCat(where(), ": live count ", b.live, " but ", live, " ids"));
   }
   return absl::OkStatus();
 }
@@ -406,7 +403,8 @@ absl::Status TimingWheel::CheckInvariants() const {
     uint64_t tick = TickOf(r);
     const Bucket& b = InLevel0(tick) ? l0_[tick & kMask] : l1_[(tick >> kLevelBits) & kMask];
     if (r.pos < b.head || r.pos >= b.ids.size() || b.ids[r.pos] != s) {
-      return absl::InternalError(absl::StrCat("slot ", s, " record points at an entry of another slot"));
+      return absl::InternalError(
+          absl::StrCat("slot ", s, " record points at an entry of another slot"));
     }
   }
   if (pending != size_ || in_buckets + overflow_.size() != size_) {

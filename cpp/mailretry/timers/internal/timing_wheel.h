@@ -87,7 +87,9 @@ struct HugePageAllocator {
   T* allocate(size_t n);
   void deallocate(T* p, size_t n);
   template <typename U>
-  bool operator==(const HugePageAllocator<U>&) const { return true; }
+  bool operator==(const HugePageAllocator<U>&) const {
+    return true;
+  }
 };
 void* HugePageAlloc(size_t bytes);
 void HugePageFree(void* p, size_t bytes);

@@ -16,7 +16,8 @@ std::string DescribeOutcome(uint8_t o, bool decision) {
 }
 
 absl::Status Mismatch(std::string_view what, const std::string& got, const std::string& want) {
-  return absl::DataLossError(absl::StrCat(std::string(what), " replayed as ", got, ", journal says ", want,
+  return absl::DataLossError(absl::StrCat(std::string(what), " replayed as ", got,
+                                          ", journal says ", want,
                                           ": the journal does not belong to this snapshot"));
 }
 
@@ -33,12 +34,14 @@ absl::Status CheckOutcome(RecordReader& r, std::string_view what,
   if (absl::Status s = CheckOutcome(r, what, got.status()); !s.ok()) return s;
   const uint64_t count = r.U64();
   const uint64_t hash = r.U64();
-  if (!r.ok() || !got.ok() || (got->size() == count && LeaseHash(*got) == hash)) return absl::OkStatus();
+  if (!r.ok() || !got.ok() || (got->size() == count && LeaseHash(*got) == hash))
+    return absl::OkStatus();
   return Mismatch(what, absl::StrCat(got->size(), " leases"),
                   absl::StrCat(count, " leases", got->size() == count ? " of other messages" : ""));
 }
 
-absl::Status CheckOutcome(RecordReader& r, std::string_view what, const absl::StatusOr<Decision>& got) {
+absl::Status CheckOutcome(RecordReader& r, std::string_view what,
+                          const absl::StatusOr<Decision>& got) {
   const uint8_t want = r.U8();
   if (!r.ok() || DecisionOutcome(got) == want) return absl::OkStatus();
   return Mismatch(what, DescribeOutcome(DecisionOutcome(got), true), DescribeOutcome(want, true));

@@ -164,11 +164,15 @@ inline void WriteOutcome(RecordWriter& w, const absl::StatusOr<std::vector<Lease
   w.U64(r.ok() ? r->size() : 0);
   w.U64(r.ok() ? LeaseHash(*r) : 0);
 }
-inline void WriteOutcome(RecordWriter& w, const absl::StatusOr<Decision>& d) { w.U8(DecisionOutcome(d)); }
+inline void WriteOutcome(RecordWriter& w, const absl::StatusOr<Decision>& d) {
+  w.U8(DecisionOutcome(d));
+}
 inline void WriteOutcome(RecordWriter& w, const Decisions& ds) {
   for (const auto& d : ds) w.U8(DecisionOutcome(d));
 }
-inline void WriteOutcome(RecordWriter& w, const std::vector<Event>& events) { w.U64(events.size()); }
+inline void WriteOutcome(RecordWriter& w, const std::vector<Event>& events) {
+  w.U64(events.size());
+}
 
 // The record of `cmd` with result `result`, appended to `out`.
 template <class Cmd>
@@ -184,7 +188,8 @@ void WriteRecord(std::string* out, const Cmd& cmd, const typename Cmd::Result& r
 absl::Status CheckOutcome(RecordReader& r, std::string_view what, const absl::Status& got);
 absl::Status CheckOutcome(RecordReader& r, std::string_view what,
                           const absl::StatusOr<std::vector<Lease>>& got);
-absl::Status CheckOutcome(RecordReader& r, std::string_view what, const absl::StatusOr<Decision>& got);
+absl::Status CheckOutcome(RecordReader& r, std::string_view what,
+                          const absl::StatusOr<Decision>& got);
 absl::Status CheckOutcome(RecordReader& r, std::string_view what, const Decisions& got);
 absl::Status CheckOutcome(RecordReader& r, std::string_view what, const std::vector<Event>& got);
 
