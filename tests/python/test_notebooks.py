@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +17,6 @@ import pytest
 NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 KERNEL_NAME = "mailretry-test-python"
-#: Each notebook is meant to run in seconds (small, seeded, simulated time only).
-TIME_BUDGET_S = 60.0
 
 
 def _ids(path: Path) -> str:
@@ -90,9 +87,7 @@ def test_notebook_runs(
         kernel_name=KERNEL_NAME,
         resources={"metadata": {"path": str(tmp_path)}},  # the kernel's working directory
     )
-    start = time.monotonic()
     client.execute()  # raises CellExecutionError, naming the cell, if one fails
-    elapsed = time.monotonic() - start
 
     errors = [
         out
@@ -104,4 +99,3 @@ def test_notebook_runs(
     assert errors == []
     executed = [c.execution_count for c in nb.cells if c.cell_type == "code"]
     assert None not in executed
-    assert elapsed < TIME_BUDGET_S, f"{path.name} took {elapsed:.1f}s"
