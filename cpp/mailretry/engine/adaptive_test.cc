@@ -82,6 +82,7 @@ TEST(HalfOpenProbing, FirstDeliveryComesWithinOneProbeIntervalOfTheBlockEnding) 
 TEST(HalfOpenProbing, AShortSuspensionIsProbedWhenItEnds) {
   EngineConfig c;
   c.destination_defaults.suspend_base = absl::Seconds(2);
+  c.destination_defaults.suspend_max = absl::Seconds(10);
   c.destination_defaults.suspend_probe_interval = absl::Minutes(5);
   auto e = MakeEngine(c);
   for (uint64_t i = 0; i < 10; ++i) ASSERT_TRUE(e->Submit(i, "rated.example", kT0).ok());
@@ -92,7 +93,13 @@ TEST(HalfOpenProbing, AShortSuspensionIsProbedWhenItEnds) {
   // Well before the 5-min interval (the cut rate may pace it a little).
   std::vector<Lease> probe = Take(*e, kT0 + absl::Seconds(30));
   ASSERT_EQ(probe.size(), 1u) << "one probe once the 2 s suspension is over";
-  MustReport(*e, probe[0].msg_id, kT0 + absl::Seconds(30), kOk);
+  // A failed probe extends the suspension (4 s, at most suspend_max 10 s);
+  // the next probe comes when that ends, not one 5-min interval later.
+  MustReport(*e, probe[0].msg_id, kT0 + absl::Seconds(30), kRateLimited);
+  EXPECT_THAT(Take(*e, kT0 + absl::Seconds(31)), IsEmpty());
+  std::vector<Lease> again = Take(*e, kT0 + absl::Seconds(60));
+  ASSERT_EQ(again.size(), 1u) << "the next probe within suspend_max, not 5 min";
+  MustReport(*e, again[0].msg_id, kT0 + absl::Seconds(60), kOk);
   ExpectBalanced(*e);
 }
 

@@ -37,13 +37,14 @@ void Core::Suspend(uint32_t di, int64_t now, std::optional<int64_t> fixed_ms, Ca
   }
   const int64_t until = SatAdd(now, dur);
   if (until <= d.suspended_until) return;
-  // A new suspension's first probe comes when it ends or one interval after
-  // it began, whichever is first: probing must never make a suspension
-  // longer than configured (suspend_base 2 s with the 5-min default interval
-  // held a destination for 5 min). A failed probe set the next one when it
-  // was taken.
-  if (!d.held && !extend && !HalfOpen(d)) {
-    d.next_probe = std::min(until, SatAdd(now, DurMs(p.suspend_probe_interval)));
+  // A new suspension's first probe comes one interval after it began, and a
+  // failed probe set the next one when it was taken; either way no later
+  // than the suspension's end: probing must never make a suspension longer
+  // than configured (suspend_base 2 s, suspend_max 10 s with the 5-min
+  // default interval held a destination for 5 min).
+  if (!d.held) {
+    if (!extend && !HalfOpen(d)) d.next_probe = SatAdd(now, DurMs(p.suspend_probe_interval));
+    if (d.next_probe != kNoTime) d.next_probe = std::min(d.next_probe, until);
   }
   d.half_open = !fixed_ms.has_value() && Probing(d);
   d.suspended_until = until;
