@@ -1,6 +1,9 @@
 """Throughput of one delivery process: Engine + asyncio Driver + SmtpSender (aiosmtplib).
 
-    python benchmarks/python/bench_delivery.py [--messages N] [--destinations D]
+    python benchmarks/python/bench_delivery.py [--messages N] [--destinations D] [--submit one]
+
+Messages are handed to the engine with one ``submit_many`` call (``--submit
+one``: ``Driver.submit`` per message, as before session 4).
 
 The sink is aiosmtpd's ``Sink`` handler in a separate process on 127.0.0.1, so
 its CPU is not the sender's. Connections are reused (``max_messages_per_connection``
@@ -112,7 +115,9 @@ def message(i: int, domain: str) -> OutgoingMessage:
     )
 
 
-async def deliver(engine: Any, port: int, n: int, destinations: int) -> dict[str, Any]:
+async def deliver(
+    engine: Any, port: int, n: int, destinations: int, submit_many: bool = True
+) -> dict[str, Any]:
     domains = [f"d{k}.bench.test" for k in range(destinations)]
     resolver = StaticResolver({d: Endpoint("127.0.0.1", port) for d in domains})
     payloads = {i: message(i, domains[i % destinations]) for i in range(1, n + 1)}
@@ -127,8 +132,17 @@ async def deliver(engine: Any, port: int, n: int, destinations: int) -> dict[str
         engine, sender, payloads, clock=SystemClock(), max_in_flight=200, batch=200, idle_step=0.01
     )
     wall0, cpu0 = time.perf_counter(), time.process_time()
-    for i in range(1, n + 1):
-        driver.submit(i, domains[i % destinations])
+    if submit_many:
+        # A platform handing over a batch: one engine call, then wake the driver.
+        engine.submit_many(
+            list(range(1, n + 1)),
+            [domains[i % destinations] for i in range(1, n + 1)],
+            driver.now(),
+        )
+        driver.wake()
+    else:
+        for i in range(1, n + 1):
+            driver.submit(i, domains[i % destinations])
     async with sender:
         stats = await driver.run(until_idle=True)
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
@@ -168,7 +182,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--messages", type=int, default=5000)
     parser.add_argument("--destinations", type=int, default=4)
+    parser.add_argument(
+        "--submit",
+        choices=("many", "one"),
+        default="many",
+        help="feed the engine with one submit_many call (default) or Driver.submit per message",
+    )
+    parser.add_argument("--no-profile", action="store_true", help="skip the cProfile run")
     args = parser.parse_args()
+    many = args.submit == "many"
     port = free_port()
     sink = start_sink(port)
     try:
@@ -178,14 +200,14 @@ def main() -> None:
             "destinations, one aiosmtpd sink process"
         )
         plain = asyncio.run(
-            deliver(mailretry.Engine(CONFIG), port, args.messages, args.destinations)
+            deliver(mailretry.Engine(CONFIG), port, args.messages, args.destinations, many)
         )
         print(
             f"plain:   {plain['msgs_per_s']:,.0f} msgs/s, {plain['cpu_us_per_msg']:.0f} us CPU "
             f"per message, {plain['connections']} connections"
         )
         timed_engine = TimedEngine(mailretry.Engine(CONFIG))
-        timed = asyncio.run(deliver(timed_engine, port, args.messages, args.destinations))
+        timed = asyncio.run(deliver(timed_engine, port, args.messages, args.destinations, many))
         share = timed_engine.seconds / timed["cpu_s"]
         print(
             f"timed:   {timed['msgs_per_s']:,.0f} msgs/s; engine calls {timed_engine.calls}, "
@@ -198,10 +220,12 @@ def main() -> None:
             print(
                 f"  {name:<16} {int(calls):>7} calls {seconds / max(calls, 1) * 1e6:8.2f} us/call"
             )
+        if args.no_profile:
+            return
         profiler = cProfile.Profile(time.process_time)  # CPU, not waits
         profiler.enable()
         prof = asyncio.run(
-            deliver(mailretry.Engine(CONFIG), port, args.messages, args.destinations)
+            deliver(mailretry.Engine(CONFIG), port, args.messages, args.destinations, many)
         )
         profiler.disable()
         totals: dict[str, float] = defaultdict(float)
