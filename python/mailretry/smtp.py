@@ -55,6 +55,7 @@ from mailretry._core import Lease, Reply
 from mailretry.classify import transport_reply
 from mailretry.dns import DnsFailure, Endpoint, MxResolver, PermanentDnsFailure
 from mailretry.errors import InvalidInputError
+from mailretry.mtasts import MtaSts, MtaStsPolicy
 from mailretry.smtp_types import (
     TLS_POLICIES,
     ImplicitMxResolver,
@@ -108,6 +109,8 @@ class SenderStats:
     closed_after_rejections: int = 0  #: dropped after a 421 or rejections in a row
     mx_fallbacks: int = 0  #: a less preferred MX tried after a connection-level failure
     attempt_timeouts: int = 0
+    mta_sts_refused: int = 0  #: attempts failed because an enforced MTA-STS policy was not met
+    mta_sts_testing: int = 0  #: what a policy in testing mode would have refused (delivered anyway)
     #: most connections open at once per destination
     peak_open: dict[str, int] = field(default_factory=dict)
 
@@ -118,6 +121,8 @@ class _Conn:
     uses: int = 0
     last_used: float = 0.0
     rejections: int = 0  # replies refusing a transaction, in a row
+    host: str = ""  # the MX host name connected to
+    verified: bool = False  # STARTTLS with a certificate valid for ``host``
 
 
 @dataclass
@@ -178,6 +183,15 @@ class SmtpSender:
     rollup
         :meth:`route` names the destination by its MX set (the site) instead
         of the domain, so that domains sharing mail exchangers share limits.
+    mta_sts
+        A :class:`~mailretry.mtasts.MtaSts`: each attempt looks up the
+        recipient domain's policy. ``enforce``: only matching MX hosts, only
+        with a verified certificate (``tls_failure`` otherwise), whatever
+        ``tls`` says; ``testing``: delivered as usual, refusals only counted
+        and passed to ``mta_sts_report``.
+    mta_sts_report
+        ``mta_sts_report(domain, mx_host, reason)`` for each refusal an
+        MTA-STS policy makes or (in testing mode) would make.
     """
 
     def __init__(
@@ -199,6 +213,8 @@ class SmtpSender:
         max_rejections_per_connection: int = 3,
         idle_timeout: float = 30.0,
         rollup: bool = True,
+        mta_sts: MtaSts | None = None,
+        mta_sts_report: Callable[[str, str, str], None] | None = None,
     ) -> None:
         if limit is None:
             if engine is None:
@@ -232,6 +248,8 @@ class SmtpSender:
         self._max_rejections = max_rejections_per_connection
         self._idle_timeout = idle_timeout
         self._rollup = rollup
+        self._mta_sts = mta_sts
+        self._mta_sts_report = mta_sts_report
         self._site_domains: dict[str, str] = {}
         self._pools: dict[tuple[str, str], _Pool] = {}
         self._closed = False
@@ -291,8 +309,14 @@ class SmtpSender:
     async def _send(self, lease: Lease, message: OutgoingMessage) -> str | Reply:
         key = (lease.destination.lower(), lease.source)
         pool = self._pools.setdefault(key, _Pool())
+        sts: MtaStsPolicy | None = None
+        if self._mta_sts is not None:
+            # The recipient domain's policy, not the (rolled-up) destination's.
+            sts = await self._mta_sts.policy(message.recipient.rpartition("@")[2])
+            if sts is not None and sts.mode == "none":
+                sts = None
         try:
-            conn = await self._acquire(pool, lease, message)
+            conn = await self._acquire(pool, lease, message, sts)
         except _NoConnection as failure:
             return failure.outcome
         outcome: str | Reply = transport_reply("connection_dropped", "attempt did not finish")
@@ -317,20 +341,31 @@ class SmtpSender:
             return message.recipient.rpartition("@")[2].lower()
         return name
 
-    async def _acquire(self, pool: _Pool, lease: Lease, message: OutgoingMessage) -> _Conn:
+    async def _acquire(
+        self, pool: _Pool, lease: Lease, message: OutgoingMessage, sts: MtaStsPolicy | None
+    ) -> _Conn:
         destination = lease.destination
         now = time.monotonic()
-        while pool.idle:
-            conn = pool.idle.pop()
-            if conn.client.is_connected and now - conn.last_used < self._idle_timeout:
-                self.stats.connections_reused += 1
-                return conn
-            pool.open -= 1
-            await self._quit(conn)
+        enforce = sts is not None and sts.mode == "enforce"
+        i = len(pool.idle)
+        while i:
+            i -= 1
+            conn = pool.idle[i]
+            if not conn.client.is_connected or now - conn.last_used >= self._idle_timeout:
+                del pool.idle[i]
+                pool.open -= 1
+                await self._quit(conn)
+                i = min(i, len(pool.idle))
+                continue
+            if enforce and not (conn.verified and sts is not None and sts.matches(conn.host)):
+                continue  # opened for a domain without this policy: not for this one
+            del pool.idle[i]
+            self.stats.connections_reused += 1
+            return conn
         pool.open += 1
         self.stats.peak_open[destination] = max(self.stats.peak_open.get(destination, 0), pool.open)
         try:
-            return _Conn(await self._connect(lease, self._lookup_name(destination, message)))
+            return await self._connect(lease, self._lookup_name(destination, message), message, sts)
         except BaseException:
             pool.open -= 1
             self.stats.connect_failures += 1
@@ -382,7 +417,9 @@ class SmtpSender:
             raise InvalidInputError(f"tls policy for {destination}: {policy!r}")
         return policy
 
-    async def _connect(self, lease: Lease, lookup_name: str) -> aiosmtplib.SMTP:
+    async def _connect(
+        self, lease: Lease, lookup_name: str, message: OutgoingMessage, sts: MtaStsPolicy | None
+    ) -> _Conn:
         source_address, ehlo = self._source(lease.source)
         policy = self._tls_policy(lease.destination)
         try:
@@ -395,18 +432,78 @@ class SmtpSender:
             raise _NoConnection(
                 transport_reply("dns_failure", f"no mail exchanger for {lookup_name}")
             )
+        domain = message.recipient.rpartition("@")[2].lower()
+        if sts is not None:
+            endpoints = self._sts_endpoints(domain, sts, endpoints)
         outcome: str | Reply = transport_reply("connection_refused")
         for n, endpoint in enumerate(endpoints):  # most preferred first
             if n:
                 self.stats.mx_fallbacks += 1
+            host = endpoint.server_name or endpoint.host
             try:
-                client = await self._open(endpoint, source_address, ehlo, policy)
+                if sts is None:
+                    client = await self._open(endpoint, source_address, ehlo, policy)
+                else:
+                    client = await self._open_sts(endpoint, source_address, ehlo, domain, sts)
             except _NoConnection as failure:
                 outcome = failure.outcome
                 continue  # the next MX on any connection-level failure
             self.stats.connections_opened += 1
-            return client
+            verified = sts is not None and sts.mode == "enforce"
+            return _Conn(client, host=host.lower().rstrip("."), verified=verified)
         raise _NoConnection(outcome)
+
+    # -- MTA-STS (mailretry.mtasts) ----------------------------------------------------
+    def _sts_refusal(self, domain: str, host: str, why: str, sts: MtaStsPolicy) -> Reply:
+        """Count and pass on a refusal under ``sts``; the outcome to report."""
+        if sts.mode == "enforce":
+            self.stats.mta_sts_refused += 1
+        else:
+            self.stats.mta_sts_testing += 1
+        if self._mta_sts_report is not None:
+            self._mta_sts_report(domain, host, why)
+        return transport_reply("tls_failure", f"MTA-STS ({sts.mode}) for {domain}: {why}")
+
+    def _sts_endpoints(
+        self, domain: str, sts: MtaStsPolicy, endpoints: list[Endpoint]
+    ) -> list[Endpoint]:
+        """The MX hosts the policy allows (enforce); testing: all, reporting
+        the others."""
+        allowed: list[Endpoint] = []
+        refusal: Reply | None = None
+        for e in endpoints:
+            host = e.server_name or e.host
+            if sts.matches(host):
+                allowed.append(e)
+            else:
+                refusal = self._sts_refusal(domain, host, f"MX {host} is not in the policy", sts)
+        if sts.mode != "enforce":
+            return endpoints
+        if not allowed:
+            assert refusal is not None  # endpoints is not empty
+            raise _NoConnection(refusal)
+        return allowed
+
+    async def _open_sts(
+        self,
+        endpoint: Endpoint,
+        source_address: tuple[str, int] | None,
+        ehlo: str | None,
+        domain: str,
+        sts: MtaStsPolicy,
+    ) -> aiosmtplib.SMTP:
+        """STARTTLS with a certificate valid for the MX host name. Enforce:
+        or fail; testing: or report it and connect opportunistically."""
+        host = endpoint.server_name or endpoint.host
+        try:
+            return await self._open(endpoint, source_address, ehlo, "verify")
+        except _NoConnection as failure:
+            if not isinstance(failure.outcome, Reply) or failure.outcome.transport != "tls_failure":
+                raise  # no TLS question: refused, timed out, a reply
+            refusal = self._sts_refusal(domain, host, failure.outcome.text, sts)
+            if sts.mode == "enforce":
+                raise _NoConnection(refusal) from failure
+        return await self._open(endpoint, source_address, ehlo, "opportunistic")
 
     async def _open(
         self,
