@@ -45,7 +45,6 @@ the site of their MX set.
 from __future__ import annotations
 
 import asyncio
-import re
 import ssl
 import time
 from collections.abc import Callable, Mapping
@@ -56,6 +55,7 @@ from mailretry.classify import transport_reply
 from mailretry.dns import DnsFailure, Endpoint, MxResolver, PermanentDnsFailure
 from mailretry.errors import InvalidInputError
 from mailretry.mtasts import MtaSts, MtaStsPolicy
+from mailretry.smtp_session import Conn, SenderStats, transaction
 from mailretry.smtp_types import (
     TLS_POLICIES,
     ImplicitMxResolver,
@@ -96,38 +96,8 @@ __all__ = [
 
 # -- the sender --------------------------------------------------------------------
 @dataclass
-class SenderStats:
-    """Connection counters of an :class:`SmtpSender`."""
-
-    connections_opened: int = 0
-    connections_reused: int = 0
-    connections_closed: int = 0
-    connect_failures: int = 0
-    transactions: int = 0
-    tls_sessions: int = 0  #: connections upgraded with STARTTLS
-    tls_fallbacks: int = 0  #: opportunistic handshakes that failed: plain text instead
-    closed_after_rejections: int = 0  #: dropped after a 421 or rejections in a row
-    mx_fallbacks: int = 0  #: a less preferred MX tried after a connection-level failure
-    attempt_timeouts: int = 0
-    mta_sts_refused: int = 0  #: attempts failed because an enforced MTA-STS policy was not met
-    mta_sts_testing: int = 0  #: what a policy in testing mode would have refused (delivered anyway)
-    #: most connections open at once per destination
-    peak_open: dict[str, int] = field(default_factory=dict)
-
-
-@dataclass
-class _Conn:
-    client: aiosmtplib.SMTP
-    uses: int = 0
-    last_used: float = 0.0
-    rejections: int = 0  # replies refusing a transaction, in a row
-    host: str = ""  # the MX host name connected to
-    verified: bool = False  # STARTTLS with a certificate valid for ``host``
-
-
-@dataclass
 class _Pool:
-    idle: list[_Conn] = field(default_factory=list)
+    idle: list[Conn] = field(default_factory=list)
     open: int = 0  # idle + busy + connecting
 
 
@@ -322,7 +292,9 @@ class SmtpSender:
         outcome: str | Reply = transport_reply("connection_dropped", "attempt did not finish")
         reusable = False
         try:
-            outcome, reusable = await self._transaction(conn, message)
+            outcome, reusable = await transaction(
+                conn, message, self.stats, self._command_timeout, self._data_timeout
+            )
         except BaseException:
             conn.client.close()  # interrupted (attempt timeout, shutdown)
             raise
@@ -343,7 +315,7 @@ class SmtpSender:
 
     async def _acquire(
         self, pool: _Pool, lease: Lease, message: OutgoingMessage, sts: MtaStsPolicy | None
-    ) -> _Conn:
+    ) -> Conn:
         destination = lease.destination
         now = time.monotonic()
         enforce = sts is not None and sts.mode == "enforce"
@@ -371,7 +343,7 @@ class SmtpSender:
             self.stats.connect_failures += 1
             raise
 
-    async def _release(self, pool: _Pool, conn: _Conn, reusable: bool, lease: Lease) -> None:
+    async def _release(self, pool: _Pool, conn: Conn, reusable: bool, lease: Lease) -> None:
         conn.uses += 1
         conn.last_used = time.monotonic()
         if reusable and conn.rejections >= self._max_rejections:
@@ -390,7 +362,7 @@ class SmtpSender:
         pool.open -= 1
         await self._quit(conn)
 
-    async def _quit(self, conn: _Conn) -> None:
+    async def _quit(self, conn: Conn) -> None:
         self.stats.connections_closed += 1
         client = conn.client
         if client.is_connected:
@@ -419,7 +391,7 @@ class SmtpSender:
 
     async def _connect(
         self, lease: Lease, lookup_name: str, message: OutgoingMessage, sts: MtaStsPolicy | None
-    ) -> _Conn:
+    ) -> Conn:
         source_address, ehlo = self._source(lease.source)
         policy = self._tls_policy(lease.destination)
         try:
@@ -450,7 +422,7 @@ class SmtpSender:
                 continue  # the next MX on any connection-level failure
             self.stats.connections_opened += 1
             verified = sts is not None and sts.mode == "enforce"
-            return _Conn(client, host=host.lower().rstrip("."), verified=verified)
+            return Conn(client, host=host.lower().rstrip("."), verified=verified)
         raise _NoConnection(outcome)
 
     # -- MTA-STS (mailretry.mtasts) ----------------------------------------------------
@@ -597,92 +569,6 @@ class SmtpSender:
                 await client.helo()  # servers that do not know EHLO
             else:
                 raise
-
-    # -- one transaction -----------------------------------------------------------
-    async def _transaction(self, conn: _Conn, message: OutgoingMessage) -> tuple[str | Reply, bool]:
-        client = conn.client
-        self.stats.transactions += 1
-        mail_from, rcpt_to = _envelope(message.sender), _envelope(message.recipient)
-        try:
-            if mail_from is None or rcpt_to is None:
-                # Display names, comments, non-ASCII: aiosmtplib parses and encodes.
-                await client.mail(message.sender, options=list(message.mail_options))
-                await client.rcpt(message.recipient, options=list(message.rcpt_options))
-                response = await client.data(message.data(), timeout=self._data_timeout)
-            else:
-                response = await self._plain_transaction(client, mail_from, rcpt_to, message)
-        except aiosmtplib.SMTPResponseException as exc:
-            text = format_reply(exc.code, exc.message)
-            conn.rejections += 1
-            if exc.code == 421 or not client.is_connected:
-                if exc.code == 421:
-                    self.stats.closed_after_rejections += 1
-                client.close()
-                return text, False
-            return text, await self._reset(client)
-        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-            client.close()
-            return transport_reply("connection_dropped", str(exc) or type(exc).__name__), False
-        conn.rejections = 0
-        return format_reply(response.code, response.message), True
-
-    async def _plain_transaction(
-        self, client: aiosmtplib.SMTP, mail_from: bytes, rcpt_to: bytes, message: OutgoingMessage
-    ) -> aiosmtplib.SMTPResponse:
-        """MAIL, RCPT and DATA for plain addresses, as ``client.mail``, ``rcpt``
-        and ``data`` do it (same commands, same refusals raised) without their
-        per-command address parsing and ``wait_for``: one timeout, moved on
-        at each step, bounds each reply (``command_timeout``, then
-        ``data_timeout`` for the DATA replies). This is most of the sender's
-        CPU per message on a reused connection (benchmarks/README.md)."""
-        loop = asyncio.get_running_loop()
-        mail_opts = [o.encode("ascii") for o in message.mail_options]
-        rcpt_opts = [o.encode("ascii") for o in message.rcpt_options]
-        try:
-            async with asyncio.timeout_at(loop.time() + self._command_timeout) as step:
-                r = await client.execute_command(
-                    b"MAIL", b"FROM:" + mail_from, *mail_opts, timeout=None
-                )
-                if r.code != 250:
-                    raise aiosmtplib.SMTPSenderRefused(r.code, r.message, message.sender)
-                step.reschedule(loop.time() + self._command_timeout)
-                r = await client.execute_command(
-                    b"RCPT", b"TO:" + rcpt_to, *rcpt_opts, timeout=None
-                )
-                if r.code not in (250, 251):
-                    raise aiosmtplib.SMTPRecipientRefused(r.code, r.message, message.recipient)
-                step.reschedule(loop.time() + self._data_timeout)
-                return await client.data(message.data(), timeout=None)
-        except TimeoutError as exc:
-            # The reply may still come: the connection is out of step, close it.
-            client.close()
-            raise aiosmtplib.SMTPReadTimeoutError(
-                "timed out waiting for the server's reply"
-            ) from exc
-
-    async def _reset(self, client: aiosmtplib.SMTP) -> bool:
-        """RSET after a refused transaction; False when the connection is unusable."""
-        try:
-            response = await client.rset()
-        except (aiosmtplib.SMTPException, OSError, TimeoutError):
-            client.close()
-            return False
-        return response.code == 250
-
-
-#: A bare address (``local@domain``, ASCII, nothing to quote or strip): sent as
-#: ``<address>`` without aiosmtplib's RFC 5322 parsing.
-_BARE_ADDRESS = re.compile(r"[!#-'*+\-/-9=?A-Z^-~.]+@[A-Za-z0-9.\-\[\]:]+", re.ASCII)
-
-
-def _envelope(address: str) -> bytes | None:
-    """``<address>`` for MAIL FROM / RCPT TO, ``<>`` for the null sender, or
-    None when aiosmtplib should parse the address."""
-    if not address:
-        return b"<>"
-    if _BARE_ADDRESS.fullmatch(address):
-        return b"<" + address.encode("ascii") + b">"
-    return None
 
 
 def _engine_limit(engine: LimitSource) -> Callable[[str, str], int]:
