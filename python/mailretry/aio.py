@@ -37,7 +37,7 @@ from mailretry._core import Decision, Lease, Reply
 from mailretry.aio_types import DriverObserver, EngineLike, Sender, SharedAdmission, SharedLimits
 from mailretry.classify import transport_reply
 from mailretry.clocks import BusyTracking, Clock, SystemClock, VirtualClock
-from mailretry.errors import InvalidInputError, StaleLeaseError, StateError, UnknownIdError
+from mailretry.errors import InvalidInputError, StateError, UnknownIdError
 
 __all__ = [
     "BadSenderResult",
@@ -185,14 +185,6 @@ class Driver(Generic[MsgT]):
         # The clock's kind, checked once: isinstance() against a runtime
         # Protocol walks its members, and _hold/_let_go run twice per attempt.
         self._busy_clock = self._clock if isinstance(self._clock, BusyTracking) else None
-        # Outcomes are reported in batches (Engine.report_many, once per loop
-        # turn) when nothing needs each Decision object: no on_report, no
-        # observer. A text outcome then waits in _finished until the loop runs.
-        report_many = getattr(engine, "report_many", None)
-        self._report_many: Callable[..., dict[str, Any]] | None = (
-            report_many if on_report is None and observer is None else None
-        )
-        self._finished: list[tuple[Lease, str]] = []
 
     # -- public API ------------------------------------------------------------
     @property
@@ -281,7 +273,6 @@ class Driver(Generic[MsgT]):
             await self._shared.start(self._emit)
         try:
             while not self._stopping:
-                self._flush_reports()
                 now = self.now()
                 limit = self._limit()
                 took = self._dispatch(now, limit)
@@ -290,13 +281,12 @@ class Driver(Generic[MsgT]):
                     await asyncio.sleep(0)  # more may be ready; let the attempts start
                     continue
                 wakeup = self._engine.next_wakeup()
-                if until_idle and wakeup is None and not self._tasks and not self._finished:
+                if until_idle and wakeup is None and not self._tasks:
                     break
                 await self._wait(self._delay(now, wakeup))
             await self._finish_in_flight()
         finally:
             await self._cancel_in_flight()
-            self._flush_reports()
             self._drain_events()
             if self._shared is not None:
                 await self._shared.stop()
@@ -412,45 +402,7 @@ class Driver(Generic[MsgT]):
             outcome = result
         except Exception as exc:
             outcome = self._sender_failed(lease, exc)
-        if self._report_many is not None and isinstance(outcome, str):
-            self._finished.append((lease, outcome))  # the loop reports it (_flush_reports)
-            return
         self._report_one(lease, outcome, started)
-
-    def _flush_reports(self) -> None:
-        """Report the finished attempts' text outcomes in one engine call. An
-        entry the engine refused as stale is a late report; any other refusal
-        (a text that is no reply, a lease the engine no longer knows) changed
-        nothing and goes through :meth:`_report_one`, as it would unbatched."""
-        finished = self._finished
-        if not finished:
-            return
-        self._finished = []
-        if len(finished) < _REPORT_MANY_FROM:
-            # report_many's fixed cost (arrays in, arrays out) is about that
-            # of 8-16 single reports: small batches go one by one.
-            for lease, text in finished:
-                self._report_one(lease, text, None)
-            return
-        assert self._report_many is not None
-        ids = [lease.msg_id for lease, _ in finished]
-        attempts = [lease.attempt for lease, _ in finished]
-        result = self._report_many(
-            ids, [text for _, text in finished], self.now(), attempts=attempts
-        )
-        ok = result["ok"]
-        if ok.all():
-            self.stats.reports += len(finished)
-            return
-        stale, errors = result["stale"], result["errors"]
-        for i, (lease, text) in enumerate(finished):
-            if ok[i]:
-                self.stats.reports += 1
-            elif stale[i]:
-                self.stats.late_reports += 1
-                self._on_error(lease, StaleLeaseError(errors.get(i, "stale lease")))
-            else:
-                self._report_one(lease, text, None)
 
     def _report_one(self, lease: Lease, outcome: str | Reply, started: float | None) -> None:
         decision: Decision | None = None
@@ -540,9 +492,6 @@ class Driver(Generic[MsgT]):
             if self._on_event is not None:
                 self._on_event(event)
 
-
-#: Batches of finished attempts at least this long go to Engine.report_many.
-_REPORT_MANY_FROM = 8
 
 _FINAL_EVENTS = frozenset({"delivered", "bounced", "expired"})
 

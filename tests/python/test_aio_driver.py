@@ -321,45 +321,7 @@ def test_submit_to_routes_and_events_carry_the_domain() -> None:
 WIDE = {**CONFIG, "destination_defaults": {"initial_concurrency": 20, "max_concurrency": 20}}
 
 
-def test_batched_reports_send_bad_texts_back_as_transport_failures() -> None:
-    """Twelve attempts finish together: one batch (Engine.report_many). The
-    entry whose text is no reply is refused there and reported on its own as a
-    transport failure, as it would be unbatched."""
-
-    async def go() -> tuple[Any, ...]:
-        clock = VirtualClock(T0, speed=0.0)
-        engine = mailretry.Engine(WIDE, seed=1)
-        sender = ScriptedSender({5: ["garbage"]})
-        sender.gate = asyncio.Event()
-        errors: list[tuple[int, BaseException]] = []
-        calls: list[int] = []
-        batch_report = engine.report_many
-
-        def report_many(*args: Any, **kwargs: Any) -> dict[str, Any]:
-            calls.append(len(args[0]))
-            return batch_report(*args, **kwargs)
-
-        engine.report_many = report_many  # type: ignore[method-assign]
-        driver = Driver(
-            engine, sender, str, clock=clock, on_error=lambda le, e: errors.append((le.msg_id, e))
-        )
-        for i in range(1, 13):
-            driver.submit(i, "example.com")
-        running = asyncio.create_task(driver.run(until_idle=True))
-        await until(lambda: sender.started == 12, "twelve attempts in flight")
-        sender.gate.set()
-        return engine, await running, errors, calls
-
-    engine, stats, errors, calls = asyncio.run(go())
-    assert calls and calls[0] == 12
-    assert [msg_id for msg_id, _ in errors] == [5]
-    assert isinstance(errors[0][1], BadSenderResult)
-    assert stats.send_errors == 1 and stats.reports == 13 and stats.late_reports == 0
-    s = engine.stats()
-    assert s["delivered"] == 12 and s["lease_expirations"] == 0
-
-
-def test_batched_reports_of_expired_leases_are_late_and_the_messages_return() -> None:
+def test_reports_of_expired_leases_are_late_and_the_messages_return() -> None:
     async def go() -> tuple[Any, ...]:
         clock = VirtualClock(T0, speed=0.0)
         engine = mailretry.Engine(WIDE, seed=1)
