@@ -158,14 +158,18 @@ async def deliver(
     }
 
 
+_DRIVER_FILES = ("aio.py", "clocks.py", "aio_types.py")
+_SENDER_FILES = ("smtp.py", "smtp_types.py", "smtp_session.py", "mtasts.py")
+
+
 def category(filename: str, funcname: str) -> str:
     if "mailretry._core" in funcname or "_core" in filename:
         return "engine (compiled core)"
     if filename.endswith(os.path.join("mailretry", "engine.py")):
         return "engine (Python wrapper)"
-    if filename.endswith(os.path.join("mailretry", "aio.py")):
+    if any(filename.endswith(os.path.join("mailretry", f)) for f in _DRIVER_FILES):
         return "driver (mailretry.aio)"
-    if filename.endswith(os.path.join("mailretry", "smtp.py")):
+    if any(filename.endswith(os.path.join("mailretry", f)) for f in _SENDER_FILES):
         return "sender (mailretry.smtp)"
     if "aiosmtplib" in filename:
         return "aiosmtplib"
