@@ -38,8 +38,9 @@ seconds); :class:`~mailretry.aio.Driver` refuses to run otherwise.
 Real delivery: the default resolver is :class:`~mailretry.dns.MxResolver` (MX
 lookup, preference order, implicit MX, null MX, TTL cache), STARTTLS is
 opportunistic (``tls="opportunistic"``), a lease's ``source`` binds the local
-address given in ``sources``, and :meth:`SmtpSender.route` rolls domains up to
-the site of their MX set.
+address given in ``sources``, :meth:`SmtpSender.route` rolls domains up to
+the site of their MX set, and ``mta_sts`` (:class:`~mailretry.mtasts.MtaSts`)
+applies each recipient domain's MTA-STS policy.
 """
 
 from __future__ import annotations
