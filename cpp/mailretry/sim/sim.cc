@@ -26,10 +26,14 @@
 #include "mailretry/reply/reply.h"
 #include "mailretry/sim/internal/sim_receiver.h"
 #include "mailretry/sim/internal/sim_sender.h"
+#include "mailretry/sim/internal/sim_summary.h"
+#include "mailretry/sim/internal/sim_workload.h"
 
 namespace mailretry::sim {
 namespace {
 
+using internal::Arrivals;
+using internal::Cdf;
 using internal::kMsPerHour;
 using internal::PairState;
 using internal::RecipientState;
@@ -39,7 +43,6 @@ constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 // and the loop calls it at every event time (ready can be large when a
 // destination is throttled).
 constexpr size_t kTakeBatch = 256;
-constexpr double kInf = std::numeric_limits<double>::infinity();
 
 int64_t Ms(absl::Duration d) { return absl::ToInt64Milliseconds(d); }
 
@@ -55,70 +58,6 @@ struct EndsLater {
     return a.end_ms != b.end_ms ? a.end_ms > b.end_ms : a.seq > b.seq;
   }
 };
-
-// Cumulative distribution over weights; Pick maps u in [0, 1) to an index.
-class Cdf {
- public:
-  explicit Cdf(const std::vector<double>& weights) {
-    double total = 0;
-    for (double w : weights) total += w;
-    double acc = 0;
-    cum_.reserve(weights.size());
-    for (double w : weights) {
-      acc += w / total;
-      cum_.push_back(acc);
-    }
-    if (!cum_.empty()) cum_.back() = 1.0;
-  }
-  uint32_t Pick(double u) const {
-    auto it = std::upper_bound(cum_.begin(), cum_.end(), u);
-    if (it == cum_.end()) --it;
-    return static_cast<uint32_t>(it - cum_.begin());
-  }
-
- private:
-  std::vector<double> cum_;
-};
-
-double Percentile(std::vector<double>& v, double q) {
-  if (v.empty()) return kNaN;
-  const size_t k = std::min(v.size() - 1, static_cast<size_t>(q * static_cast<double>(v.size())));
-  std::nth_element(v.begin(), v.begin() + static_cast<ptrdiff_t>(k), v.end());
-  return v[k];
-}
-
-// Sorted arrival offsets (ms): stratified inverse-CDF sampling over the
-// hourly weights, so arrival i is non-decreasing in i without a sort.
-std::vector<int64_t> Arrivals(const Scenario& s, SplitMix64& rng) {
-  const uint64_t n = s.messages;
-  std::vector<int64_t> out(n, 0);
-  const int64_t window = Ms(s.arrival_window);
-  if (window <= 0) return out;
-  const int64_t hours = (window + kMsPerHour - 1) / kMsPerHour;
-  std::vector<double> cdf(static_cast<size_t>(hours) + 1, 0.0);
-  for (int64_t h = 0; h < hours; ++h) {
-    const double w = s.hourly_weights.empty()
-                         ? 1.0
-                         : s.hourly_weights[static_cast<size_t>(h) % s.hourly_weights.size()];
-    const int64_t len = std::min(kMsPerHour, window - h * kMsPerHour);
-    cdf[h + 1] = cdf[h] + w * static_cast<double>(len) / static_cast<double>(kMsPerHour);
-  }
-  const double total = cdf.back();
-  for (double& c : cdf) c /= total;
-  cdf.back() = 1.0;
-  int64_t h = 0;
-  for (uint64_t i = 0; i < n; ++i) {
-    const double u = (static_cast<double>(i) + rng.Uniform()) / static_cast<double>(n);
-    while (h + 1 < hours && cdf[h + 1] <= u) ++h;
-    const double width = cdf[h + 1] - cdf[h];
-    const int64_t len = std::min(kMsPerHour, window - h * kMsPerHour);
-    const double frac = width > 0 ? std::clamp((u - cdf[h]) / width, 0.0, 1.0) : 0.0;
-    int64_t t = h * kMsPerHour + static_cast<int64_t>(frac * static_cast<double>(len));
-    t = std::min(t, window - 1);
-    out[i] = std::max(t, i > 0 ? out[i - 1] : int64_t{0});
-  }
-  return out;
-}
 
 class Simulation : public internal::GateHost {
  public:
@@ -154,7 +93,6 @@ class Simulation : public internal::GateHost {
   int64_t ToMs(absl::Time t) const { return absl::ToInt64Milliseconds(t - s_.start); }
   absl::Status Decide(uint32_t msg, int64_t now, const Reply& reply);
   void DrainEvents();
-  void Summarise();
 
   const Scenario& s_;
   const ProgressFn& progress_;
@@ -608,104 +546,17 @@ absl::StatusOr<Result> Simulation::Run(const Policy& policy) {
       r_.msg_outcome[i] = Outcome::kHeld;
     }
   }
-  // Pending at the end of each hour: submitted and not yet ended.
-  std::vector<int64_t> delta(r_.hours.size() + 1, 0);
-  for (uint64_t i = 0; i < n; ++i) {
-    if (std::isnan(r_.msg_submit_s[i])) continue;
-    ++delta[std::min(r_.hours.size() - 1,
-                     static_cast<size_t>(r_.msg_submit_s[i] * 1000) / kMsPerHour)];
-    if (!std::isnan(r_.msg_end_s[i])) {
-      --delta[std::min(r_.hours.size() - 1,
-                       static_cast<size_t>(r_.msg_end_s[i] * 1000) / kMsPerHour)];
-    }
-  }
-  int64_t acc = 0;
-  for (size_t h = 0; h < r_.hours.size(); ++h) {
-    acc += delta[h];
-    r_.hours[h].pending = static_cast<uint64_t>(std::max<int64_t>(acc, 0));
-  }
+  internal::CountPendingPerHour(r_);
   if (progress_) progress_(1.0);
   r_.engine_stats = engine.Stats();
   r_.summary.end_s = static_cast<double>(end) / 1000.0;
-  Summarise();
+  std::vector<uint32_t> pair_cap(pairs_.size());
+  for (size_t i = 0; i < pairs_.size(); ++i)
+    pair_cap[i] = profiles_[domain_profile_[i / nsources_]].max_connections_per_source;
+  internal::Summarise(s_.messages, receiver_ms_, pairs_, pair_cap, r_);
   r_.summary.wall_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
   return std::move(r_);
-}
-
-double Ratio(uint64_t a, uint64_t b) {
-  return b == 0 ? kNaN : static_cast<double>(a) / static_cast<double>(b);
-}
-
-void Simulation::Summarise() {
-  Summary& s = r_.summary;
-  s.messages = s_.messages;
-  std::vector<double> ttd, all;
-  all.reserve(s_.messages);
-  for (uint64_t i = 0; i < s_.messages; ++i) {
-    switch (r_.msg_outcome[i]) {
-      case Outcome::kDelivered: {
-        ++s.delivered;
-        const double t = r_.msg_end_s[i] - r_.msg_submit_s[i];
-        ttd.push_back(t);
-        all.push_back(t);
-        continue;
-      }
-      case Outcome::kBounced:
-        ++s.bounced;
-        break;
-      case Outcome::kExpired:
-        ++s.expired;
-        break;
-      case Outcome::kHeld:
-      case Outcome::kPending:
-        ++s.held;
-        break;
-    }
-    all.push_back(kInf);
-  }
-  const double m = static_cast<double>(s.messages);
-  s.delivered_pct = 100.0 * static_cast<double>(s.delivered) / m;
-  s.bounced_pct = 100.0 * static_cast<double>(s.bounced) / m;
-  s.expired_pct = 100.0 * static_cast<double>(s.expired) / m;
-  s.held_pct = 100.0 * static_cast<double>(s.held) / m;
-  s.ttd_p50_s = Percentile(ttd, 0.50);
-  s.ttd_p95_s = Percentile(ttd, 0.95);
-  s.ttd_p99_s = Percentile(ttd, 0.99);
-  s.all_p50_s = Percentile(all, 0.50);
-  s.all_p95_s = Percentile(all, 0.95);
-  s.all_p99_s = Percentile(all, 0.99);
-  for (const HourBin& b : r_.hours) {
-    s.attempts += b.attempts;
-    s.replies_4xx += b.replies_4xx;
-    s.replies_5xx += b.replies_5xx;
-  }
-  const double delivered = static_cast<double>(s.delivered);
-  s.attempts_per_delivered = s.delivered ? static_cast<double>(s.attempts) / delivered : kNaN;
-  s.replies_4xx_per_delivered = s.delivered ? static_cast<double>(s.replies_4xx) / delivered : kNaN;
-  s.receiver_seconds = receiver_ms_ / 1000.0;
-  s.receiver_seconds_per_delivered = s.delivered ? s.receiver_seconds / delivered : kNaN;
-  for (size_t i = 0; i < pairs_.size(); ++i) {
-    const uint32_t cap = profiles_[domain_profile_[i / nsources_]].max_connections_per_source;
-    if (cap > 0) {
-      s.peak_connection_utilisation = std::max(
-          s.peak_connection_utilisation, static_cast<double>(pairs_[i].peak_connections) / cap);
-    }
-  }
-  for (size_t i = 0; i < pairs_.size(); ++i) {
-    if (r_.pair_messages[i] == 0) continue;
-    const bool flagged = !std::isnan(r_.pair_structural_s[i]);
-    const bool truth = r_.pair_structural[i];
-    if (flagged && truth) ++s.structural_true_positives;
-    if (flagged && !truth) ++s.structural_false_positives;
-    if (!flagged && truth) ++s.structural_false_negatives;
-    if (!flagged && !truth) ++s.structural_true_negatives;
-    if (!std::isnan(r_.pair_warning_s[i])) ++s.warning_destinations;
-  }
-  s.structural_precision = Ratio(s.structural_true_positives,
-                                 s.structural_true_positives + s.structural_false_positives);
-  s.structural_recall = Ratio(s.structural_true_positives,
-                              s.structural_true_positives + s.structural_false_negatives);
 }
 
 }  // namespace
