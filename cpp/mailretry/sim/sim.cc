@@ -119,6 +119,7 @@ class Simulation : public internal::GateHost {
   absl::Status error_;
 
   std::vector<ReceiverProfile> profiles_;
+  std::vector<internal::ProfileMs> profile_ms_;  // [profile], its durations in ms
   std::vector<std::vector<Reply>> replies_;  // [profile][kind]
   std::vector<Reply> local_replies_;         // [LocalDeferral]
   absl::flat_hash_map<std::string, uint32_t> profile_ids_;
@@ -170,6 +171,7 @@ uint32_t Simulation::ProfileIndex(const std::string& name) {
     }
   }
   const uint32_t id = static_cast<uint32_t>(profiles_.size());
+  profile_ms_.emplace_back(p);
   profiles_.push_back(std::move(p));
   replies_.push_back(std::move(parsed));
   profile_ids_.emplace(name, id);
@@ -332,8 +334,9 @@ void Simulation::StartAttempt(uint32_t m, int64_t now) {
   Msg& x = msgs_[m];
   const uint32_t d = x.domain;
   const uint32_t src = x.source;
+  const uint32_t prof = domain_profile_[d];
   const internal::AttemptResult a = internal::StartAttempt(
-      profiles_[domain_profile_[d]], s_.sources[src], s_.reputation_from_retries,
+      profiles_[prof], profile_ms_[prof], s_.sources[src], s_.reputation_from_retries,
       pairs_[d * nsources_ + src], x.rcpt, now, rng_);
   if (x.attempts < UINT16_MAX) ++x.attempts;
   ++r_.reply_kinds[static_cast<int>(a.kind)];
