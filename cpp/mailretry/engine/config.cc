@@ -93,18 +93,20 @@ absl::Status EngineConfig::Validate() const {
             absl::StrCat(where, ": rate intervals must be positive and finite"));
       }
     }
-    if (d.unlimited_cut_to.unlimited() || d.min_rate.unlimited()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(where, ": unlimited_cut_to and min_rate need messages >= 1"));
+    // unlimited_cut_to may be unlimited (an unlimited rate is never cut);
+    // min_rate is the floor of every cut, so it needs a real rate.
+    if (d.min_rate.unlimited()) {
+      return absl::InvalidArgumentError(absl::StrCat(where, ": min_rate needs messages >= 1"));
     }
     if (d.rate_quiet_period <= absl::ZeroDuration()) {
       return absl::InvalidArgumentError(
           absl::StrCat(where, ": rate_quiet_period must be positive"));
     }
-    if (d.suspend_base <= absl::ZeroDuration() || d.suspend_max < d.suspend_base ||
+    // suspend_base 0 = never suspend on a reply (see engine.h).
+    if (d.suspend_base < absl::ZeroDuration() || d.suspend_max < d.suspend_base ||
         !(d.suspend_multiplier >= 1.0) || !std::isfinite(d.suspend_multiplier)) {
       return absl::InvalidArgumentError(absl::StrCat(
-          where, ": need 0 < suspend_base <= suspend_max and suspend_multiplier >= 1"));
+          where, ": need 0 <= suspend_base <= suspend_max and suspend_multiplier >= 1"));
     }
     if (d.capacity_window > 64 ||
         (d.capacity_window > 0 &&

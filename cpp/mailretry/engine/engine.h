@@ -111,7 +111,9 @@ struct DestinationPolicy {
   // Rate. A rate_limit / reputation_throttle reply halves the current rate
   // (an unlimited rate is cut to `unlimited_cut_to`), never below `min_rate`.
   // After `rate_quiet_period` without another such reply the rate doubles,
-  // and again every quiet period, until it is back at `rate`.
+  // and again every quiet period, until it is back at `rate`. An unlimited
+  // `unlimited_cut_to` (messages 0) leaves an unlimited rate uncut (for a
+  // caller that paces sending itself, as the simulator's MTA presets do).
   RateLimit rate;  // configured ceiling
   RateLimit unlimited_cut_to{60, absl::Minutes(1)};
   RateLimit min_rate{1, absl::Minutes(1)};
@@ -122,7 +124,9 @@ struct DestinationPolicy {
   // consecutive connection-level failures) suspend the destination for
   // suspend_base × suspend_multiplier^(repeats), at most suspend_max. A reply
   // that arrives while already suspended does not count as a repeat. The
-  // repeat count resets on the next delivery.
+  // repeat count resets on the next delivery. suspend_base 0: these replies
+  // never suspend (for a caller that models suspensions itself, as the
+  // simulator's MTA presets do; a reaction rule's suspend_for still applies).
   absl::Duration suspend_base = absl::Minutes(5);
   double suspend_multiplier = 2.0;
   absl::Duration suspend_max = absl::Hours(4);
