@@ -387,6 +387,7 @@ DestinationPolicy ParseDestinationPolicy(Context& cx, const toml::node* node,
   t.Duration("suspend_probe_interval", d.suspend_probe_interval);
   t.Unsigned("capacity_window", d.capacity_window);
   t.Unsigned("capacity_suspend_min", d.capacity_suspend_min);
+  t.Bool("learn_greylist_delay", d.learn_greylist_delay);
   t.Finish();
   return d;
 }

@@ -269,6 +269,7 @@ absl::StatusOr<Decision> Core::Report(uint64_t id, uint32_t attempt, int64_t now
       e->reply = text;
     }
     if (probe) ReleaseSuspension(di, now);
+    NoteGreylistDelivery(r, now);
     OnDelivered(di, now);
     FreeSlot(s);
     return out;
