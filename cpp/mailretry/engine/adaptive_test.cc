@@ -434,6 +434,45 @@ TEST(StructuralPooling, ASourceWithoutPtrIsFoundAtOneMessageDestinations) {
   EXPECT_THAT(Structural(o->DrainEvents()), IsEmpty());
 }
 
+// A held destination's probes back off: 30 min, 1 h, 2 h ... up to 12 h,
+// not one every 30 min for the messages' whole lifetime.
+int HeldProbes(EngineConfig c) {
+  c.retry.lifetime = absl::Hours(120);
+  auto e = MakeEngine(c);
+  for (uint64_t i = 1; i <= 4; ++i) EXPECT_TRUE(e->Submit(i, "a.example", kT0, "ip-d").ok());
+  EXPECT_TRUE(e->Submit(9, "b.example", kT0, "ip-d").ok());
+  int after_hold = 0;
+  for (absl::Time t = kT0; t < kT0 + absl::Hours(121); t += absl::Minutes(1)) {
+    const bool held = e->GetDestination("a.example", "ip-d")->health == Health::kStructural;
+    for (const Lease& l : Take(*e, t)) {
+      if (held && l.destination == "a.example") ++after_hold;
+      MustReport(*e, l.msg_id, t, kPtr);
+    }
+  }
+  EXPECT_EQ(e->Stats().expired, 5u);
+  ExpectBalanced(*e);
+  return after_hold;
+}
+
+TEST(StructuralHold, ProbesOfAHeldDestinationBackOff) {
+  // 30m + 1h + 2h + 4h + 8h, then every 12 h: about 14 in 120 h.
+  EXPECT_LE(HeldProbes(EngineConfig{}), 16);
+  EngineConfig fixed;
+  // A fixed 30-min interval: a probe whenever one of the messages is due
+  // (their own backoff) and 30 min have passed, over 100 in 120 h.
+  fixed.structural.probe_backoff = 1.0;
+  EXPECT_GE(HeldProbes(fixed), 100);
+}
+
+TEST(StructuralHold, BadProbeBackoffIsRefused) {
+  EngineConfig c;
+  c.structural.probe_backoff = 0.5;
+  EXPECT_FALSE(Engine::Create(c, 1).ok());
+  c.structural.probe_backoff = 2.0;
+  c.structural.probe_interval_max = absl::Minutes(1);
+  EXPECT_FALSE(Engine::Create(c, 1).ok());
+}
+
 TEST(StructuralPooling, OneStrongReplyAloneIsNotEnough) {
   auto e = MakeEngine();
   ASSERT_TRUE(e->Submit(1, "solo.example", kT0, "ip-x").ok());

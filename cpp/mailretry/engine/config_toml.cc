@@ -446,6 +446,8 @@ StructuralConfig ParseStructural(Context& cx, const toml::node* node, const std:
   t.Duration("evidence_span", s.evidence_span);
   t.Bool("hold", s.hold);
   t.Duration("probe_interval", s.probe_interval);
+  t.Double("probe_backoff", s.probe_backoff);
+  t.Duration("probe_interval_max", s.probe_interval_max);
   t.Unsigned("strong_attempts", s.strong_attempts);
   t.Duration("strong_span", s.strong_span);
   t.Unsigned("sender_destinations", s.sender_destinations);

@@ -220,6 +220,13 @@ struct StructuralConfig {
   // and let one probe message out per `probe_interval`; a delivery clears it.
   bool hold = true;
   absl::Duration probe_interval = absl::Minutes(30);
+  // Each probe of a hold that is not delivered multiplies the wait before the
+  // next one by `probe_backoff`, up to `probe_interval_max`: a sender-side
+  // fault (a missing PTR record) is rarely fixed within the hour, and a probe
+  // every 30 min for the messages' 5-day lifetime cost 240 refusals per held
+  // destination. 1.0 = a fixed interval (the behaviour before 0.3).
+  double probe_backoff = 2.0;
+  absl::Duration probe_interval_max = absl::Hours(12);
 };
 
 struct EngineConfig {

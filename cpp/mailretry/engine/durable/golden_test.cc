@@ -43,6 +43,7 @@ EngineConfig GoldenConfig() {
   c.destination_defaults.learn_greylist_delay = false;
   c.structural.strong_attempts = c.structural.sender_destinations = 0;
   c.structural.early_weak_evidence = true;
+  c.structural.probe_backoff = 1.0;
   ReactionRule r;
   r.name = "yahoo-deferral";
   r.destination = "yahoo.example";

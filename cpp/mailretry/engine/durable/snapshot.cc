@@ -138,6 +138,11 @@ void Fields(V& v, S& x) {
     x.strong_attempts = x.sender_destinations = 0;
     x.early_weak_evidence = true;
   }
+  if (v.version >= 5) {
+    v(x.probe_backoff), v(x.probe_interval_max);
+  } else if constexpr (!std::is_const_v<S>) {
+    x.probe_backoff = 1.0;  // a fixed probe interval
+  }
 }
 
 // `transient` is a tri-state byte: 0 unset, 1 false, 2 true.
@@ -174,6 +179,7 @@ void Fields(V& v, S& d) {
   if (v.version >= 4)
     v(d.ramp_to), v(d.half_open), v(d.capacity_bits), v(d.strong_ptr), v(d.strong_auth),
         v(d.strong_first);
+  if (v.version >= 5) v(d.held_probes);
 }
 
 // A live message (its slot is written before it).

@@ -243,6 +243,8 @@ class Core {
   // structural_failure when one of them holds.
   void StructuralEvidence(uint32_t di, MsgRec& r, Category cat, int64_t now, bool expiring);
   void CheckStructural(uint32_t di, int64_t now);
+  // The wait before a held destination's next probe; counts this probe.
+  int64_t HeldProbeIntervalMs(DestState& d);
   // Counts a PTR / SPF-DKIM-DMARC reply to this pair and to its source.
   void NoteStrongEvidence(DestState& d, Category cat, int64_t now);
 

@@ -140,6 +140,7 @@ struct DestState {
   bool held = false;
   bool probe_in_flight = false;
   int64_t next_probe = kNoTime;
+  uint32_t held_probes = 0;  // probes sent since the hold began (their backoff)
   int64_t last_delivery = kNoTime;
   int64_t win_start = kNoTime;
   uint32_t cur_attempts = 0, cur_421 = 0, prev_attempts = 0, prev_421 = 0;
