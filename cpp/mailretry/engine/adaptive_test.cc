@@ -271,9 +271,8 @@ std::vector<int> RunGreylist(absl::Duration delay, int n, absl::Duration spacing
   int submitted = 0;
   for (absl::Time now = kT0; now < kT0 + absl::Hours(30); now += absl::Seconds(10)) {
     while (submitted < n && kT0 + spacing * submitted <= now) {
-      EXPECT_TRUE(e->Submit(submitted, "grey.example", now,
-                            sources[submitted % sources.size()])
-                      .ok());
+      EXPECT_TRUE(
+          e->Submit(submitted, "grey.example", now, sources[submitted % sources.size()]).ok());
       ++submitted;
     }
     for (const Lease& l : Take(*e, now)) {
@@ -323,7 +322,8 @@ TEST(LearnedGreylist, ALongWindowIsNotHitEveryFiveMinutes) {
 
 TEST(LearnedGreylist, TheDelayIsPooledOverSources) {
   // Alternating sources: what one source's messages learned serves the other's.
-  const std::vector<int> r = RunGreylist(absl::Minutes(20), 12, absl::Minutes(30), {"ip-a", "ip-b"});
+  const std::vector<int> r =
+      RunGreylist(absl::Minutes(20), 12, absl::Minutes(30), {"ip-a", "ip-b"});
   EXPECT_EQ(r[0], 4);
   EXPECT_LE(r[1], 2);  // the other source's first message already knows a lower bound
   for (int i = 4; i < 12; ++i) EXPECT_EQ(r[i], 1) << i;
@@ -363,6 +363,35 @@ TEST(LearnedGreylist, AChangedDelayIsLearnedAgain) {
   d = MustReport(*e, 2, now, kGreylisted);
   EXPECT_EQ(d.schedule, "builtin:greylisting (learning)");
   EXPECT_EQ(*d.next_attempt - t1, absl::Minutes(10));
+}
+
+// The learned bounds and each message's first deferral survive Save/Load.
+TEST(LearnedGreylist, WhatWasLearnedSurvivesASnapshot) {
+  auto e = MakeEngine(Unjittered());
+  ASSERT_TRUE(e->Submit(1, "grey.example", kT0).ok());
+  absl::Time now = kT0;
+  for (int i = 0; i < 3; ++i) {  // refused at 0, 5 and 10 min
+    ASSERT_EQ(Take(*e, now).size(), 1u);
+    now = *MustReport(*e, 1, now, kGreylisted).next_attempt;
+  }
+  ASSERT_EQ(Take(*e, now).size(), 1u);
+  MustReport(*e, 1, now, kOk);  // delivered at 15 min
+  ASSERT_TRUE(e->Submit(2, "grey.example", now).ok());
+  ASSERT_EQ(Take(*e, now).size(), 1u);
+  const Decision before = MustReport(*e, 2, now, kGreylisted);
+  const std::string path = TempPath("greylist.snap");
+  ASSERT_TRUE(e->Save(path).ok());
+  absl::StatusOr<std::unique_ptr<Engine>> b = Engine::Load(path);
+  ASSERT_TRUE(b.ok()) << b.status();
+  // Refused again after the bisected wait: both engines now go to the 15 min that worked.
+  const absl::Time t = *before.next_attempt;
+  ASSERT_EQ(Take(*e, t).size(), 1u);
+  ASSERT_EQ(Take(**b, t).size(), 1u);
+  const Decision x = MustReport(*e, 2, t, kGreylisted);
+  const Decision y = MustReport(**b, 2, t, kGreylisted);
+  EXPECT_EQ(x.next_attempt, y.next_attempt);
+  EXPECT_EQ(*y.next_attempt - now, absl::Minutes(15));
+  EXPECT_EQ(y.schedule, "builtin:greylisting (learned)");
 }
 
 TEST(LearnedGreylist, OffGivesTheFixedOverride) {

@@ -411,7 +411,7 @@ std::string Serialize(const Engine::Impl& m) {
     for (int64_t t : *v) w.I64(t);
   }
   std::vector<std::pair<uint32_t, Engine::Impl::GreylistMemory>> grey(m.greylist.begin(),
-                                                                     m.greylist.end());
+                                                                      m.greylist.end());
   std::sort(grey.begin(), grey.end(),
             [](const auto& a, const auto& b) { return a.first < b.first; });
   w.U64(grey.size());

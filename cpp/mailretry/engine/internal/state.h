@@ -349,7 +349,7 @@ struct Engine::Impl {
   // sources: waits after a message's first greylist deferral that were still
   // greylisted (lower) and that got through (upper).
   struct GreylistMemory {
-    int64_t lower_ms = 0;               // the longest refused wait (0 = none)
+    int64_t lower_ms = 0;                 // the longest refused wait (0 = none)
     int64_t upper_ms = internal::kNever;  // the shortest wait that worked (kNever = none)
   };
   absl::flat_hash_map<uint32_t, GreylistMemory> greylist;
