@@ -169,6 +169,11 @@ absl::Status EngineConfig::Validate() const {
     return absl::InvalidArgumentError(
         "structural: need cycle_messages >= 1, evidence_messages >= 1, positive probe_interval");
   }
+  if (!(s.probe_backoff >= 1.0 && s.probe_backoff <= 16.0) ||
+      s.probe_interval_max < s.probe_interval) {
+    return absl::InvalidArgumentError(
+        "structural: need 1 <= probe_backoff <= 16 and probe_interval_max >= probe_interval");
+  }
   if (lease_timeout <= absl::ZeroDuration() || lease_timeout > absl::Hours(24 * 30)) {
     return absl::InvalidArgumentError("lease_timeout must be in (0, 30 days]");
   }
