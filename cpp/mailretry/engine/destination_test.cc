@@ -176,7 +176,7 @@ TEST(Engine, SuspendBaseZeroAndUnlimitedCutToTurnTheReactionsOff) {
   EngineConfig c;
   c.destination_defaults.suspend_base = absl::ZeroDuration();
   c.destination_defaults.unlimited_cut_to = RateLimit{};  // unlimited
-  c.destination_defaults.capacity_window = 0;              // every capacity reply would suspend
+  c.destination_defaults.capacity_window = 0;             // every capacity reply would suspend
   c.destination_defaults.initial_concurrency = 10;
   c.destination_defaults.max_concurrency = 10;
   auto e = MakeEngine(c);

@@ -120,8 +120,8 @@ class Simulation : public internal::GateHost {
 
   std::vector<ReceiverProfile> profiles_;
   std::vector<internal::ProfileMs> profile_ms_;  // [profile], its durations in ms
-  std::vector<std::vector<Reply>> replies_;  // [profile][kind]
-  std::vector<Reply> local_replies_;         // [LocalDeferral]
+  std::vector<std::vector<Reply>> replies_;      // [profile][kind]
+  std::vector<Reply> local_replies_;             // [LocalDeferral]
   absl::flat_hash_map<std::string, uint32_t> profile_ids_;
   std::vector<uint32_t> domain_profile_;  // profile index per domain
   absl::flat_hash_map<std::string, uint32_t> domain_ids_;
