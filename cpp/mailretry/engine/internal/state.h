@@ -221,58 +221,49 @@ class EventBuffer {
     }
   }
   // Removes and returns every event, oldest first. `recycle` (may be null)
-  // holds Events the caller is done with: they become spares.
+  // holds Events the caller is done with: they become spares. The work is
+  // proportional to the live events and to `recycle`'s size, never to the
+  // spares already here.
   std::vector<Event> Take(std::vector<Event>* recycle) {
-    std::vector<Event> out;
-    // Nothing to hand over: keep the room (callers drain far more often than
-    // events come, e.g. the simulator at every event time).
-    if (empty()) {
-      if (head_ > 0) {  // only dropped placeholders before n_
-        v_.erase(v_.begin(), v_.begin() + static_cast<ptrdiff_t>(head_));
-        head_ = n_ = 0;
+    const size_t live = size();
+    if (recycle == nullptr) {
+      std::vector<Event> out;
+      if (live == 0) {
+        head_ = n_ = 0;  // dropped placeholders, if any, become spares
+        return out;
       }
-      Absorb(recycle);
+      out.swap(v_);  // no reuse wanted: hand the vector over, as before
+      out.erase(out.begin() + static_cast<ptrdiff_t>(n_), out.end());
+      out.erase(out.begin(), out.begin() + static_cast<ptrdiff_t>(head_));
+      head_ = n_ = 0;
+      // Room for a similar batch next time, within reason: growing from
+      // empty moved every event again on each doubling.
+      v_.reserve(std::min<size_t>(out.size(), 4096));
       return out;
     }
-    if (head_ == 0) {
-      out.swap(v_);  // the live events, then the spares
-      if (recycle != nullptr) {
-        v_.swap(*recycle);
-      } else {
-        // Room for a similar batch next time, within reason: growing from
-        // empty moved every event again on each doubling.
-        v_.reserve(std::min<size_t>(n_, 4096));
-      }
-      // The spares stay here; only live events go out.
-      for (size_t i = n_; i < out.size() && v_.size() < kMaxSpare; ++i) {
-        v_.push_back(std::move(out[i]));
-      }
-      out.resize(n_);
-      if (v_.size() > kMaxSpare) v_.resize(kMaxSpare);
-      n_ = 0;
-    } else {
-      out.assign(std::make_move_iterator(begin_mut()),
-                 std::make_move_iterator(v_.begin() + static_cast<ptrdiff_t>(n_)));
-      v_.clear();
-      head_ = n_ = 0;
-      Absorb(recycle);
+    std::vector<Event> out = std::move(*recycle);
+    recycle->clear();
+    // The live events go out; the caller's old ones take their places here.
+    const size_t swapped = std::min(live, out.size());
+    for (size_t i = 0; i < swapped; ++i) std::swap(out[i], v_[head_ + i]);
+    if (swapped < live) {
+      out.reserve(live);
+      for (size_t i = swapped; i < live; ++i) out.push_back(std::move(v_[head_ + i]));
+    }
+    // The caller's surplus old events become spares too (up to kMaxSpare).
+    for (size_t j = live; j < out.size() && v_.size() < kMaxSpare; ++j) {
+      v_.push_back(std::move(out[j]));
+    }
+    out.resize(live);
+    head_ = n_ = 0;  // everything here is a spare now
+    if (v_.size() > kMaxSpare) {
+      v_.resize(kMaxSpare);
+      v_.shrink_to_fit();  // once after a huge batch, amortized over it
     }
     return out;
   }
 
  private:
-  // Takes the caller's Events as spares (after the live ones, up to kMaxSpare).
-  void Absorb(std::vector<Event>* recycle) {
-    if (recycle == nullptr) return;
-    if (v_.empty() && recycle->size() <= kMaxSpare) {
-      v_.swap(*recycle);
-    } else {
-      for (size_t i = 0; i < recycle->size() && v_.size() < kMaxSpare; ++i) {
-        v_.push_back(std::move((*recycle)[i]));
-      }
-    }
-    recycle->clear();
-  }
   // Back to a default-constructed Event, keeping the strings' and vectors'
   // capacity. Must name every field of Event (engine.h).
   static void Reset(Event& e) {
@@ -295,7 +286,6 @@ class EventBuffer {
     e.samples.clear();
     e.remediation.clear();
   }
-  std::vector<Event>::iterator begin_mut() { return v_.begin() + static_cast<ptrdiff_t>(head_); }
   std::vector<Event> v_;
   size_t head_ = 0;  // first live event
   size_t n_ = 0;     // end of the live events; spares after it
