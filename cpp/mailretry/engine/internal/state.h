@@ -221,9 +221,7 @@ class EventBuffer {
     }
   }
   // Removes and returns every event, oldest first. `recycle` (may be null)
-  // holds Events the caller is done with: they become spares. The work is
-  // proportional to the live events and to `recycle`'s size, never to the
-  // spares already here.
+  // holds Events the caller is done with: they become spares.
   std::vector<Event> Take(std::vector<Event>* recycle) {
     const size_t live = size();
     if (recycle == nullptr) {
@@ -241,25 +239,23 @@ class EventBuffer {
       v_.reserve(std::min<size_t>(out.size(), 4096));
       return out;
     }
-    std::vector<Event> out = std::move(*recycle);
-    recycle->clear();
-    // The live events go out; the caller's old ones take their places here.
-    const size_t swapped = std::min(live, out.size());
-    for (size_t i = 0; i < swapped; ++i) std::swap(out[i], v_[head_ + i]);
-    if (swapped < live) {
-      out.reserve(live);
-      for (size_t i = swapped; i < live; ++i) out.push_back(std::move(v_[head_ + i]));
+    std::vector<Event> out;
+    if (live == 0) {
+      // Keep the larger pool of spares (the caller's vector is then empty).
+      head_ = n_ = 0;  // dropped placeholders, if any, become spares
+      if (recycle->size() > v_.size()) v_.swap(*recycle);
+      recycle->clear();
+      return out;
     }
-    // The caller's surplus old events become spares too (up to kMaxSpare).
-    for (size_t j = live; j < out.size() && v_.size() < kMaxSpare; ++j) {
-      v_.push_back(std::move(out[j]));
-    }
-    out.resize(live);
-    head_ = n_ = 0;  // everything here is a spare now
-    if (v_.size() > kMaxSpare) {
-      v_.resize(kMaxSpare);
-      v_.shrink_to_fit();  // once after a huge batch, amortized over it
-    }
+    // Whole vectors change hands, no Event moves (an Event is ~340 bytes):
+    // the caller gets the live events, the engine keeps the caller's old
+    // events, in place, as spares.
+    out.swap(v_);
+    v_.swap(*recycle);
+    if (head_ > 0) out.erase(out.begin(), out.begin() + static_cast<ptrdiff_t>(head_));
+    out.resize(live);  // spares this batch did not need are freed
+    head_ = n_ = 0;
+    if (v_.size() > kMaxSpare) v_.resize(kMaxSpare);
     return out;
   }
 
