@@ -31,6 +31,7 @@ from typing import Any
 
 import mailretry
 from mailretry.aio import Clock, Driver, SystemClock, VirtualClock
+from mailretry.mtasts import MtaSts
 from mailretry.smtp import (
     Endpoint,
     MxResolver,
@@ -113,6 +114,9 @@ async def main() -> None:
     parser.add_argument("--ehlo", default=None, help="EHLO name without --source")
     parser.add_argument("--metrics", type=int, default=None, help="serve /metrics on this port")
     parser.add_argument("--state", help="directory for a crash-safe engine (journal)")
+    parser.add_argument(
+        "--mta-sts", action="store_true", help="apply recipient domains' MTA-STS policies"
+    )
     args = parser.parse_args()
     if args.demo and (args.state or args.server):
         parser.error("--demo runs in virtual time on loopback: no --state or --server")
@@ -160,6 +164,8 @@ async def main() -> None:
         connect_timeout=10,
         command_timeout=30,
         attempt_timeout=120,
+        mta_sts=MtaSts() if args.mta_sts and not args.demo else None,
+        mta_sts_report=lambda domain, mx, why: print(f"MTA-STS {domain} {mx}: {why}"),
     )
     observer = None
     if args.metrics is not None:

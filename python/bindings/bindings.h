@@ -15,6 +15,7 @@ void RegisterClassifier(pybind11::module_& m);
 void RegisterEngine(pybind11::module_& m);
 void RegisterSim(pybind11::module_& m);
 void RegisterJournal(pybind11::module_& m);  // after RegisterEngine: adds to Engine
+void RegisterConfig(pybind11::module_& m);
 
 // Python passes time as float seconds since the Unix epoch (the pure-Python
 // layer converts datetime). Non-finite values raise InvalidInputError.

@@ -41,4 +41,5 @@ PYBIND11_MODULE(_core, m) {
   mailretry::python::RegisterEngine(m);
   mailretry::python::RegisterSim(m);
   mailretry::python::RegisterJournal(m);
+  mailretry::python::RegisterConfig(m);
 }

@@ -27,16 +27,16 @@ message twice: delivery is at least once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import itertools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
+from typing import Any, Generic, TypeVar
 
 from mailretry._core import Decision, Lease, Reply
+from mailretry.aio_types import DriverObserver, EngineLike, Sender, SharedAdmission, SharedLimits
 from mailretry.classify import transport_reply
+from mailretry.clocks import BusyTracking, Clock, SystemClock, VirtualClock
 from mailretry.errors import InvalidInputError, StateError, UnknownIdError
 
 __all__ = [
@@ -57,239 +57,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MsgT = TypeVar("MsgT")
-MsgT_contra = TypeVar("MsgT_contra", contravariant=True)
-
-
-# -- clocks ----------------------------------------------------------------------
-class Clock(Protocol):
-    """Where the driver gets its time from (epoch seconds) and how it waits."""
-
-    def now(self) -> float:
-        """The current time in epoch seconds."""
-        ...
-
-    async def sleep(self, seconds: float) -> None:
-        """Wait until ``seconds`` of this clock's time have passed."""
-        ...
-
-
-@runtime_checkable
-class BusyTracking(Protocol):
-    """A clock that wants to know when the driver is working (see
-    :class:`VirtualClock`): :meth:`acquire` when work starts, :meth:`release`
-    when it ends; calls nest."""
-
-    def acquire(self) -> None: ...
-
-    def release(self) -> None: ...
-
-
-class SystemClock:
-    """Wall-clock time (``time.time()``) and ``asyncio.sleep``."""
-
-    def now(self) -> float:
-        return time.time()
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(max(0.0, seconds))
-
-
-class VirtualClock:
-    """Virtual time for tests and simulations.
-
-    Parameters
-    ----------
-    start
-        Virtual time at creation (epoch seconds).
-    speed
-        Virtual seconds per real second while the clock runs (600 = one real
-        second is ten virtual minutes). ``0`` freezes time except for skips.
-    skip_idle
-        When nothing holds the clock (:meth:`acquire`, :meth:`busy`), jump
-        forward to the earliest sleeper's deadline instead of waiting for it.
-        A sleeper woken by a jump holds the clock until its task has resumed,
-        so time does not move on before it has acted. A :class:`Driver` holds
-        the clock while its loop runs and while each attempt is in flight, and
-        lets go while it waits. Anything else that acts on the system (a test
-        harness, a feeder) must wait through this clock's :meth:`sleep` or hold
-        the clock while it works.
-
-    Notes
-    -----
-    Not thread-safe: use it from one event loop (``now()`` may be read from
-    other threads).
-    """
-
-    def __init__(self, start: float, *, speed: float = 600.0, skip_idle: bool = True) -> None:
-        if speed < 0:
-            raise ValueError("speed must be >= 0")
-        self._origin_virtual = float(start)
-        self._origin_real = time.monotonic()
-        self._offset = 0.0
-        self._speed = float(speed)
-        self._skip_idle = skip_idle
-        self._busy = 0
-        self._sleepers: dict[int, float] = {}
-        self._woken: set[int] = set()  # sleepers holding the clock until they resume
-        self._ids = itertools.count()
-        self._changed: asyncio.Future[None] | None = None
-
-    @property
-    def speed(self) -> float:
-        return self._speed
-
-    def now(self) -> float:
-        real = time.monotonic() - self._origin_real
-        return self._origin_virtual + real * self._speed + self._offset
-
-    def advance(self, seconds: float) -> None:
-        """Move time forward by ``seconds`` (never backwards)."""
-        if seconds <= 0:
-            return
-        self._offset += seconds
-        now = self.now()
-        for token, deadline in self._sleepers.items():
-            if deadline <= now and token not in self._woken:
-                self._woken.add(token)
-                self._busy += 1
-        self._notify()
-
-    def acquire(self) -> None:
-        """Mark work in progress: until the matching :meth:`release`, time does
-        not jump."""
-        self._busy += 1
-
-    def release(self) -> None:
-        if self._busy <= 0:
-            raise RuntimeError("VirtualClock.release() without acquire()")
-        self._busy -= 1
-        if self._busy == 0:
-            self._notify()
-
-    @contextlib.contextmanager
-    def busy(self) -> Iterator[None]:
-        """:meth:`acquire` and :meth:`release` as a context manager."""
-        self.acquire()
-        try:
-            yield
-        finally:
-            self.release()
-
-    async def sleep(self, seconds: float) -> None:
-        deadline = self.now() + max(0.0, seconds)
-        token = next(self._ids)
-        self._sleepers[token] = deadline
-        try:
-            while True:
-                now = self.now()
-                if now >= deadline:
-                    return
-                if self._skip_idle and self._busy == 0:
-                    self.advance(min(self._sleepers.values()) - now)
-                    if self.now() >= deadline:
-                        return
-                changed = self._changed_future()
-                real_timeout = None if self._speed == 0 else (deadline - now) / self._speed
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(changed), real_timeout)
-        finally:
-            del self._sleepers[token]
-            if token in self._woken:
-                self._woken.discard(token)
-                self.release()
-            # A sleeper leaving may make another one the earliest: let them re-check.
-            self._notify()
-
-    def _changed_future(self) -> asyncio.Future[None]:
-        if self._changed is None or self._changed.done():
-            self._changed = asyncio.get_running_loop().create_future()
-        return self._changed
-
-    def _notify(self) -> None:
-        if self._changed is not None and not self._changed.done():
-            self._changed.set_result(None)
-
-
-# -- protocols -------------------------------------------------------------------
-class Sender(Protocol[MsgT_contra]):
-    """Makes one delivery attempt.
-
-    ``send`` returns the server's final reply to the attempt as text (``"250
-    2.0.0 OK"``, ``"550 5.1.1 ..."``, multi-line as received) or a
-    :class:`~mailretry.Reply` from :func:`mailretry.transport_reply` when no
-    reply was received. It should not raise. If it does, or returns something
-    that is not a reply (``None``, a number, an empty or malformed text), the
-    driver calls ``on_error``, counts it in ``DriverStats.send_errors`` and
-    reports the attempt at once as a transport failure
-    (``connection_dropped``), so the message goes back to its schedule now
-    rather than when its lease times out.
-    """
-
-    async def send(self, lease: Lease, message: MsgT_contra) -> str | Reply: ...
-
-
-class EngineLike(Protocol):
-    """What the driver needs from an engine (:class:`~mailretry.Engine`, durable
-    or not)."""
-
-    def submit(
-        self,
-        msg_id: int,
-        destination: str,
-        now: float,
-        *,
-        source: str | None = None,
-        not_before: float | None = None,
-    ) -> None: ...
-    def advance(self, now: float) -> None: ...
-    def take_ready(self, now: float, limit: int) -> list[Lease]: ...
-    def report(self, lease: Lease, now: float, reply: str | Reply) -> Decision: ...
-    def next_wakeup(self) -> float | None: ...
-    def drain_events(self) -> list[dict[str, Any]]: ...
-    def destination(self, name: str, source: str | None = None) -> dict[str, Any]: ...
-
-
-class DriverObserver(Protocol):
-    """Watches a :class:`Driver` (e.g. :class:`mailretry.metrics.Metrics`)."""
-
-    def on_event(self, event: dict[str, Any]) -> None:
-        """Every engine event, in order (with ``domain`` when known)."""
-        ...
-
-    def on_attempt(
-        self, lease: Lease, outcome: str | Reply, decision: Decision | None, seconds: float
-    ) -> None:
-        """A finished attempt: what was reported, the engine's decision (None
-        when the report was refused as late) and its real duration."""
-        ...
-
-
-class SharedAdmission(Protocol):
-    """A :class:`SharedLimits` gate's answer for one lease."""
-
-    @property
-    def admitted(self) -> bool: ...
-
-    @property
-    def reply(self) -> str | None: ...
-
-
-class SharedLimits(Protocol):
-    """Destination state shared with other nodes (:class:`mailretry.cluster.RedisShared`).
-
-    The driver calls :meth:`start` when it runs, :meth:`admit` before each
-    attempt and :meth:`release` after it, and passes every engine event to
-    :meth:`observe`. An admission that is not admitted either carries a
-    ``reply`` learned from another node (the driver reports it without
-    sending) or none (the lease could not be admitted before its deadline: it
-    is left to time out and the engine reschedules the message).
-    """
-
-    async def start(self, emit: Callable[[dict[str, Any]], None] | None = None) -> None: ...
-    async def stop(self) -> None: ...
-    async def admit(self, lease: Lease, give_up_at: float | None = None) -> Any: ...
-    async def release(self, admission: Any) -> None: ...
-    def observe(self, event: dict[str, Any]) -> None: ...
 
 
 @dataclass
@@ -415,6 +182,9 @@ class Driver(Generic[MsgT]):
         self._timeouts_checked = False
         self._shared = shared
         self.stats = DriverStats()
+        # The clock's kind, checked once: isinstance() against a runtime
+        # Protocol walks its members, and _hold/_let_go run twice per attempt.
+        self._busy_clock = self._clock if isinstance(self._clock, BusyTracking) else None
 
     # -- public API ------------------------------------------------------------
     @property
@@ -570,12 +340,12 @@ class Driver(Generic[MsgT]):
         return self._idle_step
 
     def _hold(self) -> None:
-        if isinstance(self._clock, BusyTracking):
-            self._clock.acquire()
+        if self._busy_clock is not None:
+            self._busy_clock.acquire()
 
     def _let_go(self) -> None:
-        if isinstance(self._clock, BusyTracking):
-            self._clock.release()
+        if self._busy_clock is not None:
+            self._busy_clock.release()
 
     async def _wait(self, delay: float | None) -> None:
         """Wait for :meth:`wake` (new work, a finished attempt, the timer)."""
@@ -605,7 +375,7 @@ class Driver(Generic[MsgT]):
 
     async def _attempt(self, lease: Lease) -> None:
         outcome: str | Reply
-        started = time.perf_counter()  # for the latency metric only
+        started = time.perf_counter() if self._observer is not None else None  # latency metric
         admission: Any = None
         try:
             message = self._get_message(lease.msg_id)
@@ -632,6 +402,9 @@ class Driver(Generic[MsgT]):
             outcome = result
         except Exception as exc:
             outcome = self._sender_failed(lease, exc)
+        self._report_one(lease, outcome, started)
+
+    def _report_one(self, lease: Lease, outcome: str | Reply, started: float | None) -> None:
         decision: Decision | None = None
         try:
             # The lease itself: a report that arrives after the lease timed out
@@ -653,7 +426,7 @@ class Driver(Generic[MsgT]):
             self._on_error(lease, exc)
             return
         finally:
-            if self._observer is not None:
+            if self._observer is not None and started is not None:
                 self._observer.on_attempt(lease, outcome, decision, time.perf_counter() - started)
         self.stats.reports += 1
         if self._on_report is not None:

@@ -38,26 +38,38 @@ seconds); :class:`~mailretry.aio.Driver` refuses to run otherwise.
 Real delivery: the default resolver is :class:`~mailretry.dns.MxResolver` (MX
 lookup, preference order, implicit MX, null MX, TTL cache), STARTTLS is
 opportunistic (``tls="opportunistic"``), a lease's ``source`` binds the local
-address given in ``sources``, and :meth:`SmtpSender.route` rolls domains up to
-the site of their MX set.
+address given in ``sources``, :meth:`SmtpSender.route` rolls domains up to
+the site of their MX set, and ``mta_sts`` (:class:`~mailretry.mtasts.MtaSts`)
+applies each recipient domain's MTA-STS policy.
 """
 
 from __future__ import annotations
 
 import asyncio
-import email.message
-import email.policy
-import socket
 import ssl
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
 
 from mailretry._core import Lease, Reply
 from mailretry.classify import transport_reply
 from mailretry.dns import DnsFailure, Endpoint, MxResolver, PermanentDnsFailure
 from mailretry.errors import InvalidInputError
+from mailretry.mtasts import MtaSts, MtaStsPolicy
+from mailretry.smtp_session import Conn, SenderStats, transaction
+from mailretry.smtp_types import (
+    TLS_POLICIES,
+    ImplicitMxResolver,
+    LimitSource,
+    OutgoingMessage,
+    Resolver,
+    SourceAddress,
+    StaticResolver,
+    TlsPolicy,
+    _NoConnection,
+    _transport_for_connect_error,
+    format_reply,
+)
 
 try:
     import aiosmtplib
@@ -82,174 +94,11 @@ __all__ = [
     "format_reply",
 ]
 
-#: What to do about STARTTLS, per destination:
-#: ``"none"``: never; ``"opportunistic"`` (default, RFC 7435): when the server
-#: offers it, without checking the certificate, and in plain text when the
-#: handshake fails; ``"required"``: encrypt or fail (``tls_failure``), any
-#: certificate; ``"verify"``: encrypt with a certificate valid for the MX host
-#: name (what an MTA-STS ``enforce`` or DANE policy asks for).
-TlsPolicy = Literal["none", "opportunistic", "required", "verify"]
-TLS_POLICIES: tuple[str, ...] = ("none", "opportunistic", "required", "verify")
-
-
-# -- messages and resolution -------------------------------------------------------
-@dataclass(frozen=True)
-class OutgoingMessage:
-    """One message to one recipient.
-
-    ``content`` is the message as sent after DATA: bytes, an ASCII string or an
-    :class:`email.message.EmailMessage` (serialised with the SMTP policy).
-    """
-
-    sender: str
-    recipient: str
-    content: bytes | str | email.message.EmailMessage
-    mail_options: tuple[str, ...] = ()
-    rcpt_options: tuple[str, ...] = ()
-
-    def data(self) -> bytes:
-        """The DATA payload as bytes ending in CRLF."""
-        if isinstance(self.content, email.message.EmailMessage):
-            raw = self.content.as_bytes(policy=email.policy.SMTP)
-        elif isinstance(self.content, str):
-            raw = self.content.encode("ascii")
-        else:
-            raw = self.content
-        return raw if raw.endswith(b"\r\n") else raw + b"\r\n"
-
-
-@dataclass(frozen=True)
-class SourceAddress:
-    """Where connections for a lease's ``source`` leave from: the local
-    ``address`` to bind and the ``ehlo`` name to announce (it should match the
-    address's PTR record)."""
-
-    address: str
-    ehlo: str | None = None
-
-
-class LimitSource(Protocol):
-    """Where a pool's bound comes from: an Engine (durable or not)."""
-
-    def concurrency_limit(self, name: str, source: str | None = None) -> int: ...
-
-
-class Resolver(Protocol):
-    """Maps a destination (domain) to its mail exchangers, most preferred first."""
-
-    async def resolve(self, destination: str) -> Sequence[Endpoint]: ...
-
-
-class StaticResolver:
-    """A fixed table, e.g. ``{"example.com": [Endpoint("127.0.0.1", 2525)]}``.
-    An unknown destination is a :class:`DnsFailure`. Its :meth:`site` is the
-    destination itself (no rollup)."""
-
-    def __init__(self, table: Mapping[str, Endpoint | Sequence[Endpoint]]) -> None:
-        self._table: dict[str, list[Endpoint]] = {}
-        for name, value in table.items():
-            self._table[name.lower()] = [value] if isinstance(value, Endpoint) else list(value)
-
-    async def resolve(self, destination: str) -> Sequence[Endpoint]:
-        try:
-            return self._table[destination.lower()]
-        except KeyError:
-            raise DnsFailure(f"no mail exchanger configured for {destination}") from None
-
-    async def site(self, destination: str) -> str:
-        return destination.lower()
-
-
-class ImplicitMxResolver:
-    """Connects to the destination name itself on ``port``, through the
-    system's resolver (``getaddrinfo``), without an MX lookup: for a relay
-    host or a test server. :class:`~mailretry.dns.MxResolver` does real MX
-    resolution. A name that does not resolve is reported at connect time as
-    ``dns_failure``."""
-
-    def __init__(self, port: int = 25) -> None:
-        self._port = port
-
-    async def resolve(self, destination: str) -> Sequence[Endpoint]:
-        return [Endpoint(destination, self._port)]
-
-    async def site(self, destination: str) -> str:
-        return destination.lower()
-
-
-# -- replies ---------------------------------------------------------------------
-def format_reply(code: int, message: str) -> str:
-    """Rebuild the reply as the server sent it from aiosmtplib's (code, message):
-    ``format_reply(550, "5.1.1 User unknown") == "550 5.1.1 User unknown"``;
-    multi-line messages become ``code-line`` lines and a last ``code line``."""
-    lines = message.split("\n") if message else [""]
-    last = len(lines) - 1
-    return "\r\n".join(
-        f"{code}{'-' if i < last else ' '}{line}".rstrip() for i, line in enumerate(lines)
-    )
-
-
-class _NoConnection(Exception):
-    """Internal: connecting produced an outcome instead of a connection."""
-
-    def __init__(self, outcome: str | Reply) -> None:
-        super().__init__(str(outcome))
-        self.outcome = outcome
-
-
-def _chain(exc: BaseException) -> list[BaseException]:
-    seen: list[BaseException] = []
-    cur: BaseException | None = exc
-    while cur is not None and cur not in seen:
-        seen.append(cur)
-        cur = cur.__cause__ or cur.__context__
-    return seen
-
-
-def _transport_for_connect_error(exc: BaseException) -> Reply:
-    detail = str(exc)
-    chain = _chain(exc)
-    if any(isinstance(e, ssl.SSLError | ssl.CertificateError) for e in chain):
-        return transport_reply("tls_failure", detail)
-    if any(isinstance(e, socket.gaierror) for e in chain):
-        return transport_reply("dns_failure", detail)
-    if any(isinstance(e, aiosmtplib.SMTPConnectTimeoutError | TimeoutError) for e in chain):
-        return transport_reply("connect_timeout", detail)
-    if any(isinstance(e, aiosmtplib.SMTPServerDisconnected) for e in chain):
-        return transport_reply("connection_dropped", detail)
-    return transport_reply("connection_refused", detail)
-
 
 # -- the sender --------------------------------------------------------------------
 @dataclass
-class SenderStats:
-    """Connection counters of an :class:`SmtpSender`."""
-
-    connections_opened: int = 0
-    connections_reused: int = 0
-    connections_closed: int = 0
-    connect_failures: int = 0
-    transactions: int = 0
-    tls_sessions: int = 0  #: connections upgraded with STARTTLS
-    tls_fallbacks: int = 0  #: opportunistic handshakes that failed: plain text instead
-    closed_after_rejections: int = 0  #: dropped after a 421 or rejections in a row
-    mx_fallbacks: int = 0  #: a less preferred MX tried after a connection-level failure
-    attempt_timeouts: int = 0
-    #: most connections open at once per destination
-    peak_open: dict[str, int] = field(default_factory=dict)
-
-
-@dataclass
-class _Conn:
-    client: aiosmtplib.SMTP
-    uses: int = 0
-    last_used: float = 0.0
-    rejections: int = 0  # replies refusing a transaction, in a row
-
-
-@dataclass
 class _Pool:
-    idle: list[_Conn] = field(default_factory=list)
+    idle: list[Conn] = field(default_factory=list)
     open: int = 0  # idle + busy + connecting
 
 
@@ -305,6 +154,15 @@ class SmtpSender:
     rollup
         :meth:`route` names the destination by its MX set (the site) instead
         of the domain, so that domains sharing mail exchangers share limits.
+    mta_sts
+        A :class:`~mailretry.mtasts.MtaSts`: each attempt looks up the
+        recipient domain's policy. ``enforce``: only matching MX hosts, only
+        with a verified certificate (``tls_failure`` otherwise), whatever
+        ``tls`` says; ``testing``: delivered as usual, refusals only counted
+        and passed to ``mta_sts_report``.
+    mta_sts_report
+        ``mta_sts_report(domain, mx_host, reason)`` for each refusal an
+        MTA-STS policy makes or (in testing mode) would make.
     """
 
     def __init__(
@@ -326,6 +184,8 @@ class SmtpSender:
         max_rejections_per_connection: int = 3,
         idle_timeout: float = 30.0,
         rollup: bool = True,
+        mta_sts: MtaSts | None = None,
+        mta_sts_report: Callable[[str, str, str], None] | None = None,
     ) -> None:
         if limit is None:
             if engine is None:
@@ -359,6 +219,8 @@ class SmtpSender:
         self._max_rejections = max_rejections_per_connection
         self._idle_timeout = idle_timeout
         self._rollup = rollup
+        self._mta_sts = mta_sts
+        self._mta_sts_report = mta_sts_report
         self._site_domains: dict[str, str] = {}
         self._pools: dict[tuple[str, str], _Pool] = {}
         self._closed = False
@@ -418,14 +280,22 @@ class SmtpSender:
     async def _send(self, lease: Lease, message: OutgoingMessage) -> str | Reply:
         key = (lease.destination.lower(), lease.source)
         pool = self._pools.setdefault(key, _Pool())
+        sts: MtaStsPolicy | None = None
+        if self._mta_sts is not None:
+            # The recipient domain's policy, not the (rolled-up) destination's.
+            sts = await self._mta_sts.policy(message.recipient.rpartition("@")[2])
+            if sts is not None and sts.mode == "none":
+                sts = None
         try:
-            conn = await self._acquire(pool, lease, message)
+            conn = await self._acquire(pool, lease, message, sts)
         except _NoConnection as failure:
             return failure.outcome
         outcome: str | Reply = transport_reply("connection_dropped", "attempt did not finish")
         reusable = False
         try:
-            outcome, reusable = await self._transaction(conn, message)
+            outcome, reusable = await transaction(
+                conn, message, self.stats, self._command_timeout, self._data_timeout
+            )
         except BaseException:
             conn.client.close()  # interrupted (attempt timeout, shutdown)
             raise
@@ -444,26 +314,37 @@ class SmtpSender:
             return message.recipient.rpartition("@")[2].lower()
         return name
 
-    async def _acquire(self, pool: _Pool, lease: Lease, message: OutgoingMessage) -> _Conn:
+    async def _acquire(
+        self, pool: _Pool, lease: Lease, message: OutgoingMessage, sts: MtaStsPolicy | None
+    ) -> Conn:
         destination = lease.destination
         now = time.monotonic()
-        while pool.idle:
-            conn = pool.idle.pop()
-            if conn.client.is_connected and now - conn.last_used < self._idle_timeout:
-                self.stats.connections_reused += 1
-                return conn
-            pool.open -= 1
-            await self._quit(conn)
+        enforce = sts is not None and sts.mode == "enforce"
+        i = len(pool.idle)
+        while i:
+            i -= 1
+            conn = pool.idle[i]
+            if not conn.client.is_connected or now - conn.last_used >= self._idle_timeout:
+                del pool.idle[i]
+                pool.open -= 1
+                await self._quit(conn)
+                i = min(i, len(pool.idle))
+                continue
+            if enforce and not (conn.verified and sts is not None and sts.matches(conn.host)):
+                continue  # opened for a domain without this policy: not for this one
+            del pool.idle[i]
+            self.stats.connections_reused += 1
+            return conn
         pool.open += 1
         self.stats.peak_open[destination] = max(self.stats.peak_open.get(destination, 0), pool.open)
         try:
-            return _Conn(await self._connect(lease, self._lookup_name(destination, message)))
+            return await self._connect(lease, self._lookup_name(destination, message), message, sts)
         except BaseException:
             pool.open -= 1
             self.stats.connect_failures += 1
             raise
 
-    async def _release(self, pool: _Pool, conn: _Conn, reusable: bool, lease: Lease) -> None:
+    async def _release(self, pool: _Pool, conn: Conn, reusable: bool, lease: Lease) -> None:
         conn.uses += 1
         conn.last_used = time.monotonic()
         if reusable and conn.rejections >= self._max_rejections:
@@ -482,7 +363,7 @@ class SmtpSender:
         pool.open -= 1
         await self._quit(conn)
 
-    async def _quit(self, conn: _Conn) -> None:
+    async def _quit(self, conn: Conn) -> None:
         self.stats.connections_closed += 1
         client = conn.client
         if client.is_connected:
@@ -509,7 +390,9 @@ class SmtpSender:
             raise InvalidInputError(f"tls policy for {destination}: {policy!r}")
         return policy
 
-    async def _connect(self, lease: Lease, lookup_name: str) -> aiosmtplib.SMTP:
+    async def _connect(
+        self, lease: Lease, lookup_name: str, message: OutgoingMessage, sts: MtaStsPolicy | None
+    ) -> Conn:
         source_address, ehlo = self._source(lease.source)
         policy = self._tls_policy(lease.destination)
         try:
@@ -522,18 +405,78 @@ class SmtpSender:
             raise _NoConnection(
                 transport_reply("dns_failure", f"no mail exchanger for {lookup_name}")
             )
+        domain = message.recipient.rpartition("@")[2].lower()
+        if sts is not None:
+            endpoints = self._sts_endpoints(domain, sts, endpoints)
         outcome: str | Reply = transport_reply("connection_refused")
         for n, endpoint in enumerate(endpoints):  # most preferred first
             if n:
                 self.stats.mx_fallbacks += 1
+            host = endpoint.server_name or endpoint.host
             try:
-                client = await self._open(endpoint, source_address, ehlo, policy)
+                if sts is None:
+                    client = await self._open(endpoint, source_address, ehlo, policy)
+                else:
+                    client = await self._open_sts(endpoint, source_address, ehlo, domain, sts)
             except _NoConnection as failure:
                 outcome = failure.outcome
                 continue  # the next MX on any connection-level failure
             self.stats.connections_opened += 1
-            return client
+            verified = sts is not None and sts.mode == "enforce"
+            return Conn(client, host=host.lower().rstrip("."), verified=verified)
         raise _NoConnection(outcome)
+
+    # -- MTA-STS (mailretry.mtasts) ----------------------------------------------------
+    def _sts_refusal(self, domain: str, host: str, why: str, sts: MtaStsPolicy) -> Reply:
+        """Count and pass on a refusal under ``sts``; the outcome to report."""
+        if sts.mode == "enforce":
+            self.stats.mta_sts_refused += 1
+        else:
+            self.stats.mta_sts_testing += 1
+        if self._mta_sts_report is not None:
+            self._mta_sts_report(domain, host, why)
+        return transport_reply("tls_failure", f"MTA-STS ({sts.mode}) for {domain}: {why}")
+
+    def _sts_endpoints(
+        self, domain: str, sts: MtaStsPolicy, endpoints: list[Endpoint]
+    ) -> list[Endpoint]:
+        """The MX hosts the policy allows (enforce); testing: all, reporting
+        the others."""
+        allowed: list[Endpoint] = []
+        refusal: Reply | None = None
+        for e in endpoints:
+            host = e.server_name or e.host
+            if sts.matches(host):
+                allowed.append(e)
+            else:
+                refusal = self._sts_refusal(domain, host, f"MX {host} is not in the policy", sts)
+        if sts.mode != "enforce":
+            return endpoints
+        if not allowed:
+            assert refusal is not None  # endpoints is not empty
+            raise _NoConnection(refusal)
+        return allowed
+
+    async def _open_sts(
+        self,
+        endpoint: Endpoint,
+        source_address: tuple[str, int] | None,
+        ehlo: str | None,
+        domain: str,
+        sts: MtaStsPolicy,
+    ) -> aiosmtplib.SMTP:
+        """STARTTLS with a certificate valid for the MX host name. Enforce:
+        or fail; testing: or report it and connect opportunistically."""
+        host = endpoint.server_name or endpoint.host
+        try:
+            return await self._open(endpoint, source_address, ehlo, "verify")
+        except _NoConnection as failure:
+            if not isinstance(failure.outcome, Reply) or failure.outcome.transport != "tls_failure":
+                raise  # no TLS question: refused, timed out, a reply
+            refusal = self._sts_refusal(domain, host, failure.outcome.text, sts)
+            if sts.mode == "enforce":
+                raise _NoConnection(refusal) from failure
+        return await self._open(endpoint, source_address, ehlo, "opportunistic")
 
     async def _open(
         self,
@@ -627,38 +570,6 @@ class SmtpSender:
                 await client.helo()  # servers that do not know EHLO
             else:
                 raise
-
-    # -- one transaction -----------------------------------------------------------
-    async def _transaction(self, conn: _Conn, message: OutgoingMessage) -> tuple[str | Reply, bool]:
-        client = conn.client
-        self.stats.transactions += 1
-        try:
-            await client.mail(message.sender, options=list(message.mail_options))
-            await client.rcpt(message.recipient, options=list(message.rcpt_options))
-            response = await client.data(message.data(), timeout=self._data_timeout)
-        except aiosmtplib.SMTPResponseException as exc:
-            text = format_reply(exc.code, exc.message)
-            conn.rejections += 1
-            if exc.code == 421 or not client.is_connected:
-                if exc.code == 421:
-                    self.stats.closed_after_rejections += 1
-                client.close()
-                return text, False
-            return text, await self._reset(client)
-        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-            client.close()
-            return transport_reply("connection_dropped", str(exc) or type(exc).__name__), False
-        conn.rejections = 0
-        return format_reply(response.code, response.message), True
-
-    async def _reset(self, client: aiosmtplib.SMTP) -> bool:
-        """RSET after a refused transaction; False when the connection is unusable."""
-        try:
-            response = await client.rset()
-        except (aiosmtplib.SMTPException, OSError, TimeoutError):
-            client.close()
-            return False
-        return response.code == 250
 
 
 def _engine_limit(engine: LimitSource) -> Callable[[str, str], int]:

@@ -316,3 +316,32 @@ def test_submit_to_routes_and_events_carry_the_domain() -> None:
     assert final[1]["destination"] == "(mx1|mx2).provider.example"
     assert engine.destination("(mx1|mx2).provider.example")["attempts"] == 2
     assert driver.domain_of(1) is None  # forgotten once final
+
+
+WIDE = {**CONFIG, "destination_defaults": {"initial_concurrency": 20, "max_concurrency": 20}}
+
+
+def test_reports_of_expired_leases_are_late_and_the_messages_return() -> None:
+    async def go() -> tuple[Any, ...]:
+        clock = VirtualClock(T0, speed=0.0)
+        engine = mailretry.Engine(WIDE, seed=1)
+        sender = ScriptedSender()
+        sender.gate = asyncio.Event()
+        errors: list[BaseException] = []
+        driver = Driver(engine, sender, str, clock=clock, on_error=lambda le, e: errors.append(e))
+        for i in range(1, 11):
+            driver.submit(i, "example.com")
+        running = asyncio.create_task(driver.run(until_idle=True))
+        await until(lambda: sender.started == 10, "ten attempts in flight")
+        with clock.busy():
+            clock.advance(11 * 60)  # past the 10 min leases
+            driver.wake()
+            await until(lambda: engine.stats()["lease_expirations"] == 10, "leases expired")
+            sender.gate.set()
+        return engine, await running, errors
+
+    engine, stats, errors = asyncio.run(go())
+    assert stats.late_reports == 10 and len(errors) == 10
+    assert all(isinstance(e, mailretry.errors.StateError) for e in errors)
+    assert engine.stats()["delivered"] == 10  # attempted again after their leases expired
+    assert stats.leases == 20

@@ -529,6 +529,9 @@ def test_cluster_config_lives_in_the_engine_toml(tmp_path: Path) -> None:
     assert config.share == 0.5 and config.connection_ttl == 15.0
     assert config.limits("other.example") == DestinationLimits(6, 100 / 60)
     assert config.limits("BIG.example") == DestinationLimits(20, 100 / 60)
+    # Durations and rates are the engine's grammar, as everywhere else in the file.
+    assert ClusterConfig.from_mapping({"cut_ttl": "1h30m"}).cut_ttl == 5400.0
+    assert ClusterConfig.from_mapping({"rate": "30/2s"}).defaults.rate_per_second == 15.0
     for bad, key in (
         ({"shares": 1}, "cluster.shares"),
         ({"share": 0}, "cluster.share"),

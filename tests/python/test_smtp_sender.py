@@ -412,3 +412,103 @@ def test_pool_is_bounded_by_the_current_limit() -> None:
     assert open_after == [3, 1, 1]
     assert stats.peak_open["x.test"] == 3
     assert stats.connections_opened == 3  # the second round reused the idle ones
+
+
+def scripted_server(
+    answers: dict[bytes, bytes], seen: list[bytes]
+) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Any]:
+    """A server answering each command by its verb from ``answers``; a verb
+    without an answer is never answered. Records every line it reads."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            writer.write(b"220 scripted ESMTP\r\n")
+            await writer.drain()
+            in_data = False
+            while line := await reader.readline():
+                seen.append(line)
+                if in_data:
+                    if line == b".\r\n":
+                        in_data = False
+                        if b"." not in answers:
+                            await reader.read()  # silent until the client gives up
+                            return
+                        writer.write(answers[b"."])
+                    continue
+                verb = line.split(b" ")[0].split(b":")[0].strip().upper()
+                if verb not in answers:
+                    await reader.read()  # silent until the client gives up
+                    return
+                writer.write(answers[verb])
+                in_data = verb == b"DATA"
+                await writer.drain()
+        finally:
+            writer.close()
+
+    return handler
+
+
+ANSWERS = {
+    b"EHLO": b"250-scripted\r\n250 8BITMIME\r\n",
+    b"MAIL": b"250 2.1.0 ok\r\n",
+    b"RCPT": b"250 2.1.5 ok\r\n",
+    b"DATA": b"354 go on\r\n",
+    b".": b"250 2.0.0 queued\r\n",
+    b"RSET": b"250 ok\r\n",
+    b"QUIT": b"221 bye\r\n",
+}
+
+
+@pytest.mark.parametrize("silent", [b"RCPT", b"."])
+def test_an_unanswered_command_is_a_dropped_connection_after_its_timeout(silent: bytes) -> None:
+    """command_timeout bounds RCPT's reply, data_timeout the reply to the data;
+    the connection is closed (its late reply would answer the next command)."""
+    seen: list[bytes] = []
+    answers = {k: v for k, v in ANSWERS.items() if k != silent}
+
+    async def go() -> tuple[object, Any, int]:
+        srv = await raw_server(scripted_server(answers, seen))
+        port = srv.sockets[0].getsockname()[1]
+        try:
+            async with sender_for(
+                port, command_timeout=0.3 if silent == b"RCPT" else 30, data_timeout=0.3
+            ) as s:
+                out = await s.send(FakeLease(1), message(1))  # type: ignore[arg-type]
+                return out, s.stats, s.open_connections("x.test")
+        finally:
+            srv.close()
+
+    out, stats, still_open = asyncio.run(go())
+    assert kind(out) == "connection_dropped" and "timed out" in str(out)
+    assert stats.attempt_timeouts == 0 and still_open == 0
+
+
+@pytest.mark.parametrize(
+    ("sender", "recipient", "mail_from", "rcpt_to"),
+    [
+        ("s@mailretry.test", "u@x.test", b"MAIL FROM:<s@mailretry.test>", b"RCPT TO:<u@x.test>"),
+        ("", "u@x.test", b"MAIL FROM:<>", b"RCPT TO:<u@x.test>"),
+        # not bare: aiosmtplib parses the address (display name dropped)
+        ("Bounce <b@mailretry.test>", "u@x.test", b"MAIL FROM:<b@mailretry.test>", None),
+    ],
+)
+def test_envelope_addresses_on_the_wire(
+    sender: str, recipient: str, mail_from: bytes, rcpt_to: bytes | None
+) -> None:
+    seen: list[bytes] = []
+
+    async def go() -> object:
+        srv = await raw_server(scripted_server(ANSWERS, seen))
+        port = srv.sockets[0].getsockname()[1]
+        try:
+            async with sender_for(port) as s:
+                msg = OutgoingMessage(sender, recipient, b"Subject: t\r\n\r\nhi\r\n")
+                return await s.send(FakeLease(1), msg)  # type: ignore[arg-type]
+        finally:
+            srv.close()
+
+    out = asyncio.run(go())
+    assert out == "250 2.0.0 queued"
+    assert mail_from + b"\r\n" in seen
+    assert (rcpt_to or b"RCPT TO:<u@x.test>") + b"\r\n" in seen
+    assert b"hi\r\n" in seen

@@ -7,14 +7,9 @@
 
 #include "mailretry/engine/config_toml.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <cerrno>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
-#include <cstring>
 #include <exception>
 #include <limits>
 #include <optional>
@@ -29,7 +24,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "mailretry/classify/classifier.h"
+#include "mailretry/common/internal/file_io.h"
 #include "mailretry/engine/engine.h"
+#include "mailretry/engine/internal/config_table.h"
 #include "mailretry/engine/internal/config_tree.h"
 #include "mailretry/policy/retry_policy.h"
 #include "mailretry/reply/reply.h"
@@ -44,209 +41,12 @@ absl::string_view AV(std::string_view s) { return absl::string_view(s.data(), s.
 namespace internal {
 namespace {
 
-// Longest duration a config may name: far beyond any queue lifetime, far
-// below absl::Duration's range, so that sums of durations cannot overflow.
-constexpr double kMaxDurationSeconds = 100.0 * 365 * 86400;
-
-struct Context {
-  absl::Status status;
-  bool ok() const { return status.ok(); }
-  void Fail(const std::string& path, absl::string_view what) {
-    if (status.ok()) status = absl::InvalidArgumentError(absl::StrCat("config ", path, ": ", what));
-  }
-};
-
-std::string Join(const std::string& path, std::string_view key) {
-  return path.empty() ? std::string(key) : absl::StrCat(path, ".", AV(key));
-}
-std::string Index(const std::string& path, size_t i) { return absl::StrCat(path, "[", i, "]"); }
-
-std::string_view TypeName(const toml::node& n) {
-  switch (n.type()) {
-    case toml::node_type::table:
-      return "a table";
-    case toml::node_type::array:
-      return "a list";
-    case toml::node_type::string:
-      return "a string";
-    case toml::node_type::integer:
-      return "an integer";
-    case toml::node_type::floating_point:
-      return "a number";
-    case toml::node_type::boolean:
-      return "a boolean";
-    default:
-      return "a date or time";
-  }
-}
-
-absl::StatusOr<absl::Duration> DurationFromSeconds(double s) {
-  if (!std::isfinite(s)) return absl::InvalidArgumentError("expected a finite duration");
-  if (s < 0) return absl::InvalidArgumentError("a duration must not be negative");
-  if (s > kMaxDurationSeconds)
-    return absl::InvalidArgumentError("duration too long (at most 100 years)");
-  return absl::Seconds(s);
-}
-
-// A table whose keys are checked: Finish() reports the keys nobody read.
-class Table {
- public:
-  Table(Context& cx, const toml::node* node, std::string path) : cx_(cx), path_(std::move(path)) {
-    table_ = node != nullptr ? node->as_table() : nullptr;
-    if (node != nullptr && table_ == nullptr) {
-      cx_.Fail(path_.empty() ? "(top level)" : path_,
-               absl::StrCat("expected a table, got ", AV(TypeName(*node))));
-    }
-  }
-
-  const std::string& path() const { return path_; }
-  std::string Path(std::string_view key) const { return Join(path_, key); }
-  void Fail(std::string_view key, absl::string_view what) { cx_.Fail(Path(key), what); }
-
-  const toml::node* Get(std::string_view key) {
-    used_.insert(std::string(key));
-    return table_ == nullptr ? nullptr : table_->get(key);
-  }
-  bool Has(std::string_view key) { return Get(key) != nullptr; }
-
-  void Finish() {
-    if (table_ == nullptr) return;
-    for (const auto& [k, v] : *table_) {
-      if (!used_.contains(std::string(k.str()))) {
-        cx_.Fail(Path(k.str()), "unknown key");
-        return;
-      }
-    }
-  }
-
-  void String(std::string_view key, std::string& out) {
-    const toml::node* n = Get(key);
-    if (n == nullptr) return;
-    if (const auto* v = n->as_string()) {
-      out = v->get();
-    } else {
-      Fail(key, absl::StrCat("expected a string, got ", AV(TypeName(*n))));
-    }
-  }
-  void Bool(std::string_view key, bool& out) {
-    const toml::node* n = Get(key);
-    if (n == nullptr) return;
-    if (const auto* v = n->as_boolean()) {
-      out = v->get();
-    } else {
-      Fail(key, "expected true or false");
-    }
-  }
-  void Double(std::string_view key, double& out) {
-    const toml::node* n = Get(key);
-    if (n == nullptr) return;
-    double d = 0;
-    if (const auto* f = n->as_floating_point()) {
-      d = f->get();
-    } else if (const auto* i = n->as_integer()) {
-      d = static_cast<double>(i->get());
-    } else {
-      Fail(key, "expected a number");
-      return;
-    }
-    if (!std::isfinite(d)) {
-      Fail(key, "expected a finite number");
-      return;
-    }
-    out = d;
-  }
-  template <typename Int>
-  void Unsigned(std::string_view key, Int& out) {
-    const toml::node* n = Get(key);
-    if (n == nullptr) return;
-    std::optional<uint64_t> v =
-        UnsignedValue(*n, Path(key), static_cast<uint64_t>(std::numeric_limits<Int>::max()));
-    if (v) out = static_cast<Int>(*v);
-  }
-  std::optional<uint64_t> UnsignedValue(const toml::node& n, const std::string& path,
-                                        uint64_t max) {
-    const auto* i = n.as_integer();
-    if (i == nullptr) {
-      cx_.Fail(path, absl::StrCat("expected an integer, got ", AV(TypeName(n))));
-      return std::nullopt;
-    }
-    const int64_t x = i->get();
-    if (x < 0 || static_cast<uint64_t>(x) > max) {
-      cx_.Fail(path, absl::StrCat("out of range (0 to ", max, ")"));
-      return std::nullopt;
-    }
-    return static_cast<uint64_t>(x);
-  }
-  void Duration(std::string_view key, absl::Duration& out) {
-    if (const toml::node* n = Get(key)) {
-      if (std::optional<absl::Duration> d = DurationValue(cx_, *n, Path(key))) out = *d;
-    }
-  }
-  void OptionalDuration(std::string_view key, std::optional<absl::Duration>& out) {
-    if (const toml::node* n = Get(key)) {
-      if (std::optional<absl::Duration> d = DurationValue(cx_, *n, Path(key))) out = *d;
-    }
-  }
-  // The items of a list (empty when absent or not a list).
-  std::vector<const toml::node*> List(std::string_view key) {
-    std::vector<const toml::node*> out;
-    const toml::node* n = Get(key);
-    if (n == nullptr) return out;
-    const toml::array* a = n->as_array();
-    if (a == nullptr) {
-      Fail(key, absl::StrCat("expected a list, got ", AV(TypeName(*n))));
-      return out;
-    }
-    for (const toml::node& item : *a) out.push_back(&item);
-    return out;
-  }
-  template <typename T, typename ParseFn>
-  std::vector<T> Names(std::string_view key, ParseFn parse) {
-    std::vector<T> out;
-    size_t i = 0;
-    for (const toml::node* item : List(key)) {
-      const std::string path = Index(Path(key), i++);
-      const auto* s = item->as_string();
-      if (s == nullptr) {
-        cx_.Fail(path, "expected a string");
-        continue;
-      }
-      auto parsed = parse(s->get());
-      if (!parsed.ok()) {
-        cx_.Fail(path, parsed.status().message());
-        continue;
-      }
-      out.push_back(*parsed);
-    }
-    return out;
-  }
-
-  static std::optional<absl::Duration> DurationValue(Context& cx, const toml::node& n,
-                                                     const std::string& path) {
-    absl::StatusOr<absl::Duration> d =
-        absl::InvalidArgumentError("expected a duration (seconds or \"15m\")");
-    if (const auto* f = n.as_floating_point()) {
-      d = DurationFromSeconds(f->get());
-    } else if (const auto* i = n.as_integer()) {
-      d = DurationFromSeconds(static_cast<double>(i->get()));
-    } else if (const auto* s = n.as_string()) {
-      d = ParseConfigDuration(s->get());
-    }
-    if (!d.ok()) {
-      cx.Fail(path, d.status().message());
-      return std::nullopt;
-    }
-    return *d;
-  }
-
-  Context& cx() { return cx_; }
-
- private:
-  Context& cx_;
-  std::string path_;
-  const toml::table* table_ = nullptr;
-  absl::flat_hash_set<std::string> used_;
-};
+using config_grammar::Context;
+using config_grammar::DurationFromSeconds;
+using config_grammar::Index;
+using config_grammar::Join;
+using config_grammar::Table;
+using config_grammar::TypeName;
 
 RetryStage ParseStage(Context& cx, const toml::node* node, const std::string& path) {
   Table t(cx, node, path);
@@ -665,35 +465,8 @@ absl::StatusOr<toml::table> ParseTomlTree(std::string_view text, std::string_vie
 }
 
 absl::StatusOr<std::string> ReadConfigText(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    const int err = errno;
-    if (err == ENOENT)
-      return absl::NotFoundError(absl::StrCat("config file '", path, "' does not exist"));
-    return absl::UnavailableError(
-        absl::StrCat("cannot open config file '", path, "': ", std::strerror(err)));
-  }
-  std::string text;
-  char buf[1 << 14];
-  for (;;) {
-    const ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      const int err = errno;
-      ::close(fd);
-      return absl::UnavailableError(
-          absl::StrCat("cannot read config file '", path, "': ", std::strerror(err)));
-    }
-    if (n == 0) break;
-    text.append(buf, static_cast<size_t>(n));
-    if (text.size() > (size_t{1} << 24)) {
-      ::close(fd);
-      return absl::InvalidArgumentError(
-          absl::StrCat("config file '", path, "' is larger than 16 MiB"));
-    }
-  }
-  ::close(fd);
-  return text;
+  // Config files are small; a larger one is a wrong path, not a config.
+  return ReadFile(path, "config file", size_t{1} << 24);
 }
 
 }  // namespace internal

@@ -18,7 +18,8 @@ absl::Status Errno(std::string_view what, const std::string& path, int err) {
   return absl::UnavailableError(Cat(what, " '", path, "': ", std::strerror(err)));
 }
 
-absl::StatusOr<std::string> ReadFile(const std::string& path, std::string_view what) {
+absl::StatusOr<std::string> ReadFile(const std::string& path, std::string_view what,
+                                     size_t max_bytes) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     const int err = errno;
@@ -37,6 +38,11 @@ absl::StatusOr<std::string> ReadFile(const std::string& path, std::string_view w
     }
     if (n == 0) break;
     out.append(buf, static_cast<size_t>(n));
+    if (out.size() > max_bytes) {
+      ::close(fd);
+      return absl::InvalidArgumentError(
+          Cat(what, " '", path, "' is larger than ", max_bytes, " bytes"));
+    }
   }
   ::close(fd);
   return out;

@@ -7,6 +7,8 @@
 #ifndef MAILRETRY_COMMON_INTERNAL_FILE_IO_H_
 #define MAILRETRY_COMMON_INTERNAL_FILE_IO_H_
 
+#include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -15,8 +17,11 @@
 
 namespace mailretry::internal {
 
-// The whole file. NotFound names `what` and the path when it does not exist.
-absl::StatusOr<std::string> ReadFile(const std::string& path, std::string_view what = "file");
+// The whole file. NotFound names `what` and the path when it does not exist;
+// InvalidArgument "<what> '<path>' is larger than N bytes" past `max_bytes`
+// (for files a user names, so that a wrong path cannot exhaust memory).
+absl::StatusOr<std::string> ReadFile(const std::string& path, std::string_view what = "file",
+                                     size_t max_bytes = SIZE_MAX);
 // write() until all of `data` is written; Unavailable with strerror otherwise.
 absl::Status WriteFully(int fd, std::string_view data);
 // fsync of a directory, after a rename or unlink in it.

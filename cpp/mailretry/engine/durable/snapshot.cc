@@ -25,6 +25,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "mailretry/common/internal/binary_io.h"
+#include "mailretry/common/internal/crc32c.h"
 #include "mailretry/common/internal/file_io.h"
 #include "mailretry/engine/engine.h"
 #include "mailretry/engine/internal/state.h"
@@ -43,20 +44,6 @@ constexpr char kMagic[8] = {'M', 'R', 'S', 'N', 'A', 'P', '\r', '\n'};
 // new state.
 constexpr uint32_t kVersion = 4;
 constexpr uint32_t kOldestVersion = 2;
-
-// CRC32C (Castagnoli), table-driven; absl::crc is not available in 20220623.
-const std::array<uint32_t, 256>& CrcTable() {
-  static const std::array<uint32_t, 256> table = [] {
-    std::array<uint32_t, 256> t{};
-    for (uint32_t i = 0; i < 256; ++i) {
-      uint32_t c = i;
-      for (int k = 0; k < 8; ++k) c = (c & 1) ? (c >> 1) ^ 0x82F63B78u : c >> 1;
-      t[i] = c;
-    }
-    return t;
-  }();
-  return table;
-}
 
 using Writer = internal::BinaryWriter;
 using Reader = internal::BinaryReader;
@@ -422,13 +409,6 @@ std::string Serialize(const Engine::Impl& m) {
 }
 
 }  // namespace
-
-uint32_t Crc32c(std::string_view data) {
-  const auto& t = CrcTable();
-  uint32_t c = 0xFFFFFFFFu;
-  for (unsigned char b : data) c = t[(c ^ b) & 0xFF] ^ (c >> 8);
-  return c ^ 0xFFFFFFFFu;
-}
 
 std::string EncodeConfig(const EngineConfig& config, uint64_t seed) {
   std::string out;

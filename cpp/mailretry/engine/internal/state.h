@@ -429,8 +429,6 @@ absl::StatusOr<std::unique_ptr<Engine::Impl>> MakeImpl(EngineConfig config, uint
 // a destination's names are known.
 void InitDestination(Engine::Impl& impl, internal::DestState& d);
 absl::Status CheckInvariantsLocked(const Engine::Impl& impl);
-// CRC32C (Castagnoli) of `data` (engine_snapshot.cc; the journal uses it too).
-uint32_t Crc32c(std::string_view data);
 absl::Status SaveLocked(const Engine::Impl& impl, const std::string& path);
 absl::StatusOr<std::unique_ptr<Engine::Impl>> LoadImpl(const std::string& path);
 // The snapshot encoding of a config and seed: equal bytes, equal behaviour.
