@@ -52,7 +52,6 @@ const EventKeys& Keys() {
 
 }  // namespace
 
-
 // Time crosses into the engine as integer milliseconds since the epoch (the
 // engine's own unit; mailretry.engine.to_millis rounds seconds and datetimes
 // to it), so a time the engine hands out and gets back is the same integer:
@@ -185,7 +184,6 @@ py::object OptFloat(const std::optional<double>& v) {
   return v ? py::object(py::float_(*v)) : py::object(py::none());
 }
 
-
 // Events become plain dicts: easy to log, to filter, and to load into pandas.
 py::dict EventToDict(const Event& e) {
   const EventKeys& k = Keys();
@@ -266,7 +264,6 @@ py::dict StatsToDict(const EngineStats& s) {
   d["memory_bytes"] = s.memory_bytes;
   return d;
 }
-
 
 std::vector<std::string> StringList(py::handle seq, const char* what) {
   std::vector<std::string> out;

@@ -17,12 +17,12 @@
 #include "absl/strings/str_cat.h"
 #include "bindings.h"
 #include "config_reader.h"
+#include "engine_convert.h"
 #include "mailretry/engine/config_toml.h"
 #include "mailretry/engine/engine.h"
 #include "mailretry/engine/internal/config_tree.h"
 #include "mailretry/policy/retry_policy.h"
 #include "status.h"
-#include "engine_convert.h"
 #include "text_column.h"
 
 namespace py = pybind11;

@@ -124,8 +124,7 @@ TEST(Engine, ConcurrencyLimitMatchesTheDestinationInfo) {
   // A 421 "too many connections" cut the limit below the initial 3.
   EXPECT_LT(*e->ConcurrencyLimit("mx.example"), 3u);
   EXPECT_EQ(e->ConcurrencyLimit("other.example").status().code(), absl::StatusCode::kNotFound);
-  EXPECT_EQ(e->ConcurrencyLimit("mx.example", "ip2").status().code(),
-            absl::StatusCode::kNotFound);
+  EXPECT_EQ(e->ConcurrencyLimit("mx.example", "ip2").status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(e->ConcurrencyLimit("bad name!").status().code(),
             e->GetDestination("bad name!").status().code());
 }

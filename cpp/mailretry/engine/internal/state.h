@@ -196,9 +196,7 @@ class EventBuffer {
   std::vector<Event>::const_iterator begin() const {
     return v_.begin() + static_cast<ptrdiff_t>(head_);
   }
-  std::vector<Event>::const_iterator end() const {
-    return v_.begin() + static_cast<ptrdiff_t>(n_);
-  }
+  std::vector<Event>::const_iterator end() const { return v_.begin() + static_cast<ptrdiff_t>(n_); }
   Event& emplace_back() {
     if (n_ < v_.size()) {
       Event& e = v_[n_++];
