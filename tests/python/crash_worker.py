@@ -19,7 +19,8 @@ from typing import Any
 
 from mailretry import Engine
 from mailretry.aio import Driver, VirtualClock
-from mailretry.smtp import Endpoint, OutgoingMessage, SmtpSender, StaticResolver
+from mailretry.smtp import Endpoint, SmtpSender, StaticResolver
+from numbered_mail import NumberedMail
 
 T0 = 1_700_000_000.0
 # A restarted process's clock has moved on; the first run never gets past T0
@@ -32,21 +33,10 @@ CONFIG: dict[str, Any] = {
 }
 
 
-def destination_of(msg_id: int) -> str:
-    return DESTINATIONS[msg_id % len(DESTINATIONS)]
-
-
-def recipient_of(msg_id: int) -> str:
-    local = "nobody" if msg_id % 17 == 0 else f"user{msg_id}"
-    return f"{local}@{destination_of(msg_id)}"
-
-
-def message_of(msg_id: int) -> OutgoingMessage:
-    content = (
-        f"From: sender@mailretry.test\r\nTo: {recipient_of(msg_id)}\r\n"
-        f"Subject: crash test {msg_id}\r\nX-Mailretry-Id: {msg_id}\r\n\r\nbody {msg_id}\r\n"
-    )
-    return OutgoingMessage("sender@mailretry.test", recipient_of(msg_id), content)
+MAIL = NumberedMail(DESTINATIONS, unknown_every=17, subject="crash test")
+destination_of = MAIL.destination_of
+recipient_of = MAIL.recipient_of
+message_of = MAIL.message_of
 
 
 async def main(state: Path, ports: dict[str, int], count: int, result: Path) -> None:

@@ -255,6 +255,160 @@ TEST(CapacityWindow, BadWindowSettingsAreRefused) {
   EXPECT_FALSE(c.Validate().ok());
 }
 
+// --- 3. learned greylist delays -------------------------------------------------
+
+// A greylisting receiver: refuses a message until `delay` has passed since its
+// first attempt there. Drives `n` messages, submitted `spacing` apart, to one
+// domain from `sources`, polling every 10 s; returns the greylist refusals
+// per message, in submission order.
+std::vector<int> RunGreylist(absl::Duration delay, int n, absl::Duration spacing,
+                             std::vector<std::string> sources = {""},
+                             std::vector<absl::Time>* delivered_at = nullptr) {
+  auto e = MakeEngine(Unjittered());
+  std::vector<std::optional<absl::Time>> first(n);
+  std::vector<int> refusals(n, 0);
+  if (delivered_at) delivered_at->assign(n, absl::InfinitePast());
+  int submitted = 0;
+  for (absl::Time now = kT0; now < kT0 + absl::Hours(30); now += absl::Seconds(10)) {
+    while (submitted < n && kT0 + spacing * submitted <= now) {
+      EXPECT_TRUE(
+          e->Submit(submitted, "grey.example", now, sources[submitted % sources.size()]).ok());
+      ++submitted;
+    }
+    for (const Lease& l : Take(*e, now)) {
+      const size_t i = l.msg_id;
+      if (!first[i]) first[i] = now;
+      if (now - *first[i] < delay) {
+        ++refusals[i];
+        MustReport(*e, l.msg_id, now, kGreylisted);
+      } else {
+        MustReport(*e, l.msg_id, now, kOk);
+        if (delivered_at) (*delivered_at)[i] = now;
+      }
+    }
+  }
+  EXPECT_EQ(e->Stats().delivered, static_cast<uint64_t>(n));
+  ExpectBalanced(*e);
+  return refusals;
+}
+
+TEST(LearnedGreylist, OnceLearnedAMessageIsRefusedOnce) {
+  // A 20-min window: the fixed 5-min retry is refused four times per message.
+  std::vector<absl::Time> at;
+  const std::vector<int> r = RunGreylist(absl::Minutes(20), 30, absl::Minutes(30), {""}, &at);
+  // The first message learns (5, 10, 15 refused, then 30 works), a few
+  // bisect the gap, the rest are refused exactly once.
+  EXPECT_EQ(r[0], 4);
+  int once = 0, total = 0;
+  for (int k : r) {
+    once += k == 1;
+    total += k;
+  }
+  EXPECT_GE(once, 26);
+  EXPECT_LE(total, 30 + 3 + 4);  // <= 1.25 refusals per message over all 30
+  // And the learned wait is close to the window: delivered within 25 min.
+  for (int i = 10; i < 30; ++i) {
+    EXPECT_LE(at[i] - (kT0 + absl::Minutes(30) * i), absl::Minutes(25)) << i;
+  }
+}
+
+TEST(LearnedGreylist, ALongWindowIsNotHitEveryFiveMinutes) {
+  // 60 min: learning costs the first message a doubling walk (5, 10, 15,
+  // 30, 60 refused ...), not twelve 5-min retries, and later ones once.
+  const std::vector<int> r = RunGreylist(absl::Minutes(60), 10, absl::Hours(2));
+  EXPECT_LE(r[0], 6);
+  for (int i = 3; i < 10; ++i) EXPECT_EQ(r[i], 1) << i;
+}
+
+TEST(LearnedGreylist, TheDelayIsPooledOverSources) {
+  // Alternating sources: what one source's messages learned serves the other's.
+  const std::vector<int> r =
+      RunGreylist(absl::Minutes(20), 12, absl::Minutes(30), {"ip-a", "ip-b"});
+  EXPECT_EQ(r[0], 4);
+  EXPECT_LE(r[1], 2);  // the other source's first message already knows a lower bound
+  for (int i = 4; i < 12; ++i) EXPECT_EQ(r[i], 1) << i;
+}
+
+TEST(LearnedGreylist, AShortWindowKeepsTheFiveMinuteStart) {
+  // Unlearned and learned alike, a 5-min window is one refusal per message.
+  const std::vector<int> r = RunGreylist(absl::Minutes(4), 10, absl::Minutes(20));
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(r[i], 1) << i;
+}
+
+TEST(LearnedGreylist, AChangedDelayIsLearnedAgain) {
+  auto e = MakeEngine(Unjittered());
+  // Learn a 5-min window.
+  ASSERT_TRUE(e->Submit(1, "grey.example", kT0).ok());
+  ASSERT_EQ(Take(*e, kT0).size(), 1u);
+  Decision d = MustReport(*e, 1, kT0, kGreylisted);
+  EXPECT_EQ(*d.next_attempt - kT0, absl::Minutes(5));
+  ASSERT_EQ(Take(*e, *d.next_attempt).size(), 1u);
+  MustReport(*e, 1, *d.next_attempt, kOk);
+  // The host now greylists for longer. A refusal at the learned 5 min may
+  // be seconds of timing: one more try a minute later; refused again, the
+  // bound is dropped and the message walks on (10 min) instead of retrying
+  // every 5 min.
+  const absl::Time t1 = kT0 + absl::Hours(1);
+  ASSERT_TRUE(e->Submit(2, "grey.example", t1).ok());
+  ASSERT_EQ(Take(*e, t1).size(), 1u);
+  d = MustReport(*e, 2, t1, kGreylisted);
+  EXPECT_EQ(d.schedule, "builtin:greylisting (learned)");
+  absl::Time now = *d.next_attempt;
+  EXPECT_EQ(now - t1, absl::Minutes(5));
+  ASSERT_EQ(Take(*e, now).size(), 1u);
+  d = MustReport(*e, 2, now, kGreylisted);
+  EXPECT_EQ(*d.next_attempt - t1, absl::Minutes(6));
+  now = *d.next_attempt;
+  ASSERT_EQ(Take(*e, now).size(), 1u);
+  d = MustReport(*e, 2, now, kGreylisted);
+  EXPECT_EQ(d.schedule, "builtin:greylisting (learning)");
+  EXPECT_EQ(*d.next_attempt - t1, absl::Minutes(10));
+}
+
+// The learned bounds and each message's first deferral survive Save/Load.
+TEST(LearnedGreylist, WhatWasLearnedSurvivesASnapshot) {
+  auto e = MakeEngine(Unjittered());
+  ASSERT_TRUE(e->Submit(1, "grey.example", kT0).ok());
+  absl::Time now = kT0;
+  for (int i = 0; i < 3; ++i) {  // refused at 0, 5 and 10 min
+    ASSERT_EQ(Take(*e, now).size(), 1u);
+    now = *MustReport(*e, 1, now, kGreylisted).next_attempt;
+  }
+  ASSERT_EQ(Take(*e, now).size(), 1u);
+  MustReport(*e, 1, now, kOk);  // delivered at 15 min
+  ASSERT_TRUE(e->Submit(2, "grey.example", now).ok());
+  ASSERT_EQ(Take(*e, now).size(), 1u);
+  const Decision before = MustReport(*e, 2, now, kGreylisted);
+  const std::string path = TempPath("greylist.snap");
+  ASSERT_TRUE(e->Save(path).ok());
+  absl::StatusOr<std::unique_ptr<Engine>> b = Engine::Load(path);
+  ASSERT_TRUE(b.ok()) << b.status();
+  // Refused again after the bisected wait: both engines now go to the 15 min that worked.
+  const absl::Time t = *before.next_attempt;
+  ASSERT_EQ(Take(*e, t).size(), 1u);
+  ASSERT_EQ(Take(**b, t).size(), 1u);
+  const Decision x = MustReport(*e, 2, t, kGreylisted);
+  const Decision y = MustReport(**b, 2, t, kGreylisted);
+  EXPECT_EQ(x.next_attempt, y.next_attempt);
+  EXPECT_EQ(*y.next_attempt - now, absl::Minutes(15));
+  EXPECT_EQ(y.schedule, "builtin:greylisting (learned)");
+}
+
+TEST(LearnedGreylist, OffGivesTheFixedOverride) {
+  EngineConfig c = Unjittered();
+  c.destination_defaults.learn_greylist_delay = false;
+  auto e = MakeEngine(c);
+  ASSERT_TRUE(e->Submit(1, "grey.example", kT0).ok());
+  absl::Time now = kT0;
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_EQ(Take(*e, now).size(), 1u);
+    Decision d = MustReport(*e, 1, now, kGreylisted);
+    EXPECT_EQ(d.schedule, "builtin:greylisting");
+    EXPECT_EQ(*d.next_attempt - now, absl::Minutes(5));
+    now = *d.next_attempt;
+  }
+}
+
 // --- 4. structural detection: strong, pooled, sender-side evidence ------------
 
 std::vector<Event> Structural(const std::vector<Event>& ev) {
@@ -307,6 +461,45 @@ TEST(StructuralPooling, ASourceWithoutPtrIsFoundAtOneMessageDestinations) {
     for (const Lease& l : Take(*o, t)) MustReport(*o, l.msg_id, t, kPtr);
   }
   EXPECT_THAT(Structural(o->DrainEvents()), IsEmpty());
+}
+
+// A held destination's probes back off: 30 min, 1 h, 2 h ... up to 12 h,
+// not one every 30 min for the messages' whole lifetime.
+int HeldProbes(EngineConfig c) {
+  c.retry.lifetime = absl::Hours(120);
+  auto e = MakeEngine(c);
+  for (uint64_t i = 1; i <= 4; ++i) EXPECT_TRUE(e->Submit(i, "a.example", kT0, "ip-d").ok());
+  EXPECT_TRUE(e->Submit(9, "b.example", kT0, "ip-d").ok());
+  int after_hold = 0;
+  for (absl::Time t = kT0; t < kT0 + absl::Hours(121); t += absl::Minutes(1)) {
+    const bool held = e->GetDestination("a.example", "ip-d")->health == Health::kStructural;
+    for (const Lease& l : Take(*e, t)) {
+      if (held && l.destination == "a.example") ++after_hold;
+      MustReport(*e, l.msg_id, t, kPtr);
+    }
+  }
+  EXPECT_EQ(e->Stats().expired, 5u);
+  ExpectBalanced(*e);
+  return after_hold;
+}
+
+TEST(StructuralHold, ProbesOfAHeldDestinationBackOff) {
+  // 30m + 1h + 2h + 4h + 8h, then every 12 h: about 14 in 120 h.
+  EXPECT_LE(HeldProbes(EngineConfig{}), 16);
+  EngineConfig fixed;
+  // A fixed 30-min interval: a probe whenever one of the messages is due
+  // (their own backoff) and 30 min have passed, over 100 in 120 h.
+  fixed.structural.probe_backoff = 1.0;
+  EXPECT_GE(HeldProbes(fixed), 100);
+}
+
+TEST(StructuralHold, BadProbeBackoffIsRefused) {
+  EngineConfig c;
+  c.structural.probe_backoff = 0.5;
+  EXPECT_FALSE(Engine::Create(c, 1).ok());
+  c.structural.probe_backoff = 2.0;
+  c.structural.probe_interval_max = absl::Minutes(1);
+  EXPECT_FALSE(Engine::Create(c, 1).ok());
 }
 
 TEST(StructuralPooling, OneStrongReplyAloneIsNotEnough) {

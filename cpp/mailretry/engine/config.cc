@@ -93,18 +93,20 @@ absl::Status EngineConfig::Validate() const {
             absl::StrCat(where, ": rate intervals must be positive and finite"));
       }
     }
-    if (d.unlimited_cut_to.unlimited() || d.min_rate.unlimited()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(where, ": unlimited_cut_to and min_rate need messages >= 1"));
+    // unlimited_cut_to may be unlimited (an unlimited rate is never cut);
+    // min_rate is the floor of every cut, so it needs a real rate.
+    if (d.min_rate.unlimited()) {
+      return absl::InvalidArgumentError(absl::StrCat(where, ": min_rate needs messages >= 1"));
     }
     if (d.rate_quiet_period <= absl::ZeroDuration()) {
       return absl::InvalidArgumentError(
           absl::StrCat(where, ": rate_quiet_period must be positive"));
     }
-    if (d.suspend_base <= absl::ZeroDuration() || d.suspend_max < d.suspend_base ||
+    // suspend_base 0 = never suspend on a reply (see engine.h).
+    if (d.suspend_base < absl::ZeroDuration() || d.suspend_max < d.suspend_base ||
         !(d.suspend_multiplier >= 1.0) || !std::isfinite(d.suspend_multiplier)) {
       return absl::InvalidArgumentError(absl::StrCat(
-          where, ": need 0 < suspend_base <= suspend_max and suspend_multiplier >= 1"));
+          where, ": need 0 <= suspend_base <= suspend_max and suspend_multiplier >= 1"));
     }
     if (d.capacity_window > 64 ||
         (d.capacity_window > 0 &&
@@ -166,6 +168,11 @@ absl::Status EngineConfig::Validate() const {
       s.probe_interval <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError(
         "structural: need cycle_messages >= 1, evidence_messages >= 1, positive probe_interval");
+  }
+  if (!(s.probe_backoff >= 1.0 && s.probe_backoff <= 16.0) ||
+      s.probe_interval_max < s.probe_interval) {
+    return absl::InvalidArgumentError(
+        "structural: need 1 <= probe_backoff <= 16 and probe_interval_max >= probe_interval");
   }
   if (lease_timeout <= absl::ZeroDuration() || lease_timeout > absl::Hours(24 * 30)) {
     return absl::InvalidArgumentError("lease_timeout must be in (0, 30 days]");

@@ -187,6 +187,7 @@ DestinationPolicy ParseDestinationPolicy(Context& cx, const toml::node* node,
   t.Duration("suspend_probe_interval", d.suspend_probe_interval);
   t.Unsigned("capacity_window", d.capacity_window);
   t.Unsigned("capacity_suspend_min", d.capacity_suspend_min);
+  t.Bool("learn_greylist_delay", d.learn_greylist_delay);
   t.Finish();
   return d;
 }
@@ -245,6 +246,8 @@ StructuralConfig ParseStructural(Context& cx, const toml::node* node, const std:
   t.Duration("evidence_span", s.evidence_span);
   t.Bool("hold", s.hold);
   t.Duration("probe_interval", s.probe_interval);
+  t.Double("probe_backoff", s.probe_backoff);
+  t.Duration("probe_interval_max", s.probe_interval_max);
   t.Unsigned("strong_attempts", s.strong_attempts);
   t.Duration("strong_span", s.strong_span);
   t.Unsigned("sender_destinations", s.sender_destinations);

@@ -168,6 +168,41 @@ TEST(Engine, UnlimitedRateIsCutThenLiftedAfterQuietPeriods) {
   EXPECT_FALSE(e->GetDestination("example.com")->rate_per_second.has_value());
 }
 
+// A caller that paces and suspends by itself (the simulator's MTA presets)
+// turns both reactions off: suspend_base 0 never suspends, an unlimited
+// unlimited_cut_to never cuts an unlimited rate. Before, the smallest values
+// allowed (1 ms, 1000/s) still suspended for 1 ms and paced at 1 per ms.
+TEST(Engine, SuspendBaseZeroAndUnlimitedCutToTurnTheReactionsOff) {
+  EngineConfig c;
+  c.destination_defaults.suspend_base = absl::ZeroDuration();
+  c.destination_defaults.unlimited_cut_to = RateLimit{};  // unlimited
+  c.destination_defaults.capacity_window = 0;              // every capacity reply would suspend
+  c.destination_defaults.initial_concurrency = 10;
+  c.destination_defaults.max_concurrency = 10;
+  auto e = MakeEngine(c);
+  for (uint64_t i = 0; i < 10; ++i) ASSERT_TRUE(e->Submit(i, "example.com", kT0).ok());
+  std::vector<Lease> l = Take(*e, kT0, 4);
+  ASSERT_EQ(l.size(), 4u);
+  MustReport(*e, l[0].msg_id, kT0, kRateLimited);
+  MustReport(*e, l[1].msg_id, kT0, kBusy);
+  const absl::StatusOr<DestinationInfo> info = e->GetDestination("example.com");
+  ASSERT_TRUE(info.ok());
+  EXPECT_FALSE(info->suspended_until.has_value());
+  EXPECT_FALSE(info->rate_per_second.has_value());
+  std::vector<Event> ev = e->DrainEvents();
+  EXPECT_EQ(Count(ev, EventKind::kDestinationSuspended), 0);
+  EXPECT_EQ(Count(ev, EventKind::kDestinationThrottled), 0);
+  // Nothing holds the remaining messages back: all six go at once.
+  EXPECT_EQ(Take(*e, kT0).size(), 6u);
+  // A negative suspend_base is still an error, and so is an unlimited floor.
+  EngineConfig bad = c;
+  bad.destination_defaults.suspend_base = absl::Milliseconds(-1);
+  EXPECT_FALSE(bad.Validate().ok());
+  bad = c;
+  bad.destination_defaults.min_rate = RateLimit{};
+  EXPECT_FALSE(bad.Validate().ok());
+}
+
 // The suspension's own course, without probes and with every capacity reply
 // suspending (both are on by default; adaptive_test.cc tests them).
 TEST(Engine, SuspensionGrowsWithRepeatsAndResetsAfterSuccess) {

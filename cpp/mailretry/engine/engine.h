@@ -111,7 +111,9 @@ struct DestinationPolicy {
   // Rate. A rate_limit / reputation_throttle reply halves the current rate
   // (an unlimited rate is cut to `unlimited_cut_to`), never below `min_rate`.
   // After `rate_quiet_period` without another such reply the rate doubles,
-  // and again every quiet period, until it is back at `rate`.
+  // and again every quiet period, until it is back at `rate`. An unlimited
+  // `unlimited_cut_to` (messages 0) leaves an unlimited rate uncut (for a
+  // caller that paces sending itself, as the simulator's MTA presets do).
   RateLimit rate;  // configured ceiling
   RateLimit unlimited_cut_to{60, absl::Minutes(1)};
   RateLimit min_rate{1, absl::Minutes(1)};
@@ -122,7 +124,9 @@ struct DestinationPolicy {
   // consecutive connection-level failures) suspend the destination for
   // suspend_base × suspend_multiplier^(repeats), at most suspend_max. A reply
   // that arrives while already suspended does not count as a repeat. The
-  // repeat count resets on the next delivery.
+  // repeat count resets on the next delivery. suspend_base 0: these replies
+  // never suspend (for a caller that models suspensions itself, as the
+  // simulator's MTA presets do; a reaction rule's suspend_for still applies).
   absl::Duration suspend_base = absl::Minutes(5);
   double suspend_multiplier = 2.0;
   absl::Duration suspend_max = absl::Hours(4);
@@ -145,6 +149,16 @@ struct DestinationPolicy {
   // suspends on every such reply (the behaviour before 0.3).
   uint32_t capacity_window = 20;
   uint32_t capacity_suspend_min = 3;
+  // Learned greylist delays (with the built-in greylisting override). Each
+  // destination domain's delay is learned from its own messages, pooled over
+  // sources: a greylisted retry that fails after waiting t since the
+  // message's first greylist deferral says the delay is longer than t, a
+  // delivery right after a greylist deferral says it is at most t. Retries go
+  // at the shortest wait known to work; an unlearned domain starts at the
+  // override's 5 min (then 10, 15, then doubling the wait), and one retry per
+  // message may bisect a wide gap between the bounds. false = the fixed
+  // override only (the behaviour before 0.3).
+  bool learn_greylist_delay = true;
 };
 
 // A reaction to a reply pattern (KumoMTA traffic-shaping automation, PowerMTA
@@ -210,6 +224,13 @@ struct StructuralConfig {
   // and let one probe message out per `probe_interval`; a delivery clears it.
   bool hold = true;
   absl::Duration probe_interval = absl::Minutes(30);
+  // Each probe of a hold that is not delivered multiplies the wait before the
+  // next one by `probe_backoff`, up to `probe_interval_max`: a sender-side
+  // fault (a missing PTR record) is rarely fixed within the hour, and a probe
+  // every 30 min for the messages' 5-day lifetime cost 240 refusals per held
+  // destination. 1.0 = a fixed interval (the behaviour before 0.3).
+  double probe_backoff = 2.0;
+  absl::Duration probe_interval_max = absl::Hours(12);
 };
 
 struct EngineConfig {

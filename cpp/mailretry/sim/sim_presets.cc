@@ -28,9 +28,15 @@ EngineConfig Scheduler(RetryPolicy retry, uint32_t concurrency) {
   DestinationPolicy& d = c.destination_defaults;
   d.initial_concurrency = d.max_concurrency = d.min_concurrency = d.cut_concurrency_to =
       concurrency;
-  d.unlimited_cut_to = {1'000'000, absl::Seconds(1)};
+  // No reaction of the engine's own: a rate-limit or reputation reply
+  // neither cuts the rate nor suspends, as in the real MTAs (whose
+  // suspensions and pacing the MTA model does). The smallest values allowed
+  // before (1 ms suspensions, a cut to 1 message per ms for 15 min) were
+  // reactions none of the modelled MTAs has, and made the engine record,
+  // format and wake for millions of them.
+  d.unlimited_cut_to = RateLimit{};
   d.min_rate = {1'000'000, absl::Seconds(1)};
-  d.suspend_base = d.suspend_max = absl::Milliseconds(1);
+  d.suspend_base = d.suspend_max = absl::ZeroDuration();
   d.connection_failures_to_suspend = 0;
   d.suspend_probe_interval = absl::ZeroDuration();
   // Messages wait in the MTA model's queue while leased (a Postfix active
@@ -112,6 +118,14 @@ std::vector<ParamSource> ExplainPresets() {
   return {
       {"naive", "schedule", "every 15 min, 5 d lifetime, 20 connections per destination",
        "a straw man on purpose: no reaction to any reply", "-"},
+      {"*", "engine reactions",
+       "none in naive, postfix, exim, kumomta, powermta: the engine only schedules (no rate "
+       "cut, no suspension on a reply; the MTA model does what the real MTA does)",
+       "their own pacing and suspensions are in the MTA model (Postfix destination_rate_delay "
+       "0 by default; KumoMTA shaping and automation, PowerMTA backoff mode); none of them "
+       "suspends a destination for 1 ms or paces it at 1 per ms after a rate-limit reply, which "
+       "the engine's smallest settings did before (mta-anchors.md feature table)",
+       "H"},
       {"postfix", "schedule", "delay = time in queue clamped to [300 s, 4000 s], 5 d lifetime",
        pf + ": minimal_backoff_time, maximal_backoff_time, maximal_queue_lifetime; qmgr_active.c",
        "H"},

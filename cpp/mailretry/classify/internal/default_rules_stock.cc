@@ -145,11 +145,15 @@ void AppendStockRules(std::vector<DefaultRuleSpec>* out) {
       // Greylisting daemons and gateways: postgrey ("Greylisted, see ..."),
       // greylistd ("is not yet authorized to deliver mail from"),
       // milter-greylist ("Greylisting in action"), Mimecast's greylisting
-      // deferral ("Internal resource temporarily unavailable").
+      // deferral ("Internal resource temporarily unavailable"), and the
+      // deferrals that say it is the first attempt for this sender and
+      // recipient (read as a reputation deferral before, which suspended a
+      // greylisting host).
       {.name = "default:mta/greylisting-daemons",
        .category = C::kGreylisting,
        .any = {"not yet authorized to deliver", "internal resource temporarily unavailable",
-               "please come back in", "triplet", "delayed by greylist", "greylisting in action"},
+               "please come back in", "triplet", "delayed by greylist", "greylisting in action",
+               "first delivery attempt", "first attempt from this"},
        .code = "4xx"},
       // Exchange / Microsoft 365 enhanced-status names in NDR text.
       {.name = "default:mta/exchange-recipient",

@@ -40,8 +40,10 @@ EngineConfig GoldenConfig() {
   c.retry.jitter = Jitter::kNone;
   c.destination_defaults.suspend_probe_interval = absl::ZeroDuration();
   c.destination_defaults.capacity_window = 0;
+  c.destination_defaults.learn_greylist_delay = false;
   c.structural.strong_attempts = c.structural.sender_destinations = 0;
   c.structural.early_weak_evidence = true;
+  c.structural.probe_backoff = 1.0;
   ReactionRule r;
   r.name = "yahoo-deferral";
   r.destination = "yahoo.example";
@@ -52,6 +54,7 @@ EngineConfig GoldenConfig() {
   d.destination = "outlook.example";
   d.suspend_probe_interval = absl::ZeroDuration();
   d.capacity_window = 0;
+  d.learn_greylist_delay = false;
   d.initial_concurrency = 2;
   d.max_concurrency = 4;
   d.rate = RateLimit{30, absl::Minutes(1)};

@@ -28,6 +28,7 @@
 #include "mailretry/common/internal/crc32c.h"
 #include "mailretry/common/internal/file_io.h"
 #include "mailretry/engine/engine.h"
+#include "mailretry/engine/internal/core.h"
 #include "mailretry/engine/internal/state.h"
 #include "re2/re2.h"
 
@@ -41,8 +42,10 @@ constexpr char kMagic[8] = {'M', 'R', 'S', 'N', 'A', 'P', '\r', '\n'};
 // counters at 0 and no cut remembered). 4: issue 12's adaptive state (probing,
 // capacity window, greylist delays, sender evidence, hold counters); older
 // files load with this build's defaults for the new config fields and empty
-// new state.
-constexpr uint32_t kVersion = 4;
+// new state. 5: learned greylist delays (the policy switch, each message's
+// first greylist deferral, each domain's bounds); older files load with
+// learning off, so that their journals replay as recorded.
+constexpr uint32_t kVersion = 5;
 constexpr uint32_t kOldestVersion = 2;
 
 using Writer = internal::BinaryWriter;
@@ -90,6 +93,11 @@ void Fields(V& v, S& x) {
     x.suspend_probe_interval = absl::ZeroDuration();
     x.capacity_window = 0;
   }
+  if (v.version >= 5) {
+    v(x.learn_greylist_delay);
+  } else if constexpr (!std::is_const_v<S>) {
+    x.learn_greylist_delay = false;
+  }
 }
 
 template <class V, Of<ScheduleOverride> S>
@@ -116,6 +124,11 @@ void Fields(V& v, S& x) {
     // Before format 4: no strong rule, weak evidence counted early.
     x.strong_attempts = x.sender_destinations = 0;
     x.early_weak_evidence = true;
+  }
+  if (v.version >= 5) {
+    v(x.probe_backoff), v(x.probe_interval_max);
+  } else if constexpr (!std::is_const_v<S>) {
+    x.probe_backoff = 1.0;  // a fixed probe interval
   }
 }
 
@@ -153,6 +166,7 @@ void Fields(V& v, S& d) {
   if (v.version >= 4)
     v(d.ramp_to), v(d.half_open), v(d.capacity_bits), v(d.strong_ptr), v(d.strong_auth),
         v(d.strong_first);
+  if (v.version >= 5) v(d.held_probes);
 }
 
 // A live message (its slot is written before it).
@@ -161,6 +175,7 @@ void Fields(V& v, S& x) {
   v(x.id), v(x.submitted_ms), v(x.timer_ms), v(x.dest), v(x.prev), v(x.next), v(x.last_delay_s),
       v(x.last_enhanced), v(x.last_code), v(x.attempts), v(x.state), v(x.flags), v(x.step),
       v(x.last_category), v(x.fixed_uses), v(x.sample);
+  if (v.version >= 5) v(x.grey_s);
 }
 
 // The least bytes one element takes in the file: a corrupt count can then
@@ -395,6 +410,16 @@ std::string Serialize(const Engine::Impl& m) {
     w.U64(v->size());
     for (int64_t t : *v) w.I64(t);
   }
+  std::vector<std::pair<uint32_t, Engine::Impl::GreylistMemory>> grey(m.greylist.begin(),
+                                                                      m.greylist.end());
+  std::sort(grey.begin(), grey.end(),
+            [](const auto& a, const auto& b) { return a.first < b.first; });
+  w.U64(grey.size());
+  for (const auto& [domain, g] : grey) {
+    w.U32(domain);
+    w.I64(g.lower_ms);
+    w.I64(g.upper_ms);
+  }
   // Events name their destination by pair index.
   absl::flat_hash_map<std::pair<const char*, const char*>, uint32_t> by_names;
   for (uint32_t di = 0; di < m.dests.size(); ++di) {
@@ -584,6 +609,17 @@ absl::StatusOr<std::unique_ptr<Engine::Impl>> LoadImpl(const std::string& path) 
     std::vector<int64_t>& v = m->reaction_hits[k];
     v.resize(r.Count(8));
     for (int64_t& t : v) t = r.I64();
+  }
+  if (version >= 5) {
+    const uint64_t ngrey = r.Count(20);
+    for (uint64_t i = 0; i < ngrey; ++i) {
+      const uint32_t domain = r.U32();
+      if (!r.ok() || domain >= nnames) return corrupt("greylist section");
+      Engine::Impl::GreylistMemory& g = m->greylist[domain];
+      g.lower_ms = r.I64();
+      g.upper_ms = r.I64();
+      if (g.upper_ms != kNever) Core(*m).CountLearnedGreylist(kNever, g.upper_ms);
+    }
   }
   const uint64_t nevents = r.Count(40);
   for (uint64_t i = 0; i < nevents; ++i) {

@@ -9,6 +9,7 @@
 //   reactions.cc    user reaction rules and the built-in reactions by category
 //   structural.cc   the 421 warning, structural detection and holding
 //   schedule.cc     which schedule applies to a failure, and expiry
+//   greylist.cc     learned greylist delays per destination domain
 //   operations.cc   the bodies of Submit, TakeReady, Report, ...
 // The small predicates that TakeReady and Report call per message are defined
 // here so that they inline.
@@ -98,6 +99,10 @@ inline bool IsDestinationLevel(Category c, Transport t) {
          c == Category::kServerBusyCapacity || c == Category::kMaintenanceShutdown ||
          c == Category::kTooManyConnections || IsConnectionLevel(t);
 }
+
+// The built-in greylisting schedule override's name (setup.cc); with it,
+// destinations learn their greylist delay (greylist.cc).
+inline constexpr std::string_view kBuiltinGreylisting = "builtin:greylisting";
 
 class Core {
  public:
@@ -238,6 +243,8 @@ class Core {
   // structural_failure when one of them holds.
   void StructuralEvidence(uint32_t di, MsgRec& r, Category cat, int64_t now, bool expiring);
   void CheckStructural(uint32_t di, int64_t now);
+  // The wait before a held destination's next probe; counts this probe.
+  int64_t HeldProbeIntervalMs(DestState& d);
   // Counts a PTR / SPF-DKIM-DMARC reply to this pair and to its source.
   void NoteStrongEvidence(DestState& d, Category cat, int64_t now);
 
@@ -254,6 +261,23 @@ class Core {
   // is suspended with probing: it waits in the destination's queue for the
   // release (now, without advancing its backoff), or expires (nullopt).
   std::optional<int64_t> WaitForRelease(MsgRec& r, int64_t now);
+
+  // --- learned greylist delays (greylist.cc) -----------------------------------------
+  // The wait before a greylisted message's next retry, from its destination
+  // domain's learned delay (and the refused wait this reply adds to it), or
+  // nullopt when learning does not apply (then the override's fixed delay).
+  std::optional<int64_t> LearnedGreylistDelay(MsgRec& r, const DestState& d, int64_t now,
+                                              int64_t start_ms, std::string_view* schedule_name);
+  // A delivery: if the message's last failure was greylisting, its wait
+  // since the first greylist deferral worked.
+  void NoteGreylistDelivery(const MsgRec& r, int64_t now);
+  // Moves a domain's learned delay from `old_upper` to `new_upper` in the
+  // histogram of learned delays (kNever = not learned).
+  void CountLearnedGreylist(int64_t old_upper, int64_t new_upper);
+  // The first wait for a domain that has learned nothing yet: most domains'
+  // learned delays (the 80th percentile over domains), once a few have
+  // learned one; else nullopt (the override's 5 min).
+  std::optional<int64_t> GreylistPrior() const;
 
   // --- API bodies (operations.cc)
   // ----------------------------------------------------------------------

@@ -26,6 +26,8 @@ void Core::Suspend(uint32_t di, int64_t now, std::optional<int64_t> fixed_ms, Ca
   if (fixed_ms) {
     dur = *fixed_ms;
   } else {
+    // suspend_base 0: the caller models suspensions itself.
+    if (p.suspend_base <= absl::ZeroDuration()) return;
     // Replies from messages already in flight when the suspension began
     // are not repeats; a failed probe is.
     if ((d.suspended_until > now || HalfOpen(d)) && !extend) return;

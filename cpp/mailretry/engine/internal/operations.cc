@@ -180,7 +180,7 @@ absl::StatusOr<std::vector<Lease>> Core::TakeReady(absl::Time now_t, size_t limi
     if (d.held) {
       d.probe_in_flight = true;
       r.flags |= internal::kFlagProbe;
-      d.next_probe = SatAdd(now, DurMs(m_.config.structural.probe_interval));
+      d.next_probe = SatAdd(now, HeldProbeIntervalMs(d));
     } else if (HalfOpen(d)) {
       // BlockedUntil let it through: the half-open probe.
       d.probe_in_flight = true;
@@ -269,6 +269,7 @@ absl::StatusOr<Decision> Core::Report(uint64_t id, uint32_t attempt, int64_t now
       e->reply = text;
     }
     if (probe) ReleaseSuspension(di, now);
+    NoteGreylistDelivery(r, now);
     OnDelivered(di, now);
     FreeSlot(s);
     return out;

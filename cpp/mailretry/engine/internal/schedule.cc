@@ -51,7 +51,16 @@ std::optional<int64_t> Core::NextAttempt(MsgRec& r, const DestState& d, const Re
   *schedule_name = d.lifetime_schedule >= 0
                        ? std::string_view(m_.schedules[d.lifetime_schedule].name)
                        : std::string_view("default");
-  if (o != nullptr) {
+  std::optional<int64_t> learned;
+  if (o != nullptr && o->name == kBuiltinGreylisting && o->fixed_delay) {
+    learned = LearnedGreylistDelay(r, d, now, DurMs(*o->fixed_delay), schedule_name);
+  }
+  if (learned) {
+    // The learned wait replaces the fixed one, past max_consecutive too (a
+    // 60-min window needs more than three 5-min retries while learning).
+    advance = false;
+    fixed = learned;
+  } else if (o != nullptr) {
     const bool non_advancing = o->fixed_delay.has_value() || !o->advance_backoff;
     if (non_advancing && (o->max_consecutive == 0 || r.fixed_uses < o->max_consecutive)) {
       advance = false;

@@ -41,7 +41,7 @@ absl::StatusOr<std::unique_ptr<Engine::Impl>> MakeImpl(EngineConfig config, uint
   impl->schedules = c.overrides;
   if (c.builtin_overrides) {
     ScheduleOverride grey;
-    grey.name = "builtin:greylisting";
+    grey.name = std::string(kBuiltinGreylisting);
     grey.categories = {Category::kGreylisting};
     grey.fixed_delay = absl::Minutes(5);
     grey.advance_backoff = false;

@@ -82,6 +82,9 @@ struct MsgRec {
   uint8_t last_category = 0xff;
   uint8_t fixed_uses = 0;  // consecutive non-advancing retries
   uint8_t sample = 0xff;   // (generation << 3) | ring index of its last reply text
+  // Its first greylist deferral, in seconds after submitted_ms, plus one
+  // (0 = none yet, or too late to count: learned greylist delays).
+  uint16_t grey_s = 0;
 };
 
 inline constexpr int kSampleRing = 8;
@@ -137,6 +140,7 @@ struct DestState {
   bool held = false;
   bool probe_in_flight = false;
   int64_t next_probe = kNoTime;
+  uint32_t held_probes = 0;  // probes sent since the hold began (their backoff)
   int64_t last_delivery = kNoTime;
   int64_t win_start = kNoTime;
   uint32_t cur_attempts = 0, cur_421 = 0, prev_attempts = 0, prev_421 = 0;
@@ -397,6 +401,22 @@ struct Engine::Impl {
     uint32_t ptr_pairs = 0, auth_pairs = 0;
   };
   absl::flat_hash_map<uint32_t, SenderEvidence> sender_evidence;
+
+  // Learned greylist delays by destination domain (name id), pooled over
+  // sources: waits after a message's first greylist deferral that were still
+  // greylisted (lower) and that got through (upper).
+  struct GreylistMemory {
+    int64_t lower_ms = 0;                 // the longest refused wait (0 = none)
+    int64_t upper_ms = internal::kNever;  // the shortest wait that worked (kNever = none)
+  };
+  absl::flat_hash_map<uint32_t, GreylistMemory> greylist;
+  // How many domains learned each delay (their upper bound, rounded up to
+  // kGreyBucketMs; the last bucket holds the longer ones): where an
+  // unlearned domain's first retry goes. Derived from `greylist` (Load
+  // rebuilds it).
+  static constexpr int64_t kGreyBucketMs = 30'000;
+  std::vector<uint32_t> greylist_learned = std::vector<uint32_t>(481, 0);
+  uint32_t greylist_learned_domains = 0;
 
   // Reaction-rule threshold windows: (dest << 16 | rule) -> match times.
   absl::flat_hash_map<uint64_t, std::vector<int64_t>> reaction_hits;

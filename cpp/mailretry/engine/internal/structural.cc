@@ -2,6 +2,7 @@
 // Structural-failure detection: the 421 warning window, full-cycle and early
 // evidence, and holding a structurally failing destination.
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <limits>
 #include <optional>
@@ -88,6 +89,15 @@ void Core::StructuralEvidence(uint32_t di, MsgRec& r, Category cat, int64_t now,
   CheckStructural(di, now);
 }
 
+int64_t Core::HeldProbeIntervalMs(DestState& d) {
+  const StructuralConfig& s = m_.config.structural;
+  const double f = std::pow(s.probe_backoff, static_cast<double>(d.held_probes));
+  if (d.held_probes < 64) ++d.held_probes;
+  const double ms = std::min(static_cast<double>(DurMs(s.probe_interval)) * f, 1e15);
+  return std::max(DurMs(s.probe_interval),
+                  std::min<int64_t>(static_cast<int64_t>(ms), DurMs(s.probe_interval_max)));
+}
+
 void Core::CheckStructural(uint32_t di, int64_t now) {
   DestState& d = m_.dests[di];
   const StructuralConfig& s = m_.config.structural;
@@ -161,13 +171,18 @@ void Core::CheckStructural(uint32_t di, int64_t now) {
   FillEvidence(e, d);
   if (s.hold) {
     d.held = true;
+    d.held_probes = 0;
     d.next_probe = SatAdd(now, DurMs(s.probe_interval));
     ArmWake(di, d.next_probe);
     const uint64_t n = Pending(d);
     m_.held_messages += n;
     absl::StrAppend(&e.detail, "; holding the destination (", n,
-                    " message(s) pending), one probe every ",
-                    absl::FormatDuration(s.probe_interval));
+                    " message(s) pending), one probe after ",
+                    absl::FormatDuration(s.probe_interval),
+                    s.probe_backoff > 1.0
+                        ? absl::StrCat(", the wait growing x", s.probe_backoff, " per probe up to ",
+                                       absl::FormatDuration(s.probe_interval_max))
+                        : std::string(" each time"));
   }
 }
 

@@ -22,9 +22,8 @@ void Penalise(const ReceiverProfile& p, bool on, PairState& pair) {
   if (on) pair.reputation = std::max(0.0, pair.reputation - p.retry_penalty);
 }
 
-bool InWindow(int64_t now, absl::Duration offset, absl::Duration duration) {
-  const int64_t o = Ms(offset);
-  return duration > absl::ZeroDuration() && now >= o && now - o < Ms(duration);
+bool InWindow(int64_t now, int64_t offset, int64_t duration) {
+  return duration > 0 && now >= offset && now - offset < duration;
 }
 
 // Continuous refill: `max` tokens per `window`, never above `max`.
@@ -91,11 +90,31 @@ bool AuthFails(const ReceiverProfile& p, const Source& src) {
   return false;
 }
 
+ProfileMs::ProfileMs(const ReceiverProfile& p)
+    : refuse_latency(Ms(p.refuse_latency)),
+      latency_min(Ms(p.latency_min)),
+      latency_max(Ms(p.latency_max)),
+      connect_timeout(Ms(p.connect_timeout)),
+      outage_offset(Ms(p.outage_offset)),
+      outage_duration(Ms(p.outage_duration)),
+      incident_offset(Ms(p.incident_offset)),
+      incident_duration(Ms(p.incident_duration)),
+      maintenance_every(Ms(p.maintenance_every)),
+      maintenance_duration(Ms(p.maintenance_duration)),
+      maintenance_offset(Ms(p.maintenance_offset)),
+      greylist_delay(Ms(p.greylist_delay)) {}
+
 AttemptResult StartAttempt(const ReceiverProfile& p, const Source& src, bool reputation_effect,
                            PairState& pair, RecipientState& rcpt, int64_t now_ms, SplitMix64& rng) {
+  return StartAttempt(p, ProfileMs(p), src, reputation_effect, pair, rcpt, now_ms, rng);
+}
+
+AttemptResult StartAttempt(const ReceiverProfile& p, const ProfileMs& ms, const Source& src,
+                           bool reputation_effect, PairState& pair, RecipientState& rcpt,
+                           int64_t now_ms, SplitMix64& rng) {
   AttemptResult out;
-  const int64_t refuse = Ms(p.refuse_latency);
-  const int64_t quick = Ms(p.latency_min);
+  const int64_t refuse = ms.refuse_latency;
+  const int64_t quick = ms.latency_min;
 
   // Reputation recovers with time since it was last brought up to date.
   if (reputation_effect && now_ms > pair.reputation_ms) {
@@ -107,16 +126,15 @@ AttemptResult StartAttempt(const ReceiverProfile& p, const Source& src, bool rep
   }
   auto refused = [&](ReplyKind k) {
     out.kind = k;
-    out.latency_ms = k == ReplyKind::kConnectTimeout ? Ms(p.connect_timeout) : refuse;
+    out.latency_ms = k == ReplyKind::kConnectTimeout ? ms.connect_timeout : refuse;
     return out;
   };
 
   // Connection level: outage, maintenance, refused, timeout, overload, cap.
-  if (InWindow(now_ms, p.outage_offset, p.outage_duration)) return refused(p.outage_kind);
-  if (p.maintenance_every > absl::ZeroDuration()) {
-    const int64_t offset = Ms(p.maintenance_offset);
-    if (now_ms >= offset &&
-        (now_ms - offset) % Ms(p.maintenance_every) < Ms(p.maintenance_duration)) {
+  if (InWindow(now_ms, ms.outage_offset, ms.outage_duration)) return refused(p.outage_kind);
+  if (ms.maintenance_every > 0) {
+    const int64_t offset = ms.maintenance_offset;
+    if (now_ms >= offset && (now_ms - offset) % ms.maintenance_every < ms.maintenance_duration) {
       return refused(ReplyKind::kMaintenance);
     }
   }
@@ -149,7 +167,7 @@ AttemptResult StartAttempt(const ReceiverProfile& p, const Source& src, bool rep
     return out;
   }
   // Reputation at MAIL FROM: an incident, or a low standing.
-  if (InWindow(now_ms, p.incident_offset, p.incident_duration) &&
+  if (InWindow(now_ms, ms.incident_offset, ms.incident_duration) &&
       rng.Uniform() < p.incident_probability) {
     Penalise(p, reputation_effect, pair);
     out.kind = ReplyKind::kReputationThrottled;
@@ -186,7 +204,7 @@ AttemptResult StartAttempt(const ReceiverProfile& p, const Source& src, bool rep
   }
   if (rcpt.flags & kRecipientGreylisted) {
     if (rcpt.greylist_first_ms < 0) rcpt.greylist_first_ms = now_ms;
-    if (now_ms - rcpt.greylist_first_ms < Ms(p.greylist_delay)) {
+    if (now_ms - rcpt.greylist_first_ms < ms.greylist_delay) {
       out.kind = ReplyKind::kGreylisted;
       return out;
     }
@@ -197,7 +215,7 @@ AttemptResult StartAttempt(const ReceiverProfile& p, const Source& src, bool rep
   }
 
   // After DATA: authentication (DKIM needs the message), a dropped connection.
-  out.latency_ms = UniformMs(quick, Ms(p.latency_max), rng);
+  out.latency_ms = UniformMs(quick, ms.latency_max, rng);
   if (AuthFails(p, src)) {
     if (p.auth_soft_attempts < kSoftForever && rcpt.auth_replies >= p.auth_soft_attempts) {
       out.kind = ReplyKind::kAuthReject;

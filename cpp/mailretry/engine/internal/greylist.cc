@@ -1,0 +1,141 @@
+// File: engine/internal/greylist.cc
+// Learned greylist delays. A greylisting receiver refuses a new (client,
+// sender, recipient) triplet until a delay of its own has passed since the
+// first attempt (postgrey's 5 min, others 10 min to an hour), then accepts.
+// A fixed 5-min retry hits a long window many times, and a retry at 15 min
+// can miss a 15-min window by seconds. The delay is a property of the
+// receiving domain, so each domain's is learned from its messages, over all
+// sources: a refused retry bounds it from below, a delivery right after a
+// greylist deferral from above, and retries go at the upper bound.
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+#include <optional>
+#include <string_view>
+
+#include "mailretry/engine/internal/core.h"
+
+namespace mailretry::internal {
+namespace {
+
+constexpr int64_t kMinute = 60'000;
+// Waits longer than this are not greylisting any more: the message falls
+// back to the override's own rule (three fixed retries, then its backoff).
+constexpr int64_t kLongestWait = 4 * 60 * kMinute;
+// A wait that worked and one that did not are "close" within this: no more
+// bisecting. Timing noise (seconds of latency) is well inside it.
+int64_t CloseEnough(int64_t upper) { return std::max<int64_t>(2 * kMinute, upper / 4); }
+
+// The next wait to try while no wait is known to work: the override's start
+// (5 min) and its multiples up to three of them, then doubling. Above the
+// longest refused wait, so that a message never repeats a refused wait.
+int64_t Explore(int64_t lower, int64_t start) {
+  if (lower < start) return start;
+  if (lower < 3 * start) return (lower / start + 1) * start;
+  return 2 * lower;
+}
+
+}  // namespace
+
+std::optional<int64_t> Core::LearnedGreylistDelay(MsgRec& r, const DestState& d, int64_t now,
+                                                  int64_t start_ms,
+                                                  std::string_view* schedule_name) {
+  if (!Policy(d).learn_greylist_delay) return std::nullopt;
+  const bool first = r.grey_s == 0;
+  if (first) {
+    const int64_t s = (now - r.submitted_ms) / 1000 + 1;
+    // Too late in its life to count (uint16 seconds, about 18 h): the
+    // override's own rule, unlearned.
+    if (s < 1 || s >= std::numeric_limits<uint16_t>::max()) return std::nullopt;
+    r.grey_s = static_cast<uint16_t>(s);
+  }
+  const int64_t first_ms = r.submitted_ms + (int64_t{r.grey_s} - 1) * 1000;
+  Engine::Impl::GreylistMemory& g = m_.greylist[d.domain_id];
+  const int64_t waited = now - first_ms;
+  if (!first && waited > g.lower_ms) {
+    g.lower_ms = waited;
+    // Refused well after a wait that once worked: the delay changed (or the
+    // triplet's record expired). Learn again from here.
+    if (g.upper_ms != kNever && g.lower_ms >= g.upper_ms + kMinute) {
+      CountLearnedGreylist(g.upper_ms, kNever);
+      g.upper_ms = kNever;
+    }
+  }
+  int64_t target;
+  std::optional<int64_t> prior;
+  if (first && g.upper_ms == kNever && g.lower_ms == 0) prior = GreylistPrior();
+  if (prior) {
+    // Nothing known here: wait as long as most other domains needed, so
+    // that a domain with one or two messages is not refused at 5, 10 and
+    // 15 min on its way to a 15-min window.
+    target = std::max(start_ms, *prior);
+    *schedule_name = "builtin:greylisting (learning)";
+  } else if (g.upper_ms == kNever) {
+    target = Explore(std::max(g.lower_ms, waited), start_ms);
+    *schedule_name = "builtin:greylisting (learning)";
+  } else if (first && g.lower_ms > 0 && g.upper_ms - g.lower_ms > CloseEnough(g.upper_ms)) {
+    // A wide gap between a refused and a working wait: this message's first
+    // retry tries the middle (one extra refusal at most per message; the
+    // rest go at the wait known to work).
+    target = g.lower_ms + (g.upper_ms - g.lower_ms) / 2;
+    *schedule_name = "builtin:greylisting (learning)";
+  } else {
+    target = std::max(g.upper_ms, waited + kMinute);
+    *schedule_name = "builtin:greylisting (learned)";
+  }
+  if (target > kLongestWait) {
+    *schedule_name = "builtin:greylisting";
+    return std::nullopt;
+  }
+  return std::max<int64_t>(1000, first_ms + target - now);
+}
+
+void Core::NoteGreylistDelivery(const MsgRec& r, int64_t now) {
+  if (r.grey_s == 0 || r.last_category != static_cast<uint8_t>(Category::kGreylisting)) return;
+  const DestState& d = m_.dests[r.dest];
+  if (!Policy(d).learn_greylist_delay) return;
+  const int64_t waited = now - (r.submitted_ms + (int64_t{r.grey_s} - 1) * 1000);
+  if (waited <= 0) return;
+  Engine::Impl::GreylistMemory& g = m_.greylist[d.domain_id];
+  if (waited < g.upper_ms) CountLearnedGreylist(g.upper_ms, waited);
+  g.upper_ms = std::min(g.upper_ms, waited);
+  // A refused wait longer than one that worked: the refusal was stale.
+  if (g.lower_ms >= g.upper_ms) g.lower_ms = 0;
+}
+
+namespace {
+size_t GreyBucket(int64_t upper, size_t n) {
+  const int64_t b = (upper + Engine::Impl::kGreyBucketMs - 1) / Engine::Impl::kGreyBucketMs;
+  return static_cast<size_t>(std::clamp<int64_t>(b, 0, static_cast<int64_t>(n) - 1));
+}
+}  // namespace
+
+void Core::CountLearnedGreylist(int64_t old_upper, int64_t new_upper) {
+  std::vector<uint32_t>& h = m_.greylist_learned;
+  if (old_upper != kNever) {
+    uint32_t& c = h[GreyBucket(old_upper, h.size())];
+    if (c > 0) --c;
+    if (m_.greylist_learned_domains > 0) --m_.greylist_learned_domains;
+  }
+  if (new_upper != kNever) {
+    ++h[GreyBucket(new_upper, h.size())];
+    ++m_.greylist_learned_domains;
+  }
+}
+
+std::optional<int64_t> Core::GreylistPrior() const {
+  // Too few domains to speak for the others.
+  constexpr uint32_t kMinDomains = 5;
+  const uint32_t n = m_.greylist_learned_domains;
+  if (n < kMinDomains) return std::nullopt;
+  const uint64_t want = (uint64_t{n} * 8 + 9) / 10;  // 80 %, rounded up
+  uint64_t seen = 0;
+  const std::vector<uint32_t>& h = m_.greylist_learned;
+  for (size_t b = 0; b < h.size(); ++b) {
+    seen += h[b];
+    if (seen >= want) return static_cast<int64_t>(b) * Engine::Impl::kGreyBucketMs;
+  }
+  return std::nullopt;
+}
+
+}  // namespace mailretry::internal
