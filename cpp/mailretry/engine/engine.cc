@@ -196,21 +196,51 @@ std::optional<absl::Time> Engine::NextWakeup() const {
 
 std::vector<Event> Engine::DrainEvents() { return Execute(*impl_, internal::DrainEventsCommand{}); }
 
-absl::StatusOr<DestinationInfo> Engine::GetDestination(std::string_view destination,
-                                                       std::string_view source) const {
-  std::lock_guard lock(impl_->mu);
-  absl::StatusOr<std::string> name = NormalizeDestination(destination);
-  if (!name.ok()) return name.status();
-  auto dom = impl_->name_ids.find(*name);
-  auto src =
-      source.empty() ? impl_->name_ids.find(std::string_view()) : impl_->name_ids.find(source);
-  if (dom != impl_->name_ids.end() && src != impl_->name_ids.end()) {
-    auto it = impl_->pair_ids.find((uint64_t{dom->second} << 32) | src->second);
-    if (it != impl_->pair_ids.end()) return Core(*impl_).Info(it->second);
+void Engine::DrainEvents(std::vector<Event>& events) {
+  events = Execute(*impl_, internal::DrainEventsCommand{.recycle = &events});
+}
+
+namespace {
+
+// The (destination, source) pair's index, with Impl::mu held. A name already
+// in normal form (the usual case) is looked up without a copy.
+absl::StatusOr<uint32_t> FindPair(const Engine::Impl& m, std::string_view destination,
+                                  std::string_view source) {
+  std::string storage;
+  std::string_view name = destination;
+  if (!IsNormalDestination(destination)) {
+    absl::StatusOr<std::string> n = NormalizeDestination(destination);
+    if (!n.ok()) return n.status();
+    storage = *std::move(n);
+    name = storage;
+  }
+  auto dom = m.name_ids.find(name);
+  auto src = m.name_ids.find(source);
+  if (dom != m.name_ids.end() && src != m.name_ids.end()) {
+    auto it = m.pair_ids.find((uint64_t{dom->second} << 32) | src->second);
+    if (it != m.pair_ids.end()) return it->second;
   }
   return absl::NotFoundError(absl::StrCat(
       "no messages were ever submitted to destination '", ToAbsl(destination), "'",
       source.empty() ? std::string() : absl::StrCat(" from source '", ToAbsl(source), "'")));
+}
+
+}  // namespace
+
+absl::StatusOr<DestinationInfo> Engine::GetDestination(std::string_view destination,
+                                                       std::string_view source) const {
+  std::lock_guard lock(impl_->mu);
+  absl::StatusOr<uint32_t> di = FindPair(*impl_, destination, source);
+  if (!di.ok()) return di.status();
+  return Core(*impl_).Info(*di);
+}
+
+absl::StatusOr<uint32_t> Engine::ConcurrencyLimit(std::string_view destination,
+                                                  std::string_view source) const {
+  std::lock_guard lock(impl_->mu);
+  absl::StatusOr<uint32_t> di = FindPair(*impl_, destination, source);
+  if (!di.ok()) return di.status();
+  return Core(*impl_).EffectiveConcurrency(impl_->dests[*di], impl_->now_ms);
 }
 
 EngineStats Engine::Stats() const {

@@ -487,10 +487,19 @@ class Engine {
 
   // Events since the last drain, oldest first.
   std::vector<Event> DrainEvents();
+  // The same into `events`, whose previous contents the engine keeps and
+  // reuses for later events (their strings keep their capacity). Draining
+  // into the same vector each time, a steady stream of events allocates
+  // nothing; the engine keeps at most 65,536 such spares.
+  void DrainEvents(std::vector<Event>& events);
 
   // State of one (destination, source) pair; NotFound if never seen.
   absl::StatusOr<DestinationInfo> GetDestination(std::string_view destination,
                                                  std::string_view source = {}) const;
+  // GetDestination(...)->concurrency_limit without building the whole
+  // DestinationInfo: what a connection pool asks before each attempt.
+  absl::StatusOr<uint32_t> ConcurrencyLimit(std::string_view destination,
+                                            std::string_view source = {}) const;
   EngineStats Stats() const;
 
   // Writes a versioned, checksummed snapshot atomically (temporary file in the

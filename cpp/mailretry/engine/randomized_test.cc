@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "mailretry/engine/engine.h"
@@ -59,6 +60,73 @@ TEST(Engine, SameSeedAndInputsGiveTheSameEvents) {
   Driver dc(5);
   for (int i = 0; i < 1500; ++i) dc.Step(*c, false);
   EXPECT_NE(da.rendered, dc.rendered);
+}
+
+// Every field of an event, lists included (Render leaves those out).
+std::string RenderAll(const Event& e) {
+  std::string s = Render(e);
+  absl::StrAppend(&s, " limit=", e.concurrency_limit,
+                  " rate=", e.rate_per_second ? absl::StrCat(*e.rate_per_second) : "-", " cats=");
+  for (const CategoryCount& c : e.categories)
+    absl::StrAppend(&s, std::string(CategoryName(c.category)), ":", c.count, ",");
+  absl::StrAppend(&s, " samples=", absl::StrJoin(e.samples, "|"),
+                  " remediation=", absl::StrJoin(e.remediation, "|"));
+  return s;
+}
+
+// DrainEvents(vector&) hands the previous drain's events back to the engine,
+// which resets and refills them: the events must equal freshly built ones,
+// with nothing left over from the event that used the storage before (a
+// bounce's rule and detail on a later delivery, a warning's samples...).
+TEST(Engine, RecycledEventsEqualFreshOnes) {
+  for (uint64_t seed : {3u, 4u}) {
+    EngineConfig c = RandomizedConfig();
+    c.max_buffered_events = 7;  // also drops the oldest, on both paths
+    auto a = MakeEngine(c, seed);
+    auto b = MakeEngine(c, seed);
+    Driver fresh(seed), reused(seed);
+    reused.recycle = true;
+    std::vector<std::string> all_fresh, all_reused;
+    int with_lists = 0;
+    fresh.on_event = [&](const Event& e) {
+      all_fresh.push_back(RenderAll(e));
+      if (!e.categories.empty() || !e.samples.empty()) ++with_lists;
+    };
+    reused.on_event = [&](const Event& e) { all_reused.push_back(RenderAll(e)); };
+    for (int i = 0; i < 3000; ++i) {
+      fresh.Step(*a, false);
+      reused.Step(*b, false);
+    }
+    ASSERT_GT(all_fresh.size(), 500u);
+    EXPECT_EQ(all_fresh, all_reused);
+    EXPECT_EQ(a->Stats().events_dropped, b->Stats().events_dropped);
+    // Events with lists (warnings, structural) came between plain ones.
+    EXPECT_GT(with_lists, 0);
+    EXPECT_LT(with_lists, static_cast<int>(all_fresh.size()));
+  }
+}
+
+TEST(Engine, ConcurrencyLimitMatchesTheDestinationInfo) {
+  EngineConfig c;
+  c.destination_defaults.initial_concurrency = 3;
+  auto e = MakeEngine(c);
+  ASSERT_TRUE(e->Submit(1, "Mx.Example", kT0).ok());
+  ASSERT_TRUE(e->Submit(2, "mx.example", kT0, "ip1").ok());
+  for (const Lease& l : Take(*e, kT0)) MustReport(*e, l.msg_id, kT0, kTooMany);
+  for (const auto& [dest, src] : std::vector<std::pair<std::string, std::string>>{
+           {"mx.example", ""}, {"MX.EXAMPLE.", ""}, {"mx.example", "ip1"}}) {
+    absl::StatusOr<DestinationInfo> info = e->GetDestination(dest, src);
+    ASSERT_TRUE(info.ok()) << info.status();
+    absl::StatusOr<uint32_t> limit = e->ConcurrencyLimit(dest, src);
+    ASSERT_TRUE(limit.ok()) << limit.status();
+    EXPECT_EQ(*limit, info->concurrency_limit) << dest << "/" << src;
+  }
+  // A 421 "too many connections" cut the limit below the initial 3.
+  EXPECT_LT(*e->ConcurrencyLimit("mx.example"), 3u);
+  EXPECT_EQ(e->ConcurrencyLimit("other.example").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(e->ConcurrencyLimit("mx.example", "ip2").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(e->ConcurrencyLimit("bad name!").status().code(),
+            e->GetDestination("bad name!").status().code());
 }
 
 TEST(Engine, SafeUnderConcurrentCallers) {

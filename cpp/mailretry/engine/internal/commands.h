@@ -200,6 +200,9 @@ struct DrainEventsCommand {
   static constexpr Op kOp = Op::kDrainEvents;
   static constexpr std::string_view kName = "drain_events";
   using Result = std::vector<Event>;
+  // Events the caller is done with, reused for new ones (not journaled: it
+  // changes no state, only where the next events' storage comes from).
+  std::vector<Event>* recycle = nullptr;
   template <class C, class V>
   static void Fields(C&, V&) {}
 };

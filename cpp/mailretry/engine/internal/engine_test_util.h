@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <functional>
 #include <map>
 #include <memory>
 #include <random>
@@ -104,6 +105,11 @@ struct Driver {
   uint64_t next_id = 1;
   std::vector<uint64_t> leased;
   std::vector<std::string> rendered;
+  // Drain with DrainEvents(drained), reusing the previous drain's events.
+  bool recycle = false;
+  std::vector<Event> drained;
+  // Optional: called on every drained event (e.g. to render more fields).
+  std::function<void(const Event&)> on_event;
   explicit Driver(uint64_t seed) : rng(seed) {}
 
   void Step(Engine& e, bool check) {
@@ -143,7 +149,15 @@ struct Driver {
       ASSERT_TRUE(e.Advance(now).ok());
     }
     now += absl::Seconds(static_cast<int64_t>(rng() % 60));
-    for (const Event& ev : e.DrainEvents()) rendered.push_back(Render(ev));
+    if (recycle) {
+      e.DrainEvents(drained);
+    } else {
+      drained = e.DrainEvents();
+    }
+    for (const Event& ev : drained) {
+      rendered.push_back(Render(ev));
+      if (on_event) on_event(ev);
+    }
     if (check) ExpectBalanced(e);
   }
 };

@@ -293,7 +293,7 @@ absl::StatusOr<Decision> Core::Report(uint64_t id, uint32_t attempt, int64_t now
       e->category = c.category;
       e->status = facts.status;
       e->reply = text;
-      e->rule = std::string(c.rule);
+      e->rule.assign(c.rule.data(), c.rule.size());  // into a recycled event's room
       e->detail = "permanent failure";
     }
     StructuralEvidence(di, r, c.category, now, false);
@@ -326,11 +326,12 @@ absl::StatusOr<Decision> Core::Report(uint64_t id, uint32_t attempt, int64_t now
     e->category = c.category;
     e->status = facts.status;
     e->reply = text;
-    e->rule = std::string(c.rule);
+    e->rule.assign(c.rule.data(), c.rule.size());
     e->next_attempt = out.next_attempt;
-    // Cheap on purpose: one deferred event per failed attempt.
-    e->detail = absl::StrCat("schedule ", ToAbsl(schedule),
-                             (r.flags & internal::kFlagFinal) ? ", last attempt" : "");
+    // Cheap on purpose: one deferred event per failed attempt. Appended to
+    // the (empty) detail so that a recycled event's room is reused.
+    absl::StrAppend(&e->detail, "schedule ", ToAbsl(schedule),
+                    (r.flags & internal::kFlagFinal) ? ", last attempt" : "");
   }
   StructuralEvidence(di, r, c.category, now, false);
   CheckWarning(d, now);
@@ -503,8 +504,8 @@ Decisions Apply(Engine::Impl& impl, const ReportLeasesTextCommand& c) {
   });
 }
 
-std::vector<Event> Apply(Engine::Impl& impl, const DrainEventsCommand&) {
-  return impl.events.Take();
+std::vector<Event> Apply(Engine::Impl& impl, const DrainEventsCommand& c) {
+  return impl.events.Take(c.recycle);
 }
 
 }  // namespace mailretry::internal
