@@ -1,7 +1,7 @@
 // Timer-queue benchmarks: every TimerBackend (called through its concrete,
 // final class, so devirtualized) and two baselines, at 1M and 10M pending.
 //
-// Method (perf-anchors.md section 1): fill N timers on a random permutation
+// Method (the usual timer-queue benchmark): fill N timers on a random permutation
 // of slots 0..N-1, due uniform over 5 days in ms. Then, on one structure and
 // in this order, each phase timed on its own over M = N/10 random distinct
 // slots:

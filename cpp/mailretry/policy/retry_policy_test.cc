@@ -50,7 +50,8 @@ TEST(RetryPolicy, DefaultTimelineLastAttemptAtFiveDays) {
 
 TEST(RetryPolicy, PostfixPresetIsAgeAnchored) {
   std::vector<absl::Duration> t = Timeline(RetryPolicy::Postfix(), 0, 9);
-  // 0, 5m, 10m, 20m, 40m, 80m, then +4000 s steps (mta-anchors §1.2).
+  // 0, 5m, 10m, 20m, 40m, 80m, then +4000 s steps (Postfix's
+  // minimal_backoff_time 300 s and maximal_backoff_time 4000 s defaults).
   EXPECT_THAT(
       t, ElementsAre(absl::ZeroDuration(), absl::Minutes(5), absl::Minutes(10), absl::Minutes(20),
                      absl::Minutes(40), absl::Minutes(80), absl::Minutes(80) + absl::Seconds(4000),

@@ -124,7 +124,7 @@ std::vector<ParamSource> ExplainPresets() {
        "their own pacing and suspensions are in the MTA model (Postfix destination_rate_delay "
        "0 by default; KumoMTA shaping and automation, PowerMTA backoff mode); none of them "
        "suspends a destination for 1 ms or paces it at 1 per ms after a rate-limit reply, which "
-       "the engine's smallest settings did before (mta-anchors.md feature table)",
+       "the engine's smallest settings did before",
        "H"},
       {"postfix", "schedule", "delay = time in queue clamped to [300 s, 4000 s], 5 d lifetime",
        pf + ": minimal_backoff_time, maximal_backoff_time, maximal_queue_lifetime; qmgr_active.c",

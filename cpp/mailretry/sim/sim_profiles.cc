@@ -442,7 +442,7 @@ std::vector<ParamSource> ExplainProfiles() {
        "assumption: stands for Microsoft's transient 4.3.2 'Temporary server error' replies",
        "assumption"},
       {"yahoo-like", "max_connections_per_source", "8",
-       "folklore 5-8 (receiver-behaviour survey); "
+       "sender folklore says 5-8; "
        "Yahoo publishes no number (senders.yahooinc.com/best-practices)",
        "L"},
       {"yahoo-like", "max_per_minute / max_per_hour", "20 / 600",
@@ -488,7 +488,7 @@ std::vector<ParamSource> ExplainProfiles() {
        "0.4 / 0.7 and 0.6 / 0.9",
        "assumption: Outlook.com (421 RP-001, 451 4.7.650) and Yahoo "
        "([TSS04]) throttle on reputation without publishing thresholds; Yahoo is described as "
-       "the stricter one (receiver-behaviour survey)",
+       "the stricter one by senders' reports",
        "assumption"},
       {"outlook-like, yahoo-like, comcast-like", "overload / random_deferral",
        "0.002-0.003 / 0.002-0.003", "assumption: rare background 4xx on healthy traffic",

@@ -1,9 +1,9 @@
 // File: timers/internal/boost_heap_queue.h
 // -----------------------------------------------------------------------------
-// TimerBackend::kBoostHeap: the design card's named structure,
+// TimerBackend::kBoostHeap: the structure the first design named,
 // boost::heap::d_ary_heap<arity 4, mutable, stable>, behind the TimerQueue
-// contract. Kept as a reference point: perf-anchors.md measured it 3-100x
-// slower than the array heap because mutable d_ary_heap stores values in a
+// contract. Kept as a reference point: benchmarks/README.md (Timers) measures
+// it 3-20x slower than the array heap because mutable d_ary_heap stores values in a
 // std::list and sifts list iterators (a dependent miss per comparison).
 #ifndef MAILRETRY_TIMERS_INTERNAL_BOOST_HEAP_QUEUE_H_
 #define MAILRETRY_TIMERS_INTERNAL_BOOST_HEAP_QUEUE_H_

@@ -64,7 +64,7 @@ class QuadHeap final : public TimerQueue {
 
   static bool Before(const Entry& a, const Entry& b) {
     // Branchy on purpose: a cmov chain here makes the next child load wait
-    // (perf-anchors.md section 4.1, item 6).
+    // for the comparison, where a predicted branch lets it start early.
     if (a.due != b.due) return a.due < b.due;
     return a.seq < b.seq;
   }
