@@ -25,6 +25,7 @@
 #include "absl/time/time.h"
 #include "mailretry/classify/classifier.h"
 #include "mailretry/common/internal/file_io.h"
+#include "mailretry/common/internal/strings.h"
 #include "mailretry/engine/engine.h"
 #include "mailretry/engine/internal/config_table.h"
 #include "mailretry/engine/internal/config_tree.h"
@@ -33,11 +34,6 @@
 #include "mailretry/timers/timer_queue.h"
 
 namespace mailretry {
-namespace {
-// absl::string_view is not std::string_view in Debian's Abseil build.
-absl::string_view AV(std::string_view s) { return absl::string_view(s.data(), s.size()); }
-}  // namespace
-
 namespace internal {
 namespace {
 
@@ -348,7 +344,7 @@ absl::StatusOr<ConfigFile> ConfigFromTree(const toml::table& root) {
   // which checks its own keys: one file configures a node, and the engine
   // only has to let the table through.
   if (const toml::node* n = t.Get("cluster"); n != nullptr && n->as_table() == nullptr) {
-    t.Fail("cluster", absl::StrCat("expected a table, got ", AV(TypeName(*n))));
+    t.Fail("cluster", absl::StrCat("expected a table, got ", internal::ToAbsl(TypeName(*n))));
   }
   t.Duration("lease_timeout", config.lease_timeout);
   if (t.Has("backend")) {
@@ -383,7 +379,7 @@ absl::StatusOr<absl::Duration> ParseConfigDuration(std::string_view s) {
   if (s.empty()) return absl::InvalidArgumentError("empty duration");
   auto bad = [&] {
     return absl::InvalidArgumentError(
-        absl::StrCat("bad duration \"", AV(s),
+        absl::StrCat("bad duration \"", internal::ToAbsl(s),
                      "\" (a number and a unit: ms, s, m, h, d, w; e.g. \"15m\", \"5d\")"));
   };
   double total = 0;
@@ -426,26 +422,27 @@ absl::StatusOr<RateLimit> ParseConfigRate(std::string_view s) {
   const size_t slash = s.find('/');
   const std::string_view count = s.substr(0, slash);
   if (slash == std::string_view::npos || count.empty() || count.size() > 9) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "bad rate \"", AV(s), "\" (expected \"N/duration\" such as \"100/1m\", or \"unlimited\")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("bad rate \"", internal::ToAbsl(s),
+                     "\" (expected \"N/duration\" such as \"100/1m\", or \"unlimited\")"));
   }
   uint32_t n = 0;
   for (char c : count) {
     if (c < '0' || c > '9') {
-      return absl::InvalidArgumentError(
-          absl::StrCat("bad rate \"", AV(s), "\" (expected \"N/duration\" such as \"100/1m\")"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "bad rate \"", internal::ToAbsl(s), "\" (expected \"N/duration\" such as \"100/1m\")"));
     }
     n = n * 10 + static_cast<uint32_t>(c - '0');
   }
   if (n == 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("rate \"", AV(s), "\" allows no messages; write \"unlimited\" for no limit"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "rate \"", internal::ToAbsl(s), "\" allows no messages; write \"unlimited\" for no limit"));
   }
   absl::StatusOr<absl::Duration> per = ParseConfigDuration(s.substr(slash + 1));
   if (!per.ok()) return per.status();
   if (*per <= absl::ZeroDuration())
     return absl::InvalidArgumentError(
-        absl::StrCat("rate \"", AV(s), "\": interval must be positive"));
+        absl::StrCat("rate \"", internal::ToAbsl(s), "\": interval must be positive"));
   rate.messages = n;
   rate.per = *per;
   return rate;
@@ -460,10 +457,11 @@ absl::StatusOr<toml::table> ParseTomlTree(std::string_view text, std::string_vie
     return toml::parse(text, origin);
   } catch (const toml::parse_error& e) {
     const toml::source_position pos = e.source().begin;
-    return absl::InvalidArgumentError(
-        absl::StrCat(AV(origin), ":", pos.line, ":", pos.column, ": ", AV(e.description())));
+    return absl::InvalidArgumentError(absl::StrCat(internal::ToAbsl(origin), ":", pos.line, ":",
+                                                   pos.column, ": ",
+                                                   internal::ToAbsl(e.description())));
   } catch (const std::exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat(AV(origin), ": ", e.what()));
+    return absl::InvalidArgumentError(absl::StrCat(internal::ToAbsl(origin), ": ", e.what()));
   }
 }
 

@@ -25,12 +25,10 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "mailretry/common/internal/strings.h"
 #include "mailretry/engine/config_toml.h"
 
 namespace mailretry::internal::config_grammar {
-
-// absl::string_view is not std::string_view in Debian's Abseil build.
-inline absl::string_view AV(std::string_view s) { return absl::string_view(s.data(), s.size()); }
 
 // Longest duration a config may name: far beyond any queue lifetime, far
 // below absl::Duration's range, so that sums of durations cannot overflow.
@@ -45,7 +43,7 @@ struct Context {
 };
 
 inline std::string Join(const std::string& path, std::string_view key) {
-  return path.empty() ? std::string(key) : absl::StrCat(path, ".", AV(key));
+  return path.empty() ? std::string(key) : absl::StrCat(path, ".", ToAbsl(key));
 }
 inline std::string Index(const std::string& path, size_t i) {
   return absl::StrCat(path, "[", i, "]");
@@ -85,7 +83,7 @@ class Table {
     table_ = node != nullptr ? node->as_table() : nullptr;
     if (node != nullptr && table_ == nullptr) {
       cx_.Fail(path_.empty() ? "(top level)" : path_,
-               absl::StrCat("expected a table, got ", AV(TypeName(*node))));
+               absl::StrCat("expected a table, got ", ToAbsl(TypeName(*node))));
     }
   }
 
@@ -115,7 +113,7 @@ class Table {
     if (const auto* v = n->as_string()) {
       out = v->get();
     } else {
-      Fail(key, absl::StrCat("expected a string, got ", AV(TypeName(*n))));
+      Fail(key, absl::StrCat("expected a string, got ", ToAbsl(TypeName(*n))));
     }
   }
   void Bool(std::string_view key, bool& out) {
@@ -157,7 +155,7 @@ class Table {
                                         uint64_t max) {
     const auto* i = n.as_integer();
     if (i == nullptr) {
-      cx_.Fail(path, absl::StrCat("expected an integer, got ", AV(TypeName(n))));
+      cx_.Fail(path, absl::StrCat("expected an integer, got ", ToAbsl(TypeName(n))));
       return std::nullopt;
     }
     const int64_t x = i->get();
@@ -184,7 +182,7 @@ class Table {
     if (n == nullptr) return out;
     const toml::array* a = n->as_array();
     if (a == nullptr) {
-      Fail(key, absl::StrCat("expected a list, got ", AV(TypeName(*n))));
+      Fail(key, absl::StrCat("expected a list, got ", ToAbsl(TypeName(*n))));
       return out;
     }
     for (const toml::node& item : *a) out.push_back(&item);
