@@ -23,6 +23,7 @@
 #include "mailretry/engine/engine.h"
 #include "mailretry/policy/retry_policy.h"
 #include "mailretry/reply/reply.h"
+#include "mailretry/sim/internal/sim_memory.h"
 #include "mailretry/sim/internal/sim_receiver.h"
 #include "mailretry/sim/internal/sim_sender.h"
 #include "mailretry/sim/sim.h"
@@ -110,7 +111,7 @@ class Simulation : public GateHost {
   absl::flat_hash_map<std::string, uint32_t> domain_ids_;
   absl::flat_hash_map<std::string, uint32_t> source_ids_;
   std::vector<int64_t> arrival_ms_;
-  std::vector<Msg> msgs_;
+  LargeVector<Msg> msgs_;  // on huge pages: touched at random, see sim_memory.h
   std::vector<PairState> pairs_;
 
   std::unique_ptr<Engine> engine_;
