@@ -185,6 +185,11 @@ class Driver(Generic[MsgT]):
         # The clock's kind, checked once: isinstance() against a runtime
         # Protocol walks its members, and _hold/_let_go run twice per attempt.
         self._busy_clock = self._clock if isinstance(self._clock, BusyTracking) else None
+        # An engine with poll() (mailretry.Engine) does a loop turn's
+        # take_ready, drain_events and next_wakeup in one call.
+        self._poll: Callable[[float, int], tuple[list[Lease], list[dict[str, Any]], float | None]] | None = (
+            getattr(engine, "poll", None)
+        )
 
     # -- public API ------------------------------------------------------------
     @property
@@ -275,12 +280,18 @@ class Driver(Generic[MsgT]):
             while not self._stopping:
                 now = self.now()
                 limit = self._limit()
-                took = self._dispatch(now, limit)
-                self._drain_events()
+                if self._poll is not None:
+                    leases, events, wakeup = self._poll(now, max(limit, 0))
+                    took = self._start(leases, now)
+                    self._handle_events(events)
+                else:
+                    took = self._dispatch(now, limit)
+                    self._drain_events()
                 if took and took == limit:
                     await asyncio.sleep(0)  # more may be ready; let the attempts start
                     continue
-                wakeup = self._engine.next_wakeup()
+                if self._poll is None:
+                    wakeup = self._engine.next_wakeup()
                 if until_idle and wakeup is None and not self._tasks:
                     break
                 await self._wait(self._delay(now, wakeup))
@@ -303,7 +314,10 @@ class Driver(Generic[MsgT]):
         if limit <= 0:
             self._engine.advance(now)  # expiries and lease timeouts still happen
             return 0
-        leases = self._engine.take_ready(now, limit)
+        return self._start(self._engine.take_ready(now, limit), now)
+
+    def _start(self, leases: list[Lease], now: float) -> int:
+        """A task per lease."""
         if leases and not self._timeouts_checked:
             self._timeouts_checked = True
             self._check_timeouts(leases[0], now)
@@ -474,7 +488,11 @@ class Driver(Generic[MsgT]):
             await asyncio.gather(*pending, return_exceptions=True)
 
     def _drain_events(self) -> None:
-        events = self._engine.drain_events()
+        self._handle_events(self._engine.drain_events())
+
+    def _handle_events(self, events: list[dict[str, Any]]) -> None:
+        if not events:
+            return
         self.stats.events += len(events)
         if self._domains:
             for event in events:
