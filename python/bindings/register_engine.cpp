@@ -213,6 +213,23 @@ void RegisterEngine(py::module_& m) {
           },
           py::arg("msg_id"), py::arg("attempt"), py::arg("now_ms"), py::arg("reply"))
       .def(
+          "report_lease",
+          // report() for a Lease object and a reply text: the fields are read
+          // here instead of through two attribute calls from Python.
+          [](Engine& e, const PyLease& lease, int64_t now_ms, std::string_view raw) {
+            const absl::Time t = TimeFromMillis(now_ms);
+            absl::StatusOr<Decision> d;
+            PyDecision out;
+            {
+              py::gil_scoped_release release;
+              d = e.ReportText(lease.msg_id, lease.attempt, t, raw);
+              if (d.ok()) out = ToPy(*d);
+            }
+            ThrowIfError(d.status());
+            return out;
+          },
+          py::arg("lease"), py::arg("now_ms"), py::arg("reply"))
+      .def(
           "report_reply",
           [](Engine& e, uint64_t msg_id, uint32_t attempt, int64_t now_ms, const Reply& reply) {
             const absl::Time t = TimeFromMillis(now_ms);

@@ -124,6 +124,14 @@ class Driver(Generic[MsgT]):
         ``cluster_resumed``, ``cluster_applied``) reach ``on_event`` and the
         observer like the engine's. Needs wall-clock time (a clock whose
         ``speed`` is 1): Redis expiries are real time.
+    coalesce
+        Real seconds by which a finished attempt may delay the loop's next
+        look at the engine while other attempts are still running: the loop
+        then wakes once for every 4 finished attempts, or after ``coalesce``,
+        instead of once per attempt (each look costs the same engine calls
+        however few leases it takes). 0: wake at every finished attempt.
+        Submits, :meth:`wake`, :meth:`stop` and the last running attempt
+        still wake it at once.
 
     Clocks: the engine's ``lease_timeout`` is in clock time; the sender's
     timeouts are in real seconds. A clock with a ``speed`` (a
@@ -151,6 +159,7 @@ class Driver(Generic[MsgT]):
         route: Callable[[str], Awaitable[str]] | None = None,
         observer: DriverObserver | None = None,
         shared: SharedLimits | None = None,
+        coalesce: float = 0.001,
     ) -> None:
         if max_in_flight < 1 or batch < 1:
             raise ValueError("max_in_flight and batch must be >= 1")
@@ -185,6 +194,9 @@ class Driver(Generic[MsgT]):
         # The clock's kind, checked once: isinstance() against a runtime
         # Protocol walks its members, and _hold/_let_go run twice per attempt.
         self._busy_clock = self._clock if isinstance(self._clock, BusyTracking) else None
+        self._coalesce = coalesce
+        self._finished = 0  # attempts finished since the loop was last woken
+        self._coalesce_timer: asyncio.TimerHandle | None = None
         # An engine with poll() (mailretry.Engine) does a loop turn's
         # take_ready, drain_events and next_wakeup in one call.
         self._poll: Callable[[float, int], tuple[list[Lease], list[dict[str, Any]], float | None]] | None = (
@@ -243,6 +255,10 @@ class Driver(Generic[MsgT]):
         """Make the loop look at the engine again (after submitting to it directly)."""
         if self._wake is None:
             return
+        self._finished = 0
+        if self._coalesce_timer is not None:
+            self._coalesce_timer.cancel()
+            self._coalesce_timer = None
         if self._idle:
             # Hold the clock for the loop from now on, so that a virtual clock
             # cannot jump before the loop has looked.
@@ -472,8 +488,24 @@ class Driver(Generic[MsgT]):
 
     def _attempt_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
+        if self._coalesce > 0 and self._tasks and self._wake is not None and self._idle:
+            # Other attempts are running (and hold the clock): wake the loop
+            # once for several finished attempts, within `coalesce` seconds.
+            self._finished += 1
+            if self._finished < _COALESCE_ATTEMPTS:
+                if self._coalesce_timer is None:
+                    self._coalesce_timer = asyncio.get_running_loop().call_later(
+                        self._coalesce, self._coalesced_wake
+                    )
+                self._let_go()
+                return
         self.wake()  # before letting go, so that the clock stays held
         self._let_go()
+
+    def _coalesced_wake(self) -> None:
+        self._coalesce_timer = None
+        if self._finished:
+            self.wake()
 
     async def _finish_in_flight(self) -> None:
         if self._tasks:
@@ -510,6 +542,9 @@ class Driver(Generic[MsgT]):
             if self._on_event is not None:
                 self._on_event(event)
 
+
+# Finished attempts that wake the loop at once when `coalesce` is on.
+_COALESCE_ATTEMPTS = 4
 
 _FINAL_EVENTS = frozenset({"delivered", "bounced", "expired"})
 

@@ -245,6 +245,8 @@ class Engine:
         lease that is no longer current (it timed out and the message was
         leased again, or it was reported already) raises StaleLeaseError,
         changes nothing and is counted in ``stats()["stale_reports"]``."""
+        if type(lease) is Lease and type(reply) is str and attempt is None:
+            return self._e.report_lease(lease, to_millis(now), reply)  # a driver's report
         if isinstance(lease, Lease):
             if attempt is not None and attempt != lease.attempt:
                 raise InvalidInputError("attempt= contradicts the lease")
