@@ -57,6 +57,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MsgT = TypeVar("MsgT")
+# Engine.poll: (leases, events, next wake-up) for (now, limit).
+_Poll = Callable[[float, int], tuple[list[Lease], list[dict[str, Any]], float | None]]
 
 
 @dataclass
@@ -199,9 +201,7 @@ class Driver(Generic[MsgT]):
         self._coalesce_timer: asyncio.TimerHandle | None = None
         # An engine with poll() (mailretry.Engine) does a loop turn's
         # take_ready, drain_events and next_wakeup in one call.
-        self._poll: Callable[[float, int], tuple[list[Lease], list[dict[str, Any]], float | None]] | None = (
-            getattr(engine, "poll", None)
-        )
+        self._poll: _Poll | None = getattr(engine, "poll", None)
 
     # -- public API ------------------------------------------------------------
     @property

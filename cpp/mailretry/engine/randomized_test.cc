@@ -164,8 +164,9 @@ TEST(Engine, LimitsGenerationChangesWheneverALimitDoes) {
             continue;
           }
           if (g == gen) {
-            ASSERT_EQ(*limit, it->second) << "seed " << seed << " step " << i << " " << key.first
-                                          << "/" << src << ": the limit changed, the generation not";
+            ASSERT_EQ(*limit, it->second)
+                << "seed " << seed << " step " << i << " " << key.first << "/" << src
+                << ": the limit changed, the generation not";
           } else if (*limit != it->second) {
             ++changes;
             (*limit > it->second ? rises : drops) += 1;
