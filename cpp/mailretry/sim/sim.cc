@@ -2,7 +2,8 @@
 // model's gate, receiver replies after a latency, the Engine's decisions and
 // events, all in virtual time at millisecond resolution. There is no tick:
 // the loop jumps to the next moment anything can happen (an arrival, the end
-// of an attempt, an engine or gate timer).
+// of an attempt, an engine or gate timer). The run's state and its setup are
+// in internal/simulation.h and internal/sim_setup.cc.
 #include "mailretry/sim/sim.h"
 
 #include <algorithm>
@@ -28,17 +29,11 @@
 #include "mailretry/sim/internal/sim_sender.h"
 #include "mailretry/sim/internal/sim_summary.h"
 #include "mailretry/sim/internal/sim_workload.h"
+#include "mailretry/sim/internal/simulation.h"
 
 namespace mailretry::sim {
 namespace {
 
-using internal::Arrivals;
-using internal::Cdf;
-using internal::kMsPerHour;
-using internal::PairState;
-using internal::RecipientState;
-
-constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 // Small: TakeReady reserves room for min(limit, ready) leases on every call,
 // and the loop calls it at every event time (ready can be large when a
 // destination is throttled).
@@ -46,234 +41,9 @@ constexpr size_t kTakeBatch = 256;
 
 int64_t Ms(absl::Duration d) { return absl::ToInt64Milliseconds(d); }
 
-struct InFlight {
-  int64_t end_ms;
-  uint64_t seq;
-  uint32_t msg;
-  ReplyKind kind;
-  bool holds_connection;
-};
-struct EndsLater {
-  bool operator()(const InFlight& a, const InFlight& b) const {
-    return a.end_ms != b.end_ms ? a.end_ms > b.end_ms : a.seq > b.seq;
-  }
-};
+}  // namespace
 
-// What the loop reads and writes on every attempt of a message, in one record
-// (48 bytes) rather than eight arrays: at 1M messages each array access was a
-// cache miss of its own. The Result's per-message arrays are filled from it
-// at the end.
-struct Msg {
-  RecipientState rcpt;
-  int64_t expiry_ms = std::numeric_limits<int64_t>::max();  // submit + lifetime (infer_expiry_)
-  uint32_t domain = 0;
-  uint16_t source = 0;
-  uint16_t attempts = 0;
-  uint16_t replies_4xx = 0;
-  Outcome outcome = Outcome::kPending;
-  bool final_attempt = false;  // leased for the attempt at the lifetime's end
-};
-
-class Simulation : public internal::GateHost {
- public:
-  Simulation(const Scenario& s, const ProgressFn& progress) : s_(s), progress_(progress) {}
-
-  absl::StatusOr<Result> Run(const Policy& policy);
-
-  // GateHost.
-  void StartAttempt(uint32_t msg, int64_t now_ms) override;
-  void Defer(uint32_t msg, int64_t now_ms, internal::LocalDeferral why) override;
-  // Also true once the message's lifetime has passed: the engine expires
-  // it silently then (message events are off for speed, see Run).
-  bool Finished(uint32_t msg) override {
-    const Msg& x = msgs_[msg];
-    if (x.outcome != Outcome::kPending) return true;
-    if (infer_expiry_ && now_ >= x.expiry_ms && !x.final_attempt) {
-      Finish(msg, Outcome::kExpired, x.expiry_ms);
-      return true;
-    }
-    return false;
-  }
-
- private:
-  absl::Status Setup();
-  uint32_t ProfileIndex(const std::string& name);
-  void Finish(uint32_t msg, Outcome o, int64_t t_ms);
-  HourBin& Bin(int64_t t_ms) {
-    const size_t b = static_cast<size_t>(std::max<int64_t>(t_ms, 0) / kMsPerHour);
-    if (b >= r_.hours.size()) r_.hours.resize(b + 1);
-    return r_.hours[b];
-  }
-  uint32_t Pair(uint32_t msg) const { return msgs_[msg].domain * nsources_ + msgs_[msg].source; }
-  absl::Time T(int64_t ms) const { return s_.start + absl::Milliseconds(ms); }
-  int64_t ToMs(absl::Time t) const { return absl::ToInt64Milliseconds(t - s_.start); }
-  absl::Status Decide(uint32_t msg, int64_t now, const Reply& reply);
-  void DrainEvents();
-
-  const Scenario& s_;
-  const ProgressFn& progress_;
-  Result r_;
-  uint64_t finished_ = 0;
-  uint32_t nsources_ = 1;
-  double receiver_ms_ = 0;
-  absl::Status error_;
-
-  std::vector<ReceiverProfile> profiles_;
-  std::vector<internal::ProfileMs> profile_ms_;  // [profile], its durations in ms
-  std::vector<std::vector<Reply>> replies_;      // [profile][kind]
-  std::vector<Reply> local_replies_;             // [LocalDeferral]
-  absl::flat_hash_map<std::string, uint32_t> profile_ids_;
-  std::vector<uint32_t> domain_profile_;  // profile index per domain
-  absl::flat_hash_map<std::string, uint32_t> domain_ids_;
-  absl::flat_hash_map<std::string, uint32_t> source_ids_;
-  std::vector<int64_t> arrival_ms_;
-  std::vector<Msg> msgs_;
-  std::vector<PairState> pairs_;
-
-  std::unique_ptr<Engine> engine_;
-  std::unique_ptr<internal::SenderGate> gate_;
-  std::priority_queue<InFlight, std::vector<InFlight>, EndsLater> in_flight_;
-  uint64_t seq_ = 0;
-  SplitMix64 rng_{0};
-  int64_t now_ = 0;
-  bool infer_expiry_ = false;
-  int64_t lifetime_ms_ = 0;
-};
-
-uint32_t Simulation::ProfileIndex(const std::string& name) {
-  auto it = profile_ids_.find(name);
-  if (it != profile_ids_.end()) return it->second;
-  ReceiverProfile p;
-  bool found = false;
-  for (const ReceiverProfile& custom : s_.profiles) {
-    if (custom.name == name) {
-      p = custom;
-      found = true;
-      break;
-    }
-  }
-  if (!found) p = *BuiltinProfile(name);  // ValidateScenario checked the name
-  std::vector<Reply> parsed;
-  parsed.reserve(kNumReplyKinds);
-  for (int k = 0; k < kNumReplyKinds; ++k) {
-    switch (static_cast<ReplyKind>(k)) {
-      case ReplyKind::kConnectionRefused:
-        parsed.push_back(TransportReply(Transport::kConnectionRefused, p.replies[k]));
-        break;
-      case ReplyKind::kConnectTimeout:
-        parsed.push_back(TransportReply(Transport::kConnectTimeout, p.replies[k]));
-        break;
-      case ReplyKind::kDroppedMidData:
-        parsed.push_back(TransportReply(Transport::kConnectionDropped, p.replies[k]));
-        break;
-      default:
-        parsed.push_back(*ParseReply(p.replies[k]));
-    }
-  }
-  const uint32_t id = static_cast<uint32_t>(profiles_.size());
-  profile_ms_.emplace_back(p);
-  profiles_.push_back(std::move(p));
-  replies_.push_back(std::move(parsed));
-  profile_ids_.emplace(name, id);
-  return id;
-}
-
-absl::Status Simulation::Setup() {
-  const uint64_t n = s_.messages;
-  SplitMix64 rng(s_.seed ^ 0x243f6a8885a308d3ULL);
-
-  // Domains: the named ones, then the Zipf tail.
-  for (const NamedDestination& d : s_.named) {
-    domain_ids_.emplace(d.domain, static_cast<uint32_t>(r_.domains.size()));
-    r_.domains.push_back(d.domain);
-    domain_profile_.push_back(ProfileIndex(d.profile));
-  }
-  const size_t named = r_.domains.size();
-  std::vector<double> tail_weights;
-  std::vector<double> tail_profile_weights;
-  for (const auto& entry : s_.tail_profiles) tail_profile_weights.push_back(entry.second);
-  if (s_.tail_domains > 0) {
-    Cdf tail_profiles(tail_profile_weights);
-    tail_weights.reserve(s_.tail_domains);
-    for (uint32_t k = 1; k <= s_.tail_domains; ++k) {
-      std::string name = absl::StrCat("d", k, ".example.net");
-      if (domain_ids_.contains(name)) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("destination \"", name, "\" clashes with the tail's names"));
-      }
-      domain_ids_.emplace(name, static_cast<uint32_t>(r_.domains.size()));
-      r_.domains.push_back(std::move(name));
-      const std::string& profile = s_.tail_profiles[tail_profiles.Pick(rng.Uniform())].first;
-      domain_profile_.push_back(ProfileIndex(profile));
-      tail_weights.push_back(1.0 / std::pow(static_cast<double>(k), s_.zipf_exponent));
-    }
-  }
-  const size_t domains = r_.domains.size();
-  for (size_t d = 0; d < domains; ++d)
-    r_.domain_profile.push_back(profiles_[domain_profile_[d]].name);
-  r_.domain_messages.assign(domains, 0);
-
-  // Sources and (domain, source) pairs with their ground truth.
-  std::vector<double> source_weights;
-  for (const Source& src : s_.sources) {
-    source_ids_.emplace(src.name, static_cast<uint32_t>(r_.sources.size()));
-    r_.sources.push_back(src.name);
-    source_weights.push_back(src.weight);
-  }
-  nsources_ = static_cast<uint32_t>(s_.sources.size());
-  const size_t npairs = domains * nsources_;
-  pairs_.assign(npairs, PairState{});
-  r_.pair_structural.assign(npairs, false);
-  r_.pair_structural_s.assign(npairs, kNaN);
-  r_.pair_warning_s.assign(npairs, kNaN);
-  r_.pair_messages.assign(npairs, 0);
-  for (size_t d = 0; d < domains; ++d) {
-    const ReceiverProfile& p = profiles_[domain_profile_[d]];
-    for (size_t i = 0; i < nsources_; ++i) {
-      pairs_[d * nsources_ + i].reputation = s_.sources[i].reputation;
-      r_.pair_structural[d * nsources_ + i] =
-          internal::PtrFails(p, s_.sources[i]) || internal::AuthFails(p, s_.sources[i]);
-    }
-  }
-
-  // Messages: arrival time, domain, source, recipient.
-  arrival_ms_ = Arrivals(s_, rng);
-  double named_total = 0;
-  std::vector<double> named_weights;
-  for (const NamedDestination& d : s_.named) {
-    named_total += d.share;
-    named_weights.push_back(d.share);
-  }
-  std::unique_ptr<Cdf> named_cdf = named_total > 0 ? std::make_unique<Cdf>(named_weights) : nullptr;
-  std::unique_ptr<Cdf> tail_cdf =
-      tail_weights.empty() ? nullptr : std::make_unique<Cdf>(tail_weights);
-  Cdf source_cdf(source_weights);
-  r_.msg_domain.resize(n);
-  r_.msg_source.resize(n);
-  r_.msg_submit_s.assign(n, kNaN);
-  r_.msg_end_s.assign(n, kNaN);
-  msgs_.assign(n, Msg{});
-  for (uint64_t i = 0; i < n; ++i) {
-    const double u = rng.Uniform();
-    uint32_t d;
-    if (named_cdf != nullptr && (u < named_total || tail_cdf == nullptr)) {
-      d = named_cdf->Pick(std::min(u / named_total, 0.999999999));
-    } else {
-      d = static_cast<uint32_t>(named) + tail_cdf->Pick(rng.Uniform());
-    }
-    r_.msg_domain[i] = d;
-    r_.msg_source[i] = static_cast<uint16_t>(source_cdf.Pick(rng.Uniform()));
-    msgs_[i].domain = d;
-    msgs_[i].source = r_.msg_source[i];
-    ++r_.domain_messages[d];
-    ++r_.pair_messages[d * nsources_ + r_.msg_source[i]];
-  }
-  for (int k = 0; k < internal::kNumLocalDeferrals; ++k) {
-    local_replies_.push_back(
-        *ParseReply(internal::LocalDeferralText(static_cast<internal::LocalDeferral>(k))));
-  }
-  return absl::OkStatus();
-}
+namespace internal {
 
 void Simulation::Finish(uint32_t msg, Outcome o, int64_t t_ms) {
   if (msgs_[msg].outcome != Outcome::kPending) return;
@@ -583,11 +353,11 @@ absl::StatusOr<Result> Simulation::Run(const Policy& policy) {
   return std::move(r_);
 }
 
-}  // namespace
+}  // namespace internal
 
 absl::StatusOr<Result> Run(const Scenario& scenario, const Policy& policy,
                            const ProgressFn& progress) {
-  Simulation sim(scenario, progress);
+  internal::Simulation sim(scenario, progress);
   return sim.Run(policy);
 }
 

@@ -21,6 +21,7 @@
 
 #include "absl/time/time.h"
 #include "mailretry/policy/retry_policy.h"
+#include "mailretry/sim/internal/sim_memory.h"
 #include "mailretry/sim/sim.h"
 
 namespace mailretry::sim::internal {
@@ -93,7 +94,7 @@ class SenderGate {
   SenderModel model_;
   std::vector<uint32_t> pair_profile_;
   std::vector<PairGate> pairs_;
-  std::vector<uint32_t> next_;  // intrusive FIFO links, per message
+  LargeVector<uint32_t> next_;  // intrusive FIFO links, per message (huge pages)
   uint64_t waiting_total_ = 0;
   // Per profile: base shaping (KumoMTA) and which rules each reply kind matches.
   std::vector<uint32_t> base_connections_;
