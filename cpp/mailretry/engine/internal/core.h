@@ -121,7 +121,7 @@ class Core {
     return d.lifetime_schedule >= 0 ? *m_.schedules[d.lifetime_schedule].policy : m_.config.retry;
   }
   int64_t ExpiresMs(const MsgRec& r) const {
-    return SatAdd(r.submitted_ms, DurMs(LifetimePolicy(m_.dests[r.dest]).lifetime));
+    return SatAdd(r.submitted_ms, m_.dests[r.dest].lifetime_ms);
   }
   // When a message waiting in a ready list gives up: at its lifetime end, or,
   // for its final attempt (scheduled at the end), one lease timeout later.
