@@ -292,7 +292,10 @@ class Core {
                           absl::Span<const std::string> src_names);
   absl::StatusOr<std::vector<Lease>> TakeReady(absl::Time now_t, size_t limit);
   // `attempt` names the lease (kUnfenced: whichever is current).
-  absl::StatusOr<Decision> Report(uint64_t id, uint32_t attempt, int64_t now, const Reply& reply);
+  // `parsed`: `reply` is parsed->reply, from the reply cache (a report by
+  // text), whose memo spares the lookup of its facts.
+  absl::StatusOr<Decision> Report(uint64_t id, uint32_t attempt, int64_t now, const Reply& reply,
+                                  const ReplyCache::Parsed* parsed = nullptr);
   std::optional<absl::Time> NextWakeup() const;
   DestinationInfo Info(uint32_t di) const;
 
