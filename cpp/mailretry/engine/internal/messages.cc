@@ -190,9 +190,9 @@ void Core::SetTimer(uint32_t s, int64_t due, bool pending) {
   r.timer_ms = due;
   if (due <= m_.now_ms) m_.timers_due = true;
   if (pending) {
-    m_.msg_timers->Reschedule(s, T(due)).IgnoreError();
+    m_.msg_timers->RescheduleUnixMs(s, due).IgnoreError();
   } else {
-    m_.msg_timers->Schedule(s, T(due)).IgnoreError();
+    m_.msg_timers->ScheduleUnixMs(s, due).IgnoreError();
   }
 }
 
@@ -275,9 +275,9 @@ void Core::ArmWake(uint32_t di, int64_t t) {
   d.wake = t;
   if (t <= m_.now_ms) m_.timers_due = true;
   if (pending) {
-    m_.dest_timers->Reschedule(di, T(t)).IgnoreError();
+    m_.dest_timers->RescheduleUnixMs(di, t).IgnoreError();
   } else {
-    m_.dest_timers->Schedule(di, T(t)).IgnoreError();
+    m_.dest_timers->ScheduleUnixMs(di, t).IgnoreError();
   }
 }
 
