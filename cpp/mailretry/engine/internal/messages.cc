@@ -114,15 +114,15 @@ uint32_t Core::DestFor(std::string_view domain, std::string_view source) {
 }
 
 uint32_t Core::AllocSlot() {
+  // A free record is already a default MsgRec (FreeSlot cleared it; Grow
+  // and Load create default ones) but for its free-list link.
   if (m_.free_head != kNil) {
     const uint32_t s = m_.free_head;
     m_.free_head = m_.msgs[s].next;
-    m_.msgs[s] = MsgRec{};
+    m_.msgs[s].next = kNil;
     return s;
   }
-  const uint32_t s = m_.msgs.Grow();
-  m_.msgs[s] = MsgRec{};
-  return s;
+  return m_.msgs.Grow();
 }
 
 void Core::FreeSlot(uint32_t s) {
