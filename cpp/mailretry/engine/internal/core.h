@@ -199,6 +199,9 @@ class Core {
   // --- message storage ---------------------------------------------------------
   uint32_t AllocSlot();
   void FreeSlot(uint32_t s);
+  // FreeSlot when the caller holds s's position in the id index (Report
+  // found it there): erasing by position spares hashing the id again.
+  void FreeSlot(uint32_t s, IdIndex::const_iterator pos);
   void PushReady(uint32_t s, bool front = false);
   void Unlink(uint32_t s);
   void SetTimer(uint32_t s, int64_t due, bool pending);

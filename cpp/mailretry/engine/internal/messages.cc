@@ -133,6 +133,14 @@ void Core::FreeSlot(uint32_t s) {
   m_.free_head = s;
 }
 
+void Core::FreeSlot(uint32_t s, IdIndex::const_iterator pos) {
+  m_.ids.erase(pos);
+  MsgRec& r = m_.msgs[s];
+  r = MsgRec{};
+  r.next = m_.free_head;
+  m_.free_head = s;
+}
+
 void Core::PushReady(uint32_t s, bool front) {
   MsgRec& r = m_.msgs[s];
   DestState& d = m_.dests[r.dest];

@@ -274,7 +274,7 @@ absl::StatusOr<Decision> Core::Report(uint64_t id, uint32_t attempt, int64_t now
     if (probe) ReleaseSuspension(di, now);
     NoteGreylistDelivery(r, now);
     OnDelivered(di, now);
-    FreeSlot(s);
+    FreeSlot(s, it);  // nothing inserted into the index since the find
     return out;
   }
 
@@ -300,7 +300,7 @@ absl::StatusOr<Decision> Core::Report(uint64_t id, uint32_t attempt, int64_t now
       e->detail = "permanent failure";
     }
     StructuralEvidence(di, r, c.category, now, false);
-    FreeSlot(s);
+    FreeSlot(s, it);  // nothing inserted into the index since the find
     return out;
   }
 
