@@ -145,8 +145,9 @@ void InitDestination(Engine::Impl& impl, DestState& d) {
       d.lifetime_schedule = static_cast<int32_t>(i);
     }
   }
-  d.lifetime_ms = DurMs(d.lifetime_schedule >= 0 ? impl.schedules[d.lifetime_schedule].policy->lifetime
-                                                 : impl.config.retry.lifetime);
+  d.lifetime_ms =
+      DurMs(d.lifetime_schedule >= 0 ? impl.schedules[d.lifetime_schedule].policy->lifetime
+                                     : impl.config.retry.lifetime);
   d.reaction_candidates.clear();
   for (size_t i = 0; i < impl.reactions.size(); ++i) {
     if (MatchDestination(impl.reactions[i].rule.destination, dom)) {
