@@ -72,46 +72,6 @@ TYPED_TEST(TimerQueueTest, PopsInDueOrder) {
   EXPECT_EQ(q->size(), 1u);
 }
 
-// ScheduleUnixMs / RescheduleUnixMs (the engine's entry points) round exactly
-// as Schedule / Reschedule with absl::FromUnixMillis: due times before, at
-// and after a `now` that is not a whole millisecond, across tick boundaries,
-// at several resolutions.
-TYPED_TEST(TimerQueueTest, UnixMsEntryPointsMatchTimeOnes) {
-  for (absl::Duration res : {absl::Seconds(1), absl::Milliseconds(100), absl::Milliseconds(7),
-                             absl::Milliseconds(1), absl::Microseconds(300)}) {
-    auto a = this->Make(res);
-    auto b = this->Make(res);
-    std::mt19937_64 rng(11);
-    const int64_t t0 = absl::ToUnixMillis(kT0);
-    // A `now` with a sub-millisecond part, so that due <= now is exercised
-    // on both sides of it.
-    const absl::Time now = kT0 + absl::Milliseconds(2500) + absl::Microseconds(250);
-    std::vector<Slot> out;
-    ASSERT_TRUE(a->PopDue(now, &out).ok());
-    ASSERT_TRUE(b->PopDue(now, &out).ok());
-    std::uniform_int_distribution<int64_t> off(-5'000, 20'000'000);
-    for (Slot s = 0; s < 400; ++s) {
-      const int64_t due = t0 + (s < 20 ? 2490 + s : off(rng));
-      ASSERT_TRUE(a->Schedule(s, absl::FromUnixMillis(due)).ok());
-      ASSERT_TRUE(b->ScheduleUnixMs(s, due).ok());
-      ASSERT_EQ(*a->DueTime(s), *b->DueTime(s)) << "resolution " << res << " due " << due;
-    }
-    for (Slot s = 0; s < 400; s += 3) {
-      const int64_t due = t0 + off(rng);
-      ASSERT_TRUE(a->Reschedule(s, absl::FromUnixMillis(due)).ok());
-      ASSERT_TRUE(b->RescheduleUnixMs(s, due).ok());
-      ASSERT_EQ(*a->DueTime(s), *b->DueTime(s)) << "resolution " << res << " due " << due;
-    }
-    EXPECT_TRUE(absl::IsAlreadyExists(b->ScheduleUnixMs(0, t0)));
-    EXPECT_TRUE(absl::IsNotFound(b->RescheduleUnixMs(1000, t0)));
-    std::vector<Slot> pa, pb;
-    ASSERT_TRUE(a->PopDue(kT0 + absl::Hours(6), &pa).ok());
-    ASSERT_TRUE(b->PopDue(kT0 + absl::Hours(6), &pb).ok());
-    EXPECT_EQ(pa, pb);
-    EXPECT_TRUE(b->CheckInvariants().ok()) << b->CheckInvariants();
-  }
-}
-
 TYPED_TEST(TimerQueueTest, EqualDueTimesPopInInsertionOrder) {
   auto q = this->Make();
   const absl::Time due = kT0 + absl::Minutes(5);
