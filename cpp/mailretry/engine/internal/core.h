@@ -121,7 +121,7 @@ class Core {
     return d.lifetime_schedule >= 0 ? *m_.schedules[d.lifetime_schedule].policy : m_.config.retry;
   }
   int64_t ExpiresMs(const MsgRec& r) const {
-    return SatAdd(r.submitted_ms, DurMs(LifetimePolicy(m_.dests[r.dest]).lifetime));
+    return SatAdd(r.submitted_ms, m_.dests[r.dest].lifetime_ms);
   }
   // When a message waiting in a ready list gives up: at its lifetime end, or,
   // for its final attempt (scheduled at the end), one lease timeout later.
@@ -199,6 +199,9 @@ class Core {
   // --- message storage ---------------------------------------------------------
   uint32_t AllocSlot();
   void FreeSlot(uint32_t s);
+  // FreeSlot when the caller holds s's position in the id index (Report
+  // found it there): erasing by position spares hashing the id again.
+  void FreeSlot(uint32_t s, IdIndex::const_iterator pos);
   void PushReady(uint32_t s, bool front = false);
   void Unlink(uint32_t s);
   void SetTimer(uint32_t s, int64_t due, bool pending);
@@ -292,7 +295,10 @@ class Core {
                           absl::Span<const std::string> src_names);
   absl::StatusOr<std::vector<Lease>> TakeReady(absl::Time now_t, size_t limit);
   // `attempt` names the lease (kUnfenced: whichever is current).
-  absl::StatusOr<Decision> Report(uint64_t id, uint32_t attempt, int64_t now, const Reply& reply);
+  // `parsed`: `reply` is parsed->reply, from the reply cache (a report by
+  // text), whose memo spares the lookup of its facts.
+  absl::StatusOr<Decision> Report(uint64_t id, uint32_t attempt, int64_t now, const Reply& reply,
+                                  const ReplyCache::Parsed* parsed = nullptr);
   std::optional<absl::Time> NextWakeup() const;
   DestinationInfo Info(uint32_t di) const;
 

@@ -114,19 +114,27 @@ uint32_t Core::DestFor(std::string_view domain, std::string_view source) {
 }
 
 uint32_t Core::AllocSlot() {
+  // A free record is already a default MsgRec (FreeSlot cleared it; Grow
+  // and Load create default ones) but for its free-list link.
   if (m_.free_head != kNil) {
     const uint32_t s = m_.free_head;
     m_.free_head = m_.msgs[s].next;
-    m_.msgs[s] = MsgRec{};
+    m_.msgs[s].next = kNil;
     return s;
   }
-  const uint32_t s = m_.msgs.Grow();
-  m_.msgs[s] = MsgRec{};
-  return s;
+  return m_.msgs.Grow();
 }
 
 void Core::FreeSlot(uint32_t s) {
   m_.ids.erase(s);  // before the record is cleared: the index hashes its id
+  MsgRec& r = m_.msgs[s];
+  r = MsgRec{};
+  r.next = m_.free_head;
+  m_.free_head = s;
+}
+
+void Core::FreeSlot(uint32_t s, IdIndex::const_iterator pos) {
+  m_.ids.erase(pos);
   MsgRec& r = m_.msgs[s];
   r = MsgRec{};
   r.next = m_.free_head;
@@ -190,9 +198,9 @@ void Core::SetTimer(uint32_t s, int64_t due, bool pending) {
   r.timer_ms = due;
   if (due <= m_.now_ms) m_.timers_due = true;
   if (pending) {
-    m_.msg_timers->Reschedule(s, T(due)).IgnoreError();
+    m_.msg_timers->RescheduleUnixMs(s, due).IgnoreError();
   } else {
-    m_.msg_timers->Schedule(s, T(due)).IgnoreError();
+    m_.msg_timers->ScheduleUnixMs(s, due).IgnoreError();
   }
 }
 
@@ -275,9 +283,9 @@ void Core::ArmWake(uint32_t di, int64_t t) {
   d.wake = t;
   if (t <= m_.now_ms) m_.timers_due = true;
   if (pending) {
-    m_.dest_timers->Reschedule(di, T(t)).IgnoreError();
+    m_.dest_timers->RescheduleUnixMs(di, t).IgnoreError();
   } else {
-    m_.dest_timers->Schedule(di, T(t)).IgnoreError();
+    m_.dest_timers->ScheduleUnixMs(di, t).IgnoreError();
   }
 }
 

@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -207,7 +208,7 @@ absl::StatusOr<std::vector<Lease>> Core::TakeReady(absl::Time now_t, size_t limi
 }
 
 absl::StatusOr<Decision> Core::Report(uint64_t id, uint32_t attempt, int64_t now,
-                                      const Reply& reply) {
+                                      const Reply& reply, const ReplyCache::Parsed* parsed) {
   auto it = m_.ids.find(internal::IdKey{id});
   if (it == m_.ids.end()) {
     return absl::NotFoundError(
@@ -257,7 +258,9 @@ absl::StatusOr<Decision> Core::Report(uint64_t id, uint32_t attempt, int64_t now
   // Canonical text and classification, memoized per distinct reply (valid
   // until the next Get: nothing below asks the cache again).
   const ReplyCache::Facts& facts =
-      m_.reply_cache.Get(reply, d.domain_id, m_.names[d.domain_id], m_.classifier);
+      parsed != nullptr
+          ? m_.reply_cache.GetParsed(*parsed, d.domain_id, m_.names[d.domain_id], m_.classifier)
+          : m_.reply_cache.Get(reply, d.domain_id, m_.names[d.domain_id], m_.classifier);
   const std::string& text = facts.text;
   if (reply.success()) {
     NoteAttempt(d, now, false);
@@ -271,7 +274,7 @@ absl::StatusOr<Decision> Core::Report(uint64_t id, uint32_t attempt, int64_t now
     if (probe) ReleaseSuspension(di, now);
     NoteGreylistDelivery(r, now);
     OnDelivered(di, now);
-    FreeSlot(s);
+    FreeSlot(s, it);  // nothing inserted into the index since the find
     return out;
   }
 
@@ -297,7 +300,7 @@ absl::StatusOr<Decision> Core::Report(uint64_t id, uint32_t attempt, int64_t now
       e->detail = "permanent failure";
     }
     StructuralEvidence(di, r, c.category, now, false);
-    FreeSlot(s);
+    FreeSlot(s, it);  // nothing inserted into the index since the find
     return out;
   }
 
@@ -441,12 +444,16 @@ Decisions ReportBatch(Engine::Impl& impl, absl::Time now, absl::Span<const uint6
       continue;
     }
     Reply storage;
-    absl::StatusOr<const Reply*> reply = reply_of(i, storage);
+    auto reply = reply_of(i, storage);
     if (!reply.ok()) {
       out.push_back(reply.status());
       continue;
     }
-    out.push_back(core.Report(msg_ids[i], attempt, impl.now_ms, **reply));
+    if constexpr (std::is_same_v<decltype(reply), absl::StatusOr<const ReplyCache::Parsed*>>) {
+      out.push_back(core.Report(msg_ids[i], attempt, impl.now_ms, (*reply)->reply, *reply));
+    } else {
+      out.push_back(core.Report(msg_ids[i], attempt, impl.now_ms, **reply));
+    }
   }
   return out;
 }
@@ -457,11 +464,12 @@ absl::StatusOr<const Reply*> ReplyAt(absl::Span<const Reply> replies, size_t i) 
   return &replies[i];
 }
 
-absl::StatusOr<const Reply*> ParsedReplyAt(ReplyCache& cache, absl::Span<const std::string> raw,
-                                           size_t i) {
+absl::StatusOr<const ReplyCache::Parsed*> ParsedReplyAt(ReplyCache& cache,
+                                                        absl::Span<const std::string> raw,
+                                                        size_t i) {
   if (i >= raw.size())
     return absl::InvalidArgumentError("no reply for this id (raw_replies is shorter than msg_ids)");
-  return cache.Parse(raw[i]);
+  return cache.ParseEntry(raw[i]);
 }
 
 }  // namespace

@@ -19,29 +19,30 @@ const ReplyCache::Facts& ReplyCache::Miss(const KeyView& k, const Reply& reply,
     return uncached_;
   }
   if (facts_.size() >= kMaxEntries) facts_.clear();
+  ++facts_gen_;  // the insertion below may move entries (and clear() dropped them)
   auto [it, inserted] = facts_.emplace(
       Key{k.transport, k.code, k.enhanced, k.scope, std::string(k.text)}, std::move(f));
   return it->second;
 }
 
-absl::StatusOr<const Reply*> ReplyCache::ParseMiss(std::string_view raw) {
+absl::StatusOr<const ReplyCache::Parsed*> ReplyCache::ParseMiss(std::string_view raw) {
   absl::StatusOr<Reply> r = ParseReply(raw);
   if (!r.ok()) return r.status();
   if (raw.size() > kMaxCachedText) {
-    uncached_reply_ = *std::move(r);
+    uncached_reply_ = Parsed{*std::move(r)};
     return &uncached_reply_;
   }
   if (parsed_.size() >= kMaxEntries) parsed_.clear();
-  auto [it, inserted] = parsed_.emplace(std::string(raw), *std::move(r));
+  auto [it, inserted] = parsed_.emplace(std::string(raw), Parsed{*std::move(r)});
   return &it->second;
 }
 
 size_t ReplyCache::MemoryBytes() const {
   size_t bytes = facts_.capacity() * (sizeof(Key) + sizeof(Facts) + 1) +
-                 parsed_.capacity() * (sizeof(std::string) + sizeof(Reply) + 1);
+                 parsed_.capacity() * (sizeof(std::string) + sizeof(Parsed) + 1);
   auto heap = [](const std::string& s) { return s.capacity() > 15 ? s.capacity() : 0; };
   for (const auto& [key, f] : facts_) bytes += heap(key.text) + heap(f.text) + heap(f.status);
-  for (const auto& [raw, r] : parsed_) bytes += heap(raw) + heap(r.text);
+  for (const auto& [raw, p] : parsed_) bytes += heap(raw) + heap(p.reply.text);
   return bytes;
 }
 

@@ -56,10 +56,39 @@ class ReplyCache {
     return Miss(k, reply, destination, classifier);
   }
 
+  // A parsed raw text, with a memo of its Facts: a report by text then costs
+  // one lookup (by the raw text) instead of two (raw text, then the parsed
+  // reply's key).
+  struct Parsed {
+    Reply reply;
+    // Valid while facts_gen == the cache's facts_gen_ (bumped by every
+    // insertion into or clearing of the facts table, which may move its
+    // entries). Only set when the facts do not depend on the destination.
+    mutable const Facts* facts = nullptr;
+    mutable uint64_t facts_gen = 0;
+  };
+
   // ParseReply(raw), memoized. The pointer is valid until the next call.
-  absl::StatusOr<const Reply*> Parse(std::string_view raw) {
+  absl::StatusOr<const Parsed*> ParseEntry(std::string_view raw) {
     if (auto it = parsed_.find(ToAbsl(raw)); it != parsed_.end()) return &it->second;
     return ParseMiss(raw);
+  }
+  absl::StatusOr<const Reply*> Parse(std::string_view raw) {
+    absl::StatusOr<const Parsed*> p = ParseEntry(raw);
+    if (!p.ok()) return p.status();
+    return &(*p)->reply;
+  }
+
+  // Get(p.reply, ...), using and refreshing p's memo. Same answer as Get.
+  const Facts& GetParsed(const Parsed& p, uint32_t scope, std::string_view destination,
+                         const Classifier& classifier) {
+    if (!by_destination_ && p.facts != nullptr && p.facts_gen == facts_gen_) return *p.facts;
+    const Facts& f = Get(p.reply, scope, destination, classifier);
+    if (!by_destination_ && &f != &uncached_) {
+      p.facts = &f;
+      p.facts_gen = facts_gen_;
+    }
+    return f;
   }
 
   size_t MemoryBytes() const;
@@ -109,13 +138,14 @@ class ReplyCache {
   }
   const Facts& Miss(const KeyView& k, const Reply& reply, std::string_view destination,
                     const Classifier& classifier);
-  absl::StatusOr<const Reply*> ParseMiss(std::string_view raw);
+  absl::StatusOr<const Parsed*> ParseMiss(std::string_view raw);
 
   bool by_destination_;
   absl::flat_hash_map<Key, Facts, KeyHash, KeyEq> facts_;
-  absl::flat_hash_map<std::string, Reply> parsed_;
+  uint64_t facts_gen_ = 1;  // see Parsed::facts_gen
+  absl::flat_hash_map<std::string, Parsed> parsed_;
   Facts uncached_;  // the answer for a text too long to cache
-  Reply uncached_reply_;
+  Parsed uncached_reply_;
 };
 
 }  // namespace mailretry::internal

@@ -38,6 +38,7 @@ absl::StatusOr<std::unique_ptr<Engine::Impl>> MakeImpl(EngineConfig config, uint
   EngineConfig& c = impl->config;
 
   impl->lease_timeout_ms = DurMs(c.lease_timeout);
+  impl->warning_window_ms = std::max<int64_t>(1, DurMs(c.structural.warning_window));
   impl->schedules = c.overrides;
   if (c.builtin_overrides) {
     ScheduleOverride grey;
@@ -144,6 +145,9 @@ void InitDestination(Engine::Impl& impl, DestState& d) {
       d.lifetime_schedule = static_cast<int32_t>(i);
     }
   }
+  d.lifetime_ms =
+      DurMs(d.lifetime_schedule >= 0 ? impl.schedules[d.lifetime_schedule].policy->lifetime
+                                     : impl.config.retry.lifetime);
   d.reaction_candidates.clear();
   for (size_t i = 0; i < impl.reactions.size(); ++i) {
     if (MatchDestination(impl.reactions[i].rule.destination, dom)) {

@@ -95,6 +95,9 @@ struct DestState {
   uint32_t source_id = 0;
   uint32_t policy = 0;             // index into Impl::dest_policies
   int32_t lifetime_schedule = -1;  // destination-only schedule override with a policy
+  // The lifetime of that schedule (or the default one) in ms, converted once
+  // by InitDestination: ExpiresMs runs on every ready deadline.
+  int64_t lifetime_ms = 0;
   absl::InlinedVector<uint16_t, 4> schedule_candidates;  // overrides whose destination matches
   absl::InlinedVector<uint16_t, 4> reaction_candidates;
 
@@ -364,6 +367,9 @@ struct Engine::Impl {
   std::vector<internal::CompiledReaction> reactions;
   uint32_t cycle_failures = 5;
   int64_t lease_timeout_ms = 0;  // config.lease_timeout, converted once
+  // config.structural.warning_window in ms (at least 1), converted once:
+  // RollWindow runs on every report.
+  int64_t warning_window_ms = 1;
 
   // std::mutex, not absl::Mutex: the system's Abseil is built with its
   // deadlock detection on, which made every uncontended lock and unlock cost

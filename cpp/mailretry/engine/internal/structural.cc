@@ -18,7 +18,7 @@
 namespace mailretry::internal {
 
 void Core::RollWindow(DestState& d, int64_t now) {
-  const int64_t w = std::max<int64_t>(1, DurMs(m_.config.structural.warning_window));
+  const int64_t w = m_.warning_window_ms;
   const int64_t start = now - (now % w);
   if (d.win_start == kNoTime) {
     d.win_start = start;

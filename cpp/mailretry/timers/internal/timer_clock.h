@@ -37,6 +37,8 @@ class TimerClock {
     fast_ = absl::Nanoseconds(res_ns) == resolution_ && start > kFastLow && start < kFastHigh;
     res_ns_ = res_ns;
     start_ns_ = fast_ ? absl::ToUnixNanos(start) : 0;
+    now_fast_ = fast_;
+    now_ns_ = start_ns_;
   }
 
   absl::Duration resolution() const { return resolution_; }
@@ -65,6 +67,8 @@ class TimerClock {
     if (q >= kMaxTick) return absl::OutOfRangeError("PopDue: now too far after start");
     now_ = now;
     now_tick_ = q;
+    now_fast_ = fast_ && now < kFastHigh;
+    if (now_fast_) now_ns_ = absl::ToUnixNanos(now);
     return q;
   }
 
@@ -87,11 +91,26 @@ class TimerClock {
     return q;
   }
 
+  // DueTick(absl::FromUnixMillis(due_ms)), in integers when the fast path
+  // applies (the same arithmetic as DueTick's, on the same nanoseconds).
+  absl::StatusOr<int64_t> DueTickUnixMs(int64_t due_ms) const {
+    if (now_fast_ && due_ms > -kFastMs && due_ms < kFastMs) {
+      const int64_t due_ns = due_ms * 1'000'000;
+      if (due_ns <= now_ns_) return now_tick_;
+      const int64_t d = due_ns - start_ns_;
+      int64_t q = d / res_ns_;
+      return q + (q * res_ns_ < d);
+    }
+    return DueTick(absl::FromUnixMillis(due_ms));
+  }
+
   absl::Time TickTime(int64_t tick) const { return start_ + resolution_ * tick; }
 
  private:
   static inline const absl::Time kFastLow = absl::FromUnixNanos(-(int64_t{1} << 62));
   static inline const absl::Time kFastHigh = absl::FromUnixNanos(int64_t{1} << 62);
+  // Milliseconds whose nanoseconds are strictly inside (kFastLow, kFastHigh).
+  static constexpr int64_t kFastMs = (int64_t{1} << 62) / 1'000'000;
 
   absl::Time start_;
   absl::Duration resolution_;
@@ -100,6 +119,9 @@ class TimerClock {
   int64_t start_ns_ = 0;
   absl::Time now_;
   int64_t now_tick_ = 0;
+  // now_ in Unix nanoseconds, valid when now_fast_ (fast_ and now_ < kFastHigh).
+  bool now_fast_ = false;
+  int64_t now_ns_ = 0;
 };
 
 }  // namespace mailretry::internal

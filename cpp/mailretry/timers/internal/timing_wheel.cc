@@ -51,8 +51,7 @@ void TimingWheel::Reserve(size_t slots) {
   if (slots > recs_.size()) recs_.resize(slots, Rec{0, kFree});
 }
 
-void TimingWheel::EnsureSlot(Slot slot) {
-  if (slot < recs_.size()) return;
+void TimingWheel::Grow(Slot slot) {
   size_t want = std::max<size_t>(size_t{slot} + 1, recs_.size() + recs_.size() / 2);
   want = std::min<size_t>(want, size_t{kMaxSlot} + 1);
   recs_.resize(want, Rec{0, kFree});
@@ -142,7 +141,16 @@ void TimingWheel::Remove(Slot slot) {
 absl::Status TimingWheel::Schedule(Slot slot, absl::Time due) {
   if (slot > kMaxSlot) return absl::OutOfRangeError(absl::StrCat("slot ", slot, " > kMaxSlot"));
   if (Contains(slot)) return absl::AlreadyExistsError(absl::StrCat("slot ", slot, " is pending"));
-  absl::StatusOr<int64_t> tick = clock_.DueTick(due);
+  return ScheduleTick(slot, clock_.DueTick(due));
+}
+
+absl::Status TimingWheel::ScheduleUnixMs(Slot slot, int64_t due_ms) {
+  if (slot > kMaxSlot) return absl::OutOfRangeError(absl::StrCat("slot ", slot, " > kMaxSlot"));
+  if (Contains(slot)) return absl::AlreadyExistsError(absl::StrCat("slot ", slot, " is pending"));
+  return ScheduleTick(slot, clock_.DueTickUnixMs(due_ms));
+}
+
+absl::Status TimingWheel::ScheduleTick(Slot slot, absl::StatusOr<int64_t> tick) {
   if (!tick.ok()) return tick.status();
   EnsureSlot(slot);
   Place(slot, static_cast<uint64_t>(*tick));
@@ -158,7 +166,15 @@ absl::Status TimingWheel::Cancel(Slot slot) {
 
 absl::Status TimingWheel::Reschedule(Slot slot, absl::Time due) {
   if (!Contains(slot)) return absl::NotFoundError(absl::StrCat("slot ", slot, " is not pending"));
-  absl::StatusOr<int64_t> tick = clock_.DueTick(due);
+  return RescheduleTick(slot, clock_.DueTick(due));
+}
+
+absl::Status TimingWheel::RescheduleUnixMs(Slot slot, int64_t due_ms) {
+  if (!Contains(slot)) return absl::NotFoundError(absl::StrCat("slot ", slot, " is not pending"));
+  return RescheduleTick(slot, clock_.DueTickUnixMs(due_ms));
+}
+
+absl::Status TimingWheel::RescheduleTick(Slot slot, absl::StatusOr<int64_t> tick) {
   if (!tick.ok()) return tick.status();
   // Remove + append: the timer goes behind everything already due at its new
   // tick, which is the "counts as a fresh insertion" rule.

@@ -152,6 +152,8 @@ class TimingWheel final : public TimerQueue {
   absl::Status Schedule(Slot slot, absl::Time due) override;
   absl::Status Cancel(Slot slot) override;
   absl::Status Reschedule(Slot slot, absl::Time due) override;
+  absl::Status ScheduleUnixMs(Slot slot, int64_t due_ms) override;
+  absl::Status RescheduleUnixMs(Slot slot, int64_t due_ms) override;
   absl::Status PopDue(absl::Time now, std::vector<Slot>* out,
                       size_t max_items = std::numeric_limits<size_t>::max()) override;
   std::optional<absl::Time> NextDeadline() const override;
@@ -206,7 +208,13 @@ class TimingWheel final : public TimerQueue {
   // The level-1 bucket due first: the ring starts after the cursor's block.
   uint32_t NextLevel1() const { return l1_bits_.FirstFrom((cur_ >> kLevelBits) & kMask); }
 
-  void EnsureSlot(Slot slot);
+  void EnsureSlot(Slot slot) {
+    if (slot >= recs_.size()) Grow(slot);
+  }
+  void Grow(Slot slot);
+  // Schedule / Reschedule once the due tick is known.
+  absl::Status ScheduleTick(Slot slot, absl::StatusOr<int64_t> tick);
+  absl::Status RescheduleTick(Slot slot, absl::StatusOr<int64_t> tick);
   void Place(Slot slot, uint64_t tick);
   void Append(Bucket& b, OccupancyBitmap& bits, uint32_t index, Slot slot);
   void Remove(Slot slot);
