@@ -81,6 +81,24 @@ void Core::ReleaseSuspension(uint32_t di, int64_t now) {
   AddToRing(di);
 }
 
+void Core::NoteProbeTaken(uint32_t di, int64_t now) {
+  const DestState& d = m_.dests[di];
+  m_.domain_probe_gate[d.domain_id] = SatAdd(now, DurMs(Policy(d).suspend_probe_interval));
+}
+
+void Core::WakeSiblingProbes(uint32_t di, int64_t now) {
+  const uint32_t dom = m_.dests[di].domain_id;
+  m_.domain_probe_gate.erase(dom);
+  auto it = m_.domain_dests.find(dom);
+  if (it == m_.domain_dests.end()) return;
+  for (uint32_t si : it->second) {
+    DestState& s = m_.dests[si];
+    if (si == di || !HalfOpen(s) || s.probe_in_flight || s.next_probe <= now) continue;
+    s.next_probe = now;
+    if (s.first_count + s.retry_count > 0) AddToRing(si);
+  }
+}
+
 void Core::EmitThrottled(DestState& d, int64_t now, Category cat, std::string_view rule,
                          const std::string& text, std::string detail,
                          std::optional<int64_t> until) {

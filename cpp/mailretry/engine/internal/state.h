@@ -402,6 +402,17 @@ struct Engine::Impl {
   };
   absl::flat_hash_map<uint32_t, SenderEvidence> sender_evidence;
 
+  // The (destination, source) pairs of each destination domain (name id), in
+  // creation order. Derived from `dests` (Load rebuilds it).
+  absl::flat_hash_map<uint32_t, std::vector<uint32_t>> domain_dests;
+  // Half-open probes pooled over sources: by destination domain, the earliest
+  // time at which another of its half-open pairs may send a probe. One probe
+  // per suspend_probe_interval goes to a domain, not one per source: when a
+  // provider blocks every source at once (a reputation incident), the
+  // sources took turns instead of each paying a refusal per interval. Not
+  // saved: after a restore each pair probes on its own next_probe once.
+  absl::flat_hash_map<uint32_t, int64_t> domain_probe_gate;
+
   // Learned greylist delays by destination domain (name id), pooled over
   // sources: waits after a message's first greylist deferral that were still
   // greylisted (lower) and that got through (upper).
