@@ -180,10 +180,14 @@ class Core {
     return 0;
   }
   // 0, or when the domain's next pooled half-open probe may go (see
-  // Impl::domain_probe_gate).
+  // Impl::domain_probe_owner). `d` is half-open.
   int64_t ProbeGate(const DestState& d, int64_t now) const {
-    auto it = m_.domain_probe_gate.find(d.domain_id);
-    return it != m_.domain_probe_gate.end() && it->second > now ? it->second : 0;
+    auto it = m_.domain_probe_owner.find(d.domain_id);
+    if (it == m_.domain_probe_owner.end()) return 0;
+    const DestState& o = m_.dests[it->second];
+    if (&o == &d || !HalfOpen(o)) return 0;
+    if (o.probe_in_flight) return SatAdd(now, DurMs(Policy(d).suspend_probe_interval));
+    return o.next_probe > now ? o.next_probe : 0;
   }
   bool Probing(const DestState& d) const {
     return Policy(d).suspend_probe_interval > absl::ZeroDuration();

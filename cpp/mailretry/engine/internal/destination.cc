@@ -66,6 +66,7 @@ void Core::ReleaseSuspension(uint32_t di, int64_t now) {
   const DestinationPolicy& p = Policy(d);
   d.suspended_until = kNoTime;
   d.half_open = false;
+  m_.woken_probes.erase(di);
   // Rate cuts stay: after a rate-limit suspension lifting them provoked the
   // same replies again (burst scenario: 4xx per delivered 0.023 -> 0.058).
   // Ramp: the backlog that waited behind the suspension must not go out at
@@ -81,21 +82,24 @@ void Core::ReleaseSuspension(uint32_t di, int64_t now) {
   AddToRing(di);
 }
 
-void Core::NoteProbeTaken(uint32_t di, int64_t now) {
-  const DestState& d = m_.dests[di];
-  m_.domain_probe_gate[d.domain_id] = SatAdd(now, DurMs(Policy(d).suspend_probe_interval));
+void Core::NoteProbeTaken(uint32_t di, int64_t /*now*/) {
+  if (m_.woken_probes.erase(di) > 0) return;
+  m_.domain_probe_owner[m_.dests[di].domain_id] = di;
 }
 
 void Core::WakeSiblingProbes(uint32_t di, int64_t now) {
   const uint32_t dom = m_.dests[di].domain_id;
-  m_.domain_probe_gate.erase(dom);
+  m_.domain_probe_owner.erase(dom);
   auto it = m_.domain_dests.find(dom);
   if (it == m_.domain_dests.end()) return;
   for (uint32_t si : it->second) {
     DestState& s = m_.dests[si];
-    if (si == di || !HalfOpen(s) || s.probe_in_flight || s.next_probe <= now) continue;
-    s.next_probe = now;
-    if (s.first_count + s.retry_count > 0) AddToRing(si);
+    if (si == di || !HalfOpen(s) || s.probe_in_flight) continue;
+    // A sibling may be waiting on its own next_probe or only on the owner's
+    // (then it is off the ring with a wake at that time): both end now.
+    s.next_probe = std::min(s.next_probe, now);
+    m_.woken_probes.insert(si);
+    AddToRing(si);
   }
 }
 

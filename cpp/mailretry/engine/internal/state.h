@@ -405,13 +405,18 @@ struct Engine::Impl {
   // The (destination, source) pairs of each destination domain (name id), in
   // creation order. Derived from `dests` (Load rebuilds it).
   absl::flat_hash_map<uint32_t, std::vector<uint32_t>> domain_dests;
-  // Half-open probes pooled over sources: by destination domain, the earliest
-  // time at which another of its half-open pairs may send a probe. One probe
-  // per suspend_probe_interval goes to a domain, not one per source: when a
-  // provider blocks every source at once (a reputation incident), the
-  // sources took turns instead of each paying a refusal per interval. Not
-  // saved: after a restore each pair probes on its own next_probe once.
-  absl::flat_hash_map<uint32_t, int64_t> domain_probe_gate;
+  // Half-open probes pooled over sources: by destination domain, the pair
+  // that took its last half-open probe. While that pair is still half-open,
+  // the domain's other half-open pairs wait for its next_probe: one probe per
+  // suspend_probe_interval goes to a domain, not one per source. When a
+  // provider blocks every source at once (a reputation incident), each
+  // source paid a refusal per interval. Following the owner's next_probe
+  // (not a fixed time) keeps a short suspension's early probe. Not saved:
+  // after a restore each pair probes on its own next_probe once.
+  absl::flat_hash_map<uint32_t, uint32_t> domain_probe_owner;
+  // Pairs woken by a sibling's delivered probe: their next probe goes at once
+  // and in parallel, without becoming the owner that the others wait for.
+  absl::flat_hash_set<uint32_t> woken_probes;
 
   // Learned greylist delays by destination domain (name id), pooled over
   // sources: waits after a message's first greylist deferral that were still
