@@ -23,8 +23,7 @@ from typing import Any
 
 from mailretry import Decision, Engine, Lease, Reply
 from mailretry.aio import Driver, VirtualClock
-from mailretry.smtp import Endpoint, SmtpSender, StaticResolver
-from numbered_mail import NumberedMail
+from numbered_mail import NumberedMail, loopback_sender
 
 T0 = 1_700_000_000.0
 DESTINATIONS = ["a.test", "b.test", "c.test"]
@@ -55,15 +54,7 @@ async def main(state: Path, ports: dict[str, int], count: int, ack_log: Path) ->
     def acknowledged(lease: Lease, outcome: str | Reply, decision: Decision) -> None:
         os.write(log_fd, f"{lease.msg_id} {lease.attempt} {decision.action}\n".encode())
 
-    resolver = StaticResolver({d: Endpoint("127.0.0.1", p) for d, p in ports.items()})
-    async with SmtpSender(
-        engine,
-        resolver,
-        local_hostname="worker.mailretry.test",
-        connect_timeout=10,
-        command_timeout=60,
-        data_timeout=600,
-    ) as sender:
+    async with loopback_sender(engine, ports) as sender:
         driver = Driver(
             engine, sender, message_of, clock=clock, max_in_flight=12, on_report=acknowledged
         )

@@ -19,8 +19,7 @@ from typing import Any
 
 from mailretry import Engine
 from mailretry.aio import Driver, VirtualClock
-from mailretry.smtp import Endpoint, SmtpSender, StaticResolver
-from numbered_mail import NumberedMail
+from numbered_mail import NumberedMail, loopback_sender
 
 T0 = 1_700_000_000.0
 # A restarted process's clock has moved on; the first run never gets past T0
@@ -55,15 +54,7 @@ async def main(state: Path, ports: dict[str, int], count: int, result: Path) -> 
         ids = list(range(1, count + 1))
         engine.submit_many(ids, [destination_of(i) for i in ids], T0)
     clock = VirtualClock(T0 if info["created"] else RESTART_AT, speed=0.0, skip_idle=True)
-    resolver = StaticResolver({d: Endpoint("127.0.0.1", p) for d, p in ports.items()})
-    async with SmtpSender(
-        engine,
-        resolver,
-        local_hostname="worker.mailretry.test",
-        connect_timeout=10,
-        command_timeout=60,
-        data_timeout=600,
-    ) as sender:
+    async with loopback_sender(engine, ports) as sender:
         driver = Driver(engine, sender, message_of, clock=clock, max_in_flight=32)
         stats = await driver.run(until_idle=True)
     final = engine.stats()

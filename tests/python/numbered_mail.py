@@ -1,4 +1,5 @@
-"""Test mail named by message id, shared by the kill -9 workers (not a test module).
+"""Test mail named by message id, and the loopback sender, shared by the kill -9
+workers (not a test module).
 
 Message ``n`` goes to ``destinations[n % len(destinations)]``; every
 ``unknown_every``-th one is addressed to ``nobody@``, which the test server
@@ -9,9 +10,10 @@ delivery exactly once.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
-from mailretry.smtp import OutgoingMessage
+from mailretry import Engine
+from mailretry.smtp import Endpoint, OutgoingMessage, SmtpSender, StaticResolver
 
 SENDER = "sender@mailretry.test"
 
@@ -36,3 +38,20 @@ class NumberedMail:
             f"body {msg_id}\r\n"
         )
         return OutgoingMessage(SENDER, self.recipient_of(msg_id), content)
+
+
+def loopback_sender(engine: Engine, ports: Mapping[str, int]) -> SmtpSender:
+    """The workers' sender: each destination is a test server on 127.0.0.1:port.
+
+    The timeouts are long because a worker may be killed and restarted at any
+    point, and a slow CI machine must not turn that into timeouts of its own.
+    """
+    resolver = StaticResolver({d: Endpoint("127.0.0.1", p) for d, p in ports.items()})
+    return SmtpSender(
+        engine,
+        resolver,
+        local_hostname="worker.mailretry.test",
+        connect_timeout=10,
+        command_timeout=60,
+        data_timeout=600,
+    )
