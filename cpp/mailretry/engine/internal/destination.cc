@@ -90,9 +90,10 @@ void Core::NoteProbeTaken(uint32_t di, int64_t /*now*/) {
 void Core::WakeSiblingProbes(uint32_t di, int64_t now) {
   const uint32_t dom = m_.dests[di].domain_id;
   m_.domain_probe_owner.erase(dom);
-  auto it = m_.domain_dests.find(dom);
-  if (it == m_.domain_dests.end()) return;
-  for (uint32_t si : it->second) {
+  for (uint32_t src : m_.source_list) {
+    auto it = m_.pair_ids.find((uint64_t{dom} << 32) | src);
+    if (it == m_.pair_ids.end()) continue;
+    const uint32_t si = it->second;
     DestState& s = m_.dests[si];
     if (si == di || !HalfOpen(s) || s.probe_in_flight) continue;
     // A sibling may be waiting on its own next_probe or only on the owner's

@@ -402,9 +402,12 @@ struct Engine::Impl {
   };
   absl::flat_hash_map<uint32_t, SenderEvidence> sender_evidence;
 
-  // The (destination, source) pairs of each destination domain (name id), in
-  // creation order. Derived from `dests` (Load rebuilds it).
-  absl::flat_hash_map<uint32_t, std::vector<uint32_t>> domain_dests;
+  // The distinct source name ids, in order of first use: a domain's pairs are
+  // found through pair_ids, source by source (a per-domain list cost a heap
+  // allocation per new destination on the submit path). Derived from `dests`
+  // (Load rebuilds it).
+  std::vector<uint32_t> source_list;
+  absl::flat_hash_set<uint32_t> source_seen;
   // Half-open probes pooled over sources: by destination domain, the pair
   // that took its last half-open probe. While that pair is still half-open,
   // the domain's other half-open pairs wait for its next_probe: one probe per
