@@ -5,6 +5,10 @@ domains are rolled up by MX set, STARTTLS is used when offered::
 
     python examples/send_with_aiosmtplib.py --to alice@example.com --to bob@example.org
 
+``--nameserver IP[:PORT]`` asks that DNS server instead of the system's
+resolvers (``tests/python/test_real_servers.py`` runs this script against a
+private dnsmasq and Postfix that way, with ``--smtp-port``).
+
 Options: ``--source NAME=IP[/EHLO]`` binds connections of source NAME to a local
 address (repeat for several; messages are spread over them), ``--metrics PORT``
 serves Prometheus metrics on 127.0.0.1, ``--server HOST:PORT`` relays everything
@@ -117,6 +121,13 @@ async def main() -> None:
     parser.add_argument(
         "--mta-sts", action="store_true", help="apply recipient domains' MTA-STS policies"
     )
+    parser.add_argument(
+        "--nameserver",
+        help="IP[:PORT] of the DNS server for MX lookups (default: the system's resolvers)",
+    )
+    parser.add_argument(
+        "--smtp-port", type=int, default=25, help="port of the mail exchangers (default 25)"
+    )
     args = parser.parse_args()
     if args.demo and (args.state or args.server):
         parser.error("--demo runs in virtual time on loopback: no --state or --server")
@@ -148,7 +159,11 @@ async def main() -> None:
         resolver = StaticResolver({d: Endpoint(host, int(port_text)) for d in domains})
     else:
         clock = SystemClock()
-        resolver = MxResolver()  # the system's DNS resolvers
+        if args.nameserver:
+            ns, _, ns_port = args.nameserver.partition(":")
+            resolver = MxResolver([ns], port=int(ns_port or 53), smtp_port=args.smtp_port)
+        else:
+            resolver = MxResolver(smtp_port=args.smtp_port)  # the system's DNS resolvers
 
     # A message's payload is a function of its id, so a restart with --state
     # finds the payloads of messages submitted by an earlier run.

@@ -213,6 +213,23 @@ void RegisterEngine(py::module_& m) {
           },
           py::arg("msg_id"), py::arg("attempt"), py::arg("now_ms"), py::arg("reply"))
       .def(
+          "report_lease",
+          // report() for a Lease object and a reply text: the fields are read
+          // here instead of through two attribute calls from Python.
+          [](Engine& e, const PyLease& lease, int64_t now_ms, std::string_view raw) {
+            const absl::Time t = TimeFromMillis(now_ms);
+            absl::StatusOr<Decision> d;
+            PyDecision out;
+            {
+              py::gil_scoped_release release;
+              d = e.ReportText(lease.msg_id, lease.attempt, t, raw);
+              if (d.ok()) out = ToPy(*d);
+            }
+            ThrowIfError(d.status());
+            return out;
+          },
+          py::arg("lease"), py::arg("now_ms"), py::arg("reply"))
+      .def(
           "report_reply",
           [](Engine& e, uint64_t msg_id, uint32_t attempt, int64_t now_ms, const Reply& reply) {
             const absl::Time t = TimeFromMillis(now_ms);
@@ -312,6 +329,47 @@ void RegisterEngine(py::module_& m) {
              return out;
            })
       .def(
+          "poll",
+          // One loop turn of a driver in one call: take_ready (or advance,
+          // when limit is 0), drain_events, next_wakeup. Each call from
+          // Python costs a few microseconds in a busy process (the caches
+          // are cold between a driver's turns), more than the work of the
+          // three when little is due.
+          [](Engine& e, int64_t now_ms, size_t limit) {
+            const absl::Time t = TimeFromMillis(now_ms);
+            thread_local std::vector<Event> events;
+            absl::Status status;
+            std::vector<PyLease> out;
+            std::optional<absl::Time> wakeup;
+            {
+              py::gil_scoped_release release;
+              if (limit == 0) {
+                status = e.Advance(t);
+              } else {
+                absl::StatusOr<std::vector<Lease>> leases = e.TakeReady(t, limit);
+                status = leases.status();
+                if (leases.ok()) {
+                  out.reserve(leases->size());
+                  for (const Lease& l : *leases) out.push_back(ToPy(l));
+                }
+              }
+              if (status.ok()) {
+                e.DrainEvents(events);
+                wakeup = e.NextWakeup();
+              }
+            }
+            ThrowIfError(status);
+            py::list evs(events.size());
+            for (size_t i = 0; i < events.size(); ++i) {
+              PyList_SET_ITEM(evs.ptr(), static_cast<Py_ssize_t>(i),
+                              EventToDict(events[i]).release().ptr());
+            }
+            if (events.size() > 65536) std::vector<Event>().swap(events);
+            return py::make_tuple(py::cast(std::move(out)), std::move(evs),
+                                  py::cast(OptSeconds(wakeup)));
+          },
+          py::arg("now_ms"), py::arg("limit"))
+      .def(
           "destination",
           [](const Engine& e, py::handle name, py::handle source) {
             return DestinationToDict(ValueOrThrow(e.GetDestination(
@@ -327,6 +385,8 @@ void RegisterEngine(py::module_& m) {
                                                    NameArg(source, "source")));
           },
           py::arg("name"), py::arg("source") = "")
+      .def("limits_generation", &Engine::LimitsGeneration,
+           "Changes whenever a destination's concurrency limit may have changed.")
       .def("stats", [](const Engine& e) { return StatsToDict(e.Stats()); })
       .def(
           "save",

@@ -57,6 +57,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MsgT = TypeVar("MsgT")
+# Engine.poll: (leases, events, next wake-up) for (now, limit).
+_Poll = Callable[[float, int], tuple[list[Lease], list[dict[str, Any]], float | None]]
 
 
 @dataclass
@@ -124,6 +126,14 @@ class Driver(Generic[MsgT]):
         ``cluster_resumed``, ``cluster_applied``) reach ``on_event`` and the
         observer like the engine's. Needs wall-clock time (a clock whose
         ``speed`` is 1): Redis expiries are real time.
+    coalesce
+        Real seconds by which a finished attempt may delay the loop's next
+        look at the engine while other attempts are still running: the loop
+        then wakes once for every 4 finished attempts, or after ``coalesce``,
+        instead of once per attempt (each look costs the same engine calls
+        however few leases it takes). 0: wake at every finished attempt.
+        Submits, :meth:`wake`, :meth:`stop` and the last running attempt
+        still wake it at once.
 
     Clocks: the engine's ``lease_timeout`` is in clock time; the sender's
     timeouts are in real seconds. A clock with a ``speed`` (a
@@ -151,6 +161,7 @@ class Driver(Generic[MsgT]):
         route: Callable[[str], Awaitable[str]] | None = None,
         observer: DriverObserver | None = None,
         shared: SharedLimits | None = None,
+        coalesce: float = 0.001,
     ) -> None:
         if max_in_flight < 1 or batch < 1:
             raise ValueError("max_in_flight and batch must be >= 1")
@@ -185,6 +196,12 @@ class Driver(Generic[MsgT]):
         # The clock's kind, checked once: isinstance() against a runtime
         # Protocol walks its members, and _hold/_let_go run twice per attempt.
         self._busy_clock = self._clock if isinstance(self._clock, BusyTracking) else None
+        self._coalesce = coalesce
+        self._finished = 0  # attempts finished since the loop was last woken
+        self._coalesce_timer: asyncio.TimerHandle | None = None
+        # An engine with poll() (mailretry.Engine) does a loop turn's
+        # take_ready, drain_events and next_wakeup in one call.
+        self._poll: _Poll | None = getattr(engine, "poll", None)
 
     # -- public API ------------------------------------------------------------
     @property
@@ -238,6 +255,10 @@ class Driver(Generic[MsgT]):
         """Make the loop look at the engine again (after submitting to it directly)."""
         if self._wake is None:
             return
+        self._finished = 0
+        if self._coalesce_timer is not None:
+            self._coalesce_timer.cancel()
+            self._coalesce_timer = None
         if self._idle:
             # Hold the clock for the loop from now on, so that a virtual clock
             # cannot jump before the loop has looked.
@@ -275,12 +296,18 @@ class Driver(Generic[MsgT]):
             while not self._stopping:
                 now = self.now()
                 limit = self._limit()
-                took = self._dispatch(now, limit)
-                self._drain_events()
+                if self._poll is not None:
+                    leases, events, wakeup = self._poll(now, max(limit, 0))
+                    took = self._start(leases, now)
+                    self._handle_events(events)
+                else:
+                    took = self._dispatch(now, limit)
+                    self._drain_events()
                 if took and took == limit:
                     await asyncio.sleep(0)  # more may be ready; let the attempts start
                     continue
-                wakeup = self._engine.next_wakeup()
+                if self._poll is None:
+                    wakeup = self._engine.next_wakeup()
                 if until_idle and wakeup is None and not self._tasks:
                     break
                 await self._wait(self._delay(now, wakeup))
@@ -303,7 +330,10 @@ class Driver(Generic[MsgT]):
         if limit <= 0:
             self._engine.advance(now)  # expiries and lease timeouts still happen
             return 0
-        leases = self._engine.take_ready(now, limit)
+        return self._start(self._engine.take_ready(now, limit), now)
+
+    def _start(self, leases: list[Lease], now: float) -> int:
+        """A task per lease."""
         if leases and not self._timeouts_checked:
             self._timeouts_checked = True
             self._check_timeouts(leases[0], now)
@@ -458,8 +488,24 @@ class Driver(Generic[MsgT]):
 
     def _attempt_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
+        if self._coalesce > 0 and self._tasks and self._wake is not None and self._idle:
+            # Other attempts are running (and hold the clock): wake the loop
+            # once for several finished attempts, within `coalesce` seconds.
+            self._finished += 1
+            if self._finished < _COALESCE_ATTEMPTS:
+                if self._coalesce_timer is None:
+                    self._coalesce_timer = asyncio.get_running_loop().call_later(
+                        self._coalesce, self._coalesced_wake
+                    )
+                self._let_go()
+                return
         self.wake()  # before letting go, so that the clock stays held
         self._let_go()
+
+    def _coalesced_wake(self) -> None:
+        self._coalesce_timer = None
+        if self._finished:
+            self.wake()
 
     async def _finish_in_flight(self) -> None:
         if self._tasks:
@@ -474,7 +520,11 @@ class Driver(Generic[MsgT]):
             await asyncio.gather(*pending, return_exceptions=True)
 
     def _drain_events(self) -> None:
-        events = self._engine.drain_events()
+        self._handle_events(self._engine.drain_events())
+
+    def _handle_events(self, events: list[dict[str, Any]]) -> None:
+        if not events:
+            return
         self.stats.events += len(events)
         if self._domains:
             for event in events:
@@ -492,6 +542,9 @@ class Driver(Generic[MsgT]):
             if self._on_event is not None:
                 self._on_event(event)
 
+
+# Finished attempts that wake the loop at once when `coalesce` is on.
+_COALESCE_ATTEMPTS = 4
 
 _FINAL_EVENTS = frozenset({"delivered", "bounced", "expired"})
 

@@ -43,6 +43,11 @@ def to_millis(t: TimeLike, name: str = "now") -> int:
     """Epoch milliseconds (the engine's unit) from seconds or an aware
     datetime, rounded to the nearest millisecond. Exact for every float that
     the engine returned: ``to_millis(ms / 1000) == ms``."""
+    if type(t) is float and -1e15 < t < 1e15:
+        # The common case (a clock's float seconds), checked in one step:
+        # finite and in range, so the checks below cannot fail.
+        whole = math.floor(t)
+        return whole * 1000 + round((t - whole) * 1000)
     if isinstance(t, _dt.datetime):
         if t.tzinfo is None or t.tzinfo.utcoffset(t) is None:
             raise InvalidInputError(f"{name}: naive datetime; pass an aware one (e.g. UTC)")
@@ -240,6 +245,8 @@ class Engine:
         lease that is no longer current (it timed out and the message was
         leased again, or it was reported already) raises StaleLeaseError,
         changes nothing and is counted in ``stats()["stale_reports"]``."""
+        if type(lease) is Lease and type(reply) is str and attempt is None:
+            return self._e.report_lease(lease, to_millis(now), reply)  # a driver's report
         if isinstance(lease, Lease):
             if attempt is not None and attempt != lease.attempt:
                 raise InvalidInputError("attempt= contradicts the lease")
@@ -289,6 +296,18 @@ class Engine:
         ``msg_id``, ``destination``, ``category``, ``detail``, ...)."""
         return self._e.drain_events()
 
+    def poll(
+        self, now: TimeLike, limit: int
+    ) -> tuple[list[Lease], list[dict[str, Any]], float | None]:
+        """One turn of a delivery loop in one call: ``take_ready(now, limit)``
+        (``advance(now)`` when ``limit`` is 0), then :meth:`drain_events`, then
+        :meth:`next_wakeup`; returns the three results. The same as the three
+        calls in a row, with one crossing into the compiled core instead of
+        three (see :class:`mailretry.aio.Driver`)."""
+        if limit < 0:
+            raise InvalidInputError("limit must be >= 0")
+        return self._e.poll(to_millis(now), limit)
+
     def destination(self, name: str, source: str | None = None) -> dict[str, Any]:
         """State of one destination: limits, in flight, suspension, health, counters.
         UnknownIdError if it has never been seen."""
@@ -299,6 +318,15 @@ class Engine:
         source)["concurrency_limit"]`` without building the whole dict (what a
         connection pool asks before each attempt). UnknownIdError if never seen."""
         return self._e.concurrency_limit(name, source or "")
+
+    def limits_generation(self) -> int:
+        """A number that changes whenever any destination's concurrency limit
+        may have changed (a cut, a raise, a rule's override starting or
+        ending). A connection pool that caches :meth:`concurrency_limit`
+        answers re-reads them only when this differs from the number it read
+        them under, and so still sees a lowered limit at its next check. It
+        may change when no limit did; compare it only with the same engine's."""
+        return self._e.limits_generation()
 
     def stats(self) -> dict[str, int]:
         """Engine-wide counters; submitted == delivered + bounced + expired + pending."""

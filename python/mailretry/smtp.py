@@ -2,7 +2,8 @@
 
 :class:`SmtpSender` keeps one connection pool per (destination, source). A pool
 never holds more connections than the engine's *current* concurrency limit for
-that destination (``engine.concurrency_limit(name)``): when the
+that destination (``engine.concurrency_limit(name)``, re-read only when
+``engine.limits_generation()`` says a limit may have changed): when the
 engine cuts the limit after a ``421 4.7.0 too many connections``, surplus
 connections are closed as their attempts finish. Connections are reused for up
 to ``max_messages_per_connection`` transactions and closed after ``idle_timeout``
@@ -109,7 +110,10 @@ class SmtpSender:
     ----------
     engine
         Where each destination's current concurrency limit is read from (an
-        :class:`~mailretry.Engine`); or pass ``limit`` instead.
+        :class:`~mailretry.Engine`); or pass ``limit`` instead. With an
+        engine that has ``limits_generation`` (:class:`~mailretry.Engine`
+        does), limits are cached and re-read after any limit may have
+        changed, so a cut is still seen at the next connection's release.
     resolver
         Destination to mail exchangers. Default: :class:`~mailretry.dns.MxResolver`
         (MX lookup with dnspython, system resolvers); :class:`StaticResolver`
@@ -355,7 +359,7 @@ class SmtpSender:
             and not self._closed
             and conn.client.is_connected
             and conn.uses < self._max_uses
-            and pool.open <= max(1, self._limit(lease.destination, lease.source))
+            and (pool.open <= 1 or pool.open <= self._limit(lease.destination, lease.source))
         )
         if keep:
             pool.idle.append(conn)
@@ -573,7 +577,36 @@ class SmtpSender:
 
 
 def _engine_limit(engine: LimitSource) -> Callable[[str, str], int]:
-    def limit(destination: str, source: str) -> int:
-        return engine.concurrency_limit(destination, source or None)
+    generation = getattr(engine, "limits_generation", None)
+    if generation is None:
 
-    return limit
+        def limit(destination: str, source: str) -> int:
+            return engine.concurrency_limit(destination, source or None)
+
+        return limit
+    return _CachedLimits(engine, generation)
+
+
+class _CachedLimits:
+    """Concurrency limits read from the engine once per limits generation:
+    one cheap call per release instead of a name lookup, while a cut (which
+    changes the generation) is seen at the next release as before."""
+
+    def __init__(self, engine: LimitSource, generation: Callable[[], int]) -> None:
+        self._engine = engine
+        self._generation = generation
+        self._seen = -1
+        self._limits: dict[tuple[str, str], int] = {}
+
+    def __call__(self, destination: str, source: str) -> int:
+        # The generation first: a limit that changes after this read changes
+        # it again, so the next call re-reads.
+        g = self._generation()
+        if g != self._seen:
+            self._seen = g
+            self._limits.clear()
+        key = (destination, source)
+        value = self._limits.get(key)
+        if value is None:
+            value = self._limits[key] = self._engine.concurrency_limit(destination, source or None)
+        return value

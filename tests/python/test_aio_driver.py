@@ -345,3 +345,58 @@ def test_reports_of_expired_leases_are_late_and_the_messages_return() -> None:
     assert all(isinstance(e, mailretry.errors.StateError) for e in errors)
     assert engine.stats()["delivered"] == 10  # attempted again after their leases expired
     assert stats.leases == 20
+
+
+class CountingPolls:
+    """An Engine that counts the driver's loop turns (``poll`` calls)."""
+
+    def __init__(self, engine: mailretry.Engine) -> None:
+        self.engine = engine
+        self.polls = 0
+
+    def poll(self, now: float, limit: int) -> Any:
+        self.polls += 1
+        return self.engine.poll(now, limit)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.engine, name)
+
+
+class Staggered:
+    """Attempt n finishes 8n loop iterations after it started: far enough
+    apart for the driver's loop to take a turn between two of them."""
+
+    async def send(self, lease: mailretry.Lease, message: str) -> str:
+        for _ in range(8 * lease.msg_id):
+            await asyncio.sleep(0)
+        return "250 2.0.0 OK"
+
+
+@pytest.mark.parametrize("coalesce", [0.0, 30.0])
+def test_finished_attempts_wake_the_loop_once_per_few(coalesce: float) -> None:
+    n = 16
+
+    async def go() -> tuple[CountingPolls, Any]:
+        config = dict(CONFIG, destination_defaults={"initial_concurrency": n})
+        engine = CountingPolls(mailretry.Engine(config, seed=1))
+        driver = Driver(
+            engine,  # type: ignore[arg-type]
+            Staggered(),
+            lambda i: f"message {i}",
+            clock=VirtualClock(T0, speed=0.0),
+            coalesce=coalesce,
+        )
+        for i in range(1, n + 1):
+            driver.submit(i, "example.com")
+        # 30 s of coalescing would time this out if a wake-up were lost.
+        stats = await asyncio.wait_for(driver.run(until_idle=True), 20)
+        return engine, stats
+
+    engine, stats = asyncio.run(go())
+    assert engine.stats()["delivered"] == n and stats.reports == n
+    if coalesce:
+        # One turn to start them all, one per 4 finished (the last one wakes
+        # it at once), and one that finds nothing left.
+        assert engine.polls <= 2 + n // 4
+    else:
+        assert engine.polls >= n  # a turn per finished attempt

@@ -345,3 +345,65 @@ def test_example_config_loads_and_applies() -> None:
     assert (d.action, d.category, d.rule) == ("retry", "server_busy_capacity", "user:acme-overload")
     e.submit(2, "mta5.am0.yahoodns.net", T0)
     assert e.destination("mta5.am0.yahoodns.net")["max_concurrency"] == 4
+
+
+def test_limits_generation_changes_with_the_limits_only() -> None:
+    e = Engine(
+        {
+            "destination_defaults": {"initial_concurrency": 4, "max_concurrency": 4},
+            "lease_timeout": "1h",
+            "reactions": [
+                {"name": "cap", "text": "slow down", "set_concurrency": 1, "duration": "10m"}
+            ],
+        }
+    )
+    for i in range(20):
+        e.submit(i, "a.example", T0)
+    g0 = e.limits_generation()
+    leases = e.take_ready(T0, 4)
+    for lease in leases[:2]:
+        e.report(lease, T0 + 1, "250 ok")
+    # Deliveries at the maximum change no limit: a pool keeps its cached one.
+    assert e.limits_generation() == g0
+    assert e.concurrency_limit("a.example") == 4
+    # A rule's override lowers the limit ...
+    e.report(leases[2], T0 + 2, "451 4.7.1 slow down please")
+    g1 = e.limits_generation()
+    assert g1 != g0 and e.concurrency_limit("a.example") == 1
+    assert e.limits_generation() == g1  # nothing changed since
+    # ... and its end raises it again with no call that changes anything but
+    # the time: the generation says so at the engine's new time.
+    e.advance(T0 + 11 * MIN)
+    g2 = e.limits_generation()
+    assert g2 != g1 and e.concurrency_limit("a.example") == 4
+    # A connection cap's 421 cuts it.
+    e.report(leases[3], T0 + 11 * MIN, "421 4.7.0 Too many concurrent SMTP connections")
+    assert e.limits_generation() != g2 and e.concurrency_limit("a.example") == 2
+
+
+def test_poll_is_take_ready_drain_and_next_wakeup() -> None:
+    config = {"destination_defaults": {"initial_concurrency": 3, "max_concurrency": 3}}
+    a, b = Engine(config, seed=5), Engine(config, seed=5)
+    for e in (a, b):
+        e.submit_many(list(range(10)), [f"d{i % 2}.example" for i in range(10)], T0)
+    now = T0
+    for step in range(8):
+        now += 7
+        got = a.poll(now, 4)
+        leases = b.take_ready(now, 4)
+        want = (leases, b.drain_events(), b.next_wakeup())
+        assert [(x.msg_id, x.attempt, x.deadline) for x in got[0]] == [
+            (x.msg_id, x.attempt, x.deadline) for x in want[0]
+        ]
+        assert got[1:] == want[1:]
+        for x, y in zip(got[0], want[0], strict=True):
+            reply = "250 ok" if (x.msg_id + step) % 3 else "451 4.3.0 try later"
+            a.report(x, now + 1, reply)
+            b.report(y, now + 1, reply)
+    # limit 0 only advances time (expiries, lease timeouts), like advance().
+    assert a.poll(now + 10, 0)[0] == []
+    b.advance(now + 10)
+    assert a.drain_events() == [] and b.drain_events() == []
+    assert a.stats() == b.stats()
+    with pytest.raises(InvalidInputError):
+        a.poll(now + 10, -1)

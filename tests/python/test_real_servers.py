@@ -14,6 +14,8 @@ deliveries in Postfix's log: every message queued exactly once, nothing lost.
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -360,3 +362,36 @@ def test_sources_bind_the_local_address_postfix_sees(servers: Servers) -> None:
     site = run.sites[7000]
     assert run.engine.destination(site, "ip2")["delivered"] == 5
     assert run.engine.destination(site, "ip3")["delivered"] == 5
+
+
+def test_the_example_script_delivers_with_mx_resolution(servers: Servers) -> None:
+    """examples/send_with_aiosmtplib.py, as a user runs it, against the
+    private DNS: MX lookup with fallback, implicit MX, null MX bounced."""
+    script = Path(__file__).resolve().parents[2] / "examples" / "send_with_aiosmtplib.py"
+    recipients = ["ann@fallback.test", "bea@implicit.test", "cy@nullmx.test"]
+    args = [f"--to={r}" for r in recipients]
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(script),
+            *args,
+            "--count=1",
+            f"--nameserver={servers.dns.address}:{servers.dns.port}",
+            f"--smtp-port={servers.postfix.port}",
+            "--source=ip2=127.0.0.2/out2.mailretry.test",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    assert "done: 2 delivered, 1 bounced, 0 expired, 0 pending" in out, out
+    assert "5.1.10" in out  # the null MX's bounce, printed as an event
+    realservers.wait_until(
+        lambda: all(f"to=<{r}>" in servers.postfix.log() for r in recipients[:2]),
+        10,
+        "postfix's log",
+    )
+    log = servers.postfix.log()
+    assert "to=<cy@nullmx.test>" not in log
+    assert "127.0.0.2" in servers.postfix.clients(OPEN)

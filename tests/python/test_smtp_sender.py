@@ -512,3 +512,49 @@ def test_envelope_addresses_on_the_wire(
     assert mail_from + b"\r\n" in seen
     assert (rcpt_to or b"RCPT TO:<u@x.test>") + b"\r\n" in seen
     assert b"hi\r\n" in seen
+
+
+def test_pool_reads_the_engine_limit_once_per_generation() -> None:
+    engine = mailretry.Engine({"destination_defaults": {"initial_concurrency": 3}})
+    asked: list[str] = []
+
+    class Counting:
+        """The engine, counting the pool's limit lookups."""
+
+        def concurrency_limit(self, name: str, source: str | None = None) -> int:
+            asked.append(name)
+            return engine.concurrency_limit(name, source)
+
+        def limits_generation(self) -> int:
+            return engine.limits_generation()
+
+    for i in range(10):
+        engine.submit(i, "x.test", 1_700_000_000.0)
+    leases = engine.take_ready(1_700_000_000.0, 10)
+    assert len(leases) == 3
+
+    async def body(server: SmtpTestServer) -> list[int]:
+        s = SmtpSender(
+            Counting(),
+            StaticResolver({"x.test": Endpoint("127.0.0.1", server.port("x.test"))}),
+            local_hostname="client.mailretry.test",
+        )
+        async with s:
+            outs = await asyncio.gather(*(s.send(x, message(x.msg_id)) for x in leases))
+            assert all(o.startswith("250") for o in outs if isinstance(o, str))
+            open_after = [s.open_connections("x.test")]
+            # Three releases, one lookup: the generation did not change.
+            assert len(asked) == 1
+            # A connection cap's 421 cuts the destination to one connection.
+            engine.report(leases[0], 1_700_000_001.0, "421 4.7.0 Too many concurrent connections")
+            assert engine.concurrency_limit("x.test") == 1
+            await asyncio.gather(
+                *(s.send(FakeLease(i), message(i)) for i in range(10, 13))  # type: ignore[arg-type]
+            )
+            open_after.append(s.open_connections("x.test"))
+            return open_after
+
+    open_after = asyncio.run(with_server(Limits(), body))
+    # The cut was seen at the next release although the limit was cached.
+    assert open_after == [3, 1]
+    assert len(asked) == 2

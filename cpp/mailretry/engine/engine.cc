@@ -243,6 +243,23 @@ absl::StatusOr<uint32_t> Engine::ConcurrencyLimit(std::string_view destination,
   return Core(*impl_).EffectiveConcurrency(impl_->dests[*di], impl_->now_ms);
 }
 
+uint64_t Engine::LimitsGeneration() const {
+  std::lock_guard lock(impl_->mu);
+  Impl& m = *impl_;
+  if (m.now_ms >= m.conc_override_end) {
+    // A rule's override ended (or the end is unknown after a restore): the
+    // limit went up without a call that bumps the generation. Rare, so the
+    // next end is found by a scan.
+    ++m.limits_generation;
+    int64_t next = internal::kNever;
+    for (const internal::DestState& d : m.dests) {
+      if (d.conc_override_until > m.now_ms) next = std::min(next, d.conc_override_until);
+    }
+    m.conc_override_end = next;
+  }
+  return m.limits_generation;
+}
+
 EngineStats Engine::Stats() const {
   std::lock_guard lock(impl_->mu);
   const Impl& m = *impl_;

@@ -501,6 +501,14 @@ class Engine {
   // DestinationInfo: what a connection pool asks before each attempt.
   absl::StatusOr<uint32_t> ConcurrencyLimit(std::string_view destination,
                                             std::string_view source = {}) const;
+  // A number that changes whenever any destination's concurrency limit may
+  // have changed since the last call (a cut, a raise, a rule's override
+  // starting or ending at the engine's current time). A connection pool that
+  // caches ConcurrencyLimit answers re-reads them only when this differs
+  // from the value it read them under, so a lowered limit is still seen at
+  // the next check. It may change without any limit changing; it starts
+  // anew in a restored engine (compare it only with the same engine's).
+  uint64_t LimitsGeneration() const;
   EngineStats Stats() const;
 
   // Writes a versioned, checksummed snapshot atomically (temporary file in the

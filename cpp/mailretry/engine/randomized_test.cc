@@ -129,6 +129,60 @@ TEST(Engine, ConcurrencyLimitMatchesTheDestinationInfo) {
             e->GetDestination("bad name!").status().code());
 }
 
+// A pool that caches ConcurrencyLimit answers and re-reads them only when
+// LimitsGeneration changes must never hold a stale limit: whatever changed a
+// limit (a 421 cut, a raise after deliveries, a probe's ramp, a rule's
+// override starting or running out with time) changed the generation too.
+TEST(Engine, LimitsGenerationChangesWheneverALimitDoes) {
+  for (uint64_t seed : {11u, 12u, 13u}) {
+    EngineConfig c = RandomizedConfig();
+    c.destination_defaults.initial_concurrency = 4;
+    c.destination_defaults.max_concurrency = 8;
+    c.destination_defaults.raise_concurrency_after = 2;
+    ReactionRule cap;
+    cap.name = "temp-cap";
+    cap.text_regex = "temporary failure";
+    cap.set_concurrency = 1;
+    cap.duration = absl::Minutes(10);
+    c.reactions.push_back(cap);
+    auto e = MakeEngine(c, seed);
+    Driver drv(seed);
+    std::map<std::pair<std::string, std::string>, uint32_t> cached;
+    uint64_t gen = e->LimitsGeneration();
+    int changes = 0, rises = 0, drops = 0;
+    for (int i = 0; i < 3000; ++i) {
+      drv.Step(*e, /*check=*/false);
+      const uint64_t g = e->LimitsGeneration();
+      for (int k = 0; k < 7; ++k) {
+        for (const std::string src : {"", "ip1"}) {
+          const std::pair<std::string, std::string> key{absl::StrCat("d", k, ".example"), src};
+          absl::StatusOr<uint32_t> limit = e->ConcurrencyLimit(key.first, key.second);
+          if (!limit.ok()) continue;  // not seen yet
+          auto it = cached.find(key);
+          if (it == cached.end()) {
+            cached.emplace(key, *limit);
+            continue;
+          }
+          if (g == gen) {
+            ASSERT_EQ(*limit, it->second)
+                << "seed " << seed << " step " << i << " " << key.first << "/" << src
+                << ": the limit changed, the generation not";
+          } else if (*limit != it->second) {
+            ++changes;
+            (*limit > it->second ? rises : drops) += 1;
+          }
+          it->second = *limit;
+        }
+      }
+      gen = g;
+    }
+    // The run went through limits going both ways.
+    EXPECT_GT(changes, 20) << seed;
+    EXPECT_GT(rises, 5) << seed;
+    EXPECT_GT(drops, 5) << seed;
+  }
+}
+
 TEST(Engine, SafeUnderConcurrentCallers) {
   EngineConfig c;
   c.destination_defaults.initial_concurrency = 20;

@@ -72,6 +72,7 @@ void Core::ReleaseSuspension(uint32_t di, int64_t now) {
   // Ramp: the backlog that waited behind the suspension must not go out at
   // the old concurrency into a receiver that has just recovered.
   d.ramp_to = std::max(d.ramp_to, d.concurrency);
+  if (d.concurrency > p.min_concurrency) ++m_.limits_generation;
   d.concurrency = std::min(d.concurrency, p.min_concurrency);
   if (d.suspended) {
     d.suspended = false;
@@ -138,6 +139,7 @@ void Core::CutConcurrency(DestState& d, int64_t now, int64_t attempt_started, Ca
   }
   d.last_conc_cut = now;
   d.concurrency = target;
+  ++m_.limits_generation;
   EmitThrottled(d, now, cat, rule, text, absl::StrCat("concurrency cut to ", target), std::nullopt);
 }
 
@@ -188,12 +190,16 @@ void Core::OnDelivered(uint32_t di, int64_t now) {
   d.strong_first = kNoTime;
   if (d.ramp_to > d.concurrency) {
     ++d.concurrency;
+    ++m_.limits_generation;
     if (d.concurrency >= d.ramp_to) d.ramp_to = 0;
   } else if (d.ramp_to = 0; ++d.success_streak >= p.raise_concurrency_after) {
     d.success_streak = 0;
     const bool capped = d.conc_ceiling != 0 && now < d.conc_ceiling_until;
     const uint32_t limit = capped ? std::min(p.max_concurrency, d.conc_ceiling) : p.max_concurrency;
-    if (d.concurrency < limit) ++d.concurrency;
+    if (d.concurrency < limit) {
+      ++d.concurrency;
+      ++m_.limits_generation;
+    }
   }
   if (d.health == Health::kStructural) {
     d.health = Health::kHealthy;

@@ -71,6 +71,11 @@ void Core::ApplyReactions(uint32_t di, int64_t now, int64_t attempt_started, con
     if (r.set_concurrency) {
       d.conc_override = *r.set_concurrency;
       d.conc_override_until = until;
+      ++m_.limits_generation;
+      // When it ends the limit rises with no call to bump the generation:
+      // Engine::LimitsGeneration checks this time.
+      if (m_.conc_override_end != kNoTime)
+        m_.conc_override_end = std::min(m_.conc_override_end, until);
       EmitThrottled(d, now, c.category, rule_name, text,
                     absl::StrCat("concurrency set to ", *r.set_concurrency, " by rule"), until);
     }

@@ -377,6 +377,14 @@ struct Engine::Impl {
   // time skips polling them). True after a restore.
   bool timers_due = true;
   int64_t last_event_ms = internal::kNoTime;
+  // Bumped whenever a destination's concurrency limit may have changed
+  // (Engine::LimitsGeneration): a connection pool re-reads its limits only
+  // then. Not saved: a restored engine starts a new count.
+  uint64_t limits_generation = 0;
+  // Earliest end of a rule's concurrency override still in force: the limit
+  // rises then without a call changing it. kNoTime: not known (after a
+  // restore), found on the next LimitsGeneration call.
+  int64_t conc_override_end = internal::kNoTime;
 
   // Interned names (lowercased destinations, sources as given).
   std::deque<std::string> names;
