@@ -235,10 +235,11 @@ struct StructuralConfig {
 
 struct EngineConfig {
   RetryPolicy retry = RetryPolicy::Default();
-  // Checked in order before `retry`. Unless `builtin_overrides` is false, two
-  // built-ins are appended: greylisting → 5 min without advancing (3 times in
-  // a row at most); connection_refused / connect_timeout / dns_failure → the
-  // current delay without advancing the backoff.
+  // Checked in order before `retry`. Unless `builtin_overrides` is false,
+  // three built-ins are appended: greylisting → 5 min without advancing (3
+  // times in a row at most); connection_refused / connect_timeout /
+  // dns_failure → the current delay without advancing the backoff;
+  // mailbox_full → `retry` with its initial delay raised to at least 1 h.
   std::vector<ScheduleOverride> overrides;
   bool builtin_overrides = true;
   DestinationPolicy destination_defaults;

@@ -303,6 +303,7 @@ absl::StatusOr<std::unique_ptr<Engine::Impl>> LoadImpl(const std::string& path) 
       return corrupt("duplicate destination");
     }
     InitDestination(*m, d);
+    if (m->source_seen.insert(d.source_id).second) m->source_list.push_back(d.source_id);
     if (d.strong_ptr > 0) ++m->sender_evidence[d.source_id].ptr_pairs;
     if (d.strong_auth > 0) ++m->sender_evidence[d.source_id].auth_pairs;
     if (d.wake != kNoTime)

@@ -103,6 +103,7 @@ inline bool IsDestinationLevel(Category c, Transport t) {
 // The built-in greylisting schedule override's name (setup.cc); with it,
 // destinations learn their greylist delay (greylist.cc).
 inline constexpr std::string_view kBuiltinGreylisting = "builtin:greylisting";
+inline constexpr std::string_view kBuiltinMailboxFull = "builtin:mailbox-full";
 
 class Core {
  public:
@@ -160,7 +161,7 @@ class Core {
       // One probe per suspend_probe_interval until one is delivered.
       if (d.probe_in_flight) return kNever;
       if (d.next_probe > now) return d.next_probe;
-      return 0;
+      return ProbeGate(d, now);
     }
     if (d.suspended_until > now) return d.suspended_until;
     if (d.held) {
@@ -177,6 +178,16 @@ class Core {
     const int64_t iv = EffectiveIntervalMs(d, now);
     if (iv > 0 && d.tat != kNoTime && d.tat > now) return d.tat;
     return 0;
+  }
+  // 0, or when the domain's next pooled half-open probe may go (see
+  // Impl::domain_probe_owner). `d` is half-open.
+  int64_t ProbeGate(const DestState& d, int64_t now) const {
+    auto it = m_.domain_probe_owner.find(d.domain_id);
+    if (it == m_.domain_probe_owner.end()) return 0;
+    const DestState& o = m_.dests[it->second];
+    if (&o == &d || !HalfOpen(o)) return 0;
+    if (o.probe_in_flight) return SatAdd(now, DurMs(Policy(d).suspend_probe_interval));
+    return o.next_probe > now ? o.next_probe : 0;
   }
   bool Probing(const DestState& d) const {
     return Policy(d).suspend_probe_interval > absl::ZeroDuration();
@@ -227,6 +238,12 @@ class Core {
   // `extend`: a failed probe escalates a suspension already in force.
   void Suspend(uint32_t di, int64_t now, std::optional<int64_t> fixed_ms, Category cat,
                std::string_view rule, const std::string& text, bool extend = false);
+  // A half-open pair of `di`'s domain takes a probe: the domain's other
+  // half-open pairs wait one interval.
+  void NoteProbeTaken(uint32_t di, int64_t now);
+  // `di`'s probe was delivered: the domain's other half-open pairs probe now
+  // (the provider is back for one source; each still needs its own success).
+  void WakeSiblingProbes(uint32_t di, int64_t now);
   // A probe was delivered: end the suspension and ramp concurrency back up.
   void ReleaseSuspension(uint32_t di, int64_t now);
   void EmitThrottled(DestState& d, int64_t now, Category cat, std::string_view rule,

@@ -66,6 +66,7 @@ void Core::ReleaseSuspension(uint32_t di, int64_t now) {
   const DestinationPolicy& p = Policy(d);
   d.suspended_until = kNoTime;
   d.half_open = false;
+  m_.woken_probes.erase(di);
   // Rate cuts stay: after a rate-limit suspension lifting them provoked the
   // same replies again (burst scenario: 4xx per delivered 0.023 -> 0.058).
   // Ramp: the backlog that waited behind the suspension must not go out at
@@ -80,6 +81,28 @@ void Core::ReleaseSuspension(uint32_t di, int64_t now) {
                             d.ramp_to, " (+1 per delivery)");
   }
   AddToRing(di);
+}
+
+void Core::NoteProbeTaken(uint32_t di, int64_t /*now*/) {
+  if (m_.woken_probes.erase(di) > 0) return;
+  m_.domain_probe_owner[m_.dests[di].domain_id] = di;
+}
+
+void Core::WakeSiblingProbes(uint32_t di, int64_t now) {
+  const uint32_t dom = m_.dests[di].domain_id;
+  m_.domain_probe_owner.erase(dom);
+  for (uint32_t src : m_.source_list) {
+    auto it = m_.pair_ids.find((uint64_t{dom} << 32) | src);
+    if (it == m_.pair_ids.end()) continue;
+    const uint32_t si = it->second;
+    DestState& s = m_.dests[si];
+    if (si == di || !HalfOpen(s) || s.probe_in_flight) continue;
+    // A sibling may be waiting on its own next_probe or only on the owner's
+    // (then it is off the ring with a wake at that time): both end now.
+    s.next_probe = std::min(s.next_probe, now);
+    m_.woken_probes.insert(si);
+    AddToRing(si);
+  }
 }
 
 void Core::EmitThrottled(DestState& d, int64_t now, Category cat, std::string_view rule,

@@ -110,6 +110,7 @@ uint32_t Core::DestFor(std::string_view domain, std::string_view source) {
   internal::InitDestination(m_, d);
   d.concurrency = Policy(d).initial_concurrency;
   m_.pair_ids.emplace(key, idx);
+  if (m_.source_seen.insert(src_id).second) m_.source_list.push_back(src_id);
   return idx;
 }
 

@@ -187,6 +187,7 @@ absl::StatusOr<std::vector<Lease>> Core::TakeReady(absl::Time now_t, size_t limi
       d.probe_in_flight = true;
       r.flags |= internal::kFlagProbe;
       d.next_probe = SatAdd(now, DurMs(Policy(d).suspend_probe_interval));
+      NoteProbeTaken(di, now);
     }
     const int64_t iv = EffectiveIntervalMs(d, now);
     if (iv > 0) d.tat = SatAdd(std::max(d.tat == kNoTime ? now : d.tat, now), iv);
@@ -271,7 +272,10 @@ absl::StatusOr<Decision> Core::Report(uint64_t id, uint32_t attempt, int64_t now
       e->status = facts.status;
       e->reply = text;
     }
-    if (probe) ReleaseSuspension(di, now);
+    if (probe) {
+      ReleaseSuspension(di, now);
+      WakeSiblingProbes(di, now);
+    }
     NoteGreylistDelivery(r, now);
     OnDelivered(di, now);
     FreeSlot(s, it);  // nothing inserted into the index since the find

@@ -44,8 +44,10 @@ void Core::ApplyReactions(uint32_t di, int64_t now, int64_t attempt_started, con
       // Refused for its own reasons (greylisted, unknown recipient, ...):
       // the destination answered past the point where it was refusing, so it
       // is back. Without this, a greylisting host, which refuses every
-      // first attempt, stayed half-open for good.
+      // first attempt, stayed half-open for good. The domain's other
+      // sources are told too, as after a delivered probe.
       ReleaseSuspension(di, now);
+      WakeSiblingProbes(di, now);
     }
     return;
   }

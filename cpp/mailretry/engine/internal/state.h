@@ -416,6 +416,25 @@ struct Engine::Impl {
   };
   absl::flat_hash_map<uint32_t, SenderEvidence> sender_evidence;
 
+  // The distinct source name ids, in order of first use: a domain's pairs are
+  // found through pair_ids, source by source (a per-domain list cost a heap
+  // allocation per new destination on the submit path). Derived from `dests`
+  // (Load rebuilds it).
+  std::vector<uint32_t> source_list;
+  absl::flat_hash_set<uint32_t> source_seen;
+  // Half-open probes pooled over sources: by destination domain, the pair
+  // that took its last half-open probe. While that pair is still half-open,
+  // the domain's other half-open pairs wait for its next_probe: one probe per
+  // suspend_probe_interval goes to a domain, not one per source. When a
+  // provider blocks every source at once (a reputation incident), each
+  // source paid a refusal per interval. Following the owner's next_probe
+  // (not a fixed time) keeps a short suspension's early probe. Not saved:
+  // after a restore each pair probes on its own next_probe once.
+  absl::flat_hash_map<uint32_t, uint32_t> domain_probe_owner;
+  // Pairs woken by a sibling's delivered probe: their next probe goes at once
+  // and in parallel, without becoming the owner that the others wait for.
+  absl::flat_hash_set<uint32_t> woken_probes;
+
   // Learned greylist delays by destination domain (name id), pooled over
   // sources: waits after a message's first greylist deferral that were still
   // greylisted (lower) and that got through (upper).
