@@ -1,6 +1,6 @@
-// Huge-page-advised allocation for the simulator's per-message arrays; see
-// sim_memory.h.
-#include "mailretry/sim/internal/sim_memory.h"
+// Huge-page-advised allocation for large, randomly accessed arrays; see
+// large_array.h.
+#include "mailretry/common/internal/large_array.h"
 
 #include <cstddef>
 #include <new>
@@ -9,7 +9,7 @@
 #include <sys/mman.h>
 #endif
 
-namespace mailretry::sim::internal {
+namespace mailretry::internal {
 namespace {
 constexpr size_t kHugePage = size_t{2} << 20;
 }  // namespace
@@ -34,4 +34,4 @@ void FreeLarge(void* p, size_t bytes) {
   }
 }
 
-}  // namespace mailretry::sim::internal
+}  // namespace mailretry::internal

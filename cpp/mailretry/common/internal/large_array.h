@@ -1,19 +1,19 @@
-// File: internal/sim_memory.h
+// File: common/internal/large_array.h
 // -----------------------------------------------------------------------------
-// Allocation for the simulator's large per-message arrays. The event loop
-// touches one message's record per attempt, in an order that is random with
-// respect to memory (1M messages over 10k destinations), so with 4 KiB pages
-// almost every such access also misses the TLB, and on a VM a TLB miss is a
-// nested page walk. Arrays of 2 MiB or more are therefore 2 MiB-aligned and
-// advised for transparent huge pages (effective when THP is in "madvise" or
-// "always" mode, a no-op elsewhere); smaller ones use plain operator new.
-#ifndef MAILRETRY_SIM_INTERNAL_SIM_MEMORY_H_
-#define MAILRETRY_SIM_INTERNAL_SIM_MEMORY_H_
+// Allocation for large arrays that are touched at random: the timing wheel's
+// per-slot records (80 MB at 10M timers) and the simulator's per-message
+// records (1M messages over 10k destinations). With 4 KiB pages almost every
+// such access also misses the TLB, and on a VM a TLB miss is a nested page
+// walk. Arrays of 2 MiB or more are therefore 2 MiB-aligned and advised for
+// transparent huge pages (effective when THP is in "madvise" or "always" mode,
+// a no-op elsewhere); smaller ones use plain operator new.
+#ifndef MAILRETRY_COMMON_INTERNAL_LARGE_ARRAY_H_
+#define MAILRETRY_COMMON_INTERNAL_LARGE_ARRAY_H_
 
 #include <cstddef>
 #include <vector>
 
-namespace mailretry::sim::internal {
+namespace mailretry::internal {
 
 void* AllocateLarge(size_t bytes);
 void FreeLarge(void* p, size_t bytes);
@@ -35,6 +35,6 @@ struct LargeArrayAllocator {
 template <typename T>
 using LargeVector = std::vector<T, LargeArrayAllocator<T>>;
 
-}  // namespace mailretry::sim::internal
+}  // namespace mailretry::internal
 
-#endif  // MAILRETRY_SIM_INTERNAL_SIM_MEMORY_H_
+#endif  // MAILRETRY_COMMON_INTERNAL_LARGE_ARRAY_H_

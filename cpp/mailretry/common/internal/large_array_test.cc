@@ -1,11 +1,11 @@
-#include "mailretry/sim/internal/sim_memory.h"
+#include "mailretry/common/internal/large_array.h"
 
 #include <cstdint>
 #include <numeric>
 
 #include "gtest/gtest.h"
 
-namespace mailretry::sim::internal {
+namespace mailretry::internal {
 namespace {
 
 TEST(LargeVector, LargeArraysAreHugePageAligned) {
@@ -29,4 +29,4 @@ TEST(LargeVector, GrowsAcrossTheThresholdKeepingItsContents) {
 }
 
 }  // namespace
-}  // namespace mailretry::sim::internal
+}  // namespace mailretry::internal

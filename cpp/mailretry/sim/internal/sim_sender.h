@@ -20,8 +20,8 @@
 #include <vector>
 
 #include "absl/time/time.h"
+#include "mailretry/common/internal/large_array.h"
 #include "mailretry/policy/retry_policy.h"
-#include "mailretry/sim/internal/sim_memory.h"
 #include "mailretry/sim/sim.h"
 
 namespace mailretry::sim::internal {
@@ -94,7 +94,8 @@ class SenderGate {
   SenderModel model_;
   std::vector<uint32_t> pair_profile_;
   std::vector<PairGate> pairs_;
-  LargeVector<uint32_t> next_;  // intrusive FIFO links, per message (huge pages)
+  // Intrusive FIFO links, per message (huge pages).
+  ::mailretry::internal::LargeVector<uint32_t> next_;
   uint64_t waiting_total_ = 0;
   // Per profile: base shaping (KumoMTA) and which rules each reply kind matches.
   std::vector<uint32_t> base_connections_;

@@ -20,10 +20,10 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "mailretry/common/internal/large_array.h"
 #include "mailretry/engine/engine.h"
 #include "mailretry/policy/retry_policy.h"
 #include "mailretry/reply/reply.h"
-#include "mailretry/sim/internal/sim_memory.h"
 #include "mailretry/sim/internal/sim_receiver.h"
 #include "mailretry/sim/internal/sim_sender.h"
 #include "mailretry/sim/sim.h"
@@ -111,7 +111,8 @@ class Simulation : public GateHost {
   absl::flat_hash_map<std::string, uint32_t> domain_ids_;
   absl::flat_hash_map<std::string, uint32_t> source_ids_;
   std::vector<int64_t> arrival_ms_;
-  LargeVector<Msg> msgs_;  // on huge pages: touched at random, see sim_memory.h
+  // On huge pages: touched at random (see common/internal/large_array.h).
+  ::mailretry::internal::LargeVector<Msg> msgs_;
   std::vector<PairState> pairs_;
 
   std::unique_ptr<Engine> engine_;

@@ -4,10 +4,6 @@
 #include <new>
 #include <string>
 
-#if defined(__linux__)
-#include <sys/mman.h>
-#endif
-
 #include "absl/strings/str_cat.h"
 
 namespace mailretry::internal {
@@ -20,29 +16,7 @@ namespace {
 // at latency/8 (~30 ns here) per timer; 32 keeps enough misses in flight.
 constexpr size_t kPrefetchDistance = 32;
 
-constexpr size_t kHugePage = size_t{2} << 20;
-
 }  // namespace
-
-void* HugePageAlloc(size_t bytes) {
-  if (bytes < kHugePage) return ::operator new(bytes);
-  const size_t rounded = (bytes + kHugePage - 1) & ~(kHugePage - 1);
-  void* p = ::operator new (rounded, std::align_val_t{kHugePage});
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-  // Before the first touch, so that the pages fault in huge. Advice only:
-  // failure (THP disabled) leaves ordinary pages.
-  (void)madvise(p, rounded, MADV_HUGEPAGE);
-#endif
-  return p;
-}
-
-void HugePageFree(void* p, size_t bytes) {
-  if (bytes < kHugePage) {
-    ::operator delete(p);
-  } else {
-    ::operator delete (p, std::align_val_t{kHugePage});
-  }
-}
 
 TimingWheel::TimingWheel(const TimerOptions& options)
     : clock_(options.start, options.resolution), l0_(kSlots), l1_(kSlots), l1_min_(kSlots, 0) {}

@@ -68,40 +68,11 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "mailretry/common/internal/large_array.h"
 #include "mailretry/timers/internal/timer_clock.h"
 #include "mailretry/timers/timer_queue.h"
 
 namespace mailretry::internal {
-
-// Allocator for the per-slot record array. At 10M slots the records span
-// 80 MB, so with 4 KiB pages nearly every random access also misses the TLB,
-// and under nested paging (this VM class) a TLB miss is a long page walk.
-// Large arrays are therefore 2 MiB-aligned and advised for transparent huge
-// pages (effective when THP is in "madvise" or "always" mode; a no-op
-// elsewhere). Small arrays use plain operator new.
-template <typename T>
-struct HugePageAllocator {
-  using value_type = T;
-  HugePageAllocator() = default;
-  template <typename U>
-  HugePageAllocator(const HugePageAllocator<U>&) {}  // NOLINT: allocator rebind
-  T* allocate(size_t n);
-  void deallocate(T* p, size_t n);
-  template <typename U>
-  bool operator==(const HugePageAllocator<U>&) const {
-    return true;
-  }
-};
-void* HugePageAlloc(size_t bytes);
-void HugePageFree(void* p, size_t bytes);
-template <typename T>
-T* HugePageAllocator<T>::allocate(size_t n) {
-  return static_cast<T*>(HugePageAlloc(n * sizeof(T)));
-}
-template <typename T>
-void HugePageAllocator<T>::deallocate(T* p, size_t n) {
-  HugePageFree(p, n * sizeof(T));
-}
 
 // 4096 bits with a summary word: Set/Clear/First in O(1).
 class OccupancyBitmap {
@@ -240,7 +211,7 @@ class TimingWheel final : public TimerQueue {
   TimerClock clock_;
   uint64_t cur_ = 0;
   size_t size_ = 0;
-  std::vector<Rec, HugePageAllocator<Rec>> recs_;
+  LargeVector<Rec> recs_;  // on huge pages: see common/internal/large_array.h
   std::vector<Bucket> l0_;
   std::vector<Bucket> l1_;
   std::vector<uint64_t> l1_min_;  // earliest tick placed in each level-1 bucket
