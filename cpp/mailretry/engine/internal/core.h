@@ -248,6 +248,12 @@ class Core {
   void ReleaseSuspension(uint32_t di, int64_t now);
   void EmitThrottled(DestState& d, int64_t now, Category cat, std::string_view rule,
                      const std::string& text, std::string detail, std::optional<int64_t> until);
+  // Every change of a destination's own concurrency goes through here, so
+  // that Engine::LimitsGeneration moves with it.
+  void SetConcurrency(DestState& d, uint32_t concurrency) {
+    if (concurrency != d.concurrency) ++m_.limits_generation;
+    d.concurrency = concurrency;
+  }
   void CutConcurrency(DestState& d, int64_t now, int64_t attempt_started, Category cat,
                       std::string_view rule, const std::string& text);
   void CutRate(DestState& d, int64_t now, int64_t attempt_started, Category cat,

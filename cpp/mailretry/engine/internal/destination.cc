@@ -72,8 +72,7 @@ void Core::ReleaseSuspension(uint32_t di, int64_t now) {
   // Ramp: the backlog that waited behind the suspension must not go out at
   // the old concurrency into a receiver that has just recovered.
   d.ramp_to = std::max(d.ramp_to, d.concurrency);
-  if (d.concurrency > p.min_concurrency) ++m_.limits_generation;
-  d.concurrency = std::min(d.concurrency, p.min_concurrency);
+  SetConcurrency(d, std::min(d.concurrency, p.min_concurrency));
   if (d.suspended) {
     d.suspended = false;
     Event& e = Emit(EventKind::kDestinationResumed, now, d);
@@ -138,8 +137,7 @@ void Core::CutConcurrency(DestState& d, int64_t now, int64_t attempt_started, Ca
     d.conc_ceiling_until = SatAdd(now, DurMs(p.concurrency_ceiling_hold));
   }
   d.last_conc_cut = now;
-  d.concurrency = target;
-  ++m_.limits_generation;
+  SetConcurrency(d, target);
   EmitThrottled(d, now, cat, rule, text, absl::StrCat("concurrency cut to ", target), std::nullopt);
 }
 
@@ -189,17 +187,13 @@ void Core::OnDelivered(uint32_t di, int64_t now) {
   }
   d.strong_first = kNoTime;
   if (d.ramp_to > d.concurrency) {
-    ++d.concurrency;
-    ++m_.limits_generation;
+    SetConcurrency(d, d.concurrency + 1);
     if (d.concurrency >= d.ramp_to) d.ramp_to = 0;
   } else if (d.ramp_to = 0; ++d.success_streak >= p.raise_concurrency_after) {
     d.success_streak = 0;
     const bool capped = d.conc_ceiling != 0 && now < d.conc_ceiling_until;
     const uint32_t limit = capped ? std::min(p.max_concurrency, d.conc_ceiling) : p.max_concurrency;
-    if (d.concurrency < limit) {
-      ++d.concurrency;
-      ++m_.limits_generation;
-    }
+    if (d.concurrency < limit) SetConcurrency(d, d.concurrency + 1);
   }
   if (d.health == Health::kStructural) {
     d.health = Health::kHealthy;
