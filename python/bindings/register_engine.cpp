@@ -28,6 +28,42 @@
 namespace py = pybind11;
 
 namespace mailretry::python {
+namespace {
+
+// One report: the engine decides with the GIL released, and the answer is
+// converted there too. `decide` returns the engine's StatusOr<Decision>.
+template <typename Decide>
+PyDecision ReportOne(Decide&& decide) {
+  absl::StatusOr<Decision> d;
+  PyDecision out;
+  {
+    py::gil_scoped_release release;
+    d = decide();
+    if (d.ok()) out = ToPy(*d);
+  }
+  ThrowIfError(d.status());
+  return out;
+}
+
+// What drain_events and poll drain into, one vector per thread: the engine
+// reuses the previous drain's events for new ones (no allocation per event).
+std::vector<Event>& DrainBuffer() {
+  thread_local std::vector<Event> events;
+  return events;
+}
+
+// The drained events as a list of dicts. A huge batch is not kept between
+// calls (the engine keeps at most that many spares anyway).
+py::list EventList(std::vector<Event>& events) {
+  py::list out(events.size());
+  for (size_t i = 0; i < events.size(); ++i) {
+    PyList_SET_ITEM(out.ptr(), static_cast<Py_ssize_t>(i), EventToDict(events[i]).release().ptr());
+  }
+  if (events.size() > 65536) std::vector<Event>().swap(events);
+  return out;
+}
+
+}  // namespace
 
 void RegisterEngine(py::module_& m) {
   py::class_<PyLease>(m, "Lease", "A message handed to the sender for one attempt.")
@@ -200,16 +236,8 @@ void RegisterEngine(py::module_& m) {
       .def(
           "report",
           [](Engine& e, uint64_t msg_id, uint32_t attempt, int64_t now_ms, std::string_view raw) {
-            const absl::Time t = TimeFromMillis(now_ms);
-            absl::StatusOr<Decision> d;
-            PyDecision out;
-            {
-              py::gil_scoped_release release;
-              d = e.ReportText(msg_id, attempt, t, raw);
-              if (d.ok()) out = ToPy(*d);
-            }
-            ThrowIfError(d.status());
-            return out;
+            return ReportOne(
+                [&] { return e.ReportText(msg_id, attempt, TimeFromMillis(now_ms), raw); });
           },
           py::arg("msg_id"), py::arg("attempt"), py::arg("now_ms"), py::arg("reply"))
       .def(
@@ -217,31 +245,16 @@ void RegisterEngine(py::module_& m) {
           // report() for a Lease object and a reply text: the fields are read
           // here instead of through two attribute calls from Python.
           [](Engine& e, const PyLease& lease, int64_t now_ms, std::string_view raw) {
-            const absl::Time t = TimeFromMillis(now_ms);
-            absl::StatusOr<Decision> d;
-            PyDecision out;
-            {
-              py::gil_scoped_release release;
-              d = e.ReportText(lease.msg_id, lease.attempt, t, raw);
-              if (d.ok()) out = ToPy(*d);
-            }
-            ThrowIfError(d.status());
-            return out;
+            return ReportOne([&] {
+              return e.ReportText(lease.msg_id, lease.attempt, TimeFromMillis(now_ms), raw);
+            });
           },
           py::arg("lease"), py::arg("now_ms"), py::arg("reply"))
       .def(
           "report_reply",
           [](Engine& e, uint64_t msg_id, uint32_t attempt, int64_t now_ms, const Reply& reply) {
-            const absl::Time t = TimeFromMillis(now_ms);
-            absl::StatusOr<Decision> d;
-            PyDecision out;
-            {
-              py::gil_scoped_release release;
-              d = e.Report(msg_id, attempt, t, reply);
-              if (d.ok()) out = ToPy(*d);
-            }
-            ThrowIfError(d.status());
-            return out;
+            return ReportOne(
+                [&] { return e.Report(msg_id, attempt, TimeFromMillis(now_ms), reply); });
           },
           py::arg("msg_id"), py::arg("attempt"), py::arg("now_ms"), py::arg("reply"))
       .def(
@@ -311,22 +324,12 @@ void RegisterEngine(py::module_& m) {
       .def("next_wakeup", [](const Engine& e) { return OptSeconds(e.NextWakeup()); })
       .def("drain_events",
            [](Engine& e) {
-             // Drained into a vector kept per thread: the engine reuses the
-             // previous drain's events for new ones (no allocation per event).
-             thread_local std::vector<Event> events;
+             std::vector<Event>& events = DrainBuffer();
              {
                py::gil_scoped_release release;
                e.DrainEvents(events);
              }
-             py::list out(events.size());
-             for (size_t i = 0; i < events.size(); ++i) {
-               PyList_SET_ITEM(out.ptr(), static_cast<Py_ssize_t>(i),
-                               EventToDict(events[i]).release().ptr());
-             }
-             // A huge batch is not kept between calls (the engine keeps at
-             // most that many spares anyway).
-             if (events.size() > 65536) std::vector<Event>().swap(events);
-             return out;
+             return EventList(events);
            })
       .def(
           "poll",
@@ -337,7 +340,7 @@ void RegisterEngine(py::module_& m) {
           // three when little is due.
           [](Engine& e, int64_t now_ms, size_t limit) {
             const absl::Time t = TimeFromMillis(now_ms);
-            thread_local std::vector<Event> events;
+            std::vector<Event>& events = DrainBuffer();
             absl::Status status;
             std::vector<PyLease> out;
             std::optional<absl::Time> wakeup;
@@ -359,13 +362,7 @@ void RegisterEngine(py::module_& m) {
               }
             }
             ThrowIfError(status);
-            py::list evs(events.size());
-            for (size_t i = 0; i < events.size(); ++i) {
-              PyList_SET_ITEM(evs.ptr(), static_cast<Py_ssize_t>(i),
-                              EventToDict(events[i]).release().ptr());
-            }
-            if (events.size() > 65536) std::vector<Event>().swap(events);
-            return py::make_tuple(py::cast(std::move(out)), std::move(evs),
+            return py::make_tuple(py::cast(std::move(out)), EventList(events),
                                   py::cast(OptSeconds(wakeup)));
           },
           py::arg("now_ms"), py::arg("limit"))
