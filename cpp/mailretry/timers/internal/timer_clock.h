@@ -78,10 +78,7 @@ class TimerClock {
   absl::StatusOr<int64_t> DueTick(absl::Time due) const {
     if (due <= now_) return now_tick_;
     if (fast_ && due < kFastHigh) {
-      // due > now_ >= start, so d > 0 and the division rounds toward zero = down.
-      const int64_t d = absl::ToUnixNanos(due) - start_ns_;
-      int64_t q = d / res_ns_;
-      return q + (q * res_ns_ < d);
+      return TicksUpFromStart(absl::ToUnixNanos(due));
     }
     if (due == absl::InfiniteFuture()) return absl::OutOfRangeError("due time is infinite");
     absl::Duration rem;
@@ -97,9 +94,7 @@ class TimerClock {
     if (now_fast_ && due_ms > -kFastMs && due_ms < kFastMs) {
       const int64_t due_ns = due_ms * 1'000'000;
       if (due_ns <= now_ns_) return now_tick_;
-      const int64_t d = due_ns - start_ns_;
-      int64_t q = d / res_ns_;
-      return q + (q * res_ns_ < d);
+      return TicksUpFromStart(due_ns);
     }
     return DueTick(absl::FromUnixMillis(due_ms));
   }
@@ -109,6 +104,14 @@ class TimerClock {
  private:
   static inline const absl::Time kFastLow = absl::FromUnixNanos(-(int64_t{1} << 62));
   static inline const absl::Time kFastHigh = absl::FromUnixNanos(int64_t{1} << 62);
+  // Ticks from start to `due_ns` (Unix ns, after now_ >= start), rounded up:
+  // d > 0, so the division rounds toward zero = down.
+  int64_t TicksUpFromStart(int64_t due_ns) const {
+    const int64_t d = due_ns - start_ns_;
+    const int64_t q = d / res_ns_;
+    return q + (q * res_ns_ < d);
+  }
+
   // Milliseconds whose nanoseconds are strictly inside (kFastLow, kFastHigh).
   static constexpr int64_t kFastMs = (int64_t{1} << 62) / 1'000'000;
 
