@@ -51,6 +51,13 @@ const std::vector<std::string_view>& ReputationPhrases() {
       "complaints",
       "complaint rate",
       "talos",
+      // The sending host's history or standing, without the word reputation.
+      "sending history",
+      "blocked from sending",
+      "network is blocked",
+      "network has been blocked",
+      "has been banned",
+      "abuse reports",
   };
   return *p;
 }
@@ -87,7 +94,10 @@ void AppendPhraseRules(std::vector<DefaultRuleSpec>* out) {
        .category = C::kMaintenanceShutdown,
        .any = {"maintenance", "shutting down", "going down", "restarting",
                "system is being upgraded", "temporarily down", "down for upgrade",
-               "upgrade in progress", "being upgraded"}},
+               "upgrade in progress", "being upgraded",
+               // The same in other languages' stock wordings ("Wartungsarbeiten").
+               "wartung", "mantenimiento", "manutenção", "manutencao", "обслуживани", "维护",
+               "メンテナンス"}},
       {.name = "default:phrase/auth",
        .category = C::kAuthSpfDkimDmarc,
        .any = {"^spf",
@@ -153,12 +163,16 @@ void AppendPhraseRules(std::vector<DefaultRuleSpec>* out) {
                "without a valid sender domain",
                "fcrdns",
                "forward dns"}},
+      // The receiver's own list, not a public DNSBL: its wording names the
+      // owner ("by our administrators", "internal list"), before the dnsbl
+      // rule's generic "blacklist".
       {.name = "default:phrase/reputation-own-list",
        .category = C::kReputationBlock,
        .any = {"on our block list", "customer block list", "blacklisted by recipient",
                "blocked by recipient", "our blacklist", "our blocklist", "local blacklist",
                "local blocklist", "our deny list", "our denylist", "on the deny list",
-               "our block-list"},
+               "our block-list", "blacklisted by our", "blocklisted by our", "denylisted by our",
+               "our internal", "internal block", "internal reputation", "on our local"},
        .category_4xx = C::kReputationThrottle},
       // A blocklist of URLs or domains found in the message (SURBL, URIBL, a
       // "listed" link) judges the content, not the sending IP.
@@ -216,7 +230,13 @@ void AppendPhraseRules(std::vector<DefaultRuleSpec>* out) {
                "too many sessions", "sessions opened", "connection frequency",
                "connection rate limit", "trop de connexions", "too many simultaneous",
                "messages per session", "messages per connection", "message per connection",
-               "mails per session", "per session", "number of connections"}},
+               "mails per session", "per session", "number of connections",
+               // A per-host connection allowance, in the many words for it: the
+               // sender holds too many connections, not too much mail.
+               "concurrency limit", "connection allowance", "connection quota", "connection cap",
+               "connection count", "connection rate", "parallel connections", "parallel sessions",
+               "open sessions", "simultaneous sessions", "concurrent sessions",
+               "connections per ip", "connections per host", "per-ip connection"}},
       {.name = "default:phrase/frequency-limited",
        .category = C::kRateLimit,
        .any = {"frequency limited", "frequency limit"}},
@@ -225,6 +245,9 @@ void AppendPhraseRules(std::vector<DefaultRuleSpec>* out) {
        .any = {"too many recipients", "limit for message recipients", "recipients per message",
                "per transaction exceeded", "separate transaction", "recipient limit",
                "number of recipients"},
+       // Recipients per hour or per day are a sending rate (words/volume-rate
+       // throttles it), not one message's recipient list to split.
+       .unless = {"per hour", "per minute", "per day", "hourly", "daily"},
        .action = A::kRetry},
       // Receiver verdicts on the sending IP/domain: slow down when deferred,
       // pause the path when rejected.
@@ -270,7 +293,21 @@ void AppendPhraseRules(std::vector<DefaultRuleSpec>* out) {
                "sending rate",
                "message rate",
                "rate exceeded",
-               "too many requests"}},
+               "too many requests",
+               // Sending allowances by message count: a quota or limit on
+               // messages, not on the recipient's storage (before mailbox-full).
+               "message quota",
+               "daily quota",
+               "hourly quota",
+               "message limit",
+               "send limit",
+               "hourly limit",
+               "messages per hour",
+               "sending frequency",
+               "submission frequency",
+               "message frequency",
+               "message volume",
+               "sending too"}},
       {.name = "default:phrase/relay-smtp-auth",
        .category = C::kRelayDenied,
        .any = {"authentication required",
@@ -336,6 +373,10 @@ void AppendPhraseRules(std::vector<DefaultRuleSpec>* out) {
                "rcpthosts",
                "specified domain is not allowed",
                "relay attempt",
+               // RFC 5321's 551: the server does not forward to that user.
+               "user not local",
+               "we do not forward",
+               "permission to relay",
                "not authorized to relay",
                "relay not authorized",
                "relaying not permitted"}},
@@ -423,6 +464,16 @@ void AppendPhraseRules(std::vector<DefaultRuleSpec>* out) {
                "bad destination system",
                "bad destination host"},
        .unless = {"accept mail from", "accepts mail from", "sender"}},
+      // The recipient's domain, named as such, with a state word ("Domain of
+      // recipient address does not exist"): the domain, not the mailbox, is
+      // unknown, though the text also says "recipient address".
+      {.name = "default:phrase/recipient-domain-unknown",
+       .category = C::kDomainUnknown,
+       .any = {"domain of recipient", "recipient domain", "recipient's domain",
+               "domain of the recipient", "destination domain"},
+       .also = {"does not exist", "doesn't exist", "not found", "unknown", "no such", "no mx",
+                "not resolve", "cannot resolve", "could not be resolved", "nxdomain",
+                "non-existent", "nonexistent"}},
       {.name = "default:phrase/mailbox-unknown",
        .category = C::kMailboxUnknown,
        .any = {"user unknown",
