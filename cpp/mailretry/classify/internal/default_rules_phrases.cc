@@ -58,6 +58,13 @@ const std::vector<std::string_view>& ReputationPhrases() {
       "network has been blocked",
       "has been banned",
       "abuse reports",
+      "track record",
+      "history of spam",
+      "spam reports",
+      "watch list",
+      "watchlist",
+      "is banned",
+      "banned for",
   };
   return *p;
 }
@@ -94,7 +101,7 @@ void AppendPhraseRules(std::vector<DefaultRuleSpec>* out) {
        .category = C::kMaintenanceShutdown,
        .any = {"maintenance", "shutting down", "going down", "restarting",
                "system is being upgraded", "temporarily down", "down for upgrade",
-               "upgrade in progress", "being upgraded",
+               "upgrade in progress", "being upgraded", "downtime", "scheduled outage",
                // The same in other languages' stock wordings ("Wartungsarbeiten").
                "wartung", "mantenimiento", "manutenção", "manutencao", "обслуживани", "维护",
                "メンテナンス"}},
@@ -128,7 +135,10 @@ void AppendPhraseRules(std::vector<DefaultRuleSpec>* out) {
        .category = C::kTlsRequired,
        .any = {"starttls", "^tls", "^ssl$", "tls/ssl", "^dane", "certificate", "dnssec",
                "encryption required", "must use encryption", "secure connection required",
-               "requires encryption", "encrypted connection"}},
+               "requires encryption", "encrypted connection",
+               // The refusal of the unencrypted channel, in other words.
+               "cleartext", "plaintext", "unencrypted", "enforces encryption",
+               "encryption is required", "requires tls"}},
       {.name = "default:phrase/ptr",
        .category = C::kPtrRdns,
        .any = {"reverse dns",
@@ -162,7 +172,17 @@ void AppendPhraseRules(std::vector<DefaultRuleSpec>* out) {
                "smtp server of your isp",
                "without a valid sender domain",
                "fcrdns",
-               "forward dns"}},
+               "forward dns",
+               // End-user (consumer, broadband) address space told to use the
+               // provider's relay: the same remedy as a dynamic-looking PTR.
+               "end-user address",
+               "end-user ip",
+               "end user ip",
+               "consumer ip",
+               "residential",
+               "broadband",
+               "smarthost",
+               "smart host"}},
       // The receiver's own list, not a public DNSBL: its wording names the
       // owner ("by our administrators", "internal list"), before the dnsbl
       // rule's generic "blacklist".
@@ -230,13 +250,13 @@ void AppendPhraseRules(std::vector<DefaultRuleSpec>* out) {
                "too many sessions", "sessions opened", "connection frequency",
                "connection rate limit", "trop de connexions", "too many simultaneous",
                "messages per session", "messages per connection", "message per connection",
-               "mails per session", "per session", "number of connections",
+               "mails per session", "per session", "number of connections", "open connections",
                // A per-host connection allowance, in the many words for it: the
                // sender holds too many connections, not too much mail.
                "concurrency limit", "connection allowance", "connection quota", "connection cap",
-               "connection count", "connection rate", "parallel connections", "parallel sessions",
-               "open sessions", "simultaneous sessions", "concurrent sessions",
-               "connections per ip", "connections per host", "per-ip connection"}},
+               // ("Too many parallel sessions" is words/connections' already.)
+               "connection count", "connection rate", "connections per ip",
+               "connections per host", "per-ip connection"}},
       {.name = "default:phrase/frequency-limited",
        .category = C::kRateLimit,
        .any = {"frequency limited", "frequency limit"}},
@@ -254,6 +274,8 @@ void AppendPhraseRules(std::vector<DefaultRuleSpec>* out) {
       {.name = "default:phrase/reputation",
        .category = C::kReputationBlock,
        .any = ReputationPhrases(),
+       // "We are not an open relay" is a relay refusal, not a verdict on the sender.
+       .unless = {"not an open relay", "not a open relay"},
        .category_4xx = C::kReputationThrottle},
       {.name = "default:phrase/unsolicited-rate",
        .category = C::kReputationBlock,
@@ -348,7 +370,10 @@ void AppendPhraseRules(std::vector<DefaultRuleSpec>* out) {
                "sender not allowed",
                "authentication is required",
                "must be authenticated",
-               "auth is required"},
+               "auth is required",
+               "unauthenticated client",
+               "unauthenticated user",
+               "unauthenticated connection"},
        .action = A::kRemediate},
       {.name = "default:phrase/relay-denied",
        .category = C::kRelayDenied,
