@@ -47,7 +47,13 @@ def test_own_wordings_cover_every_failure_category(name: str) -> None:
     labelled = {r["category"] for r in rows}
     # Every category a failure can have; "delivered" is a 2xx, not a failure.
     assert labelled == set(CATEGORIES) - {"delivered"}
-    assert {r["action"] for r in rows} <= {"retry", "throttle", "suspend_domain", "bounce", "remediate"}
+    assert {r["action"] for r in rows} <= {
+        "retry",
+        "throttle",
+        "suspend_domain",
+        "bounce",
+        "remediate",
+    }
     # Written here: no row claims a provider or a published source.
     assert all("provider" not in r and "source_kind" not in r for r in rows)
     assert len({r["reply"] for r in rows}) == len(rows)

@@ -164,9 +164,9 @@ constexpr size_t kMaxGroupWords = 8;  // up to 512 phrase groups
 // explicit wording counts; "permanently deferred" and the like stay with the
 // reputation phrases, which fix their own action.
 constexpr std::string_view kFinalPhrases[] = {
-    "will not retry",    "do not retry",      "don't retry",          "should not retry",
-    "not be retried",    "permanent failure", "permanent error",      "permanently rejected",
-    "permanently failed", "giving up",        "no point in retrying",
+    "will not retry",     "do not retry",      "don't retry",          "should not retry",
+    "not be retried",     "permanent failure", "permanent error",      "permanently rejected",
+    "permanently failed", "giving up",         "no point in retrying",
 };
 
 }  // namespace

@@ -19,9 +19,9 @@ using A = Action;
 struct Case {
   std::string_view reply;
   Category category;
-  std::optional<Action> action = std::nullopt;     // checked when set
-  std::optional<bool> transient = std::nullopt;    // checked when set
-  std::string_view rule_prefix = "default:";       // prefix of the deciding rule
+  std::optional<Action> action = std::nullopt;   // checked when set
+  std::optional<bool> transient = std::nullopt;  // checked when set
+  std::string_view rule_prefix = "default:";     // prefix of the deciding rule
 };
 
 void ExpectAll(const std::vector<Case>& cases) {
@@ -49,10 +49,10 @@ void ExpectAll(const std::vector<Case>& cases) {
 TEST(FamilyConnectionAllowance, CapsInManyWordsAreConnectionCaps) {
   ExpectAll({
       {"421 Refused: concurrency limit for 192.0.2.1 hit", C::kTooManyConnections, A::kThrottle},
-      {"421 4.4.5 Your host used up its connection allowance", C::kTooManyConnections,
-       A::kThrottle, std::nullopt, "default:phrase/connections"},
-      {"421 4.3.2 Connection rate of your subnet is too high", C::kTooManyConnections,
-       A::kThrottle, std::nullopt, "default:phrase/connections"},
+      {"421 4.4.5 Your host used up its connection allowance", C::kTooManyConnections, A::kThrottle,
+       std::nullopt, "default:phrase/connections"},
+      {"421 4.3.2 Connection rate of your subnet is too high", C::kTooManyConnections, A::kThrottle,
+       std::nullopt, "default:phrase/connections"},
       {"450 Too many parallel sessions, back off", C::kTooManyConnections, A::kThrottle},
       {"421 Connections per IP capped at 3", C::kTooManyConnections, A::kThrottle},
   });
@@ -82,13 +82,12 @@ TEST(FamilyTransientTextOn5xx, BusyOrTemporaryTextRetries) {
       {"554 5.3.2 Mail server overloaded, please come back", C::kServerBusyCapacity, A::kRetry,
        true, "default:phrase/busy-5xx"},
       {"550 Server at capacity right now", C::kServerBusyCapacity, A::kRetry, true},
-      {"550 Temporary failure in the backend, please retry", C::kUnknownTransient, A::kRetry,
+      {"550 Temporary failure in the backend, please retry", C::kUnknownTransient, A::kRetry, true,
+       "default:phrase/transient-5xx"},
+      {"554 Unable to take mail right now, try again in an hour", C::kUnknownTransient, A::kRetry,
        true, "default:phrase/transient-5xx"},
-      {"554 Unable to take mail right now, try again in an hour", C::kUnknownTransient,
-       A::kRetry, true, "default:phrase/transient-5xx"},
       // Named causes decide first.
-      {"550 5.1.1 No such user, try again later won't help", C::kMailboxUnknown, A::kBounce,
-       false},
+      {"550 5.1.1 No such user, try again later won't help", C::kMailboxUnknown, A::kBounce, false},
       {"554 Message looks like spam, try again later", C::kPolicyContentSpam, A::kBounce, false},
       // "Permanent" keeps a 5yz permanent.
       {"550 Permanent failure, do not retry later", C::kUnknownPermanent, A::kBounce, false},
@@ -99,8 +98,7 @@ TEST(FamilyTransientTextOn5xx, BusyOrTemporaryTextRetries) {
 // is final reacts as a 5yz for the category found.
 TEST(FamilyFinalTextOn4xx, WillNotRetryBouncesTheCategoryFound) {
   ExpectAll({
-      {"450 4.1.1 No such mailbox here; permanent failure", C::kMailboxUnknown, A::kBounce,
-       false},
+      {"450 4.1.1 No such mailbox here; permanent failure", C::kMailboxUnknown, A::kBounce, false},
       {"452 4.2.2 Mailbox over quota, giving up", C::kMailboxFull, A::kBounce, false},
       {"451 4.7.26 DMARC reject, do not retry", C::kAuthSpfDkimDmarc, A::kRemediate, false},
       // Without such words a 4yz keeps its class.
@@ -160,8 +158,8 @@ TEST(FamilyIssueNamedCases, AnvilGmailCapMimecastGreylisting) {
       {"421-4.7.0 Try again later, closing connection. (EHLO)\r\n421 4.7.0 For more info see "
        "the help center. ab12cd - gsmtp",
        C::kTooManyConnections, A::kThrottle},
-      {"451 Internal resource temporarily unavailable - see gateway help page",
-       C::kGreylisting, A::kRetry},
+      {"451 Internal resource temporarily unavailable - see gateway help page", C::kGreylisting,
+       A::kRetry},
   });
 }
 
@@ -194,8 +192,7 @@ TEST(FamilySecondRound, VerdictEndUserCleartextContentRelayDowntime) {
       {"554 Refused: your network's track record here is bad", C::kReputationBlock,
        A::kSuspendDomain},
       {"550 5.7.1 Host 192.0.2.5 is banned for abuse", C::kReputationBlock, A::kSuspendDomain},
-      {"451 4.7.1 Your IP sits on our watch list, deferring", C::kReputationThrottle,
-       A::kThrottle},
+      {"451 4.7.1 Your IP sits on our watch list, deferring", C::kReputationThrottle, A::kThrottle},
       {"554 5.7.1 Broadband address space may not send here; use a smart host", C::kPtrRdns,
        A::kRemediate},
       {"550 5.7.1 Plaintext sessions are not accepted by this domain", C::kTlsRequired,

@@ -139,6 +139,8 @@ void AppendPhraseRules(std::vector<DefaultRuleSpec>* out) {
                // The refusal of the unencrypted channel, in other words.
                "cleartext", "plaintext", "unencrypted", "enforces encryption",
                "encryption is required", "requires tls"}},
+      // A missing or generic PTR, and end-user (consumer, broadband) address space told
+      // to use the provider's relay: the same remedy.
       {.name = "default:phrase/ptr",
        .category = C::kPtrRdns,
        .any = {"reverse dns",
@@ -173,8 +175,6 @@ void AppendPhraseRules(std::vector<DefaultRuleSpec>* out) {
                "without a valid sender domain",
                "fcrdns",
                "forward dns",
-               // End-user (consumer, broadband) address space told to use the
-               // provider's relay: the same remedy as a dynamic-looking PTR.
                "end-user address",
                "end-user ip",
                "end user ip",
@@ -255,8 +255,8 @@ void AppendPhraseRules(std::vector<DefaultRuleSpec>* out) {
                // sender holds too many connections, not too much mail.
                "concurrency limit", "connection allowance", "connection quota", "connection cap",
                // ("Too many parallel sessions" is words/connections' already.)
-               "connection count", "connection rate", "connections per ip",
-               "connections per host", "per-ip connection"}},
+               "connection count", "connection rate", "connections per ip", "connections per host",
+               "per-ip connection"}},
       {.name = "default:phrase/frequency-limited",
        .category = C::kRateLimit,
        .any = {"frequency limited", "frequency limit"}},
@@ -282,6 +282,9 @@ void AppendPhraseRules(std::vector<DefaultRuleSpec>* out) {
        .any = {"users from spam", "unusual rate of unsolicited", "unusual amount of unsolicited"},
        .also = {"rate limited", "unusual rate", "unusual amount", "ip address"},
        .category_4xx = C::kReputationThrottle},
+      // Sending rates, and sending allowances by message count ("message quota",
+      // "hourly limit"): a limit on messages, not on the recipient's storage
+      // (before mailbox-full).
       {.name = "default:phrase/rate-limit",
        .category = C::kRateLimit,
        .any = {"rate limit",
@@ -316,8 +319,6 @@ void AppendPhraseRules(std::vector<DefaultRuleSpec>* out) {
                "message rate",
                "rate exceeded",
                "too many requests",
-               // Sending allowances by message count: a quota or limit on
-               // messages, not on the recipient's storage (before mailbox-full).
                "message quota",
                "daily quota",
                "hourly quota",
@@ -375,6 +376,8 @@ void AppendPhraseRules(std::vector<DefaultRuleSpec>* out) {
                "unauthenticated user",
                "unauthenticated connection"},
        .action = A::kRemediate},
+      // Relay refusals, and RFC 5321's 551 ("user not local": the server does not
+      // forward to that user).
       {.name = "default:phrase/relay-denied",
        .category = C::kRelayDenied,
        .any = {"relay access denied",
@@ -398,7 +401,6 @@ void AppendPhraseRules(std::vector<DefaultRuleSpec>* out) {
                "rcpthosts",
                "specified domain is not allowed",
                "relay attempt",
-               // RFC 5321's 551: the server does not forward to that user.
                "user not local",
                "we do not forward",
                "permission to relay",

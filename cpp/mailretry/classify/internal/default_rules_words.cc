@@ -269,6 +269,8 @@ void AppendWordRules(std::vector<DefaultRuleSpec>* out) {
                "non-ascii",
                "header syntax"},
        .action = A::kRemediate},
+      // Content verdicts, and what the content carries (macros, executables,
+      // bulk marketing).
       {.name = "default:phrase/spam-content",
        .category = C::kPolicyContentSpam,
        .any = {"spam detected",
@@ -285,7 +287,6 @@ void AppendWordRules(std::vector<DefaultRuleSpec>* out) {
                "junk",
                "quarantine",
                "content scan",
-               // What the content carries: macros, executables, marketing.
                "macro",
                "executable",
                "file type",
