@@ -195,18 +195,13 @@ absl::StatusOr<Action> ParseAction(std::string_view name) {
   return absl::InvalidArgumentError(internal::Cat("unknown action name \"", name, "\""));
 }
 
-struct Classifier::Impl {
-  struct CompiledUserRule {
-    std::string rule_name;  // "user:<name>"
-    std::unique_ptr<RE2> regex;
-    internal::BasicCodePattern code;
-    internal::EnhancedCodePattern enhanced;
-    std::string destination;  // lowercase, no trailing dot; for suffix: ".example.com"
-    bool destination_suffix = false;
-    Category category;
-    Action action;
-    std::optional<bool> transient;
-  };
+namespace internal {
+
+// The built-in rule set, compiled: the same for every Classifier, so it is
+// built once per process (Shared) and shared by all of them. Building it (the
+// phrase automata above all) takes milliseconds, which every Engine::Create
+// used to pay; it is immutable afterwards, so sharing needs no locking.
+struct BuiltInRules {
   struct CompiledDefaultRule {
     const internal::DefaultRuleSpec* spec;
     std::array<int32_t, 2> required_groups = {-1, -1};  // any, also
@@ -215,7 +210,6 @@ struct Classifier::Impl {
     internal::EnhancedCodePattern enhanced;
   };
 
-  std::vector<CompiledUserRule> user_rules;
   std::vector<CompiledDefaultRule> default_rules;
   int32_t final_group = -1;  // phrase group of kFinalPhrases
   // Two automata over the same phrase groups: ASCII phrases, run on every
@@ -243,21 +237,43 @@ struct Classifier::Impl {
   const uint64_t* CodeMask(const Reply& r) const;
   const uint64_t* EnhancedMask(const Reply& r) const;
 
-  bool UserRuleMatches(const CompiledUserRule& u, const Reply& r, std::string_view dest) const;
   // `says_final`: the text of a 4yz says the failure is final ("will not
   // retry"); the reaction then follows the 5yz class (see kFinalPhrases).
   Classification Finish(const Reply& r, std::string_view rule, Category c,
                         std::optional<Category> c4, std::optional<Action> a,
                         std::optional<bool> transient, bool says_final = false) const;
   Classification ClassifyDefault(const Reply& r) const;
+  // The process's one instance, built on first use (thread-safe), or the
+  // InternalError that building it met (a bad built-in table).
+  static const absl::StatusOr<std::shared_ptr<const BuiltInRules>>& Shared();
+};
+
+}  // namespace internal
+
+struct Classifier::Impl {
+  struct CompiledUserRule {
+    std::string rule_name;  // "user:<name>"
+    std::unique_ptr<RE2> regex;
+    internal::BasicCodePattern code;
+    internal::EnhancedCodePattern enhanced;
+    std::string destination;  // lowercase, no trailing dot; for suffix: ".example.com"
+    bool destination_suffix = false;
+    Category category;
+    Action action;
+    std::optional<bool> transient;
+  };
+  std::vector<CompiledUserRule> user_rules;
+  std::shared_ptr<const internal::BuiltInRules> built_in;
+
+  bool UserRuleMatches(const CompiledUserRule& u, const Reply& r, std::string_view dest) const;
 };
 
 namespace {
 
-// Keys of Classifier::Impl::code_masks: basic codes 200..599, then code 0 with
+// Keys of BuiltInRules::code_masks: basic codes 200..599, then code 0 with
 // no enhanced code or an enhanced class 2, 4, 5.
 constexpr size_t kCodeRows = 400 + 4;
-// Keys of Classifier::Impl::enhanced_masks: no enhanced code, then class 2, 4
+// Keys of BuiltInRules::enhanced_masks: no enhanced code, then class 2, 4
 // or 5 with subject 0..9.
 constexpr size_t kEnhancedRows = 1 + 3 * 10;
 
@@ -280,12 +296,12 @@ int EnhancedRow(const std::optional<EnhancedCode>& e) {
 
 }  // namespace
 
-const uint64_t* Classifier::Impl::CodeMask(const Reply& r) const {
+const uint64_t* internal::BuiltInRules::CodeMask(const Reply& r) const {
   const int row = CodeRow(r);
   return row < 0 ? all_rules.data() : &code_masks[static_cast<size_t>(row) * rule_words];
 }
 
-const uint64_t* Classifier::Impl::EnhancedMask(const Reply& r) const {
+const uint64_t* internal::BuiltInRules::EnhancedMask(const Reply& r) const {
   const int row = EnhancedRow(r.enhanced);
   return row < 0 ? all_rules.data() : &enhanced_masks[static_cast<size_t>(row) * rule_words];
 }
@@ -309,9 +325,10 @@ bool Classifier::Impl::UserRuleMatches(const CompiledUserRule& u, const Reply& r
   return true;
 }
 
-Classification Classifier::Impl::Finish(const Reply& r, std::string_view rule, Category c,
-                                        std::optional<Category> c4, std::optional<Action> a,
-                                        std::optional<bool> transient, bool says_final) const {
+Classification internal::BuiltInRules::Finish(const Reply& r, std::string_view rule, Category c,
+                                              std::optional<Category> c4, std::optional<Action> a,
+                                              std::optional<bool> transient,
+                                              bool says_final) const {
   const int klass = says_final && ReplyClass(r) == 4 ? 5 : ReplyClass(r);
   Classification k;
   k.category = klass == 4 && c4.has_value() ? *c4 : c;
@@ -321,7 +338,7 @@ Classification Classifier::Impl::Finish(const Reply& r, std::string_view rule, C
   return k;
 }
 
-Classification Classifier::Impl::ClassifyDefault(const Reply& r) const {
+Classification internal::BuiltInRules::ClassifyDefault(const Reply& r) const {
   if (r.code >= 200 && r.code <= 299) {
     // Not a failure, whatever the text says; the engine never asks, but
     // `mailretry classify` on a log line may.
@@ -382,6 +399,97 @@ Classification Classifier::Impl::ClassifyDefault(const Reply& r) const {
   }
 }
 
+namespace {
+
+absl::StatusOr<std::shared_ptr<const internal::BuiltInRules>> BuildBuiltInRules() {
+  auto b = std::make_shared<internal::BuiltInRules>();
+  // Default rules: one phrase group per any/also/unless list.
+  const std::vector<internal::DefaultRuleSpec>& specs = internal::DefaultRuleSpecs();
+  std::vector<internal::Phrase> phrases;
+  uint32_t num_groups = 0;
+  auto add_group = [&](const std::vector<std::string_view>& list) -> int32_t {
+    if (list.empty()) return -1;
+    const uint32_t g = num_groups++;
+    for (std::string_view p : list) phrases.push_back({p, g});
+    return static_cast<int32_t>(g);
+  };
+  b->default_rules.reserve(specs.size());
+  for (const internal::DefaultRuleSpec& s : specs) {
+    internal::BuiltInRules::CompiledDefaultRule d;
+    d.spec = &s;
+    d.required_groups[0] = add_group(s.any);
+    d.required_groups[1] = add_group(s.also);
+    d.unless_group = add_group(s.unless);
+    absl::StatusOr<internal::BasicCodePattern> code = internal::BasicCodePattern::Parse(s.code);
+    if (!code.ok())
+      return absl::InternalError(internal::Cat(s.name, ": ", code.status().message()));
+    d.code = *std::move(code);
+    absl::StatusOr<internal::EnhancedCodePattern> e =
+        internal::EnhancedCodePattern::Parse(s.enhanced);
+    if (!e.ok()) return absl::InternalError(internal::Cat(s.name, ": ", e.status().message()));
+    d.enhanced = *std::move(e);
+    b->default_rules.push_back(std::move(d));
+  }
+  b->final_group =
+      add_group(std::vector<std::string_view>(std::begin(kFinalPhrases), std::end(kFinalPhrases)));
+  if (num_groups > kMaxGroupWords * 64 || b->default_rules.size() > kMaxGroupWords * 64) {
+    return absl::InternalError("default rule table exceeds the matcher's fixed limits");
+  }
+  std::vector<internal::Phrase> ascii, non_ascii;
+  for (const internal::Phrase& p : RemoveImpliedPhrases(phrases)) {
+    (HasNonAscii(p.text) ? non_ascii : ascii).push_back(p);
+  }
+  b->matcher = std::make_unique<internal::PhraseMatcher>(ascii, num_groups);
+  if (!non_ascii.empty()) {
+    b->matcher_non_ascii = std::make_unique<internal::PhraseMatcher>(non_ascii, num_groups);
+  }
+  b->rule_words = (b->default_rules.size() + 63) / 64;
+  b->rules_by_group.assign(static_cast<size_t>(num_groups) * b->rule_words, 0);
+  b->always_candidates.assign(b->rule_words, 0);
+  for (size_t i = 0; i < b->default_rules.size(); ++i) {
+    const int32_t g = b->default_rules[i].required_groups[0];
+    uint64_t* mask = g >= 0 ? &b->rules_by_group[static_cast<size_t>(g) * b->rule_words]
+                            : b->always_candidates.data();
+    mask[i / 64] |= uint64_t{1} << (i % 64);
+  }
+  const size_t words = b->rule_words;
+  b->all_rules.assign(words, ~uint64_t{0});
+  b->code_masks.assign(kCodeRows * words, 0);
+  b->enhanced_masks.assign(kEnhancedRows * words, 0);
+  for (size_t i = 0; i < b->default_rules.size(); ++i) {
+    const internal::BuiltInRules::CompiledDefaultRule& d = b->default_rules[i];
+    const uint64_t bit = uint64_t{1} << (i % 64);
+    Reply probe;
+    for (size_t row = 0; row < kCodeRows; ++row) {
+      probe.code = row < 400 ? static_cast<int>(row) + 200 : 0;
+      probe.enhanced.reset();
+      if (row > 400)
+        probe.enhanced = EnhancedCode{static_cast<uint8_t>(row == 401   ? 2
+                                                           : row == 402 ? 4
+                                                                        : 5),
+                                      0, 0};
+      if (d.code.Matches(probe)) b->code_masks[row * words + i / 64] |= bit;
+    }
+    if (d.enhanced.Matches(std::optional<EnhancedCode>())) b->enhanced_masks[i / 64] |= bit;
+    for (size_t row = 1; row < kEnhancedRows; ++row) {
+      const int klass = (row - 1) / 10 == 0 ? 2 : (row - 1) / 10 == 1 ? 4 : 5;
+      if (d.enhanced.MayMatch(klass, static_cast<int>((row - 1) % 10))) {
+        b->enhanced_masks[row * words + i / 64] |= bit;
+      }
+    }
+  }
+  return b;
+}
+
+}  // namespace
+
+const absl::StatusOr<std::shared_ptr<const internal::BuiltInRules>>&
+internal::BuiltInRules::Shared() {
+  static const auto* const shared =
+      new absl::StatusOr<std::shared_ptr<const BuiltInRules>>(BuildBuiltInRules());
+  return *shared;
+}
+
 Classifier::Classifier(std::shared_ptr<const Impl> impl) : impl_(std::move(impl)) {}
 
 absl::StatusOr<Classifier> Classifier::Create(std::vector<UserRule> user_rules) {
@@ -439,81 +547,10 @@ absl::StatusOr<Classifier> Classifier::Create(std::vector<UserRule> user_rules) 
     impl->user_rules.push_back(std::move(c));
   }
 
-  // Default rules: one phrase group per any/also/unless list.
-  const std::vector<internal::DefaultRuleSpec>& specs = internal::DefaultRuleSpecs();
-  std::vector<internal::Phrase> phrases;
-  uint32_t num_groups = 0;
-  auto add_group = [&](const std::vector<std::string_view>& list) -> int32_t {
-    if (list.empty()) return -1;
-    const uint32_t g = num_groups++;
-    for (std::string_view p : list) phrases.push_back({p, g});
-    return static_cast<int32_t>(g);
-  };
-  impl->default_rules.reserve(specs.size());
-  for (const internal::DefaultRuleSpec& s : specs) {
-    Impl::CompiledDefaultRule d;
-    d.spec = &s;
-    d.required_groups[0] = add_group(s.any);
-    d.required_groups[1] = add_group(s.also);
-    d.unless_group = add_group(s.unless);
-    absl::StatusOr<internal::BasicCodePattern> code = internal::BasicCodePattern::Parse(s.code);
-    if (!code.ok())
-      return absl::InternalError(internal::Cat(s.name, ": ", code.status().message()));
-    d.code = *std::move(code);
-    absl::StatusOr<internal::EnhancedCodePattern> e =
-        internal::EnhancedCodePattern::Parse(s.enhanced);
-    if (!e.ok()) return absl::InternalError(internal::Cat(s.name, ": ", e.status().message()));
-    d.enhanced = *std::move(e);
-    impl->default_rules.push_back(std::move(d));
-  }
-  impl->final_group =
-      add_group(std::vector<std::string_view>(std::begin(kFinalPhrases), std::end(kFinalPhrases)));
-  if (num_groups > kMaxGroupWords * 64 || impl->default_rules.size() > kMaxGroupWords * 64) {
-    return absl::InternalError("default rule table exceeds the matcher's fixed limits");
-  }
-  std::vector<internal::Phrase> ascii, non_ascii;
-  for (const internal::Phrase& p : RemoveImpliedPhrases(phrases)) {
-    (HasNonAscii(p.text) ? non_ascii : ascii).push_back(p);
-  }
-  impl->matcher = std::make_unique<internal::PhraseMatcher>(ascii, num_groups);
-  if (!non_ascii.empty()) {
-    impl->matcher_non_ascii = std::make_unique<internal::PhraseMatcher>(non_ascii, num_groups);
-  }
-  impl->rule_words = (impl->default_rules.size() + 63) / 64;
-  impl->rules_by_group.assign(static_cast<size_t>(num_groups) * impl->rule_words, 0);
-  impl->always_candidates.assign(impl->rule_words, 0);
-  for (size_t i = 0; i < impl->default_rules.size(); ++i) {
-    const int32_t g = impl->default_rules[i].required_groups[0];
-    uint64_t* mask = g >= 0 ? &impl->rules_by_group[static_cast<size_t>(g) * impl->rule_words]
-                            : impl->always_candidates.data();
-    mask[i / 64] |= uint64_t{1} << (i % 64);
-  }
-  const size_t words = impl->rule_words;
-  impl->all_rules.assign(words, ~uint64_t{0});
-  impl->code_masks.assign(kCodeRows * words, 0);
-  impl->enhanced_masks.assign(kEnhancedRows * words, 0);
-  for (size_t i = 0; i < impl->default_rules.size(); ++i) {
-    const Impl::CompiledDefaultRule& d = impl->default_rules[i];
-    const uint64_t bit = uint64_t{1} << (i % 64);
-    Reply probe;
-    for (size_t row = 0; row < kCodeRows; ++row) {
-      probe.code = row < 400 ? static_cast<int>(row) + 200 : 0;
-      probe.enhanced.reset();
-      if (row > 400)
-        probe.enhanced = EnhancedCode{static_cast<uint8_t>(row == 401   ? 2
-                                                           : row == 402 ? 4
-                                                                        : 5),
-                                      0, 0};
-      if (d.code.Matches(probe)) impl->code_masks[row * words + i / 64] |= bit;
-    }
-    if (d.enhanced.Matches(std::optional<EnhancedCode>())) impl->enhanced_masks[i / 64] |= bit;
-    for (size_t row = 1; row < kEnhancedRows; ++row) {
-      const int klass = (row - 1) / 10 == 0 ? 2 : (row - 1) / 10 == 1 ? 4 : 5;
-      if (d.enhanced.MayMatch(klass, static_cast<int>((row - 1) % 10))) {
-        impl->enhanced_masks[row * words + i / 64] |= bit;
-      }
-    }
-  }
+  const absl::StatusOr<std::shared_ptr<const internal::BuiltInRules>>& built_in =
+      internal::BuiltInRules::Shared();
+  if (!built_in.ok()) return built_in.status();
+  impl->built_in = *built_in;
   return Classifier(std::move(impl));
 }
 
@@ -539,7 +576,7 @@ Classification Classifier::Classify(const Reply& reply, std::string_view destina
     k.rule = d.rule;
     return k;
   }
-  return impl.ClassifyDefault(reply);
+  return impl.built_in->ClassifyDefault(reply);
 }
 
 absl::StatusOr<Classification> Classifier::ClassifyText(std::string_view raw,
@@ -554,10 +591,10 @@ absl::StatusOr<Classification> Classifier::ClassifyText(std::string_view raw,
 
 std::vector<std::string> Classifier::RuleNames() const {
   std::vector<std::string> out;
-  out.reserve(impl_->user_rules.size() + impl_->default_rules.size() + 10);
+  out.reserve(impl_->user_rules.size() + impl_->built_in->default_rules.size() + 10);
   for (const auto& u : impl_->user_rules) out.push_back(u.rule_name);
   for (std::string_view t : kTransportRuleNames) out.emplace_back(t);
-  for (const auto& d : impl_->default_rules) out.emplace_back(d.spec->name);
+  for (const auto& d : impl_->built_in->default_rules) out.emplace_back(d.spec->name);
   for (std::string_view n : {kCode2xx, kCode4xx, kCode5xx, kNoCode}) out.emplace_back(n);
   return out;
 }
