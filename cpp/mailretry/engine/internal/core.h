@@ -297,6 +297,16 @@ class Core {
   // A delivery: if the message's last failure was greylisting, its wait
   // since the first greylist deferral worked.
   void NoteGreylistDelivery(const MsgRec& r, int64_t now);
+  // Greylisting recognised by its behaviour instead of its wording: a domain
+  // whose messages are (nearly) all deferred at their first attempt with an
+  // unknown-transient or server-busy reply, and then accepted on a retry.
+  // Returns `c` with the greylisting category when this reply is such a
+  // deferral of a message's first contact there; else `c` unchanged. Marks
+  // the message for NoteFirstContact.
+  Classification FirstContactGreylisting(MsgRec& r, const DestState& d, const Reply& reply,
+                                         const Classification& c);
+  // A delivery's part in the first-contact pattern of its domain.
+  void NoteFirstContact(const MsgRec& r, const DestState& d);
   // Moves a domain's learned delay from `old_upper` to `new_upper` in the
   // histogram of learned delays (kNever = not learned).
   void CountLearnedGreylist(int64_t old_upper, int64_t new_upper);
