@@ -410,12 +410,98 @@ TEST(LearnedGreylist, OffGivesTheFixedOverride) {
   }
 }
 
+struct GreyMsg {
+  std::string domain;
+  absl::Duration delay;  // the domain's greylist delay
+  absl::Time submit;
+};
+
+// Several greylisting domains in one engine (the learned delays of some
+// serve the others as a prior). Returns, per message, its refusals and the
+// time from submission to delivery.
+std::vector<std::pair<int, absl::Duration>> RunGreyDomains(const std::vector<GreyMsg>& msgs) {
+  auto e = MakeEngine(Unjittered());
+  const size_t n = msgs.size();
+  std::vector<std::pair<int, absl::Duration>> out(n, {0, absl::InfiniteDuration()});
+  std::vector<std::optional<absl::Time>> first(n);
+  size_t submitted = 0;
+  const absl::Time end = msgs.back().submit + absl::Hours(12);
+  for (absl::Time now = kT0; now < end; now += absl::Seconds(10)) {
+    while (submitted < n && msgs[submitted].submit <= now) {
+      EXPECT_TRUE(e->Submit(submitted, msgs[submitted].domain, now).ok());
+      ++submitted;
+    }
+    for (const Lease& l : Take(*e, now)) {
+      const size_t i = l.msg_id;
+      if (!first[i]) first[i] = now;
+      if (now - *first[i] < msgs[i].delay) {
+        ++out[i].first;
+        MustReport(*e, l.msg_id, now, kGreylisted);
+      } else {
+        MustReport(*e, l.msg_id, now, kOk);
+        out[i].second = now - msgs[i].submit;
+      }
+    }
+  }
+  EXPECT_EQ(e->Stats().delivered, n);
+  ExpectBalanced(*e);
+  return out;
+}
+
+// Five domains learn a 4-min host's 5 min, then five a 40-min host's 60 min
+// (one message each); the caller's messages come from kT0 + 10 h on.
+std::vector<GreyMsg> LearnedShortAndLong() {
+  std::vector<GreyMsg> m;
+  for (int i = 0; i < 5; ++i) {
+    m.push_back({absl::StrCat("short", i, ".example"), absl::Minutes(4), kT0 + absl::Minutes(i)});
+  }
+  for (int i = 0; i < 5; ++i) {
+    m.push_back({absl::StrCat("long", i, ".example"), absl::Minutes(40),
+                 kT0 + absl::Hours(1) + absl::Minutes(i)});
+  }
+  return m;
+}
+
+TEST(LearnedGreylist, AnUnlearnedDomainWalksTheOtherDomainsDelays) {
+  // Learned so far: five domains at 5 min and five at 60 min. A new domain
+  // retries at their median, then at their 90th percentile: a 3-min host is
+  // delivered at 5 min (one step to the 80th percentile, before, made it
+  // wait 60), a 20-min host at 60 min after the median's refusal.
+  std::vector<GreyMsg> m = LearnedShortAndLong();
+  const size_t k = m.size();
+  m.push_back({"new-short.example", absl::Minutes(3), kT0 + absl::Hours(10)});
+  m.push_back({"new-mid.example", absl::Minutes(20), kT0 + absl::Hours(11)});
+  const auto r = RunGreyDomains(m);
+  EXPECT_EQ(r[k].first, 1);
+  EXPECT_LE(r[k].second, absl::Minutes(6));
+  EXPECT_EQ(r[k + 1].first, 2);
+  EXPECT_LE(r[k + 1].second, absl::Minutes(61));
+}
+
+TEST(LearnedGreylist, AWaitNeverUndercutIsHalvedUntilRefused) {
+  // A 2-min host whose first message waited the other domains' 60 min (the
+  // walk's median here): later messages try half the wait that worked, at
+  // no extra refusal while it keeps working, down to the 5-min start.
+  std::vector<GreyMsg> m;
+  for (int i = 0; i < 6; ++i)
+    m.push_back({absl::StrCat("long", i, ".example"), absl::Minutes(40), kT0 + absl::Minutes(i)});
+  const size_t k = m.size();
+  for (int i = 0; i < 6; ++i)
+    m.push_back({"quick.example", absl::Minutes(2), kT0 + absl::Hours(5) + absl::Hours(2) * i});
+  const auto r = RunGreyDomains(m);
+  EXPECT_GE(r[k].second, absl::Minutes(55));  // the first one waits the prior
+  for (size_t i = k; i < k + 6; ++i) EXPECT_EQ(r[i].first, 1) << i;
+  for (size_t i = k + 1; i < k + 6; ++i)
+    EXPECT_LT(r[i].second, r[i - 1].second + absl::Seconds(11)) << i;
+  EXPECT_LE(r[k + 5].second, absl::Minutes(6));
+}
+
 // --- 3b. greylisting told by its first-contact pattern --------------------------
 
 struct FirstContactRun {
-  std::vector<int> refusals;        // per message, in submission order
-  std::vector<absl::Duration> took; // submission to delivery
-  std::vector<std::string> rules;   // the rule of each message's last deferral
+  std::vector<int> refusals;         // per message, in submission order
+  std::vector<absl::Duration> took;  // submission to delivery
+  std::vector<std::string> rules;    // the rule of each message's last deferral
 };
 
 // `n` messages, one per `spacing`, to one domain whose deferrals are worded
@@ -479,10 +565,9 @@ TEST(FirstContactGreylisting, RandomDeferralsWithTheSameWordingAreNotThePattern)
   // A host that defers one first attempt in four (load, not greylisting)
   // with the same wording: most messages go through at once, so every
   // deferral keeps the default schedule (first retry after 15 min).
-  const FirstContactRun r =
-      RunFirstContact(kTempFail, 40, absl::Minutes(20), [](int i, absl::Duration since) {
-        return i % 4 == 0 && since < absl::Seconds(1);
-      });
+  const FirstContactRun r = RunFirstContact(
+      kTempFail, 40, absl::Minutes(20),
+      [](int i, absl::Duration since) { return i % 4 == 0 && since < absl::Seconds(1); });
   for (int i = 0; i < 40; ++i) {
     if (i % 4 != 0) {
       EXPECT_EQ(r.refusals[i], 0) << i;

@@ -310,10 +310,12 @@ class Core {
   // Moves a domain's learned delay from `old_upper` to `new_upper` in the
   // histogram of learned delays (kNever = not learned).
   void CountLearnedGreylist(int64_t old_upper, int64_t new_upper);
-  // The first wait for a domain that has learned nothing yet: most domains'
-  // learned delays (the 80th percentile over domains), once a few have
-  // learned one; else nullopt (the override's 5 min).
-  std::optional<int64_t> GreylistPrior() const;
+  // The next wait for a domain that has learned nothing yet, above the
+  // longest wait already refused (`above`): the median of the other domains'
+  // learned delays, then their 90th percentile, once a few have learned
+  // one; nullopt when there are too few or `above` is past both (then the
+  // override's walk: 5 min, its multiples, doubling).
+  std::optional<int64_t> GreylistPrior(int64_t above) const;
 
   // --- API bodies (operations.cc)
   // ----------------------------------------------------------------------

@@ -63,11 +63,13 @@ std::optional<int64_t> Core::LearnedGreylistDelay(MsgRec& r, const DestState& d,
   }
   int64_t target;
   std::optional<int64_t> prior;
-  if (first && g.upper_ms == kNever && g.lower_ms == 0) prior = GreylistPrior();
+  if (g.upper_ms == kNever) prior = GreylistPrior(std::max(g.lower_ms, waited));
   if (prior) {
-    // Nothing known here: wait as long as most other domains needed, so
-    // that a domain with one or two messages is not refused at 5, 10 and
-    // 15 min on its way to a 15-min window.
+    // Nothing known here: wait as long as the typical other domain needed
+    // (the median), then as long as nearly all did (the 90th percentile),
+    // so that a domain with one or two messages is not refused at 5, 10
+    // and 15 min on its way to a 15-min window. One step to the 80th
+    // percentile (before) made a 3-min host among 40-min ones wait 60 min.
     target = std::max(start_ms, *prior);
     *schedule_name = "builtin:greylisting (learning)";
   } else if (g.upper_ms == kNever) {
@@ -78,6 +80,15 @@ std::optional<int64_t> Core::LearnedGreylistDelay(MsgRec& r, const DestState& d,
     // retry tries the middle (one extra refusal at most per message; the
     // rest go at the wait known to work).
     target = g.lower_ms + (g.upper_ms - g.lower_ms) / 2;
+    *schedule_name = "builtin:greylisting (learning)";
+  } else if (first && g.lower_ms == 0 && g.upper_ms > start_ms) {
+    // Nothing was ever refused after a wait here, so the wait that worked
+    // may be far above the host's delay: a first delivery after the prior
+    // (most domains' delay) stayed the domain's wait for good, and a 3-min
+    // host among 40-min ones waited 60 min per message. Try half of it: if
+    // it works the bound halves at no cost; if not, the refused wait is the
+    // lower bound and bisecting (at most one retry per message) takes over.
+    target = std::max(start_ms, g.upper_ms / 2);
     *schedule_name = "builtin:greylisting (learning)";
   } else {
     target = std::max(g.upper_ms, waited + kMinute);
@@ -190,17 +201,23 @@ void Core::CountLearnedGreylist(int64_t old_upper, int64_t new_upper) {
   }
 }
 
-std::optional<int64_t> Core::GreylistPrior() const {
+std::optional<int64_t> Core::GreylistPrior(int64_t above) const {
   // Too few domains to speak for the others.
   constexpr uint32_t kMinDomains = 5;
   const uint32_t n = m_.greylist_learned_domains;
   if (n < kMinDomains) return std::nullopt;
-  const uint64_t want = (uint64_t{n} * 8 + 9) / 10;  // 80 %, rounded up
-  uint64_t seen = 0;
   const std::vector<uint32_t>& h = m_.greylist_learned;
-  for (size_t b = 0; b < h.size(); ++b) {
-    seen += h[b];
-    if (seen >= want) return static_cast<int64_t>(b) * Engine::Impl::kGreyBucketMs;
+  for (const uint64_t percent : {50, 90}) {
+    const uint64_t want = (uint64_t{n} * percent + 99) / 100;  // rounded up
+    uint64_t seen = 0;
+    for (size_t b = 0; b < h.size(); ++b) {
+      seen += h[b];
+      if (seen < want) continue;
+      const int64_t delay = static_cast<int64_t>(b) * Engine::Impl::kGreyBucketMs;
+      // A refused wait a minute short of it is not worth one more refusal.
+      if (delay >= above + kMinute) return delay;
+      break;
+    }
   }
   return std::nullopt;
 }
