@@ -1,7 +1,8 @@
 // File: engine/adaptive_test.cc
 // The adaptive mechanisms of issue 12, one block per mechanism: half-open
 // probing of a suspended destination, the capacity-reply window, learned
-// greylist delays, pooled structural evidence, and the hold counters.
+// greylist delays, greylisting told by its first-contact pattern, pooled
+// structural evidence, and the hold counters.
 #include <algorithm>
 #include <optional>
 #include <string>
@@ -407,6 +408,203 @@ TEST(LearnedGreylist, OffGivesTheFixedOverride) {
     EXPECT_EQ(*d.next_attempt - now, absl::Minutes(5));
     now = *d.next_attempt;
   }
+}
+
+struct GreyMsg {
+  std::string domain;
+  absl::Duration delay;  // the domain's greylist delay
+  absl::Time submit;
+};
+
+// Several greylisting domains in one engine (the learned delays of some
+// serve the others as a prior). Returns, per message, its refusals and the
+// time from submission to delivery.
+std::vector<std::pair<int, absl::Duration>> RunGreyDomains(const std::vector<GreyMsg>& msgs) {
+  auto e = MakeEngine(Unjittered());
+  const size_t n = msgs.size();
+  std::vector<std::pair<int, absl::Duration>> out(n, {0, absl::InfiniteDuration()});
+  std::vector<std::optional<absl::Time>> first(n);
+  size_t submitted = 0;
+  const absl::Time end = msgs.back().submit + absl::Hours(12);
+  for (absl::Time now = kT0; now < end; now += absl::Seconds(10)) {
+    while (submitted < n && msgs[submitted].submit <= now) {
+      EXPECT_TRUE(e->Submit(submitted, msgs[submitted].domain, now).ok());
+      ++submitted;
+    }
+    for (const Lease& l : Take(*e, now)) {
+      const size_t i = l.msg_id;
+      if (!first[i]) first[i] = now;
+      if (now - *first[i] < msgs[i].delay) {
+        ++out[i].first;
+        MustReport(*e, l.msg_id, now, kGreylisted);
+      } else {
+        MustReport(*e, l.msg_id, now, kOk);
+        out[i].second = now - msgs[i].submit;
+      }
+    }
+  }
+  EXPECT_EQ(e->Stats().delivered, n);
+  ExpectBalanced(*e);
+  return out;
+}
+
+// Five domains learn a 4-min host's 5 min, then five a 40-min host's 60 min
+// (one message each); the caller's messages come from kT0 + 10 h on.
+std::vector<GreyMsg> LearnedShortAndLong() {
+  std::vector<GreyMsg> m;
+  for (int i = 0; i < 5; ++i) {
+    m.push_back({absl::StrCat("short", i, ".example"), absl::Minutes(4), kT0 + absl::Minutes(i)});
+  }
+  for (int i = 0; i < 5; ++i) {
+    m.push_back({absl::StrCat("long", i, ".example"), absl::Minutes(40),
+                 kT0 + absl::Hours(1) + absl::Minutes(i)});
+  }
+  return m;
+}
+
+TEST(LearnedGreylist, AnUnlearnedDomainWalksTheOtherDomainsDelays) {
+  // Learned so far: five domains at 5 min and five at 60 min. A new domain
+  // retries at their median, then at their 90th percentile: a 3-min host is
+  // delivered at 5 min (one step to the 80th percentile, before, made it
+  // wait 60), a 20-min host at 60 min after the median's refusal.
+  std::vector<GreyMsg> m = LearnedShortAndLong();
+  const size_t k = m.size();
+  m.push_back({"new-short.example", absl::Minutes(3), kT0 + absl::Hours(10)});
+  m.push_back({"new-mid.example", absl::Minutes(20), kT0 + absl::Hours(11)});
+  const auto r = RunGreyDomains(m);
+  EXPECT_EQ(r[k].first, 1);
+  EXPECT_LE(r[k].second, absl::Minutes(6));
+  EXPECT_EQ(r[k + 1].first, 2);
+  EXPECT_LE(r[k + 1].second, absl::Minutes(61));
+}
+
+TEST(LearnedGreylist, AWaitNeverUndercutIsHalvedUntilRefused) {
+  // A 2-min host whose first message waited the other domains' 60 min (the
+  // walk's median here): later messages try half the wait that worked, at
+  // no extra refusal while it keeps working, down to the 5-min start.
+  std::vector<GreyMsg> m;
+  for (int i = 0; i < 6; ++i)
+    m.push_back({absl::StrCat("long", i, ".example"), absl::Minutes(40), kT0 + absl::Minutes(i)});
+  const size_t k = m.size();
+  for (int i = 0; i < 6; ++i)
+    m.push_back({"quick.example", absl::Minutes(2), kT0 + absl::Hours(5) + absl::Hours(2) * i});
+  const auto r = RunGreyDomains(m);
+  EXPECT_GE(r[k].second, absl::Minutes(55));  // the first one waits the prior
+  for (size_t i = k; i < k + 6; ++i) EXPECT_EQ(r[i].first, 1) << i;
+  for (size_t i = k + 1; i < k + 6; ++i)
+    EXPECT_LT(r[i].second, r[i - 1].second + absl::Seconds(11)) << i;
+  EXPECT_LE(r[k + 5].second, absl::Minutes(6));
+}
+
+// --- 3b. greylisting told by its first-contact pattern --------------------------
+
+struct FirstContactRun {
+  std::vector<int> refusals;         // per message, in submission order
+  std::vector<absl::Duration> took;  // submission to delivery
+  std::vector<std::string> rules;    // the rule of each message's last deferral
+};
+
+// `n` messages, one per `spacing`, to one domain whose deferrals are worded
+// as `text`. `refuse(i, since_first)` says whether message i's attempt is
+// refused, given the time since its first attempt. Polls every 10 s.
+template <typename Refuse>
+FirstContactRun RunFirstContact(const char* text, int n, absl::Duration spacing, Refuse refuse,
+                                EngineConfig c = Unjittered()) {
+  auto e = MakeEngine(std::move(c));
+  FirstContactRun out;
+  out.refusals.assign(n, 0);
+  out.took.assign(n, absl::InfiniteDuration());
+  out.rules.assign(n, "");
+  std::vector<std::optional<absl::Time>> first(n);
+  int submitted = 0;
+  for (absl::Time now = kT0; now < kT0 + spacing * n + absl::Hours(12); now += absl::Seconds(10)) {
+    while (submitted < n && kT0 + spacing * submitted <= now) {
+      EXPECT_TRUE(e->Submit(submitted, "quiet-grey.example", now).ok());
+      ++submitted;
+    }
+    for (const Lease& l : Take(*e, now)) {
+      const size_t i = l.msg_id;
+      if (!first[i]) first[i] = now;
+      if (refuse(static_cast<int>(i), now - *first[i])) {
+        ++out.refusals[i];
+        out.rules[i] = std::string(MustReport(*e, l.msg_id, now, text).rule);
+      } else {
+        MustReport(*e, l.msg_id, now, kOk);
+        out.took[i] = now - (kT0 + spacing * static_cast<int64_t>(i));
+      }
+    }
+  }
+  EXPECT_EQ(e->Stats().delivered, static_cast<uint64_t>(n));
+  ExpectBalanced(*e);
+  return out;
+}
+
+TEST(FirstContactGreylisting, AGreylistingHostInOtherWordsGetsTheLearnedDelay) {
+  // A 60-min greylist whose wording the classifier reads as an unknown
+  // transient failure: the default backoff (15, 30, 60 min) delivers each
+  // message at 105 min after three refusals.
+  const FirstContactRun r =
+      RunFirstContact(kTempFail, 14, absl::Hours(3),
+                      [](int, absl::Duration since) { return since < absl::Minutes(60); });
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(r.refusals[i], 3) << i;
+    EXPECT_EQ(r.took[i], absl::Minutes(105)) << i;
+    EXPECT_NE(r.rules[i], "builtin:first-contact-greylisting") << i;
+  }
+  // From the fourth message on, the domain shows the pattern: its deferrals
+  // are greylisting, the delay is learned, and once learned a message is
+  // refused at most twice (one bisecting retry) and delivered near 60 min.
+  for (int i = 3; i < 14; ++i) EXPECT_EQ(r.rules[i], "builtin:first-contact-greylisting") << i;
+  for (int i = 6; i < 14; ++i) {
+    EXPECT_LE(r.refusals[i], 2) << i;
+    EXPECT_LE(r.took[i], absl::Minutes(75)) << i;
+  }
+}
+
+TEST(FirstContactGreylisting, RandomDeferralsWithTheSameWordingAreNotThePattern) {
+  // A host that defers one first attempt in four (load, not greylisting)
+  // with the same wording: most messages go through at once, so every
+  // deferral keeps the default schedule (first retry after 15 min).
+  const FirstContactRun r = RunFirstContact(
+      kTempFail, 40, absl::Minutes(20),
+      [](int i, absl::Duration since) { return i % 4 == 0 && since < absl::Seconds(1); });
+  for (int i = 0; i < 40; ++i) {
+    if (i % 4 != 0) {
+      EXPECT_EQ(r.refusals[i], 0) << i;
+      continue;
+    }
+    EXPECT_EQ(r.refusals[i], 1) << i;
+    EXPECT_NE(r.rules[i], "builtin:first-contact-greylisting") << i;
+    EXPECT_EQ(r.took[i], absl::Minutes(15)) << i;
+  }
+}
+
+TEST(FirstContactGreylisting, AMisreadGreylistIsNotSuspendedAsCapacity) {
+  // The same pattern worded as "server busy": before it is recognised the
+  // capacity window may suspend the destination; after, first-contact
+  // refusals are greylisting and suspend nothing.
+  auto e = MakeEngine(Unjittered());
+  std::vector<std::optional<absl::Time>> first(30);
+  int submitted = 0;
+  size_t suspended_late = 0;
+  for (absl::Time now = kT0; now < kT0 + absl::Hours(40); now += absl::Seconds(10)) {
+    while (submitted < 30 && kT0 + absl::Hours(1) * submitted <= now) {
+      ASSERT_TRUE(e->Submit(submitted, "busy-grey.example", now).ok());
+      ++submitted;
+    }
+    for (const Lease& l : Take(*e, now)) {
+      const size_t i = l.msg_id;
+      if (!first[i]) first[i] = now;
+      MustReport(*e, l.msg_id, now, now - *first[i] < absl::Minutes(20) ? kBusy : kOk);
+    }
+    for (const Event& ev : e->DrainEvents()) {
+      if (ev.kind == EventKind::kDestinationSuspended && ev.time > kT0 + absl::Hours(12))
+        ++suspended_late;
+    }
+  }
+  EXPECT_EQ(e->Stats().delivered, 30u);
+  EXPECT_EQ(suspended_late, 0u);
+  ExpectBalanced(*e);
 }
 
 // --- 4. structural detection: strong, pooled, sender-side evidence ------------

@@ -297,13 +297,25 @@ class Core {
   // A delivery: if the message's last failure was greylisting, its wait
   // since the first greylist deferral worked.
   void NoteGreylistDelivery(const MsgRec& r, int64_t now);
+  // Greylisting recognised by its behaviour instead of its wording: a domain
+  // whose messages are (nearly) all deferred at their first attempt with an
+  // unknown-transient or server-busy reply, and then accepted on a retry.
+  // Returns `c` with the greylisting category when this reply is such a
+  // deferral of a message's first contact there; else `c` unchanged. Marks
+  // the message for NoteFirstContact.
+  Classification FirstContactGreylisting(MsgRec& r, const DestState& d, const Reply& reply,
+                                         const Classification& c);
+  // A delivery's part in the first-contact pattern of its domain.
+  void NoteFirstContact(const MsgRec& r, const DestState& d);
   // Moves a domain's learned delay from `old_upper` to `new_upper` in the
   // histogram of learned delays (kNever = not learned).
   void CountLearnedGreylist(int64_t old_upper, int64_t new_upper);
-  // The first wait for a domain that has learned nothing yet: most domains'
-  // learned delays (the 80th percentile over domains), once a few have
-  // learned one; else nullopt (the override's 5 min).
-  std::optional<int64_t> GreylistPrior() const;
+  // The next wait for a domain that has learned nothing yet, above the
+  // longest wait already refused (`above`): the median of the other domains'
+  // learned delays, then their 90th percentile, once a few have learned
+  // one; nullopt when there are too few or `above` is past both (then the
+  // override's walk: 5 min, its multiples, doubling).
+  std::optional<int64_t> GreylistPrior(int64_t above) const;
 
   // --- API bodies (operations.cc)
   // ----------------------------------------------------------------------

@@ -63,11 +63,13 @@ std::optional<int64_t> Core::LearnedGreylistDelay(MsgRec& r, const DestState& d,
   }
   int64_t target;
   std::optional<int64_t> prior;
-  if (first && g.upper_ms == kNever && g.lower_ms == 0) prior = GreylistPrior();
+  if (g.upper_ms == kNever) prior = GreylistPrior(std::max(g.lower_ms, waited));
   if (prior) {
-    // Nothing known here: wait as long as most other domains needed, so
-    // that a domain with one or two messages is not refused at 5, 10 and
-    // 15 min on its way to a 15-min window.
+    // Nothing known here: wait as long as the typical other domain needed
+    // (the median), then as long as nearly all did (the 90th percentile),
+    // so that a domain with one or two messages is not refused at 5, 10
+    // and 15 min on its way to a 15-min window. One step to the 80th
+    // percentile (before) made a 3-min host among 40-min ones wait 60 min.
     target = std::max(start_ms, *prior);
     *schedule_name = "builtin:greylisting (learning)";
   } else if (g.upper_ms == kNever) {
@@ -78,6 +80,15 @@ std::optional<int64_t> Core::LearnedGreylistDelay(MsgRec& r, const DestState& d,
     // retry tries the middle (one extra refusal at most per message; the
     // rest go at the wait known to work).
     target = g.lower_ms + (g.upper_ms - g.lower_ms) / 2;
+    *schedule_name = "builtin:greylisting (learning)";
+  } else if (first && g.lower_ms == 0 && g.upper_ms > start_ms) {
+    // Nothing was ever refused after a wait here, so the wait that worked
+    // may be far above the host's delay: a first delivery after the prior
+    // (most domains' delay) stayed the domain's wait for good, and a 3-min
+    // host among 40-min ones waited 60 min per message. Try half of it: if
+    // it works the bound halves at no cost; if not, the refused wait is the
+    // lower bound and bisecting (at most one retry per message) takes over.
+    target = std::max(start_ms, g.upper_ms / 2);
     *schedule_name = "builtin:greylisting (learning)";
   } else {
     target = std::max(g.upper_ms, waited + kMinute);
@@ -103,6 +114,73 @@ void Core::NoteGreylistDelivery(const MsgRec& r, int64_t now) {
   if (g.lower_ms >= g.upper_ms) g.lower_ms = 0;
 }
 
+// The first-contact pattern. Greylisting wordings vary without end ("not yet
+// authorized", "not yet trusted", "try later"), and the reply code cannot
+// tell them from a load or rate deferral (450/451 with 4.2.0, 4.3.2 or
+// 4.7.1 alike); what gives greylisting away is whom it refuses: every new
+// (client, sender, recipient) triplet once, at its first contact, and nobody
+// on a retry after the delay. So a domain where nearly every delivered
+// message was first deferred with an unknown-transient or server-busy reply
+// (the categories a misread greylisting wording lands in) and then accepted,
+// and (almost) none went through at the first attempt, is treated as
+// greylisting for such first-contact deferrals: retried at the learned delay
+// instead of the backoff, and not counted as capacity trouble (which would
+// suspend the destination). A server that is really busy or flaky defers
+// attempts at random, so it delivers most messages at their first attempt
+// and never shows the pattern. Counts are halved past kFirstContactAge
+// messages, so a host that stops greylisting (postgrey's auto-whitelist)
+// drops out of it.
+namespace {
+constexpr uint32_t kFirstContactMin = 3;    // deferred-then-delivered messages needed
+constexpr uint32_t kFirstContactRatio = 9;  // ... per message delivered at once, at least
+constexpr uint32_t kFirstContactAge = 64;
+constexpr std::string_view kFirstContactRule = "builtin:first-contact-greylisting";
+
+bool MaybeGreylistingInOtherWords(const Reply& reply, const Classification& c) {
+  return c.transient && reply.transport == Transport::kReply && reply.code >= 400 &&
+         reply.code < 500 &&
+         (c.category == Category::kUnknownTransient || c.category == Category::kServerBusyCapacity);
+}
+}  // namespace
+
+Classification Core::FirstContactGreylisting(MsgRec& r, const DestState& d, const Reply& reply,
+                                             const Classification& c) {
+  if (!Policy(d).learn_greylist_delay || !MaybeGreylistingInOtherWords(reply, c)) return c;
+  // Only a message's first contact (or its retries while it is being
+  // treated as greylisted): a reply to a later attempt is not the pattern.
+  const bool first = r.attempts == 1;
+  if (first) r.flags |= internal::kFlagFirstDeferred;
+  if (!first && r.last_category != static_cast<uint8_t>(Category::kGreylisting)) return c;
+  auto it = m_.first_contact.find(d.domain_id);
+  if (it == m_.first_contact.end()) return c;
+  const Engine::Impl::FirstContact& f = it->second;
+  if (f.deferred_then_delivered < kFirstContactMin ||
+      f.deferred_then_delivered < kFirstContactRatio * f.first_delivered) {
+    return c;
+  }
+  Classification g = c;
+  g.category = Category::kGreylisting;
+  g.rule = kFirstContactRule;
+  return g;
+}
+
+void Core::NoteFirstContact(const MsgRec& r, const DestState& d) {
+  if (!Policy(d).learn_greylist_delay) return;
+  const bool at_once = r.attempts == 1;
+  const bool after_deferral = !at_once && (r.flags & internal::kFlagFirstDeferred) != 0;
+  if (!at_once && !after_deferral) return;
+  Engine::Impl::FirstContact& f = m_.first_contact[d.domain_id];
+  if (at_once) {
+    ++f.first_delivered;
+  } else {
+    ++f.deferred_then_delivered;
+  }
+  if (f.first_delivered + f.deferred_then_delivered > kFirstContactAge) {
+    f.first_delivered /= 2;
+    f.deferred_then_delivered /= 2;
+  }
+}
+
 namespace {
 size_t GreyBucket(int64_t upper, size_t n) {
   const int64_t b = (upper + Engine::Impl::kGreyBucketMs - 1) / Engine::Impl::kGreyBucketMs;
@@ -123,17 +201,23 @@ void Core::CountLearnedGreylist(int64_t old_upper, int64_t new_upper) {
   }
 }
 
-std::optional<int64_t> Core::GreylistPrior() const {
+std::optional<int64_t> Core::GreylistPrior(int64_t above) const {
   // Too few domains to speak for the others.
   constexpr uint32_t kMinDomains = 5;
   const uint32_t n = m_.greylist_learned_domains;
   if (n < kMinDomains) return std::nullopt;
-  const uint64_t want = (uint64_t{n} * 8 + 9) / 10;  // 80 %, rounded up
-  uint64_t seen = 0;
   const std::vector<uint32_t>& h = m_.greylist_learned;
-  for (size_t b = 0; b < h.size(); ++b) {
-    seen += h[b];
-    if (seen >= want) return static_cast<int64_t>(b) * Engine::Impl::kGreyBucketMs;
+  for (const uint64_t percent : {50, 90}) {
+    const uint64_t want = (uint64_t{n} * percent + 99) / 100;  // rounded up
+    uint64_t seen = 0;
+    for (size_t b = 0; b < h.size(); ++b) {
+      seen += h[b];
+      if (seen < want) continue;
+      const int64_t delay = static_cast<int64_t>(b) * Engine::Impl::kGreyBucketMs;
+      // A refused wait a minute short of it is not worth one more refusal.
+      if (delay >= above + kMinute) return delay;
+      break;
+    }
   }
   return std::nullopt;
 }

@@ -277,12 +277,14 @@ absl::StatusOr<Decision> Core::Report(uint64_t id, uint32_t attempt, int64_t now
       WakeSiblingProbes(di, now);
     }
     NoteGreylistDelivery(r, now);
+    NoteFirstContact(r, d);
     OnDelivered(di, now);
     FreeSlot(s, it);  // nothing inserted into the index since the find
     return out;
   }
 
-  const Classification c = facts.classification;
+  // A misread greylisting wording is told by its first-contact pattern.
+  const Classification c = FirstContactGreylisting(r, d, reply, facts.classification);
   out.category = c.category;
   out.rule = c.rule;
   RecordReply(r, d, reply, c, text);

@@ -62,6 +62,9 @@ enum MsgFlags : uint8_t {
   kFlagCycle = 4,       // counted once towards the full-cycle structural rule
   kFlagProbe = 8,       // this lease is a held destination's probe
   kFlagFirstList = 16,  // sits in the first-attempt ready list (else retry list)
+  // Its first attempt was deferred with a reply that may be greylisting in
+  // other words (greylist.cc, the first-contact pattern).
+  kFlagFirstDeferred = 32,
 };
 
 // One pending message. Times are Unix milliseconds.
@@ -443,6 +446,16 @@ struct Engine::Impl {
     int64_t upper_ms = internal::kNever;  // the shortest wait that worked (kNever = none)
   };
   absl::flat_hash_map<uint32_t, GreylistMemory> greylist;
+  // The first-contact pattern by destination domain, pooled over sources
+  // (greylist.cc): delivered messages whose first attempt was deferred with
+  // an unknown-transient or server-busy reply and a later one got through,
+  // against messages delivered at their first attempt. Not saved: after a
+  // restore the pattern is seen again from the next few deliveries.
+  struct FirstContact {
+    uint32_t deferred_then_delivered = 0;
+    uint32_t first_delivered = 0;
+  };
+  absl::flat_hash_map<uint32_t, FirstContact> first_contact;
   // How many domains learned each delay (their upper bound, rounded up to
   // kGreyBucketMs; the last bucket holds the longer ones): where an
   // unlearned domain's first retry goes. Derived from `greylist` (Load
