@@ -23,6 +23,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -37,6 +38,7 @@
 #include "absl/types/span.h"
 #include "mailretry/classify/classifier.h"
 #include "mailretry/classify/internal/code_pattern.h"
+#include "mailretry/common/internal/large_array.h"
 #include "mailretry/engine/engine.h"
 #include "mailretry/engine/internal/reply_cache.h"
 #include "mailretry/policy/retry_policy.h"
@@ -292,27 +294,46 @@ class EventBuffer {
   size_t n_ = 0;     // end of the live events; spares after it
 };
 
-// Chunked message storage: no reallocation slack, stable addresses.
+// Chunked message storage: no reallocation slack, stable addresses. The
+// first 4096 records are an ordinary allocation (a small engine stays small);
+// every later chunk is one 2 MiB huge page (large_array.h) of 37,449 records:
+// reports and leases reach records at random, and with 4 KiB pages almost
+// each such access also missed the TLB.
 class MsgStore {
  public:
-  static constexpr uint32_t kChunkBits = 12;
-  static constexpr uint32_t kChunk = 1u << kChunkBits;
-  MsgRec& operator[](uint32_t slot) { return chunks_[slot >> kChunkBits][slot & (kChunk - 1)]; }
-  const MsgRec& operator[](uint32_t slot) const {
-    return chunks_[slot >> kChunkBits][slot & (kChunk - 1)];
-  }
+  static constexpr uint32_t kFirst = 4096;
+  static constexpr size_t kChunkBytes = size_t{2} << 20;
+  static constexpr uint32_t kChunk = static_cast<uint32_t>(kChunkBytes / sizeof(MsgRec));
+  MsgRec& operator[](uint32_t slot) { return *At(slot); }
+  const MsgRec& operator[](uint32_t slot) const { return *At(slot); }
   uint32_t size() const { return size_; }
   // Appends a free record and returns its slot.
   uint32_t Grow() {
-    if ((size_ & (kChunk - 1)) == 0) chunks_.push_back(std::make_unique<MsgRec[]>(kChunk));
+    if (size_ == 0) first_ = std::make_unique<MsgRec[]>(kFirst);
+    if (size_ >= kFirst && (size_ - kFirst) % kChunk == 0) {
+      void* p = AllocateLarge(kChunkBytes);
+      std::uninitialized_default_construct_n(static_cast<MsgRec*>(p), kChunk);
+      chunks_.emplace_back(static_cast<MsgRec*>(p));
+    }
     return size_++;
   }
   size_t MemoryBytes() const {
-    return chunks_.size() * (kChunk * sizeof(MsgRec) + sizeof(std::unique_ptr<MsgRec[]>));
+    return (first_ ? kFirst * sizeof(MsgRec) : 0) +
+           chunks_.size() * (kChunkBytes + sizeof(std::unique_ptr<MsgRec[]>));
   }
 
  private:
-  std::vector<std::unique_ptr<MsgRec[]>> chunks_;
+  static_assert(std::is_trivially_destructible_v<MsgRec>, "chunks are freed without destructors");
+  struct FreeChunk {
+    void operator()(MsgRec* p) const { FreeLarge(p, kChunkBytes); }
+  };
+  MsgRec* At(uint32_t slot) const {
+    if (slot < kFirst) return &first_[slot];
+    const uint32_t k = slot - kFirst;
+    return &chunks_[k / kChunk][k % kChunk];
+  }
+  std::unique_ptr<MsgRec[]> first_;
+  std::vector<std::unique_ptr<MsgRec[], FreeChunk>> chunks_;
   uint32_t size_ = 0;
 };
 
@@ -334,7 +355,8 @@ struct SlotEq {
   bool operator()(uint32_t a, IdKey b) const { return (*store)[a].id == b.id; }
   bool operator()(IdKey a, uint32_t b) const { return a.id == (*store)[b].id; }
 };
-using IdIndex = absl::flat_hash_set<uint32_t, SlotHash, SlotEq>;
+// On huge pages once large (large_array.h): every report probes it at random.
+using IdIndex = absl::flat_hash_set<uint32_t, SlotHash, SlotEq, LargeArrayAllocator<uint32_t>>;
 
 // The durable journal (durable/journal.cc), seen from the engine: every
 // state-changing call is recorded after the engine applied it, under
