@@ -167,11 +167,9 @@ absl::StatusOr<Decision> Engine::Report(uint64_t msg_id, absl::Time now, ReplyHa
                                         SlotHint slot) {
   const internal::ReplyCache::Parsed* p = impl_->reply_cache.Interned(reply.index);
   if (p == nullptr) return UnknownReplyHandle(reply);
-  return Execute(*impl_, internal::ReportCommand{.now = now,
-                                                 .msg_id = msg_id,
-                                                 .reply = &p->reply,
-                                                 .interned = p,
-                                                 .slot = slot});
+  return Execute(
+      *impl_, internal::ReportCommand{
+                  .now = now, .msg_id = msg_id, .reply = &p->reply, .interned = p, .slot = slot});
 }
 
 absl::StatusOr<Decision> Engine::ReportText(uint64_t msg_id, uint32_t attempt, absl::Time now,

@@ -149,8 +149,8 @@ TEST(SlotHint, RecordsAcrossStorageChunks) {
     std::vector<Lease> ls = TakeAll(*e, kT0);
     ASSERT_FALSE(ls.empty());
     for (const Lease& l : ls) {
-      absl::StatusOr<Decision> d = reported % 2 == 0 ? e->Report(l, kT0, ok)
-                                                     : e->Report(l.msg_id, l.attempt, kT0, ok);
+      absl::StatusOr<Decision> d =
+          reported % 2 == 0 ? e->Report(l, kT0, ok) : e->Report(l.msg_id, l.attempt, kT0, ok);
       ASSERT_TRUE(d.ok()) << l.msg_id << " " << d.status();
       ASSERT_EQ(d->action, DecisionAction::kDelivered);
       ++reported;

@@ -117,8 +117,7 @@ void Simulation::StartAttempt(uint32_t m, int64_t now) {
 
 void Simulation::Defer(uint32_t m, int64_t now, internal::LocalDeferral why) {
   ++r_.summary.local_deferrals;
-  absl::Status st =
-Decide(m, now, local_handles_[static_cast<int>(why)]);
+  absl::Status st = Decide(m, now, local_handles_[static_cast<int>(why)]);
   if (!st.ok() && error_.ok()) error_ = st;
 }
 

@@ -13,24 +13,25 @@ namespace mailretry::internal {
 namespace {
 
 std::vector<absl::Time> Samples() {
-  std::vector<absl::Time> v = {absl::UnixEpoch(),
-                               absl::InfiniteFuture(),
-                               absl::InfinitePast(),
-                               absl::FromUnixMillis(-1),
-                               absl::FromUnixNanos(-1),
-                               absl::FromUnixNanos(1),
-                               absl::FromUnixNanos(999'999),
-                               absl::FromUnixMillis(1'700'000'000'123),
-                               absl::FromUnixSeconds((int64_t{1} << 53) - 1),
-                               absl::FromUnixSeconds(int64_t{1} << 53),
-                               absl::FromUnixSeconds(-(int64_t{1} << 53)),
-                               absl::FromUnixSeconds(int64_t{24} * 3600 * 365 * 10000),
-                               absl::FromUnixSeconds(int64_t{24} * 3600 * 365 * 10000) -
-                                   absl::Nanoseconds(1)};
+  std::vector<absl::Time> v = {
+      absl::UnixEpoch(),
+      absl::InfiniteFuture(),
+      absl::InfinitePast(),
+      absl::FromUnixMillis(-1),
+      absl::FromUnixNanos(-1),
+      absl::FromUnixNanos(1),
+      absl::FromUnixNanos(999'999),
+      absl::FromUnixMillis(1'700'000'000'123),
+      absl::FromUnixSeconds((int64_t{1} << 53) - 1),
+      absl::FromUnixSeconds(int64_t{1} << 53),
+      absl::FromUnixSeconds(-(int64_t{1} << 53)),
+      absl::FromUnixSeconds(int64_t{24} * 3600 * 365 * 10000),
+      absl::FromUnixSeconds(int64_t{24} * 3600 * 365 * 10000) - absl::Nanoseconds(1)};
   std::mt19937_64 rng(42);
   for (int i = 0; i < 20000; ++i) {
     const int64_t s = static_cast<int64_t>(rng() >> (i % 40)) * (i % 3 == 0 ? -1 : 1);
-    v.push_back(absl::FromUnixSeconds(s) + absl::Nanoseconds(static_cast<int64_t>(rng() % 1'000'000'000)));
+    v.push_back(absl::FromUnixSeconds(s) +
+                absl::Nanoseconds(static_cast<int64_t>(rng() % 1'000'000'000)));
     v.push_back(absl::FromUnixMillis(s / 1000));
   }
   return v;

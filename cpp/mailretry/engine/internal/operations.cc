@@ -513,8 +513,8 @@ absl::StatusOr<Decision> Apply(Engine::Impl& impl, const ReportLeaseCommand& c) 
   }
   Core core(impl);
   if (absl::Status s = core.Advance(c.now); !s.ok()) return s;
-  return core.Report(c.msg_id, static_cast<uint32_t>(c.attempt), impl.now_ms, *c.reply,
-                     c.interned, c.slot);
+  return core.Report(c.msg_id, static_cast<uint32_t>(c.attempt), impl.now_ms, *c.reply, c.interned,
+                     c.slot);
 }
 
 Decisions Apply(Engine::Impl& impl, const ReportManyCommand& c) {
