@@ -136,8 +136,9 @@ TEST(SlotHint, StaleLeaseIsRefusedWithTheRightHint) {
   EXPECT_EQ(e->Stats().delivered, 1u);
 }
 
-// Past the first 4,096 records the store uses 2 MiB chunks: records on both
-// sides of the chunk boundaries are found by hint and by id.
+// Past the first 4,096 records the store carves its chunks out of 2 MiB
+// pages, nine per page: 41,645 records span the ordinary chunk and two pages,
+// and records on every side of those boundaries are found by hint and by id.
 TEST(SlotHint, RecordsAcrossStorageChunks) {
   std::unique_ptr<Engine> e = MakeEngine();
   constexpr uint64_t kN = 4096 + 37449 + 100;

@@ -294,46 +294,57 @@ class EventBuffer {
   size_t n_ = 0;     // end of the live events; spares after it
 };
 
-// Chunked message storage: no reallocation slack, stable addresses. The
-// first 4096 records are an ordinary allocation (a small engine stays small);
-// every later chunk is one 2 MiB huge page (large_array.h) of 37,449 records:
-// reports and leases reach records at random, and with 4 KiB pages almost
-// each such access also missed the TLB.
+// Chunked message storage: no reallocation slack, stable addresses. Chunks
+// of 4096 records (a shift and a mask per access); all but the first are
+// carved, nine at a time, out of 2 MiB huge pages (large_array.h): reports and
+// leases reach records at random, and with 4 KiB pages almost every such
+// access also missed the TLB. A small engine keeps one ordinary chunk.
 class MsgStore {
  public:
-  static constexpr uint32_t kFirst = 4096;
-  static constexpr size_t kChunkBytes = size_t{2} << 20;
-  static constexpr uint32_t kChunk = static_cast<uint32_t>(kChunkBytes / sizeof(MsgRec));
-  MsgRec& operator[](uint32_t slot) { return *At(slot); }
-  const MsgRec& operator[](uint32_t slot) const { return *At(slot); }
+  static constexpr uint32_t kChunkBits = 12;
+  static constexpr uint32_t kChunk = 1u << kChunkBits;
+  static constexpr size_t kChunkBytes = kChunk * sizeof(MsgRec);
+  static constexpr size_t kPageBytes = size_t{2} << 20;
+  static constexpr size_t kChunksPerPage = kPageBytes / kChunkBytes;  // 9: 1.6 % unused
+  MsgRec& operator[](uint32_t slot) { return chunks_[slot >> kChunkBits][slot & (kChunk - 1)]; }
+  const MsgRec& operator[](uint32_t slot) const {
+    return chunks_[slot >> kChunkBits][slot & (kChunk - 1)];
+  }
   uint32_t size() const { return size_; }
   // Appends a free record and returns its slot.
   uint32_t Grow() {
-    if (size_ == 0) first_ = std::make_unique<MsgRec[]>(kFirst);
-    if (size_ >= kFirst && (size_ - kFirst) % kChunk == 0) {
-      void* p = AllocateLarge(kChunkBytes);
-      std::uninitialized_default_construct_n(static_cast<MsgRec*>(p), kChunk);
-      chunks_.emplace_back(static_cast<MsgRec*>(p));
-    }
+    if ((size_ & (kChunk - 1)) == 0) chunks_.push_back(NewChunk());
     return size_++;
   }
   size_t MemoryBytes() const {
-    return (first_ ? kFirst * sizeof(MsgRec) : 0) +
-           chunks_.size() * (kChunkBytes + sizeof(std::unique_ptr<MsgRec[]>));
+    return (first_ ? kChunkBytes : 0) + pages_.size() * kPageBytes +
+           chunks_.capacity() * sizeof(MsgRec*);
   }
 
  private:
-  static_assert(std::is_trivially_destructible_v<MsgRec>, "chunks are freed without destructors");
-  struct FreeChunk {
-    void operator()(MsgRec* p) const { FreeLarge(p, kChunkBytes); }
+  static_assert(kChunksPerPage >= 1);
+  static_assert(std::is_trivially_destructible_v<MsgRec>, "pages are freed without destructors");
+  struct FreePage {
+    void operator()(void* p) const { FreeLarge(p, kPageBytes); }
   };
-  MsgRec* At(uint32_t slot) const {
-    if (slot < kFirst) return &first_[slot];
-    const uint32_t k = slot - kFirst;
-    return &chunks_[k / kChunk][k % kChunk];
+  MsgRec* NewChunk() {
+    if (!first_) {
+      first_ = std::make_unique<MsgRec[]>(kChunk);
+      return first_.get();
+    }
+    if (pages_.empty() || page_used_ == kChunksPerPage) {
+      pages_.emplace_back(AllocateLarge(kPageBytes));
+      page_used_ = 0;
+    }
+    MsgRec* p = reinterpret_cast<MsgRec*>(static_cast<char*>(pages_.back().get()) +
+                                          page_used_++ * kChunkBytes);
+    std::uninitialized_default_construct_n(p, kChunk);
+    return p;
   }
+  std::vector<MsgRec*> chunks_;
   std::unique_ptr<MsgRec[]> first_;
-  std::vector<std::unique_ptr<MsgRec[], FreeChunk>> chunks_;
+  std::vector<std::unique_ptr<void, FreePage>> pages_;
+  size_t page_used_ = 0;  // chunks carved out of pages_.back()
   uint32_t size_ = 0;
 };
 
