@@ -109,6 +109,11 @@ absl::Span<const Reply> CappedReplies(absl::Span<const Reply> replies, size_t n,
   return storage.empty() ? replies : absl::Span<const Reply>(storage);
 }
 
+absl::Status UnknownReplyHandle(ReplyHandle h) {
+  return absl::InvalidArgumentError(
+      absl::StrCat("reply handle ", h.index, " was not given out by this engine's InternReply"));
+}
+
 }  // namespace
 
 absl::StatusOr<Decision> Engine::Report(uint64_t msg_id, uint32_t attempt, absl::Time now,
@@ -120,10 +125,51 @@ absl::StatusOr<Decision> Engine::Report(uint64_t msg_id, uint32_t attempt, absl:
           .now = now, .msg_id = msg_id, .attempt = attempt, .reply = &CappedReply(reply, storage)});
 }
 
+absl::StatusOr<Decision> Engine::Report(const Lease& lease, absl::Time now, const Reply& reply) {
+  Reply storage;
+  return Execute(*impl_, internal::ReportLeaseCommand{.now = now,
+                                                      .msg_id = lease.msg_id,
+                                                      .attempt = lease.attempt,
+                                                      .reply = &CappedReply(reply, storage),
+                                                      .slot = lease.slot});
+}
+
+absl::StatusOr<Decision> Engine::Report(const Lease& lease, absl::Time now, ReplyHandle reply) {
+  const internal::ReplyCache::Parsed* p = impl_->reply_cache.Interned(reply.index);
+  if (p == nullptr) return UnknownReplyHandle(reply);
+  return Execute(*impl_, internal::ReportLeaseCommand{.now = now,
+                                                      .msg_id = lease.msg_id,
+                                                      .attempt = lease.attempt,
+                                                      .reply = &p->reply,
+                                                      .interned = p,
+                                                      .slot = lease.slot});
+}
+
+absl::StatusOr<ReplyHandle> Engine::InternReply(const Reply& reply) {
+  Reply storage;
+  const Reply& capped = CappedReply(reply, storage);
+  std::lock_guard lock(impl_->mu);
+  const uint32_t i = impl_->reply_cache.Intern(capped);
+  if (i >= kMaxReplyHandles) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("at most ", kMaxReplyHandles, " replies can be interned per engine"));
+  }
+  return ReplyHandle{i};
+}
+
 absl::StatusOr<Decision> Engine::Report(uint64_t msg_id, absl::Time now, const Reply& reply) {
   Reply storage;
   return Execute(*impl_, internal::ReportCommand{
                              .now = now, .msg_id = msg_id, .reply = &CappedReply(reply, storage)});
+}
+
+absl::StatusOr<Decision> Engine::Report(uint64_t msg_id, absl::Time now, ReplyHandle reply,
+                                        SlotHint slot) {
+  const internal::ReplyCache::Parsed* p = impl_->reply_cache.Interned(reply.index);
+  if (p == nullptr) return UnknownReplyHandle(reply);
+  return Execute(
+      *impl_, internal::ReportCommand{
+                  .now = now, .msg_id = msg_id, .reply = &p->reply, .interned = p, .slot = slot});
 }
 
 absl::StatusOr<Decision> Engine::ReportText(uint64_t msg_id, uint32_t attempt, absl::Time now,

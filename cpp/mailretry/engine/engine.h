@@ -31,6 +31,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <string>
@@ -268,6 +269,24 @@ struct EngineConfig {
 // Results
 // ---------------------------------------------------------------------------
 
+// Where the engine keeps a message (Lease::slot): given back with a report it
+// spares the engine the lookup of the id in its index, a random access into a
+// table as large as the queue. Only a hint: the engine uses it when the record
+// there is pending and holds that very id (ids are unique among pending
+// messages, so that record is the message), and otherwise looks the id up as
+// usual. A stale or made-up hint costs the lookup, never a wrong report.
+struct SlotHint {
+  uint32_t slot = std::numeric_limits<uint32_t>::max();  // max: none
+};
+
+// A reply registered once with Engine::InternReply and then reported by this
+// handle: the engine keeps the reply and remembers its classification, so a
+// report costs no hashing of the reply text. For senders that report the same
+// few replies many times (the simulator). Valid for the Engine's life.
+struct ReplyHandle {
+  uint32_t index = std::numeric_limits<uint32_t>::max();  // max: none
+};
+
 // One message handed to the sender. `destination` and `source` point into the
 // engine's interned names and stay valid while the Engine lives.
 struct Lease {
@@ -277,6 +296,7 @@ struct Lease {
   uint32_t destination_index = 0;  // stable id of the (source, destination) pair
   uint32_t attempt = 0;            // 1 for the first attempt
   absl::Time deadline;             // report before this or the lease expires
+  SlotHint slot;                   // passed back by Report(const Lease&, ...)
 };
 
 // Set (empty value) on the FailedPrecondition returned for a report naming a
@@ -449,9 +469,15 @@ class Engine {
   // transport reply's detail) is cut to that length, as ParseReply caps replies.
   absl::StatusOr<Decision> Report(uint64_t msg_id, uint32_t attempt, absl::Time now,
                                   const Reply& reply);
-  absl::StatusOr<Decision> Report(const Lease& lease, absl::Time now, const Reply& reply) {
-    return Report(lease.msg_id, lease.attempt, now, reply);
-  }
+  absl::StatusOr<Decision> Report(const Lease& lease, absl::Time now, const Reply& reply);
+  // Report(lease, now, reply) for a reply registered with InternReply;
+  // InvalidArgument for a handle this engine did not give out.
+  absl::StatusOr<Decision> Report(const Lease& lease, absl::Time now, ReplyHandle reply);
+  // Registers a reply for reports by handle (cut to kMaxReplyBytes as Report
+  // cuts it). Each call registers a new handle, even for an equal reply: intern
+  // each distinct reply once. ResourceExhausted after kMaxReplyHandles.
+  absl::StatusOr<ReplyHandle> InternReply(const Reply& reply);
+  static constexpr uint32_t kMaxReplyHandles = 1u << 16;
   // ParseReply(raw_reply) then Report; ParseReply's InvalidArgument leaves the
   // lease untouched.
   absl::StatusOr<Decision> ReportText(uint64_t msg_id, uint32_t attempt, absl::Time now,
@@ -475,6 +501,10 @@ class Engine {
   // on the next attempt. Use the overloads above. FailedPrecondition when the
   // message is not leased.
   absl::StatusOr<Decision> Report(uint64_t msg_id, absl::Time now, const Reply& reply);
+  // The same by reply handle, with the lease's slot hint: the simulator's
+  // report (its leases never time out, so unfenced is exact there).
+  absl::StatusOr<Decision> Report(uint64_t msg_id, absl::Time now, ReplyHandle reply,
+                                  SlotHint slot);
   absl::StatusOr<Decision> ReportText(uint64_t msg_id, absl::Time now, std::string_view raw_reply);
   std::vector<absl::StatusOr<Decision>> ReportMany(absl::Span<const uint64_t> msg_ids,
                                                    absl::Span<const Reply> replies, absl::Time now);

@@ -66,8 +66,8 @@ void Simulation::Finish(uint32_t msg, Outcome o, int64_t t_ms) {
   }
 }
 
-absl::Status Simulation::Decide(uint32_t m, int64_t now, const Reply& reply) {
-  absl::StatusOr<Decision> dec = engine_->Report(m, T(now), reply);
+absl::Status Simulation::Decide(uint32_t m, int64_t now, ReplyHandle reply) {
+  absl::StatusOr<Decision> dec = engine_->Report(m, T(now), reply, SlotHint{msgs_[m].slot});
   if (!dec.ok()) {
     // The engine expired the message while its attempt was out (its
     // lifetime ended): the expired event says so.
@@ -117,7 +117,7 @@ void Simulation::StartAttempt(uint32_t m, int64_t now) {
 
 void Simulation::Defer(uint32_t m, int64_t now, internal::LocalDeferral why) {
   ++r_.summary.local_deferrals;
-  absl::Status st = Decide(m, now, local_replies_[static_cast<int>(why)]);
+  absl::Status st = Decide(m, now, local_handles_[static_cast<int>(why)]);
   if (!st.ok() && error_.ok()) error_ = st;
 }
 
@@ -150,6 +150,9 @@ absl::StatusOr<Result> Simulation::Run(const Policy& policy) {
   const auto wall_start = std::chrono::steady_clock::now();
   if (absl::Status st = ValidateScenario(s_); !st.ok()) return st;
   if (absl::Status st = Setup(); !st.ok()) return st;
+  start_whole_ms_ = ::mailretry::internal::IsWholeUnixMillis(s_.start) &&
+                    ::mailretry::internal::InUnixRange(s_.start, int64_t{1} << 40);
+  start_ms_ = start_whole_ms_ ? ::mailretry::internal::UnixMillis(s_.start) : 0;
 
   EngineConfig cfg = policy.engine;
   // Expiries without a report: with no schedule overrides every message
@@ -163,6 +166,22 @@ absl::StatusOr<Result> Simulation::Run(const Policy& policy) {
   if (!created.ok()) return created.status();
   engine_ = std::move(*created);
   Engine& engine = *engine_;
+  // Every reply the run reports, registered once: a report by handle costs
+  // the engine no hashing of the reply.
+  reply_handles_.assign(replies_.size(), {});
+  for (size_t p = 0; p < replies_.size(); ++p) {
+    for (const Reply& r : replies_[p]) {
+      absl::StatusOr<ReplyHandle> h = engine.InternReply(r);
+      if (!h.ok()) return h.status();
+      reply_handles_[p].push_back(*h);
+    }
+  }
+  local_handles_.clear();
+  for (const Reply& r : local_replies_) {
+    absl::StatusOr<ReplyHandle> h = engine.InternReply(r);
+    if (!h.ok()) return h.status();
+    local_handles_.push_back(*h);
+  }
   if (policy.sender != SenderModel::kEngine) {
     std::vector<uint32_t> pair_profile(pairs_.size());
     for (size_t i = 0; i < pairs_.size(); ++i) pair_profile[i] = domain_profile_[i / nsources_];
@@ -254,7 +273,8 @@ absl::StatusOr<Result> Simulation::Run(const Policy& policy) {
       const uint32_t d = x.domain;
       const uint32_t pair = Pair(m);
       if (f.holds_connection) internal::EndAttempt(pairs_[pair]);
-      const Reply& reply = replies_[domain_profile_[d]][static_cast<int>(f.kind)];
+      const uint32_t prof = domain_profile_[d];
+      const Reply& reply = replies_[prof][static_cast<int>(f.kind)];
       HourBin& b = Bin(now);
       if (reply.transport != Transport::kReply) {
         ++r_.summary.transport_failures;
@@ -265,7 +285,9 @@ absl::StatusOr<Result> Simulation::Run(const Policy& policy) {
         ++b.replies_5xx;
       }
       if (x.outcome == Outcome::kPending) {
-        if (absl::Status st = Decide(m, now, reply); !st.ok()) return st;
+        if (absl::Status st = Decide(m, now, reply_handles_[prof][static_cast<int>(f.kind)]);
+            !st.ok())
+          return st;
       }
       if (gate_) gate_->OnResult(*this, pair, f.kind, now);
     }
@@ -277,6 +299,7 @@ absl::StatusOr<Result> Simulation::Run(const Policy& policy) {
       if (!leases.ok()) return leases.status();
       for (const Lease& l : *leases) {
         const uint32_t m = static_cast<uint32_t>(l.msg_id);
+        msgs_[m].slot = l.slot.slot;
         if (gate_) {
           gate_->Offer(*this, Pair(m), m, now);
         } else {

@@ -27,6 +27,7 @@
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "mailretry/engine/engine.h"
+#include "mailretry/engine/internal/reply_cache.h"
 #include "mailretry/reply/reply.h"
 
 namespace mailretry::internal {
@@ -116,6 +117,10 @@ struct ReportCommand {
   absl::Time now;
   uint64_t msg_id = 0;
   const Reply* reply = nullptr;
+  // Not journaled (they change nothing but the cost of the call): `reply` is
+  // interned->reply (a report by ReplyHandle), and the lease's slot hint.
+  const ReplyCache::Parsed* interned = nullptr;
+  SlotHint slot;
   template <class C, class V>
   static void Fields(C& c, V& v) {
     v(c.now), v(c.msg_id), v(c.reply);
@@ -159,6 +164,8 @@ struct ReportLeaseCommand {
   uint64_t msg_id = 0;
   uint64_t attempt = 0;
   const Reply* reply = nullptr;
+  const ReplyCache::Parsed* interned = nullptr;  // as in ReportCommand
+  SlotHint slot;
   template <class C, class V>
   static void Fields(C& c, V& v) {
     v(c.now), v(c.msg_id), v(c.attempt), v(c.reply);

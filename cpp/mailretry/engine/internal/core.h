@@ -29,6 +29,7 @@
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "mailretry/common/internal/strings.h"
+#include "mailretry/common/internal/unix_ms.h"
 #include "mailretry/engine/engine.h"
 #include "mailretry/engine/internal/state.h"
 
@@ -36,7 +37,7 @@ namespace mailretry::internal {
 
 // --- time units: the engine keeps times as Unix milliseconds ------------------
 
-inline int64_t Ms(absl::Time t) { return absl::ToUnixMillis(t); }
+inline int64_t Ms(absl::Time t) { return UnixMillis(t); }  // inline (unix_ms.h)
 inline absl::Time T(int64_t ms) { return absl::FromUnixMillis(ms); }
 inline int64_t DurMs(absl::Duration d) {
   if (d >= absl::Hours(24 * 365 * 1000)) return int64_t{1} << 60;  // "forever", overflow-safe
@@ -56,8 +57,8 @@ inline std::optional<double> RatePerSecond(int64_t interval_ms) {
   if (interval_ms <= 0) return std::nullopt;
   return 1000.0 / static_cast<double>(interval_ms);
 }
-inline bool IsTimeValid(absl::Time t) {
-  return t >= absl::UnixEpoch() && t < absl::UnixEpoch() + absl::Hours(24 * 365 * 10000);
+inline bool IsTimeValid(absl::Time t) {  // [epoch, epoch + 10,000 years)
+  return InUnixRange(t, int64_t{24} * 3600 * 365 * 10000);
 }
 
 // --- compact reply facts kept per message --------------------------------------
@@ -332,8 +333,9 @@ class Core {
   // `attempt` names the lease (kUnfenced: whichever is current).
   // `parsed`: `reply` is parsed->reply, from the reply cache (a report by
   // text), whose memo spares the lookup of its facts.
+  // `hint`: the lease's slot (SlotHint), used only if it holds this id.
   absl::StatusOr<Decision> Report(uint64_t id, uint32_t attempt, int64_t now, const Reply& reply,
-                                  const ReplyCache::Parsed* parsed = nullptr);
+                                  const ReplyCache::Parsed* parsed = nullptr, SlotHint hint = {});
   std::optional<absl::Time> NextWakeup() const;
   DestinationInfo Info(uint32_t di) const;
 

@@ -199,6 +199,7 @@ absl::StatusOr<std::vector<Lease>> Core::TakeReady(absl::Time now_t, size_t limi
     l.destination_index = di;
     l.attempt = r.attempts;
     l.deadline = T(deadline);
+    l.slot = SlotHint{s};
     if (d.first_count + d.retry_count > 0) {
       m_.ring.push_back(di);
     } else {
@@ -209,13 +210,22 @@ absl::StatusOr<std::vector<Lease>> Core::TakeReady(absl::Time now_t, size_t limi
 }
 
 absl::StatusOr<Decision> Core::Report(uint64_t id, uint32_t attempt, int64_t now,
-                                      const Reply& reply, const ReplyCache::Parsed* parsed) {
-  auto it = m_.ids.find(internal::IdKey{id});
-  if (it == m_.ids.end()) {
-    return absl::NotFoundError(
-        absl::StrCat("message ", id, " is not pending (never submitted, or already finished)"));
+                                      const Reply& reply, const ReplyCache::Parsed* parsed,
+                                      SlotHint hint) {
+  // The hint is taken only when its record is pending with this id: ids are
+  // unique among pending messages (the index holds exactly the non-free
+  // records), so that record is the one the index would find.
+  std::optional<IdIndex::const_iterator> pos;  // s's place in the index, if looked up
+  uint32_t s = hint.slot;
+  if (s >= m_.msgs.size() || m_.msgs[s].state == MsgState::kFree || m_.msgs[s].id != id) {
+    auto it = m_.ids.find(internal::IdKey{id});
+    if (it == m_.ids.end()) {
+      return absl::NotFoundError(
+          absl::StrCat("message ", id, " is not pending (never submitted, or already finished)"));
+    }
+    s = *it;
+    pos = it;
   }
-  const uint32_t s = *it;
   MsgRec& r = m_.msgs[s];
   if (attempt != kUnfenced) {
     // The fencing token: only the current lease (the latest attempt, still
@@ -279,7 +289,13 @@ absl::StatusOr<Decision> Core::Report(uint64_t id, uint32_t attempt, int64_t now
     NoteGreylistDelivery(r, now);
     NoteFirstContact(r, d);
     OnDelivered(di, now);
-    FreeSlot(s, it);  // nothing inserted into the index since the find
+    // By position when the lookup found it (nothing was inserted into the
+    // index since), else by id.
+    if (pos) {
+      FreeSlot(s, *pos);
+    } else {
+      FreeSlot(s);
+    }
     return out;
   }
 
@@ -306,7 +322,13 @@ absl::StatusOr<Decision> Core::Report(uint64_t id, uint32_t attempt, int64_t now
       e->detail = "permanent failure";
     }
     StructuralEvidence(di, r, c.category, now, false);
-    FreeSlot(s, it);  // nothing inserted into the index since the find
+    // By position when the lookup found it (nothing was inserted into the
+    // index since), else by id.
+    if (pos) {
+      FreeSlot(s, *pos);
+    } else {
+      FreeSlot(s);
+    }
     return out;
   }
 
@@ -483,7 +505,7 @@ absl::StatusOr<const ReplyCache::Parsed*> ParsedReplyAt(ReplyCache& cache,
 absl::StatusOr<Decision> Apply(Engine::Impl& impl, const ReportCommand& c) {
   Core core(impl);
   if (absl::Status s = core.Advance(c.now); !s.ok()) return s;
-  return core.Report(c.msg_id, kUnfenced, impl.now_ms, *c.reply);
+  return core.Report(c.msg_id, kUnfenced, impl.now_ms, *c.reply, c.interned, c.slot);
 }
 
 absl::StatusOr<Decision> Apply(Engine::Impl& impl, const ReportLeaseCommand& c) {
@@ -493,7 +515,8 @@ absl::StatusOr<Decision> Apply(Engine::Impl& impl, const ReportLeaseCommand& c) 
   }
   Core core(impl);
   if (absl::Status s = core.Advance(c.now); !s.ok()) return s;
-  return core.Report(c.msg_id, static_cast<uint32_t>(c.attempt), impl.now_ms, *c.reply);
+  return core.Report(c.msg_id, static_cast<uint32_t>(c.attempt), impl.now_ms, *c.reply, c.interned,
+                     c.slot);
 }
 
 Decisions Apply(Engine::Impl& impl, const ReportManyCommand& c) {

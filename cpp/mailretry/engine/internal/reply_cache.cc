@@ -3,6 +3,7 @@
 // answer when the text is short enough.
 #include "mailretry/engine/internal/reply_cache.h"
 
+#include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -37,12 +38,25 @@ absl::StatusOr<const ReplyCache::Parsed*> ReplyCache::ParseMiss(std::string_view
   return &it->second;
 }
 
+uint32_t ReplyCache::Intern(Reply reply) {
+  const uint32_t n = interned_n_.load(std::memory_order_relaxed);
+  if (n >= kMaxInterned) return kMaxInterned;
+  std::unique_ptr<Parsed[]>& chunk = interned_[n / kInternChunk];
+  if (chunk == nullptr) chunk = std::make_unique<Parsed[]>(kInternChunk);
+  chunk[n % kInternChunk].reply = std::move(reply);
+  interned_n_.store(n + 1, std::memory_order_release);  // publishes the entry
+  return n;
+}
+
 size_t ReplyCache::MemoryBytes() const {
   size_t bytes = facts_.capacity() * (sizeof(Key) + sizeof(Facts) + 1) +
                  parsed_.capacity() * (sizeof(std::string) + sizeof(Parsed) + 1);
   auto heap = [](const std::string& s) { return s.capacity() > 15 ? s.capacity() : 0; };
   for (const auto& [key, f] : facts_) bytes += heap(key.text) + heap(f.text) + heap(f.status);
   for (const auto& [raw, p] : parsed_) bytes += heap(raw) + heap(p.reply.text);
+  const uint32_t n = interned_n_.load(std::memory_order_acquire);
+  bytes += (n + kInternChunk - 1) / kInternChunk * kInternChunk * sizeof(Parsed);
+  for (uint32_t i = 0; i < n; ++i) bytes += heap(Interned(i)->reply.text);
   return bytes;
 }
 

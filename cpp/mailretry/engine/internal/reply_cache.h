@@ -16,8 +16,11 @@
 #ifndef MAILRETRY_ENGINE_INTERNAL_REPLY_CACHE_H_
 #define MAILRETRY_ENGINE_INTERNAL_REPLY_CACHE_H_
 
+#include <array>
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -91,6 +94,21 @@ class ReplyCache {
     return f;
   }
 
+  // Replies registered by Engine::InternReply, by ReplyHandle::index. Each
+  // is a Parsed, so a report by handle uses GetParsed's memo: no hashing of
+  // the reply. Intern runs under the engine's lock; Interned may run without
+  // it (Engine::Report resolves the handle before taking the lock): entries
+  // never move (fixed chunks) and the count is published after the entry.
+  static constexpr uint32_t kInternChunk = 256;
+  static constexpr uint32_t kMaxInterned = 1u << 16;
+  // The new entry's index, or kMaxInterned when the table is full.
+  uint32_t Intern(Reply reply);
+  // The entry, or null for an index never handed out.
+  const Parsed* Interned(uint32_t index) const {
+    if (index >= interned_n_.load(std::memory_order_acquire)) return nullptr;
+    return &interned_[index / kInternChunk][index % kInternChunk];
+  }
+
   size_t MemoryBytes() const;
 
  private:
@@ -146,6 +164,8 @@ class ReplyCache {
   absl::flat_hash_map<std::string, Parsed> parsed_;
   Facts uncached_;  // the answer for a text too long to cache
   Parsed uncached_reply_;
+  std::array<std::unique_ptr<Parsed[]>, kMaxInterned / kInternChunk> interned_;
+  std::atomic<uint32_t> interned_n_{0};
 };
 
 }  // namespace mailretry::internal

@@ -23,6 +23,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -37,6 +38,7 @@
 #include "absl/types/span.h"
 #include "mailretry/classify/classifier.h"
 #include "mailretry/classify/internal/code_pattern.h"
+#include "mailretry/common/internal/large_array.h"
 #include "mailretry/engine/engine.h"
 #include "mailretry/engine/internal/reply_cache.h"
 #include "mailretry/policy/retry_policy.h"
@@ -295,11 +297,18 @@ class EventBuffer {
   size_t n_ = 0;     // end of the live events; spares after it
 };
 
-// Chunked message storage: no reallocation slack, stable addresses.
+// Chunked message storage: no reallocation slack, stable addresses. Chunks
+// of 4096 records (a shift and a mask per access); all but the first are
+// carved, nine at a time, out of 2 MiB huge pages (large_array.h): reports and
+// leases reach records at random, and with 4 KiB pages almost every such
+// access also missed the TLB. A small engine keeps one ordinary chunk.
 class MsgStore {
  public:
   static constexpr uint32_t kChunkBits = 12;
   static constexpr uint32_t kChunk = 1u << kChunkBits;
+  static constexpr size_t kChunkBytes = kChunk * sizeof(MsgRec);
+  static constexpr size_t kPageBytes = size_t{2} << 20;
+  static constexpr size_t kChunksPerPage = kPageBytes / kChunkBytes;  // 9: 1.6 % unused
   MsgRec& operator[](uint32_t slot) { return chunks_[slot >> kChunkBits][slot & (kChunk - 1)]; }
   const MsgRec& operator[](uint32_t slot) const {
     return chunks_[slot >> kChunkBits][slot & (kChunk - 1)];
@@ -307,15 +316,38 @@ class MsgStore {
   uint32_t size() const { return size_; }
   // Appends a free record and returns its slot.
   uint32_t Grow() {
-    if ((size_ & (kChunk - 1)) == 0) chunks_.push_back(std::make_unique<MsgRec[]>(kChunk));
+    if ((size_ & (kChunk - 1)) == 0) chunks_.push_back(NewChunk());
     return size_++;
   }
   size_t MemoryBytes() const {
-    return chunks_.size() * (kChunk * sizeof(MsgRec) + sizeof(std::unique_ptr<MsgRec[]>));
+    return (first_ ? kChunkBytes : 0) + pages_.size() * kPageBytes +
+           chunks_.capacity() * sizeof(MsgRec*);
   }
 
  private:
-  std::vector<std::unique_ptr<MsgRec[]>> chunks_;
+  static_assert(kChunksPerPage >= 1);
+  static_assert(std::is_trivially_destructible_v<MsgRec>, "pages are freed without destructors");
+  struct FreePage {
+    void operator()(void* p) const { FreeLarge(p, kPageBytes); }
+  };
+  MsgRec* NewChunk() {
+    if (!first_) {
+      first_ = std::make_unique<MsgRec[]>(kChunk);
+      return first_.get();
+    }
+    if (pages_.empty() || page_used_ == kChunksPerPage) {
+      pages_.emplace_back(AllocateLarge(kPageBytes));
+      page_used_ = 0;
+    }
+    MsgRec* p = reinterpret_cast<MsgRec*>(static_cast<char*>(pages_.back().get()) +
+                                          page_used_++ * kChunkBytes);
+    std::uninitialized_default_construct_n(p, kChunk);
+    return p;
+  }
+  std::vector<MsgRec*> chunks_;
+  std::unique_ptr<MsgRec[]> first_;
+  std::vector<std::unique_ptr<void, FreePage>> pages_;
+  size_t page_used_ = 0;  // chunks carved out of pages_.back()
   uint32_t size_ = 0;
 };
 
@@ -337,7 +369,8 @@ struct SlotEq {
   bool operator()(uint32_t a, IdKey b) const { return (*store)[a].id == b.id; }
   bool operator()(IdKey a, uint32_t b) const { return a.id == (*store)[b].id; }
 };
-using IdIndex = absl::flat_hash_set<uint32_t, SlotHash, SlotEq>;
+// On huge pages once large (large_array.h): every report probes it at random.
+using IdIndex = absl::flat_hash_set<uint32_t, SlotHash, SlotEq, LargeArrayAllocator<uint32_t>>;
 
 // The durable journal (durable/journal.cc), seen from the engine: every
 // state-changing call is recorded after the engine applied it, under

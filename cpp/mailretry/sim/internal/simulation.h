@@ -21,6 +21,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "mailretry/common/internal/large_array.h"
+#include "mailretry/common/internal/unix_ms.h"
 #include "mailretry/engine/engine.h"
 #include "mailretry/policy/retry_policy.h"
 #include "mailretry/reply/reply.h"
@@ -56,7 +57,11 @@ struct Msg {
   uint16_t replies_4xx = 0;
   Outcome outcome = Outcome::kPending;
   bool final_attempt = false;  // leased for the attempt at the lifetime's end
+  // Its current lease's Lease::slot, given back with the report (spares the
+  // engine the lookup of the id). Fits in what was padding.
+  uint32_t slot = std::numeric_limits<uint32_t>::max();
 };
+static_assert(sizeof(Msg) <= 48, "one Msg per message: keep it compact");
 
 class Simulation : public GateHost {
  public:
@@ -89,9 +94,20 @@ class Simulation : public GateHost {
     return r_.hours[b];
   }
   uint32_t Pair(uint32_t msg) const { return msgs_[msg].domain * nsources_ + msgs_[msg].source; }
-  absl::Time T(int64_t ms) const { return s_.start + absl::Milliseconds(ms); }
-  int64_t ToMs(absl::Time t) const { return absl::ToInt64Milliseconds(t - s_.start); }
-  absl::Status Decide(uint32_t msg, int64_t now, const Reply& reply);
+  // Run-relative ms <-> absl::Time, at every event: inline (unix_ms.h) when
+  // the start is a whole Unix millisecond (then exactly absl's answer).
+  absl::Time T(int64_t ms) const {
+    if (start_whole_ms_) return absl::FromUnixMillis(start_ms_ + ms);
+    return s_.start + absl::Milliseconds(ms);
+  }
+  int64_t ToMs(absl::Time t) const {
+    if (start_whole_ms_ && ::mailretry::internal::IsWholeUnixMillis(t)) {
+      return ::mailretry::internal::UnixMillis(t) - start_ms_;
+    }
+    return absl::ToInt64Milliseconds(t - s_.start);
+  }
+  // Reports the msg's current lease with a reply interned with the engine.
+  absl::Status Decide(uint32_t msg, int64_t now, ReplyHandle reply);
   void DrainEvents();
 
   const Scenario& s_;
@@ -106,6 +122,9 @@ class Simulation : public GateHost {
   std::vector<ProfileMs> profile_ms_;        // [profile], its durations in ms
   std::vector<std::vector<Reply>> replies_;  // [profile][kind]
   std::vector<Reply> local_replies_;         // [LocalDeferral]
+  // The same interned with the run's engine (Engine::InternReply).
+  std::vector<std::vector<ReplyHandle>> reply_handles_;
+  std::vector<ReplyHandle> local_handles_;
   absl::flat_hash_map<std::string, uint32_t> profile_ids_;
   std::vector<uint32_t> domain_profile_;  // profile index per domain
   absl::flat_hash_map<std::string, uint32_t> domain_ids_;
@@ -123,6 +142,9 @@ class Simulation : public GateHost {
   int64_t now_ = 0;
   bool infer_expiry_ = false;
   int64_t lifetime_ms_ = 0;
+  // s_.start in Unix ms, when it is a whole one within the fast range.
+  int64_t start_ms_ = 0;
+  bool start_whole_ms_ = false;
 };
 
 }  // namespace mailretry::sim::internal
