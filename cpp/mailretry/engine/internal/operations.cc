@@ -269,8 +269,8 @@ absl::StatusOr<Decision> Core::Report(uint64_t id, uint32_t attempt, int64_t now
     out.rule = "success";
     ++m_.delivered;
     if (Event* e = EmitMsg(EventKind::kDelivered, now, r)) {
-      e->status = facts.status;
-      e->reply = text;
+      e->status = m_.events.Keep(facts.status);
+      e->reply = m_.events.Keep(text);
     }
     if (probe) {
       ReleaseSuspension(di, now);
@@ -298,9 +298,9 @@ absl::StatusOr<Decision> Core::Report(uint64_t id, uint32_t attempt, int64_t now
     ++m_.bounced;
     if (Event* e = EmitMsg(EventKind::kBounced, now, r)) {
       e->category = c.category;
-      e->status = facts.status;
-      e->reply = text;
-      e->rule.assign(c.rule.data(), c.rule.size());  // into a recycled event's room
+      e->status = m_.events.Keep(facts.status);
+      e->reply = m_.events.Keep(text);
+      e->rule = c.rule;  // the classifier's: valid while the engine lives
       e->detail = "permanent failure";
     }
     StructuralEvidence(di, r, c.category, now, false);
@@ -331,14 +331,14 @@ absl::StatusOr<Decision> Core::Report(uint64_t id, uint32_t attempt, int64_t now
   ++m_.deferred;
   if (Event* e = EmitMsg(EventKind::kDeferred, now, r)) {
     e->category = c.category;
-    e->status = facts.status;
-    e->reply = text;
-    e->rule.assign(c.rule.data(), c.rule.size());
+    e->status = m_.events.Keep(facts.status);
+    e->reply = m_.events.Keep(text);
+    e->rule = c.rule;  // the classifier's: valid while the engine lives
     e->next_attempt = out.next_attempt;
-    // Cheap on purpose: one deferred event per failed attempt. Appended to
-    // the (empty) detail so that a recycled event's room is reused.
-    absl::StrAppend(&e->detail, "schedule ", ToAbsl(schedule),
-                    (r.flags & internal::kFlagFinal) ? ", last attempt" : "");
+    // Cheap on purpose: one deferred event per failed attempt, its detail
+    // written straight into the event arena.
+    e->detail = m_.events.KeepCat("schedule ", schedule,
+                                  (r.flags & internal::kFlagFinal) ? ", last attempt" : "");
   }
   StructuralEvidence(di, r, c.category, now, false);
   CheckWarning(d, now);
