@@ -248,6 +248,8 @@ struct EngineConfig {
   StructuralConfig structural;
   std::vector<UserRule> classifier_rules;  // passed to Classifier::Create
   // A lease not reported within this time returns its message to the schedule.
+  // absl::InfiniteDuration(): leases never expire (for a caller that reports
+  // every lease, as the simulator does); no deadline is kept for them.
   absl::Duration lease_timeout = absl::Minutes(10);
   TimerBackend backend = TimerBackend::kWheel;
   // Message due times (retries, expiries, lease deadlines) are honoured at

@@ -317,6 +317,7 @@ absl::StatusOr<std::unique_ptr<Engine::Impl>> LoadImpl(const std::string& path) 
   if (!r.ok() || live > nslots || nslots > kMaxSlot) return corrupt("message section header");
   for (uint32_t s = 0; s < nslots; ++s) m->msgs.Grow();
   std::vector<bool> used(nslots, false);
+  std::vector<std::pair<int64_t, uint32_t>> leased;  // (deadline, slot)
   for (uint64_t i = 0; i < live; ++i) {
     const uint32_t s = r.U32();
     if (!r.ok() || s >= nslots || used[s]) return corrupt("message slot");
@@ -329,8 +330,11 @@ absl::StatusOr<std::unique_ptr<Engine::Impl>> LoadImpl(const std::string& path) 
       return corrupt("message record");
     }
     if (!m->ids.insert(s).second) return corrupt("duplicate message id");
-    if (!m->msg_timers->Schedule(s, absl::FromUnixMillis(x.timer_ms)).ok())
+    if (x.state == MsgState::kLeased) {
+      leased.emplace_back(x.timer_ms, s);  // the lease FIFO, in deadline order below
+    } else if (!m->msg_timers->Schedule(s, absl::FromUnixMillis(x.timer_ms)).ok()) {
       return corrupt("message timer");
+    }
     switch (x.state) {
       case MsgState::kScheduled:
         ++m->scheduled_n;
@@ -344,6 +348,12 @@ absl::StatusOr<std::unique_ptr<Engine::Impl>> LoadImpl(const std::string& path) 
       case MsgState::kFree:
         break;
     }
+  }
+  // Leases share one timeout, so deadline order is the order they were
+  // handed out in (ties are ordered by message id when they fire).
+  std::sort(leased.begin(), leased.end());
+  if (m->lease_deadlines_on) {
+    for (const auto& [due, s] : leased) m->leases.Push(due, s, m->msgs[s].id, m->msgs[s].attempts);
   }
   // Free slots chain in ascending order, so slot reuse is deterministic.
   for (uint32_t s = nslots; s-- > 0;) {

@@ -39,6 +39,7 @@
 #include "mailretry/classify/internal/code_pattern.h"
 #include "mailretry/engine/engine.h"
 #include "mailretry/engine/internal/event_buffer.h"
+#include "mailretry/engine/internal/lease_deadlines.h"
 #include "mailretry/engine/internal/reply_cache.h"
 #include "mailretry/policy/retry_policy.h"
 #include "mailretry/reply/reply.h"
@@ -293,6 +294,11 @@ struct Engine::Impl {
   internal::IdIndex ids;
   uint32_t free_head = internal::kNil;
   std::unique_ptr<TimerQueue> msg_timers;
+  // Leased messages' deadlines (lease_deadlines.h): a leased message is in
+  // this FIFO, not in msg_timers. Derived from the records (Load rebuilds
+  // it). Off for an infinite lease_timeout: leases then never expire.
+  internal::LeaseDeadlines leases;
+  bool lease_deadlines_on = true;
   std::unique_ptr<TimerQueue> dest_timers;
   std::deque<uint32_t> ring;  // destinations with ready messages, round-robin
   // Core::Advance's scratch space, kept to spare allocations per call.
