@@ -65,7 +65,7 @@ std::recursive_mutex& DrainMutex() {
 }
 
 // The drained events as a list of dicts. A huge batch's vector is not kept
-// between calls (the engine keeps at most that much capacity anyway).
+// between calls: each thread's buffer stays small while it is idle.
 py::list EventList(std::vector<Event>& events) {
   py::list out(events.size());
   for (size_t i = 0; i < events.size(); ++i) {
