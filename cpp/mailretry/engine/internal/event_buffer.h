@@ -19,6 +19,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "mailretry/engine/engine.h"
@@ -54,6 +55,16 @@ class EventTexts {
   DestinationEventInfo& NewInfo() { return infos_.emplace_back(); }
   // Drops every text and info; keeps a few chunks for reuse.
   void Clear();
+  // Member-wise, without allocating (std::swap's temporary EventTexts built a
+  // deque, one allocation per drain).
+  void swap(EventTexts& o) noexcept {
+    chunks_.swap(o.chunks_);
+    std::swap(chunk_, o.chunk_);
+    std::swap(used_, o.used_);
+    large_.swap(o.large_);
+    std::swap(large_bytes_, o.large_bytes_);
+    infos_.swap(o.infos_);
+  }
   size_t MemoryBytes() const;
 
  private:
