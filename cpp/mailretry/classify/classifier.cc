@@ -3,6 +3,7 @@
 #include <array>
 #include <cstdint>
 #include <cstring>
+#include <iterator>
 #include <memory>
 #include <optional>
 #include <string>
@@ -156,6 +157,18 @@ constexpr std::string_view kNoCode = "default:code/none";
 
 constexpr size_t kMaxGroupWords = 8;  // up to 512 phrase groups
 
+// Code/text precedence for the reaction: a 4yz whose text says the server will
+// not accept the message on a later attempt either ("451 4.1.1 Recipient
+// unknown, will not retry") gets the reaction of a 5yz for the category the
+// rules found (bounce a mailbox_unknown rather than retry it for days). Only
+// explicit wording counts; "permanently deferred" and the like stay with the
+// reputation phrases, which fix their own action.
+constexpr std::string_view kFinalPhrases[] = {
+    "will not retry",     "do not retry",      "don't retry",          "should not retry",
+    "not be retried",     "permanent failure", "permanent error",      "permanently rejected",
+    "permanently failed", "giving up",         "no point in retrying",
+};
+
 }  // namespace
 
 std::string_view CategoryName(Category c) {
@@ -204,6 +217,7 @@ struct Classifier::Impl {
 
   std::vector<CompiledUserRule> user_rules;
   std::vector<CompiledDefaultRule> default_rules;
+  int32_t final_group = -1;  // phrase group of kFinalPhrases
   // Two automata over the same phrase groups: ASCII phrases, run on every
   // reply, and phrases with non-ASCII bytes (non-English stock wordings), run
   // only on replies that have such bytes. Kept apart because each distinct
@@ -230,9 +244,11 @@ struct Classifier::Impl {
   const uint64_t* EnhancedMask(const Reply& r) const;
 
   bool UserRuleMatches(const CompiledUserRule& u, const Reply& r, std::string_view dest) const;
+  // `says_final`: the text of a 4yz says the failure is final ("will not
+  // retry"); the reaction then follows the 5yz class (see kFinalPhrases).
   Classification Finish(const Reply& r, std::string_view rule, Category c,
                         std::optional<Category> c4, std::optional<Action> a,
-                        std::optional<bool> transient) const;
+                        std::optional<bool> transient, bool says_final = false) const;
   Classification ClassifyDefault(const Reply& r) const;
 };
 
@@ -295,8 +311,8 @@ bool Classifier::Impl::UserRuleMatches(const CompiledUserRule& u, const Reply& r
 
 Classification Classifier::Impl::Finish(const Reply& r, std::string_view rule, Category c,
                                         std::optional<Category> c4, std::optional<Action> a,
-                                        std::optional<bool> transient) const {
-  const int klass = ReplyClass(r);
+                                        std::optional<bool> transient, bool says_final) const {
+  const int klass = says_final && ReplyClass(r) == 4 ? 5 : ReplyClass(r);
   Classification k;
   k.category = klass == 4 && c4.has_value() ? *c4 : c;
   k.action = a.has_value() ? *a : internal::DefaultAction(k.category, klass);
@@ -347,7 +363,8 @@ Classification Classifier::Impl::ClassifyDefault(const Reply& r) const {
       if (!d.code.Matches(r)) continue;
       if (!d.enhanced.Matches(r.enhanced)) continue;
       const internal::DefaultRuleSpec& s = *d.spec;
-      return Finish(r, s.name, s.category, s.category_4xx, s.action, s.transient);
+      return Finish(r, s.name, s.category, s.category_4xx, s.action, s.transient,
+                    final_group >= 0 && has(final_group));
     }
   }
   switch (ReplyClass(r)) {
@@ -449,6 +466,8 @@ absl::StatusOr<Classifier> Classifier::Create(std::vector<UserRule> user_rules) 
     d.enhanced = *std::move(e);
     impl->default_rules.push_back(std::move(d));
   }
+  impl->final_group =
+      add_group(std::vector<std::string_view>(std::begin(kFinalPhrases), std::end(kFinalPhrases)));
   if (num_groups > kMaxGroupWords * 64 || impl->default_rules.size() > kMaxGroupWords * 64) {
     return absl::InternalError("default rule table exceeds the matcher's fixed limits");
   }

@@ -51,6 +51,20 @@ const std::vector<std::string_view>& ReputationPhrases() {
       "complaints",
       "complaint rate",
       "talos",
+      // The sending host's history or standing, without the word reputation.
+      "sending history",
+      "blocked from sending",
+      "network is blocked",
+      "network has been blocked",
+      "has been banned",
+      "abuse reports",
+      "track record",
+      "history of spam",
+      "spam reports",
+      "watch list",
+      "watchlist",
+      "is banned",
+      "banned for",
   };
   return *p;
 }
@@ -87,7 +101,10 @@ void AppendPhraseRules(std::vector<DefaultRuleSpec>* out) {
        .category = C::kMaintenanceShutdown,
        .any = {"maintenance", "shutting down", "going down", "restarting",
                "system is being upgraded", "temporarily down", "down for upgrade",
-               "upgrade in progress", "being upgraded"}},
+               "upgrade in progress", "being upgraded", "downtime", "scheduled outage",
+               // The same in other languages' stock wordings ("Wartungsarbeiten").
+               "wartung", "mantenimiento", "manutenção", "manutencao", "обслуживани", "维护",
+               "メンテナンス"}},
       {.name = "default:phrase/auth",
        .category = C::kAuthSpfDkimDmarc,
        .any = {"^spf",
@@ -118,7 +135,12 @@ void AppendPhraseRules(std::vector<DefaultRuleSpec>* out) {
        .category = C::kTlsRequired,
        .any = {"starttls", "^tls", "^ssl$", "tls/ssl", "^dane", "certificate", "dnssec",
                "encryption required", "must use encryption", "secure connection required",
-               "requires encryption", "encrypted connection"}},
+               "requires encryption", "encrypted connection",
+               // The refusal of the unencrypted channel, in other words.
+               "cleartext", "plaintext", "unencrypted", "enforces encryption",
+               "encryption is required", "requires tls"}},
+      // A missing or generic PTR, and end-user (consumer, broadband) address space told
+      // to use the provider's relay: the same remedy.
       {.name = "default:phrase/ptr",
        .category = C::kPtrRdns,
        .any = {"reverse dns",
@@ -152,13 +174,25 @@ void AppendPhraseRules(std::vector<DefaultRuleSpec>* out) {
                "smtp server of your isp",
                "without a valid sender domain",
                "fcrdns",
-               "forward dns"}},
+               "forward dns",
+               "end-user address",
+               "end-user ip",
+               "end user ip",
+               "consumer ip",
+               "residential",
+               "broadband",
+               "smarthost",
+               "smart host"}},
+      // The receiver's own list, not a public DNSBL: its wording names the
+      // owner ("by our administrators", "internal list"), before the dnsbl
+      // rule's generic "blacklist".
       {.name = "default:phrase/reputation-own-list",
        .category = C::kReputationBlock,
        .any = {"on our block list", "customer block list", "blacklisted by recipient",
                "blocked by recipient", "our blacklist", "our blocklist", "local blacklist",
                "local blocklist", "our deny list", "our denylist", "on the deny list",
-               "our block-list"},
+               "our block-list", "blacklisted by our", "blocklisted by our", "denylisted by our",
+               "our internal", "internal block", "internal reputation", "on our local"},
        .category_4xx = C::kReputationThrottle},
       // A blocklist of URLs or domains found in the message (SURBL, URIBL, a
       // "listed" link) judges the content, not the sending IP.
@@ -216,7 +250,13 @@ void AppendPhraseRules(std::vector<DefaultRuleSpec>* out) {
                "too many sessions", "sessions opened", "connection frequency",
                "connection rate limit", "trop de connexions", "too many simultaneous",
                "messages per session", "messages per connection", "message per connection",
-               "mails per session", "per session", "number of connections"}},
+               "mails per session", "per session", "number of connections", "open connections",
+               // A per-host connection allowance, in the many words for it: the
+               // sender holds too many connections, not too much mail.
+               "concurrency limit", "connection allowance", "connection quota", "connection cap",
+               // ("Too many parallel sessions" is words/connections' already.)
+               "connection count", "connection rate", "connections per ip", "connections per host",
+               "per-ip connection"}},
       {.name = "default:phrase/frequency-limited",
        .category = C::kRateLimit,
        .any = {"frequency limited", "frequency limit"}},
@@ -225,18 +265,26 @@ void AppendPhraseRules(std::vector<DefaultRuleSpec>* out) {
        .any = {"too many recipients", "limit for message recipients", "recipients per message",
                "per transaction exceeded", "separate transaction", "recipient limit",
                "number of recipients"},
+       // Recipients per hour or per day are a sending rate (words/volume-rate
+       // throttles it), not one message's recipient list to split.
+       .unless = {"per hour", "per minute", "per day", "hourly", "daily"},
        .action = A::kRetry},
       // Receiver verdicts on the sending IP/domain: slow down when deferred,
       // pause the path when rejected.
       {.name = "default:phrase/reputation",
        .category = C::kReputationBlock,
        .any = ReputationPhrases(),
+       // "We are not an open relay" is a relay refusal, not a verdict on the sender.
+       .unless = {"not an open relay", "not a open relay"},
        .category_4xx = C::kReputationThrottle},
       {.name = "default:phrase/unsolicited-rate",
        .category = C::kReputationBlock,
        .any = {"users from spam", "unusual rate of unsolicited", "unusual amount of unsolicited"},
        .also = {"rate limited", "unusual rate", "unusual amount", "ip address"},
        .category_4xx = C::kReputationThrottle},
+      // Sending rates, and sending allowances by message count ("message quota",
+      // "hourly limit"): a limit on messages, not on the recipient's storage
+      // (before mailbox-full).
       {.name = "default:phrase/rate-limit",
        .category = C::kRateLimit,
        .any = {"rate limit",
@@ -270,7 +318,19 @@ void AppendPhraseRules(std::vector<DefaultRuleSpec>* out) {
                "sending rate",
                "message rate",
                "rate exceeded",
-               "too many requests"}},
+               "too many requests",
+               "message quota",
+               "daily quota",
+               "hourly quota",
+               "message limit",
+               "send limit",
+               "hourly limit",
+               "messages per hour",
+               "sending frequency",
+               "submission frequency",
+               "message frequency",
+               "message volume",
+               "sending too"}},
       {.name = "default:phrase/relay-smtp-auth",
        .category = C::kRelayDenied,
        .any = {"authentication required",
@@ -311,8 +371,13 @@ void AppendPhraseRules(std::vector<DefaultRuleSpec>* out) {
                "sender not allowed",
                "authentication is required",
                "must be authenticated",
-               "auth is required"},
+               "auth is required",
+               "unauthenticated client",
+               "unauthenticated user",
+               "unauthenticated connection"},
        .action = A::kRemediate},
+      // Relay refusals, and RFC 5321's 551 ("user not local": the server does not
+      // forward to that user).
       {.name = "default:phrase/relay-denied",
        .category = C::kRelayDenied,
        .any = {"relay access denied",
@@ -336,6 +401,9 @@ void AppendPhraseRules(std::vector<DefaultRuleSpec>* out) {
                "rcpthosts",
                "specified domain is not allowed",
                "relay attempt",
+               "user not local",
+               "we do not forward",
+               "permission to relay",
                "not authorized to relay",
                "relay not authorized",
                "relaying not permitted"}},
@@ -423,6 +491,16 @@ void AppendPhraseRules(std::vector<DefaultRuleSpec>* out) {
                "bad destination system",
                "bad destination host"},
        .unless = {"accept mail from", "accepts mail from", "sender"}},
+      // The recipient's domain, named as such, with a state word ("Domain of
+      // recipient address does not exist"): the domain, not the mailbox, is
+      // unknown, though the text also says "recipient address".
+      {.name = "default:phrase/recipient-domain-unknown",
+       .category = C::kDomainUnknown,
+       .any = {"domain of recipient", "recipient domain", "recipient's domain",
+               "domain of the recipient", "destination domain"},
+       .also = {"does not exist", "doesn't exist", "not found", "unknown", "no such", "no mx",
+                "not resolve", "cannot resolve", "could not be resolved", "nxdomain",
+                "non-existent", "nonexistent"}},
       {.name = "default:phrase/mailbox-unknown",
        .category = C::kMailboxUnknown,
        .any = {"user unknown",

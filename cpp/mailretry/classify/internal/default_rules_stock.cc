@@ -153,7 +153,9 @@ void AppendStockRules(std::vector<DefaultRuleSpec>* out) {
        .category = C::kGreylisting,
        .any = {"not yet authorized to deliver", "internal resource temporarily unavailable",
                "please come back in", "triplet", "delayed by greylist", "greylisting in action",
-               "first delivery attempt", "first attempt from this"},
+               "first delivery attempt", "first attempt from this", "not yet whitelisted",
+               "not yet allowlisted", "first time seen", "seen for the first time",
+               "new sender/recipient"},
        .code = "4xx"},
       // Exchange / Microsoft 365 enhanced-status names in NDR text.
       {.name = "default:mta/exchange-recipient",

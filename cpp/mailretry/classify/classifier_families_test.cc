@@ -1,0 +1,210 @@
+// Tests of the rule families added for wordings the corpus does not have
+// (session 6, "unseen wordings"): one test per family, each with replies
+// written for these tests (not lines of the corpus or of tests/data), checking
+// the category, the reaction and, where it matters, the deciding layer.
+#include <optional>
+#include <string_view>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "mailretry/classify/classifier.h"
+#include "mailretry/reply/reply.h"
+
+namespace mailretry {
+namespace {
+
+using C = Category;
+using A = Action;
+
+struct Case {
+  std::string_view reply;
+  Category category;
+  std::optional<Action> action = std::nullopt;   // checked when set
+  std::optional<bool> transient = std::nullopt;  // checked when set
+  std::string_view rule_prefix = "default:";     // prefix of the deciding rule
+};
+
+void ExpectAll(const std::vector<Case>& cases) {
+  absl::StatusOr<Classifier> c = Classifier::Create();
+  ASSERT_TRUE(c.ok()) << c.status();
+  for (const Case& t : cases) {
+    absl::StatusOr<Classification> k = c->ClassifyText(t.reply);
+    ASSERT_TRUE(k.ok()) << t.reply << ": " << k.status();
+    EXPECT_EQ(CategoryName(k->category), CategoryName(t.category))
+        << t.reply << "\n  decided by " << k->rule;
+    if (t.action.has_value()) {
+      EXPECT_EQ(ActionName(k->action), ActionName(*t.action))
+          << t.reply << "\n  decided by " << k->rule;
+    }
+    if (t.transient.has_value()) {
+      EXPECT_EQ(k->transient, *t.transient) << t.reply << "\n  decided by " << k->rule;
+    }
+    EXPECT_TRUE(k->rule.starts_with(t.rule_prefix))
+        << t.reply << "\n  decided by " << k->rule << ", expected " << t.rule_prefix;
+  }
+}
+
+// A per-host connection allowance, however it is named, is a connection cap
+// (cut concurrency), not a busy server (wait) or a maintenance window.
+TEST(FamilyConnectionAllowance, CapsInManyWordsAreConnectionCaps) {
+  ExpectAll({
+      {"421 Refused: concurrency limit for 192.0.2.1 hit", C::kTooManyConnections, A::kThrottle},
+      {"421 4.4.5 Your host used up its connection allowance", C::kTooManyConnections, A::kThrottle,
+       std::nullopt, "default:phrase/connections"},
+      {"421 4.3.2 Connection rate of your subnet is too high", C::kTooManyConnections, A::kThrottle,
+       std::nullopt, "default:phrase/connections"},
+      {"450 Too many parallel sessions, back off", C::kTooManyConnections, A::kThrottle},
+      {"421 Connections per IP capped at 3", C::kTooManyConnections, A::kThrottle},
+  });
+}
+
+// Quotas and limits counted in messages (per hour, per day) are a sending
+// rate: throttle, not the recipient's mailbox quota nor a per-message
+// recipient list to split.
+TEST(FamilySendingQuota, MessageQuotasAndPerHourCountsAreRates) {
+  ExpectAll({
+      {"421 4.7.0 Hourly quota of messages used up for 198.51.100.1", C::kRateLimit, A::kThrottle},
+      {"452 Message quota reached for this sender today", C::kRateLimit, A::kThrottle},
+      {"452 4.5.3 Too many recipients per day from this account", C::kRateLimit, A::kThrottle},
+      {"451 Your message volume is too high at the moment", C::kRateLimit, A::kThrottle},
+      {"421 Sending too often, wait a bit", C::kRateLimit, A::kThrottle},
+      // The recipient's quota stays mailbox_full, and recipients per message
+      // stay a retry with a split list.
+      {"452 4.2.2 Quota reached for mailbox of ann", C::kMailboxFull, A::kRetry},
+      {"452 4.5.3 Too many recipients for one message", C::kRateLimit, A::kRetry},
+  });
+}
+
+// Code/text precedence: a 5yz whose text says the server is busy or the
+// failure is temporary is transient; a cause named in the text still wins.
+TEST(FamilyTransientTextOn5xx, BusyOrTemporaryTextRetries) {
+  ExpectAll({
+      {"554 5.3.2 Mail server overloaded, please come back", C::kServerBusyCapacity, A::kRetry,
+       true, "default:phrase/busy-5xx"},
+      {"550 Server at capacity right now", C::kServerBusyCapacity, A::kRetry, true},
+      {"550 Temporary failure in the backend, please retry", C::kUnknownTransient, A::kRetry, true,
+       "default:phrase/transient-5xx"},
+      {"554 Unable to take mail right now, try again in an hour", C::kUnknownTransient, A::kRetry,
+       true, "default:phrase/transient-5xx"},
+      // Named causes decide first.
+      {"550 5.1.1 No such user, try again later won't help", C::kMailboxUnknown, A::kBounce, false},
+      {"554 Message looks like spam, try again later", C::kPolicyContentSpam, A::kBounce, false},
+      // "Permanent" keeps a 5yz permanent.
+      {"550 Permanent failure, do not retry later", C::kUnknownPermanent, A::kBounce, false},
+  });
+}
+
+// Code/text precedence for the reaction: a 4yz whose text says the failure
+// is final reacts as a 5yz for the category found.
+TEST(FamilyFinalTextOn4xx, WillNotRetryBouncesTheCategoryFound) {
+  ExpectAll({
+      {"450 4.1.1 No such mailbox here; permanent failure", C::kMailboxUnknown, A::kBounce, false},
+      {"452 4.2.2 Mailbox over quota, giving up", C::kMailboxFull, A::kBounce, false},
+      {"451 4.7.26 DMARC reject, do not retry", C::kAuthSpfDkimDmarc, A::kRemediate, false},
+      // Without such words a 4yz keeps its class.
+      {"450 4.1.1 No such mailbox here", C::kMailboxUnknown, A::kRetry, true},
+      // Categories whose reaction does not depend on the class keep it.
+      {"421 4.7.0 Too many connections, giving up on you", C::kTooManyConnections, A::kThrottle,
+       true},
+  });
+}
+
+// The recipient's domain named with a state word is domain_unknown, even
+// though the text also says "recipient address".
+TEST(FamilyRecipientDomain, UnknownRecipientDomainIsTheDomain) {
+  ExpectAll({
+      {"553 Domain of recipient address cannot be found: no such domain", C::kDomainUnknown,
+       A::kBounce},
+      {"550 Recipient domain has no MX and no A record", C::kDomainUnknown, A::kBounce,
+       std::nullopt, "default:phrase/recipient-domain-unknown"},
+      {"550 The destination domain is unknown to us", C::kDomainUnknown, A::kBounce},
+      // A recipient that does not exist in a known domain stays a mailbox.
+      {"550 Recipient address does not exist", C::kMailboxUnknown, A::kBounce},
+  });
+}
+
+// The receiver's own verdict on the sender, without the word "reputation":
+// sending history, bans, its own (not a public) list.
+TEST(FamilyReceiverVerdict, OwnListsAndSendingHistoryAreReputation) {
+  ExpectAll({
+      {"550 Not accepted: this host's sending history is poor", C::kReputationBlock,
+       A::kSuspendDomain},
+      {"554 IP 192.0.2.4 has been banned here", C::kReputationBlock, A::kSuspendDomain},
+      {"554 Your IP is blacklisted by our postmasters", C::kReputationBlock, A::kSuspendDomain,
+       std::nullopt, "default:phrase/reputation-own-list"},
+      {"550 Rejected by our internal sender list", C::kReputationBlock, A::kSuspendDomain},
+      // A named public list stays dnsbl_listed.
+      {"554 Your IP is blacklisted at dnsbl.example.org", C::kDnsblListed, A::kRemediate},
+  });
+}
+
+// Greylisting wordings without the word "greylist", and greylisting that
+// names a delay in minutes, read as greylisting (not as a busy server).
+TEST(FamilyGreylisting, FirstContactDeferralsAndDelaysInMinutes) {
+  ExpectAll({
+      {"451 Sender not yet whitelisted here, retry in 10 minutes", C::kGreylisting, A::kRetry},
+      {"450 Deferred: first time seen from your address, please come back", C::kGreylisting,
+       A::kRetry},
+      {"451 4.7.1 Greylisted: wait 5 minutes, server is busy with new senders", C::kGreylisting,
+       A::kRetry},
+      {"451 4.7.1 Grey listing active; retry after 12 minutes", C::kGreylisting, A::kRetry},
+  });
+}
+
+// The issue's named cases (issue 12, item 5).
+TEST(FamilyIssueNamedCases, AnvilGmailCapMimecastGreylisting) {
+  ExpectAll({
+      {"450 4.7.1 Error: too much mail from 192.0.2.77", C::kRateLimit, A::kThrottle},
+      {"421-4.7.0 Try again later, closing connection. (EHLO)\r\n421 4.7.0 For more info see "
+       "the help center. ab12cd - gsmtp",
+       C::kTooManyConnections, A::kThrottle},
+      {"451 Internal resource temporarily unavailable - see gateway help page", C::kGreylisting,
+       A::kRetry},
+  });
+}
+
+// The same causes in other languages' stock wordings.
+TEST(FamilyInternational, MaintenanceBusyAndFullInOtherLanguages) {
+  ExpectAll({
+      {"421 Wegen Wartung nicht erreichbar", C::kMaintenanceShutdown, A::kRetry},
+      {"421 Servidor en mantenimiento", C::kMaintenanceShutdown, A::kRetry},
+      {"421 服务器正在维护", C::kMaintenanceShutdown, A::kRetry},
+      {"451 邮件服务器繁忙", C::kServerBusyCapacity, A::kRetry},
+      {"421 Server überlastet", C::kServerBusyCapacity, A::kRetry},
+      {"452 受信箱の容量が満杯です", C::kMailboxFull, A::kRetry},
+  });
+}
+
+// Relaying in other words, RFC 5321's 551, and content held for scanning.
+TEST(FamilyRelayAndContent, RelayPermissionUserNotLocalQuarantine) {
+  ExpectAll({
+      {"550 5.7.1 You have no permission to relay here", C::kRelayDenied, A::kBounce},
+      {"551 User not local; please try another path", C::kRelayDenied, A::kBounce},
+      {"451 Message held in quarantine, try later", C::kPolicyContentSpam, A::kRetry},
+  });
+}
+
+// Second round (more tune wordings): the receiver's verdict without the word
+// reputation, end-user address space, the refused cleartext channel, what the
+// content carries, a server saying it is not an open relay, downtime.
+TEST(FamilySecondRound, VerdictEndUserCleartextContentRelayDowntime) {
+  ExpectAll({
+      {"554 Refused: your network's track record here is bad", C::kReputationBlock,
+       A::kSuspendDomain},
+      {"550 5.7.1 Host 192.0.2.5 is banned for abuse", C::kReputationBlock, A::kSuspendDomain},
+      {"451 4.7.1 Your IP sits on our watch list, deferring", C::kReputationThrottle, A::kThrottle},
+      {"554 5.7.1 Broadband address space may not send here; use a smart host", C::kPtrRdns,
+       A::kRemediate},
+      {"550 5.7.1 Plaintext sessions are not accepted by this domain", C::kTlsRequired,
+       A::kRemediate},
+      {"554 5.7.1 Executable content is not accepted", C::kPolicyContentSpam, A::kBounce},
+      {"550 5.7.1 Rejected: we are not an open relay", C::kRelayDenied, A::kBounce},
+      // An open relay that is the sender's problem stays a verdict on the sender.
+      {"554 5.7.1 Your server is an open relay, blocked", C::kReputationBlock, A::kSuspendDomain},
+      {"550 Relaying for unauthenticated clients is off", C::kRelayDenied, A::kRemediate},
+      {"421 Planned downtime until 04:00 UTC", C::kMaintenanceShutdown, A::kRetry},
+  });
+}
+
+}  // namespace
+}  // namespace mailretry
