@@ -44,9 +44,10 @@ void Print(const Event& e) {
     std::printf(" next=%s",
                 absl::FormatTime("%H:%M", *e.next_attempt, absl::UTCTimeZone()).c_str());
   }
-  if (!e.detail.empty()) std::printf("  (%s)", e.detail.c_str());
+  if (!e.detail.empty())
+    std::printf("  (%.*s)", static_cast<int>(e.detail.size()), e.detail.data());
   std::printf("\n");
-  for (const std::string& step : e.remediation) std::printf("      -> %s\n", step.c_str());
+  for (const std::string& step : e.info().remediation) std::printf("      -> %s\n", step.c_str());
 }
 
 }  // namespace

@@ -197,16 +197,17 @@ py::dict EventToDict(const Event& e) {
                              : py::object(py::none());
   d[k.attempt] = py::int_(e.attempt);
   d[k.next_attempt] = OptFloat(OptSeconds(e.next_attempt));
-  d[k.until] = OptFloat(OptSeconds(e.until));
+  const DestinationEventInfo& info = e.info();  // empty for message events
+  d[k.until] = OptFloat(OptSeconds(info.until));
   d[k.status] = Text(e.status);
   d[k.reply] = Text(e.reply);
   d[k.detail] = Text(e.detail);
   d[k.rule] = Text(e.rule);
-  d[k.concurrency_limit] = py::int_(e.concurrency_limit);
-  d[k.rate_per_second] = OptFloat(e.rate_per_second);
-  d[k.categories] = CategoryCounts(e.categories);
-  d[k.samples] = StringTuple(e.samples);
-  d[k.remediation] = StringTuple(e.remediation);
+  d[k.concurrency_limit] = py::int_(info.concurrency_limit);
+  d[k.rate_per_second] = OptFloat(info.rate_per_second);
+  d[k.categories] = CategoryCounts(info.categories);
+  d[k.samples] = StringTuple(info.samples);
+  d[k.remediation] = StringTuple(info.remediation);
   return d;
 }
 

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <utility>
@@ -52,8 +53,19 @@ std::vector<Event>& DrainBuffer() {
   return events;
 }
 
-// The drained events as a list of dicts. A huge batch is not kept between
-// calls (the engine keeps at most that many spares anyway).
+// Held from a drain until its events are converted: an event's texts live in
+// the engine only until its next drain (engine.h), and another thread may
+// drain the same engine while this one converts (the GIL is released for the
+// drain, and converting can run Python code, a finalizer, that switches
+// threads). One lock for all engines: a drain is a few swaps. Recursive, so
+// that such a finalizer draining another engine cannot deadlock.
+std::recursive_mutex& DrainMutex() {
+  static std::recursive_mutex mu;
+  return mu;
+}
+
+// The drained events as a list of dicts. A huge batch's vector is not kept
+// between calls: each thread's buffer stays small while it is idle.
 py::list EventList(std::vector<Event>& events) {
   py::list out(events.size());
   for (size_t i = 0; i < events.size(); ++i) {
@@ -325,8 +337,10 @@ void RegisterEngine(py::module_& m) {
       .def("drain_events",
            [](Engine& e) {
              std::vector<Event>& events = DrainBuffer();
+             std::unique_lock<std::recursive_mutex> lock(DrainMutex(), std::defer_lock);
              {
-               py::gil_scoped_release release;
+               py::gil_scoped_release release;  // not held while waiting for the lock
+               lock.lock();
                e.DrainEvents(events);
              }
              return EventList(events);
@@ -344,6 +358,7 @@ void RegisterEngine(py::module_& m) {
             absl::Status status;
             std::vector<PyLease> out;
             std::optional<absl::Time> wakeup;
+            std::unique_lock<std::recursive_mutex> lock(DrainMutex(), std::defer_lock);
             {
               py::gil_scoped_release release;
               if (limit == 0) {
@@ -357,6 +372,7 @@ void RegisterEngine(py::module_& m) {
                 }
               }
               if (status.ok()) {
+                lock.lock();
                 e.DrainEvents(events);
                 wakeup = e.NextWakeup();
               }

@@ -174,8 +174,9 @@ absl::Status EngineConfig::Validate() const {
     return absl::InvalidArgumentError(
         "structural: need 1 <= probe_backoff <= 16 and probe_interval_max >= probe_interval");
   }
-  if (lease_timeout <= absl::ZeroDuration() || lease_timeout > absl::Hours(24 * 30)) {
-    return absl::InvalidArgumentError("lease_timeout must be in (0, 30 days]");
+  if (lease_timeout != absl::InfiniteDuration() &&
+      (lease_timeout <= absl::ZeroDuration() || lease_timeout > absl::Hours(24 * 30))) {
+    return absl::InvalidArgumentError("lease_timeout must be in (0, 30 days] or infinite");
   }
   if (timer_resolution <= absl::ZeroDuration() || timer_resolution > absl::Hours(1)) {
     return absl::InvalidArgumentError("timer_resolution must be in (0, 1 h]");

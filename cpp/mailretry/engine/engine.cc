@@ -338,7 +338,8 @@ EngineStats Engine::Stats() const {
                  m.dests.capacity() * sizeof(DestState) +
                  m.pair_ids.capacity() * (sizeof(uint64_t) * 2 + 1) +
                  m.name_ids.capacity() * (sizeof(std::string_view) + sizeof(uint64_t) + 1) +
-                 m.ring.size() * sizeof(uint32_t) + m.reply_cache.MemoryBytes();
+                 m.ring.size() * sizeof(uint32_t) + m.reply_cache.MemoryBytes() +
+                 m.leases.MemoryBytes() + m.events.MemoryBytes();
   for (const std::string& n : m.names)
     bytes += sizeof(std::string) + (n.capacity() > 15 ? n.capacity() : 0);
   for (const DestState& d : m.dests) {

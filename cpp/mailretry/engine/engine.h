@@ -249,6 +249,8 @@ struct EngineConfig {
   StructuralConfig structural;
   std::vector<UserRule> classifier_rules;  // passed to Classifier::Create
   // A lease not reported within this time returns its message to the schedule.
+  // absl::InfiniteDuration(): leases never expire (for a caller that reports
+  // every lease, as the simulator does); no deadline is kept for them.
   absl::Duration lease_timeout = absl::Minutes(10);
   TimerBackend backend = TimerBackend::kWheel;
   // Message due times (retries, expiries, lease deadlines) are honoured at
@@ -342,20 +344,12 @@ struct CategoryCount {
   uint32_t count = 0;
 };
 
-struct Event {
-  EventKind kind = EventKind::kDelivered;
-  absl::Time time;                 // when it happened (non-decreasing in the stream)
-  std::optional<uint64_t> msg_id;  // message events
-  std::string_view destination;    // valid while the Engine lives
-  std::string_view source;
-  std::optional<Category> category;        // message events; throttled/suspended: the trigger
-  uint32_t attempt = 0;                    // message events: attempts made so far
-  std::optional<absl::Time> next_attempt;  // deferred, lease_expired
-  std::optional<absl::Time> until;         // suspended: end; throttled: end of a rule override
-  std::string status;                      // enhanced status: the reply's, or "4.4.7" for expired
-  std::string reply;                       // reply text; for expired the last reply
-  std::string detail;                      // why, in words
-  std::string rule;                        // classifier or reaction rule behind it
+// The destination-level part of an event: the limits in force, the suspension
+// end and the evidence. Set for destination_throttled, destination_suspended,
+// destination_warning and structural_failure; message events, which are most
+// events, carry none of it (Event::info() then returns an empty one).
+struct DestinationEventInfo {
+  std::optional<absl::Time> until;  // suspended: end; throttled: end of a rule override
   // destination_throttled: the limits now in force (0 / nullopt = unlimited).
   uint32_t concurrency_limit = 0;
   std::optional<double> rate_per_second;
@@ -363,6 +357,57 @@ struct Event {
   std::vector<CategoryCount> categories;  // dominant first
   std::vector<std::string> samples;       // recent reply texts
   std::vector<std::string> remediation;   // steps for the dominant categories
+};
+
+// One event. Compact on purpose (about 170 bytes, no heap memory of its own):
+// a busy engine records one per report, and the 350-byte event with four
+// strings and three vectors that it replaced was most of the cache misses of
+// a batch of reports.
+//
+// Lifetime: the text fields and `destination_info` point into storage that
+// the engine owns, and stay valid until the next DrainEvents call on the same
+// engine (from any thread) or the engine's destruction; `destination` and
+// `source` stay valid while the Engine lives. Copy what you keep longer
+// (OwnedEvent). An engine drained from several threads must have each
+// batch used before another thread drains.
+struct Event {
+  EventKind kind = EventKind::kDelivered;
+  std::optional<Category> category;  // message events; throttled/suspended: the trigger
+  uint32_t attempt = 0;              // message events: attempts made so far
+  absl::Time time;                   // when it happened (non-decreasing in the stream)
+  std::optional<uint64_t> msg_id;    // message events
+  std::string_view destination;      // valid while the Engine lives
+  std::string_view source;
+  std::optional<absl::Time> next_attempt;  // deferred, lease_expired
+  std::string_view status;                 // enhanced status: the reply's, or "4.4.7" for expired
+  std::string_view reply;                  // reply text; for expired the last reply
+  std::string_view detail;                 // why, in words
+  std::string_view rule;                   // classifier or reaction rule behind it
+  // Null for events without a destination-level part; see info().
+  const DestinationEventInfo* destination_info = nullptr;
+
+  // *destination_info, or an empty DestinationEventInfo.
+  const DestinationEventInfo& info() const;
+};
+
+// An Event with its own copies of the texts and the destination-level part,
+// valid as long as it lives (for keeping events across drains).
+struct OwnedEvent {
+  OwnedEvent() = default;
+  explicit OwnedEvent(const Event& e);
+  EventKind kind = EventKind::kDelivered;
+  std::optional<Category> category;
+  uint32_t attempt = 0;
+  absl::Time time;
+  std::optional<uint64_t> msg_id;
+  std::string_view destination;  // valid while the Engine lives
+  std::string_view source;
+  std::optional<absl::Time> next_attempt;
+  std::string status, reply, detail, rule;
+  DestinationEventInfo info;
+  // An Event pointing into this one (valid while it lives, unchanged);
+  // destination_info is null when `info` is empty.
+  Event view() const;
 };
 
 enum class Health : uint8_t { kHealthy, kWarning, kStructural };
@@ -516,12 +561,12 @@ class Engine {
   // `now` seen if messages are dispatchable already; nullopt when idle.
   std::optional<absl::Time> NextWakeup() const;
 
-  // Events since the last drain, oldest first.
+  // Events since the last drain, oldest first. Their texts stay valid until
+  // the next DrainEvents call (see Event).
   std::vector<Event> DrainEvents();
-  // The same into `events`, whose previous contents the engine keeps and
-  // reuses for later events (their strings keep their capacity). Draining
-  // into the same vector each time, a steady stream of events allocates
-  // nothing; the engine keeps at most 65,536 such spares.
+  // The same into `events`, whose previous contents are dropped and whose
+  // capacity the engine reuses for later events. Draining into the same
+  // vector each time, a steady stream of events allocates nothing.
   void DrainEvents(std::vector<Event>& events);
 
   // State of one (destination, source) pair; NotFound if never seen.

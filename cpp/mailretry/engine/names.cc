@@ -1,6 +1,6 @@
 // File: engine/names.cc
 // The stable names of the engine's enums, and the remediation steps that
-// structural events carry, per failure category.
+// structural events carry, per failure category; Event's small helpers.
 #include <string>
 #include <string_view>
 #include <vector>
@@ -104,6 +104,47 @@ std::vector<std::string> RemediationSteps(Category c) {
     default:
       return {};
   }
+}
+
+const DestinationEventInfo& Event::info() const {
+  static const DestinationEventInfo kNone;
+  return destination_info != nullptr ? *destination_info : kNone;
+}
+
+OwnedEvent::OwnedEvent(const Event& e)
+    : kind(e.kind),
+      category(e.category),
+      attempt(e.attempt),
+      time(e.time),
+      msg_id(e.msg_id),
+      destination(e.destination),
+      source(e.source),
+      next_attempt(e.next_attempt),
+      status(e.status),
+      reply(e.reply),
+      detail(e.detail),
+      rule(e.rule),
+      info(e.info()) {}
+
+Event OwnedEvent::view() const {
+  Event e;
+  e.kind = kind;
+  e.category = category;
+  e.attempt = attempt;
+  e.time = time;
+  e.msg_id = msg_id;
+  e.destination = destination;
+  e.source = source;
+  e.next_attempt = next_attempt;
+  e.status = status;
+  e.reply = reply;
+  e.detail = detail;
+  e.rule = rule;
+  if (info.until || info.concurrency_limit != 0 || info.rate_per_second ||
+      !info.categories.empty() || !info.samples.empty() || !info.remediation.empty()) {
+    e.destination_info = &info;
+  }
+  return e;
 }
 
 }  // namespace mailretry

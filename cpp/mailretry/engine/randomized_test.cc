@@ -65,17 +65,19 @@ TEST(Engine, SameSeedAndInputsGiveTheSameEvents) {
 // Every field of an event, lists included (Render leaves those out).
 std::string RenderAll(const Event& e) {
   std::string s = Render(e);
-  absl::StrAppend(&s, " limit=", e.concurrency_limit,
-                  " rate=", e.rate_per_second ? absl::StrCat(*e.rate_per_second) : "-", " cats=");
-  for (const CategoryCount& c : e.categories)
+  const DestinationEventInfo& info = e.info();
+  absl::StrAppend(&s, " limit=", info.concurrency_limit,
+                  " rate=", info.rate_per_second ? absl::StrCat(*info.rate_per_second) : "-",
+                  " cats=");
+  for (const CategoryCount& c : info.categories)
     absl::StrAppend(&s, std::string(CategoryName(c.category)), ":", c.count, ",");
-  absl::StrAppend(&s, " samples=", absl::StrJoin(e.samples, "|"),
-                  " remediation=", absl::StrJoin(e.remediation, "|"));
+  absl::StrAppend(&s, " samples=", absl::StrJoin(info.samples, "|"),
+                  " remediation=", absl::StrJoin(info.remediation, "|"));
   return s;
 }
 
-// DrainEvents(vector&) hands the previous drain's events back to the engine,
-// which resets and refills them: the events must equal freshly built ones,
+// DrainEvents(vector&) hands the previous drain's vector back to the engine,
+// whose text arena is reused too: the events must equal freshly built ones,
 // with nothing left over from the event that used the storage before (a
 // bounce's rule and detail on a later delivery, a warning's samples...).
 TEST(Engine, RecycledEventsEqualFreshOnes) {
@@ -90,7 +92,7 @@ TEST(Engine, RecycledEventsEqualFreshOnes) {
     int with_lists = 0;
     fresh.on_event = [&](const Event& e) {
       all_fresh.push_back(RenderAll(e));
-      if (!e.categories.empty() || !e.samples.empty()) ++with_lists;
+      if (!e.info().categories.empty() || !e.info().samples.empty()) ++with_lists;
     };
     reused.on_event = [&](const Event& e) { all_reused.push_back(RenderAll(e)); };
     for (int i = 0; i < 3000; ++i) {

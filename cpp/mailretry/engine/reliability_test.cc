@@ -200,7 +200,7 @@ TEST(ReliabilityTest, TransportDetailIsCappedLikeReplies) {
   for (const Event& ev : e->DrainEvents()) {
     EXPECT_LE(ev.reply.size(), kMaxReplyBytes + 64);
     EXPECT_LE(ev.detail.size(), kMaxReplyBytes + 64);
-    for (const std::string& s : ev.samples) EXPECT_LE(s.size(), kMaxReplyBytes + 64);
+    for (const std::string& s : ev.info().samples) EXPECT_LE(s.size(), kMaxReplyBytes + 64);
   }
   EXPECT_LE(e->Stats().memory_bytes, size_t{4} << 20);
 }

@@ -70,8 +70,8 @@ TEST(Engine, RepeatedFourTwentyOnesRaiseAWarning) {
   ASSERT_EQ(Count(ev, EventKind::kDestinationWarning), 1);
   for (const Event& x : ev) {
     if (x.kind == EventKind::kDestinationWarning) {
-      EXPECT_FALSE(x.categories.empty());
-      EXPECT_THAT(x.samples, Not(IsEmpty()));
+      EXPECT_FALSE(x.info().categories.empty());
+      EXPECT_THAT(x.info().samples, Not(IsEmpty()));
     }
   }
   EXPECT_EQ(e->GetDestination("flaky.example")->health, Health::kWarning);
@@ -84,26 +84,25 @@ TEST(Engine, FullRetryCycleWithoutDeliveryIsStructuralThenHeldAndProbed) {
   absl::Time now = kT0;
   // Fail everything until the structural event: 6 failures each (waits of
   // 15m, 30m, 1h, 2h, then the capped 4h also failed), about 7.75 h.
-  std::vector<Event> all;
+  std::vector<OwnedEvent> all;  // kept across drains: owned copies
   for (int round = 0; round < 200 && Count(all, EventKind::kStructuralFailure) == 0; ++round) {
     for (const Lease& l : Take(*e, now)) MustReport(*e, l.msg_id, now, kDnsbl);
-    std::vector<Event> ev = e->DrainEvents();
-    all.insert(all.end(), ev.begin(), ev.end());
+    for (const Event& ev : e->DrainEvents()) all.emplace_back(ev);
     now += absl::Minutes(5);
   }
   ASSERT_EQ(Count(all, EventKind::kStructuralFailure), 1);
-  const Event* sf = nullptr;
-  for (const Event& x : all) {
+  const OwnedEvent* sf = nullptr;
+  for (const OwnedEvent& x : all) {
     if (x.kind == EventKind::kStructuralFailure) sf = &x;
   }
   EXPECT_EQ(sf->destination, dest);
-  ASSERT_FALSE(sf->categories.empty());
-  EXPECT_EQ(sf->categories[0].count, 18u);  // 3 messages × 6 failures
-  EXPECT_THAT(sf->samples, Not(IsEmpty()));
-  EXPECT_EQ(sf->categories[0].category, Category::kDnsblListed);
-  ASSERT_THAT(sf->remediation, Not(IsEmpty()));
-  EXPECT_THAT(sf->remediation[0], HasSubstr("DNSBL"));
-  EXPECT_THAT(sf->samples[0], HasSubstr("spamhaus"));
+  ASSERT_FALSE(sf->info.categories.empty());
+  EXPECT_EQ(sf->info.categories[0].count, 18u);  // 3 messages × 6 failures
+  EXPECT_THAT(sf->info.samples, Not(IsEmpty()));
+  EXPECT_EQ(sf->info.categories[0].category, Category::kDnsblListed);
+  ASSERT_THAT(sf->info.remediation, Not(IsEmpty()));
+  EXPECT_THAT(sf->info.remediation[0], HasSubstr("DNSBL"));
+  EXPECT_THAT(sf->info.samples[0], HasSubstr("spamhaus"));
   EXPECT_THAT(sf->detail, HasSubstr("full retry cycle"));
   EXPECT_GE(sf->time, kT0 + absl::Hours(7));  // 15m+30m+1h+2h+... after ~7.75 h
   absl::StatusOr<DestinationInfo> info = e->GetDestination(dest);
@@ -143,20 +142,19 @@ TEST(Engine, UnambiguousEvidenceIsStructuralBeforeAFullCycle) {
   auto e = MakeEngine();
   absl::Time now = kT0;
   uint64_t id = 1;
-  std::vector<Event> all;
+  std::vector<OwnedEvent> all;  // kept across drains: owned copies
   // 12 new messages an hour, all rejected for PTR, for 3 hours.
   for (int step = 0; step < 36 && Count(all, EventKind::kStructuralFailure) == 0; ++step) {
     ASSERT_TRUE(e->Submit(id++, "strict.example", now).ok());
     for (const Lease& l : Take(*e, now)) MustReport(*e, l.msg_id, now, kPtr);
-    std::vector<Event> ev = e->DrainEvents();
-    all.insert(all.end(), ev.begin(), ev.end());
+    for (const Event& ev : e->DrainEvents()) all.emplace_back(ev);
     now += absl::Minutes(5);
   }
   ASSERT_EQ(Count(all, EventKind::kStructuralFailure), 1);
-  for (const Event& x : all) {
+  for (const OwnedEvent& x : all) {
     if (x.kind != EventKind::kStructuralFailure) continue;
-    EXPECT_EQ(x.categories[0].category, Category::kPtrRdns);
-    EXPECT_THAT(x.remediation[0], HasSubstr("PTR"));
+    EXPECT_EQ(x.info.categories[0].category, Category::kPtrRdns);
+    EXPECT_THAT(x.info.remediation[0], HasSubstr("PTR"));
     // Issue 12: a PTR reply is strong evidence, confirmed by a second attempt
     // at least strong_span (10 min) later with no delivery between; the
     // 20-messages-over-2-hours early rule of 0.1 flagged this at 2-3 h.

@@ -87,7 +87,7 @@ std::string EventsKey(const std::vector<Event>& events) {
   for (const Event& e : events) {
     absl::StrAppend(&out, std::string(EventKindName(e.kind)), "@", absl::ToUnixMillis(e.time), ":",
                     e.msg_id.value_or(0), ":", std::string(e.destination), ":", e.attempt, ":",
-                    e.detail, ";");
+                    std::string(e.detail), ";");
   }
   return out;
 }

@@ -58,27 +58,30 @@ void PutEvent(Writer& w, const Event& e, uint32_t dest_index) {
   w.U32(e.attempt);
   w.Bool(e.next_attempt.has_value());
   if (e.next_attempt) w.Time(*e.next_attempt);
-  w.Bool(e.until.has_value());
-  if (e.until) w.Time(*e.until);
+  const DestinationEventInfo& info = e.info();
+  w.Bool(info.until.has_value());
+  if (info.until) w.Time(*info.until);
   w.Str(e.status);
   w.Str(e.reply);
   w.Str(e.detail);
   w.Str(e.rule);
-  w.U32(e.concurrency_limit);
-  w.Bool(e.rate_per_second.has_value());
-  if (e.rate_per_second) w.F64(*e.rate_per_second);
-  w.U64(e.categories.size());
-  for (const CategoryCount& cc : e.categories) {
+  w.U32(info.concurrency_limit);
+  w.Bool(info.rate_per_second.has_value());
+  if (info.rate_per_second) w.F64(*info.rate_per_second);
+  w.U64(info.categories.size());
+  for (const CategoryCount& cc : info.categories) {
     w.U8(static_cast<uint8_t>(cc.category));
     w.U32(cc.count);
   }
-  w.U64(e.samples.size());
-  for (const std::string& s : e.samples) w.Str(s);
-  w.U64(e.remediation.size());
-  for (const std::string& s : e.remediation) w.Str(s);
+  w.U64(info.samples.size());
+  for (const std::string& s : info.samples) w.Str(s);
+  w.U64(info.remediation.size());
+  for (const std::string& s : info.remediation) w.Str(s);
 }
 
-bool GetEvent(Reader& r, const Engine::Impl& m, Event& e) {
+// Reads an event into `e`, its texts and destination-level part into
+// `info`; the caller copies both into the event buffer (PushCopy).
+bool GetEvent(Reader& r, const Engine::Impl& m, OwnedEvent& e) {
   const uint8_t kind = r.U8();
   if (kind >= kNumEventKinds) return false;
   e.kind = static_cast<EventKind>(kind);
@@ -97,24 +100,24 @@ bool GetEvent(Reader& r, const Engine::Impl& m, Event& e) {
   }
   e.attempt = r.U32();
   if (r.Bool()) e.next_attempt = r.Time();
-  if (r.Bool()) e.until = r.Time();
+  if (r.Bool()) e.info.until = r.Time();
   e.status = r.Str();
   e.reply = r.Str();
   e.detail = r.Str();
   e.rule = r.Str();
-  e.concurrency_limit = r.U32();
-  if (r.Bool()) e.rate_per_second = r.F64();
-  e.categories.resize(r.Count(5));
-  for (CategoryCount& cc : e.categories) {
+  e.info.concurrency_limit = r.U32();
+  if (r.Bool()) e.info.rate_per_second = r.F64();
+  e.info.categories.resize(r.Count(5));
+  for (CategoryCount& cc : e.info.categories) {
     const uint8_t c = r.U8();
     if (c >= kNumCategories) return false;
     cc.category = static_cast<Category>(c);
     cc.count = r.U32();
   }
-  e.samples.resize(r.Count(4));
-  for (std::string& s : e.samples) s = r.Str();
-  e.remediation.resize(r.Count(4));
-  for (std::string& s : e.remediation) s = r.Str();
+  e.info.samples.resize(r.Count(4));
+  for (std::string& s : e.info.samples) s = r.Str();
+  e.info.remediation.resize(r.Count(4));
+  for (std::string& s : e.info.remediation) s = r.Str();
   return r.ok();
 }
 
@@ -314,6 +317,7 @@ absl::StatusOr<std::unique_ptr<Engine::Impl>> LoadImpl(const std::string& path) 
   if (!r.ok() || live > nslots || nslots > kMaxSlot) return corrupt("message section header");
   for (uint32_t s = 0; s < nslots; ++s) m->msgs.Grow();
   std::vector<bool> used(nslots, false);
+  std::vector<std::pair<int64_t, uint32_t>> leased;  // (deadline, slot)
   for (uint64_t i = 0; i < live; ++i) {
     const uint32_t s = r.U32();
     if (!r.ok() || s >= nslots || used[s]) return corrupt("message slot");
@@ -326,8 +330,11 @@ absl::StatusOr<std::unique_ptr<Engine::Impl>> LoadImpl(const std::string& path) 
       return corrupt("message record");
     }
     if (!m->ids.insert(s).second) return corrupt("duplicate message id");
-    if (!m->msg_timers->Schedule(s, absl::FromUnixMillis(x.timer_ms)).ok())
+    if (x.state == MsgState::kLeased) {
+      leased.emplace_back(x.timer_ms, s);  // the lease FIFO, in deadline order below
+    } else if (!m->msg_timers->Schedule(s, absl::FromUnixMillis(x.timer_ms)).ok()) {
       return corrupt("message timer");
+    }
     switch (x.state) {
       case MsgState::kScheduled:
         ++m->scheduled_n;
@@ -341,6 +348,12 @@ absl::StatusOr<std::unique_ptr<Engine::Impl>> LoadImpl(const std::string& path) 
       case MsgState::kFree:
         break;
     }
+  }
+  // Leases share one timeout, so deadline order is the order they were
+  // handed out in (ties are ordered by message id when they fire).
+  std::sort(leased.begin(), leased.end());
+  if (m->lease_deadlines_on) {
+    for (const auto& [due, s] : leased) m->leases.Push(due, s, m->msgs[s].id, m->msgs[s].attempts);
   }
   // Free slots chain in ascending order, so slot reuse is deterministic.
   for (uint32_t s = nslots; s-- > 0;) {
@@ -374,9 +387,9 @@ absl::StatusOr<std::unique_ptr<Engine::Impl>> LoadImpl(const std::string& path) 
   }
   const uint64_t nevents = r.Count(40);
   for (uint64_t i = 0; i < nevents; ++i) {
-    Event e;
-    if (!GetEvent(r, *m, e)) return corrupt("event section");
-    m->events.push_back(std::move(e));
+    OwnedEvent o;
+    if (!GetEvent(r, *m, o)) return corrupt("event section");
+    m->events.PushCopy(o.view());
   }
   if (!r.ok()) return corrupt("truncated payload");
   if (r.remaining() != 0) return corrupt("trailing bytes in payload");

@@ -217,6 +217,26 @@ class Core {
   void PushReady(uint32_t s, bool front = false);
   void Unlink(uint32_t s);
   void SetTimer(uint32_t s, int64_t due, bool pending);
+  // True while a lease deadline entry names its message's current lease
+  // (lease_deadlines.h): leased, same id, attempt and deadline.
+  bool LeaseCurrent(const LeaseDeadlines::Entry& e) const {
+    const MsgRec& r = m_.msgs[e.slot];
+    return r.state == MsgState::kLeased && r.id == e.id && r.attempts == e.attempt &&
+           r.timer_ms == e.due_ms;
+  }
+  // Drops stale entries from the front of the lease FIFO.
+  void DropStaleLeases() const {
+    while (!m_.leases.empty() && !LeaseCurrent(m_.leases.front())) m_.leases.pop_front();
+  }
+  // Appends to `out` the slots whose lease deadline is due at `now`.
+  void PopDueLeases(int64_t now, std::vector<Slot>* out) {
+    for (;;) {
+      DropStaleLeases();
+      if (m_.leases.empty() || m_.leases.front().fire_ms > now) return;
+      out->push_back(m_.leases.front().slot);
+      m_.leases.pop_front();
+    }
+  }
   // Puts a message whose time has come into its destination's ready list;
   // its timer becomes its ready deadline.
   void MakeReady(uint32_t s, bool timer_pending);

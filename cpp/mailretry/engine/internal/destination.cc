@@ -53,12 +53,15 @@ void Core::Suspend(uint32_t di, int64_t now, std::optional<int64_t> fixed_ms, Ca
   d.suspended = true;
   ArmWake(di, until);
   Event& e = Emit(EventKind::kDestinationSuspended, now, d);
-  e.until = T(until);
+  DestinationEventInfo& info = m_.events.NewInfo();
+  e.destination_info = &info;
+  info.until = T(until);
   e.category = cat;
-  e.rule = std::string(rule);
-  e.reply = text;
-  e.detail = absl::StrCat("suspended for ", absl::FormatDuration(absl::Milliseconds(dur)),
-                          fixed_ms ? "" : absl::StrCat(" (repeat ", d.suspensions, ")"));
+  e.rule = m_.events.Keep(rule);
+  e.reply = m_.events.Keep(text);
+  e.detail =
+      m_.events.Keep(absl::StrCat("suspended for ", absl::FormatDuration(absl::Milliseconds(dur)),
+                                  fixed_ms ? "" : absl::StrCat(" (repeat ", d.suspensions, ")")));
 }
 
 void Core::ReleaseSuspension(uint32_t di, int64_t now) {
@@ -76,8 +79,8 @@ void Core::ReleaseSuspension(uint32_t di, int64_t now) {
   if (d.suspended) {
     d.suspended = false;
     Event& e = Emit(EventKind::kDestinationResumed, now, d);
-    e.detail = absl::StrCat("a probe was delivered; concurrency ramps from ", d.concurrency, " to ",
-                            d.ramp_to, " (+1 per delivery)");
+    e.detail = m_.events.Keep(absl::StrCat("a probe was delivered; concurrency ramps from ",
+                                           d.concurrency, " to ", d.ramp_to, " (+1 per delivery)"));
   }
   AddToRing(di);
 }
@@ -109,12 +112,14 @@ void Core::EmitThrottled(DestState& d, int64_t now, Category cat, std::string_vi
                          std::optional<int64_t> until) {
   Event& e = Emit(EventKind::kDestinationThrottled, now, d);
   e.category = cat;
-  e.rule = std::string(rule);
-  e.reply = text;
-  e.detail = std::move(detail);
-  e.concurrency_limit = EffectiveConcurrency(d, now);
-  e.rate_per_second = RatePerSecond(EffectiveIntervalMs(d, now));
-  if (until) e.until = T(*until);
+  e.rule = m_.events.Keep(rule);
+  e.reply = m_.events.Keep(text);
+  e.detail = m_.events.Keep(detail);
+  DestinationEventInfo& info = m_.events.NewInfo();
+  e.destination_info = &info;
+  info.concurrency_limit = EffectiveConcurrency(d, now);
+  info.rate_per_second = RatePerSecond(EffectiveIntervalMs(d, now));
+  if (until) info.until = T(*until);
 }
 
 void Core::CutConcurrency(DestState& d, int64_t now, int64_t attempt_started, Category cat,
@@ -200,11 +205,12 @@ void Core::OnDelivered(uint32_t di, int64_t now) {
     const bool was_held = d.held;
     d.held = false;
     Event& e = Emit(EventKind::kStructuralCleared, now, d);
-    e.detail = "a message was delivered; the destination is released";
+    e.detail = "a message was delivered; the destination is released";  // static storage
     if (was_held) {
       const uint64_t n = Pending(d);
       m_.released_messages += n;
-      absl::StrAppend(&e.detail, " (", n, " held message(s) released)");
+      e.detail =
+          m_.events.Keep(absl::StrCat(ToAbsl(e.detail), " (", n, " held message(s) released)"));
     }
     AddToRing(di);
   } else if (d.health == Health::kWarning) {

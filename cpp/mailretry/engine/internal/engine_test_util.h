@@ -69,25 +69,27 @@ inline Decision MustReport(Engine& e, uint64_t id, absl::Time now, std::string_v
   return d.ok() ? *d : Decision{};
 }
 
-inline std::vector<EventKind> Kinds(const std::vector<Event>& ev) {
+template <class E>  // Event or OwnedEvent
+std::vector<EventKind> Kinds(const std::vector<E>& ev) {
   std::vector<EventKind> out;
-  for (const Event& e : ev) out.push_back(e.kind);
+  for (const E& e : ev) out.push_back(e.kind);
   return out;
 }
 
-inline int Count(const std::vector<Event>& ev, EventKind k) {
+template <class E>
+int Count(const std::vector<E>& ev, EventKind k) {
   return static_cast<int>(
-      std::count_if(ev.begin(), ev.end(), [&](const Event& e) { return e.kind == k; }));
+      std::count_if(ev.begin(), ev.end(), [&](const E& e) { return e.kind == k; }));
 }
 
 inline std::string Render(const Event& e) {
-  std::string s = absl::StrCat(std::string(EventKindName(e.kind)), "@", absl::FormatTime(e.time),
-                               " ", e.msg_id.value_or(0), " ", std::string(e.destination), "/",
-                               std::string(e.source), " a", e.attempt, " ",
-                               e.category ? std::string(CategoryName(*e.category)) : "-", " ",
-                               e.status, " ", e.reply, " | ", e.detail, " | ", e.rule);
+  std::string s = absl::StrCat(
+      std::string(EventKindName(e.kind)), "@", absl::FormatTime(e.time), " ", e.msg_id.value_or(0),
+      " ", std::string(e.destination), "/", std::string(e.source), " a", e.attempt, " ",
+      e.category ? std::string(CategoryName(*e.category)) : "-", " ", std::string(e.status), " ",
+      std::string(e.reply), " | ", std::string(e.detail), " | ", std::string(e.rule));
   if (e.next_attempt) absl::StrAppend(&s, " next=", absl::FormatTime(*e.next_attempt));
-  if (e.until) absl::StrAppend(&s, " until=", absl::FormatTime(*e.until));
+  if (e.info().until) absl::StrAppend(&s, " until=", absl::FormatTime(*e.info().until));
   return s;
 }
 

@@ -87,20 +87,23 @@ std::vector<CategoryCount> Core::DominantCategories(const DestState& d, size_t m
 }
 
 void Core::FillEvidence(Event& e, const DestState& d) {
-  e.categories = DominantCategories(d, 3);
+  DestinationEventInfo& info = m_.events.NewInfo();
+  e.destination_info = &info;
+  info.categories = DominantCategories(d, 3);
   for (uint32_t k = 0; k < d.sample_count; ++k) {
     // Most recent first.
     const uint32_t i = (d.sample_next + internal::kSampleRing - 1 - k) % internal::kSampleRing;
-    e.samples.push_back(d.samples[i]);
+    info.samples.push_back(d.samples[i]);
   }
-  for (const CategoryCount& cc : e.categories) {
+  for (const CategoryCount& cc : info.categories) {
     for (std::string& step : RemediationSteps(cc.category)) {
-      if (std::find(e.remediation.begin(), e.remediation.end(), step) == e.remediation.end()) {
-        e.remediation.push_back(std::move(step));
+      if (std::find(info.remediation.begin(), info.remediation.end(), step) ==
+          info.remediation.end()) {
+        info.remediation.push_back(std::move(step));
       }
     }
   }
-  if (e.remediation.empty()) e.remediation = RemediationSteps(Category::kUnknownTransient);
+  if (info.remediation.empty()) info.remediation = RemediationSteps(Category::kUnknownTransient);
 }
 
 }  // namespace mailretry::internal

@@ -2,6 +2,7 @@
 // The engine's invariants, checked by CheckInvariants() in tests (randomised
 // workloads call it after every step) and after loading a snapshot.
 #include <cstdint>
+#include <limits>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -29,7 +30,12 @@ absl::Status CheckInvariantsLocked(const Engine::Impl& m) {
     if (r.dest >= m.dests.size())
       return fail("message slot ", s, " has destination ", r.dest, " out of range");
     if (!m.ids.contains(s)) return fail("message ", r.id, " is missing from the id index");
-    if (!m.msg_timers->Contains(s)) return fail("message ", r.id, " has no timer");
+    // A leased message's timer is its lease deadline in the FIFO (checked
+    // below), every other one's an entry in msg_timers.
+    if (m.msg_timers->Contains(s) == (r.state == MsgState::kLeased)) {
+      return fail("message ", r.id,
+                  r.state == MsgState::kLeased ? " is leased and has a timer" : " has no timer");
+    }
     switch (r.state) {
       case MsgState::kScheduled:
         ++sched;
@@ -48,8 +54,27 @@ absl::Status CheckInvariantsLocked(const Engine::Impl& m) {
   }
   if (live != m.ids.size())
     return fail("id index holds ", m.ids.size(), " ids, ", live, " live records");
-  if (live != m.msg_timers->size())
-    return fail(m.msg_timers->size(), " message timers for ", live, " messages");
+  if (live - leased != m.msg_timers->size())
+    return fail(m.msg_timers->size(), " message timers for ", live - leased, " unleased messages");
+  {
+    // Lease deadlines: in order, one current entry per leased message.
+    uint64_t current = 0;
+    int64_t prev = std::numeric_limits<int64_t>::min();
+    for (const LeaseDeadlines::Entry& e : m.leases) {
+      if (e.due_ms < prev) return fail("lease deadlines out of order at message ", e.id);
+      prev = e.due_ms;
+      if (e.slot >= m.msgs.size())
+        return fail("lease deadline with slot ", e.slot, " out of range");
+      const MsgRec& r = m.msgs[e.slot];
+      if (r.state == MsgState::kLeased && r.id == e.id && r.attempts == e.attempt &&
+          r.timer_ms == e.due_ms) {
+        ++current;
+      }
+    }
+    if (current != (m.lease_deadlines_on ? leased : 0)) {
+      return fail(current, " current lease deadlines for ", leased, " leased messages");
+    }
+  }
   if (sched != m.scheduled_n || ready != m.ready_n || leased != m.leased_n) {
     return fail("state counters (", m.scheduled_n, ",", m.ready_n, ",", m.leased_n,
                 ") != records (", sched, ",", ready, ",", leased, ")");

@@ -57,6 +57,7 @@ absl::Status Core::Advance(absl::Time now_t) {
     ms.clear();
     ds.clear();
     if (absl::Status s = m_.msg_timers->PopDue(T(now), &ms); !s.ok()) return s;
+    PopDueLeases(now, &ms);  // handled as message timers, in the same order
     if (absl::Status s = m_.dest_timers->PopDue(T(now), &ds); !s.ok()) return s;
     if (ms.empty() && ds.empty()) {
       m_.timers_due = false;

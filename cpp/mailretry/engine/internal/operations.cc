@@ -191,7 +191,11 @@ absl::StatusOr<std::vector<Lease>> Core::TakeReady(absl::Time now_t, size_t limi
     }
     const int64_t iv = EffectiveIntervalMs(d, now);
     if (iv > 0) d.tat = SatAdd(std::max(d.tat == kNoTime ? now : d.tat, now), iv);
-    SetTimer(s, deadline, /*pending=*/true);
+    // The message leaves the timer queue (its ready deadline) for the lease
+    // FIFO: no timer-queue entry per lease (lease_deadlines.h).
+    r.timer_ms = deadline;
+    m_.msg_timers->Cancel(s).IgnoreError();
+    if (m_.lease_deadlines_on) m_.leases.Push(deadline, s, r.id, r.attempts);
     Lease& l = out.emplace_back();
     l.msg_id = r.id;
     l.destination = m_.names[d.domain_id];
@@ -262,7 +266,8 @@ absl::StatusOr<Decision> Core::Report(uint64_t id, uint32_t attempt, int64_t now
   const bool probe = (r.flags & internal::kFlagProbe) && HalfOpen(d);
   --m_.leased_n;
   ReleaseLease(r, d);
-  m_.msg_timers->Cancel(s).IgnoreError();
+  // Its lease deadline stays in the FIFO, stale now (LeaseCurrent): dropped
+  // when it reaches the front.
 
   Decision out;
   out.attempt = r.attempts;
@@ -279,8 +284,8 @@ absl::StatusOr<Decision> Core::Report(uint64_t id, uint32_t attempt, int64_t now
     out.rule = "success";
     ++m_.delivered;
     if (Event* e = EmitMsg(EventKind::kDelivered, now, r)) {
-      e->status = facts.status;
-      e->reply = text;
+      e->status = m_.events.Keep(facts.status);
+      e->reply = m_.events.Keep(text);
     }
     if (probe) {
       ReleaseSuspension(di, now);
@@ -316,9 +321,9 @@ absl::StatusOr<Decision> Core::Report(uint64_t id, uint32_t attempt, int64_t now
     ++m_.bounced;
     if (Event* e = EmitMsg(EventKind::kBounced, now, r)) {
       e->category = c.category;
-      e->status = facts.status;
-      e->reply = text;
-      e->rule.assign(c.rule.data(), c.rule.size());  // into a recycled event's room
+      e->status = m_.events.Keep(facts.status);
+      e->reply = m_.events.Keep(text);
+      e->rule = c.rule;  // the classifier's: valid while the engine lives
       e->detail = "permanent failure";
     }
     StructuralEvidence(di, r, c.category, now, false);
@@ -355,14 +360,14 @@ absl::StatusOr<Decision> Core::Report(uint64_t id, uint32_t attempt, int64_t now
   ++m_.deferred;
   if (Event* e = EmitMsg(EventKind::kDeferred, now, r)) {
     e->category = c.category;
-    e->status = facts.status;
-    e->reply = text;
-    e->rule.assign(c.rule.data(), c.rule.size());
+    e->status = m_.events.Keep(facts.status);
+    e->reply = m_.events.Keep(text);
+    e->rule = c.rule;  // the classifier's: valid while the engine lives
     e->next_attempt = out.next_attempt;
-    // Cheap on purpose: one deferred event per failed attempt. Appended to
-    // the (empty) detail so that a recycled event's room is reused.
-    absl::StrAppend(&e->detail, "schedule ", ToAbsl(schedule),
-                    (r.flags & internal::kFlagFinal) ? ", last attempt" : "");
+    // Cheap on purpose: one deferred event per failed attempt, its detail
+    // written straight into the event arena.
+    e->detail = m_.events.KeepCat("schedule ", schedule,
+                                  (r.flags & internal::kFlagFinal) ? ", last attempt" : "");
   }
   StructuralEvidence(di, r, c.category, now, false);
   CheckWarning(d, now);
@@ -378,6 +383,10 @@ std::optional<absl::Time> Core::NextWakeup() const {
   auto consider = [&](absl::Time t) {
     if (!best || t < *best) best = t;
   };
+  // The earliest current lease deadline, exact: reported leases' entries
+  // are dropped first (they change nothing, so a query may drop them).
+  DropStaleLeases();
+  if (!m_.leases.empty()) consider(T(m_.leases.front().fire_ms));
   if (auto t = m_.dest_timers->NextDeadline()) consider(*t);
   for (uint32_t di : m_.ring) {
     const DestState& d = m_.dests[di];

@@ -112,8 +112,8 @@ void Core::Expire(uint32_t s, int64_t t, std::string_view why) {
   if (Event* e = EmitMsg(EventKind::kExpired, t, r)) {
     e->status = "4.4.7";
     if (r.last_category != 0xff) e->category = static_cast<Category>(r.last_category);
-    e->reply = last;
-    e->detail = absl::StrCat(ToAbsl(why), " after ", r.attempts, " attempt(s)");
+    e->reply = m_.events.Keep(last);
+    e->detail = m_.events.Keep(absl::StrCat(ToAbsl(why), " after ", r.attempts, " attempt(s)"));
   }
   const uint32_t di = r.dest;
   StructuralEvidence(di, r,

@@ -120,6 +120,8 @@ absl::StatusOr<std::unique_ptr<Engine::Impl>> MakeImpl(EngineConfig config, uint
   topts.resolution = c.timer_resolution;
   topts.start = absl::UnixEpoch();
   impl->msg_timers = MakeTimerQueue(c.backend, topts);
+  impl->leases.Configure(c.backend, c.timer_resolution);
+  impl->lease_deadlines_on = c.lease_timeout != absl::InfiniteDuration();
   // Destination wake-ups (rate spacing, suspension ends, probes) need
   // millisecond precision whatever the message backend: on a 1 s wheel a
   // destination limited to 600/min woke once per step and sent one message

@@ -40,6 +40,8 @@
 #include "mailretry/classify/internal/code_pattern.h"
 #include "mailretry/common/internal/large_array.h"
 #include "mailretry/engine/engine.h"
+#include "mailretry/engine/internal/event_buffer.h"
+#include "mailretry/engine/internal/lease_deadlines.h"
 #include "mailretry/engine/internal/reply_cache.h"
 #include "mailretry/policy/retry_policy.h"
 #include "mailretry/reply/reply.h"
@@ -187,116 +189,6 @@ struct DueTimer {
   uint32_t idx;
 };
 
-// The undrained events, oldest first. A vector with a moving head: a
-// std::deque<Event> allocated a node for every event (an Event is larger
-// than a deque node), and draining copied them all out again; here appending
-// reuses the vector's room and a drain hands the whole vector over.
-//
-// Recycling: the elements at [n_, v_.size()) are spare Events, drained
-// earlier and handed back by Engine::DrainEvents(std::vector<Event>&). Emit
-// resets one of them instead of building a new Event, so its strings keep
-// their capacity: in steady state an event costs no allocation (the reply
-// text of a delivery alone was one malloc and one free per report).
-class EventBuffer {
- public:
-  // Spare Events kept at most (an Event with its strings is ~400 bytes): a
-  // drain of a huge batch gives the rest back to the allocator.
-  static constexpr size_t kMaxSpare = size_t{1} << 16;
-
-  size_t size() const { return n_ - head_; }
-  bool empty() const { return size() == 0; }
-  std::vector<Event>::const_iterator begin() const {
-    return v_.begin() + static_cast<ptrdiff_t>(head_);
-  }
-  std::vector<Event>::const_iterator end() const { return v_.begin() + static_cast<ptrdiff_t>(n_); }
-  Event& emplace_back() {
-    if (n_ < v_.size()) {
-      Event& e = v_[n_++];
-      Reset(e);
-      return e;
-    }
-    ++n_;
-    return v_.emplace_back();
-  }
-  void push_back(Event e) { emplace_back() = std::move(e); }
-  // Drops the oldest event; the dropped ones' room is given back once they
-  // are half of the vector (amortized O(1) per drop).
-  void pop_front() {
-    v_[head_] = Event{};
-    ++head_;
-    if (head_ >= 1024 && head_ * 2 >= n_) {
-      v_.erase(v_.begin(), v_.begin() + static_cast<ptrdiff_t>(head_));
-      n_ -= head_;
-      head_ = 0;
-    }
-  }
-  // Removes and returns every event, oldest first. `recycle` (may be null)
-  // holds Events the caller is done with: they become spares.
-  std::vector<Event> Take(std::vector<Event>* recycle) {
-    const size_t live = size();
-    if (recycle == nullptr) {
-      std::vector<Event> out;
-      if (live == 0) {
-        head_ = n_ = 0;  // dropped placeholders, if any, become spares
-        return out;
-      }
-      out.swap(v_);  // no reuse wanted: hand the vector over, as before
-      out.erase(out.begin() + static_cast<ptrdiff_t>(n_), out.end());
-      out.erase(out.begin(), out.begin() + static_cast<ptrdiff_t>(head_));
-      head_ = n_ = 0;
-      // Room for a similar batch next time, within reason: growing from
-      // empty moved every event again on each doubling.
-      v_.reserve(std::min<size_t>(out.size(), 4096));
-      return out;
-    }
-    std::vector<Event> out;
-    if (live == 0) {
-      // Keep the larger pool of spares (the caller's vector is then empty).
-      head_ = n_ = 0;  // dropped placeholders, if any, become spares
-      if (recycle->size() > v_.size()) v_.swap(*recycle);
-      recycle->clear();
-      return out;
-    }
-    // Whole vectors change hands, no Event moves (an Event is ~340 bytes):
-    // the caller gets the live events, the engine keeps the caller's old
-    // events, in place, as spares.
-    out.swap(v_);
-    v_.swap(*recycle);
-    if (head_ > 0) out.erase(out.begin(), out.begin() + static_cast<ptrdiff_t>(head_));
-    out.resize(live);  // spares this batch did not need are freed
-    head_ = n_ = 0;
-    if (v_.size() > kMaxSpare) v_.resize(kMaxSpare);
-    return out;
-  }
-
- private:
-  // Back to a default-constructed Event, keeping the strings' and vectors'
-  // capacity. Must name every field of Event (engine.h).
-  static void Reset(Event& e) {
-    e.kind = EventKind::kDelivered;
-    e.time = absl::Time();
-    e.msg_id.reset();
-    e.destination = {};
-    e.source = {};
-    e.category.reset();
-    e.attempt = 0;
-    e.next_attempt.reset();
-    e.until.reset();
-    e.status.clear();
-    e.reply.clear();
-    e.detail.clear();
-    e.rule.clear();
-    e.concurrency_limit = 0;
-    e.rate_per_second.reset();
-    e.categories.clear();
-    e.samples.clear();
-    e.remediation.clear();
-  }
-  std::vector<Event> v_;
-  size_t head_ = 0;  // first live event
-  size_t n_ = 0;     // end of the live events; spares after it
-};
-
 // Chunked message storage: no reallocation slack, stable addresses. Chunks
 // of 4096 records (a shift and a mask per access); all but the first are
 // carved, nine at a time, out of 2 MiB huge pages (large_array.h): reports and
@@ -438,6 +330,11 @@ struct Engine::Impl {
   internal::IdIndex ids;
   uint32_t free_head = internal::kNil;
   std::unique_ptr<TimerQueue> msg_timers;
+  // Leased messages' deadlines (lease_deadlines.h): a leased message is in
+  // this FIFO, not in msg_timers. Derived from the records (Load rebuilds
+  // it). Off for an infinite lease_timeout: leases then never expire.
+  internal::LeaseDeadlines leases;
+  bool lease_deadlines_on = true;
   std::unique_ptr<TimerQueue> dest_timers;
   std::deque<uint32_t> ring;  // destinations with ready messages, round-robin
   // Core::Advance's scratch space, kept to spare allocations per call.

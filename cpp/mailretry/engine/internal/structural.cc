@@ -50,8 +50,8 @@ void Core::CheckWarning(DestState& d, int64_t now) {
   if (n421 < s.warning_421s || static_cast<double>(n421) < s.warning_ratio * n) return;
   d.health = Health::kWarning;
   Event& e = Emit(EventKind::kDestinationWarning, now, d);
-  e.detail = absl::StrCat(n421, " of the last ", n, " attempts got 421 within ",
-                          absl::FormatDuration(s.warning_window), " or so");
+  e.detail = m_.events.Keep(absl::StrCat(n421, " of the last ", n, " attempts got 421 within ",
+                                         absl::FormatDuration(s.warning_window), " or so"));
   FillEvidence(e, d);
 }
 
@@ -121,28 +121,32 @@ void Core::CheckStructural(uint32_t di, int64_t now) {
   if (!cycle && !early && !ptr && !auth) return;
   d.health = Health::kStructural;
   Event& e = Emit(EventKind::kStructuralFailure, now, d);
+  // Built here, then copied into the event arena once.
+  std::string detail;
+  std::string_view rule;
+  std::string rule_storage;
   if (ptr || auth) {
     // Say whose fault it is and which check failed.
     const std::string_view src = m_.names[d.source_id];
     const std::string who =
         src.empty() ? std::string("the sender") : absl::StrCat("source ", ToAbsl(src));
-    e.rule = ptr ? "structural:sender/ptr" : "structural:sender/spf-dkim-dmarc";
-    e.detail = absl::StrCat("sender-side: ",
-                            ptr ? "PTR (reverse DNS of the sending IP)"
-                                : "SPF/DKIM/DMARC (the sending domain's authentication)",
-                            " fails for ", who, "; ", ptr ? d.strong_ptr : d.strong_auth,
-                            " attempt(s) here and ", ptr ? pooled->ptr_pairs : pooled->auth_pairs,
-                            " destination(s) for this source got such replies");
+    rule = ptr ? "structural:sender/ptr" : "structural:sender/spf-dkim-dmarc";
+    detail = absl::StrCat("sender-side: ",
+                          ptr ? "PTR (reverse DNS of the sending IP)"
+                              : "SPF/DKIM/DMARC (the sending domain's authentication)",
+                          " fails for ", who, "; ", ptr ? d.strong_ptr : d.strong_auth,
+                          " attempt(s) here and ", ptr ? pooled->ptr_pairs : pooled->auth_pairs,
+                          " destination(s) for this source got such replies");
   } else {
     if (cycle) {
-      e.detail =
+      detail =
           absl::StrCat(d.cycle_msgs, " messages failed a full retry cycle (", m_.cycle_failures,
                        " attempts) with no delivery to this destination since they were submitted");
     } else {
-      e.detail = absl::StrCat(d.evidence_msgs, " messages got authentication/PTR",
-                              s.early_weak_evidence ? "/reputation/DNSBL" : "", " replies over ",
-                              absl::FormatDuration(absl::Milliseconds(now - d.evidence_first)),
-                              " with no delivery");
+      detail = absl::StrCat(d.evidence_msgs, " messages got authentication/PTR",
+                            s.early_weak_evidence ? "/reputation/DNSBL" : "", " replies over ",
+                            absl::FormatDuration(absl::Milliseconds(now - d.evidence_first)),
+                            " with no delivery");
     }
     // Whose side, by the dominant failure: the sender's checks (PTR,
     // SPF/DKIM/DMARC, its reputation at this receiver) or the receiver.
@@ -158,14 +162,16 @@ void Core::CheckStructural(uint32_t di, int64_t now) {
       check = "reputation";
     }
     if (!check.empty()) {
-      e.rule = absl::StrCat("structural:sender/", ToAbsl(check));
-      absl::StrAppend(&e.detail, "; sender-side: ",
+      rule_storage = absl::StrCat("structural:sender/", ToAbsl(check));
+      rule = rule_storage;
+      absl::StrAppend(&detail, "; sender-side: ",
                       check == "ptr"          ? "PTR"
                       : check == "reputation" ? "reputation"
                                               : "SPF/DKIM/DMARC");
     } else {
-      e.rule = absl::StrCat("structural:receiver/", ToAbsl(CategoryName(c)));
-      absl::StrAppend(&e.detail, "; receiver-side: mostly ", ToAbsl(CategoryName(c)));
+      rule_storage = absl::StrCat("structural:receiver/", ToAbsl(CategoryName(c)));
+      rule = rule_storage;
+      absl::StrAppend(&detail, "; receiver-side: mostly ", ToAbsl(CategoryName(c)));
     }
   }
   FillEvidence(e, d);
@@ -176,7 +182,7 @@ void Core::CheckStructural(uint32_t di, int64_t now) {
     ArmWake(di, d.next_probe);
     const uint64_t n = Pending(d);
     m_.held_messages += n;
-    absl::StrAppend(&e.detail, "; holding the destination (", n,
+    absl::StrAppend(&detail, "; holding the destination (", n,
                     " message(s) pending), one probe after ",
                     absl::FormatDuration(s.probe_interval),
                     s.probe_backoff > 1.0
@@ -184,6 +190,8 @@ void Core::CheckStructural(uint32_t di, int64_t now) {
                                        absl::FormatDuration(s.probe_interval_max))
                         : std::string(" each time"));
   }
+  e.detail = m_.events.Keep(detail);
+  e.rule = m_.events.Keep(rule);
 }
 
 }  // namespace mailretry::internal
