@@ -234,7 +234,7 @@ TEST(ReplyHandle, LongReplyIsCutLikeAReport) {
   ASSERT_TRUE(e->Report(l[0], kT0, *h).ok());
   for (const Event& ev : e->DrainEvents()) {
     EXPECT_LE(ev.reply.size(), kMaxReplyBytes + 64);
-    for (const std::string& s : ev.samples) EXPECT_LE(s.size(), kMaxReplyBytes + 64);
+    for (const std::string& s : ev.info().samples) EXPECT_LE(s.size(), kMaxReplyBytes + 64);
   }
 }
 
