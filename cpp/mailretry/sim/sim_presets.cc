@@ -40,8 +40,9 @@ EngineConfig Scheduler(RetryPolicy retry, uint32_t concurrency) {
   d.connection_failures_to_suspend = 0;
   d.suspend_probe_interval = absl::ZeroDuration();
   // Messages wait in the MTA model's queue while leased (a Postfix active
-  // queue, a PowerMTA queue in retry mode): the lease must outlive that.
-  c.lease_timeout = absl::Hours(24 * 30);
+  // queue, a PowerMTA queue in retry mode): the lease must outlive that, and
+  // the model reports every lease, so no lease deadline is kept at all.
+  c.lease_timeout = absl::InfiniteDuration();
   return c;
 }
 
