@@ -11,6 +11,8 @@ import sys
 import time
 from typing import Any
 
+from mailretry.errors import InvalidInputError
+
 #: --quick shrinks the scenario to this many messages (a smoke run).
 QUICK_MESSAGES = 5_000
 
@@ -164,7 +166,11 @@ def _suite(args: argparse.Namespace) -> int:
 def _simulate(args: argparse.Namespace) -> int:
     if args.explain:
         return _explain()
-    if args.suite is not None:
+    if args.suite is not None or args.suite_dir is not None:
+        # --suite-dir alone used to fall through to the default scenario,
+        # silently measuring something else than the directory named.
+        if args.scenario:
+            raise InvalidInputError("a scenario file and --suite/--suite-dir exclude each other")
         return _suite(args)
     from mailretry import sim
 
@@ -219,7 +225,8 @@ def add_simulate_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--suite-dir",
         metavar="DIR",
-        help="with --suite: run the *.toml scenarios in DIR instead of the packaged ones",
+        help="run the *.toml scenarios in DIR as the suite instead of the packaged ones "
+        "(implies --suite; with --suite NAME ..., only those)",
     )
     p.add_argument("--seeds", default="1,2,3", help="suite seeds, comma-separated (default 1,2,3)")
     p.add_argument(

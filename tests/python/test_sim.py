@@ -374,6 +374,34 @@ def test_simulate_cli_suite_and_explain(tmp_path: Path, capsys: pytest.CaptureFi
         assert name in out
 
 
+def test_simulate_cli_suite_dir_alone_runs_that_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--suite-dir without --suite once fell through to the default scenario."""
+    pytest.importorskip("matplotlib")
+    import argparse
+
+    from mailretry.sim_cli import add_simulate_parser
+
+    heldout = Path(__file__).resolve().parents[1] / "scenarios_heldout"
+    parser = argparse.ArgumentParser()
+    add_simulate_parser(parser.add_subparsers(dest="command"))
+    common = ["--seeds", "1", "--messages", "200", "--policy", "adaptive", "--no-progress"]
+    args = parser.parse_args(
+        ["simulate", "--suite-dir", str(heldout), *common, "--out", str(tmp_path)]
+    )
+    assert args.func(args) == 0
+    runs = pd.read_csv(tmp_path / "suite_runs.csv")
+    assert set(runs["scenario"]) == set(sim.suite_names(heldout))
+    assert "== heldout-" in capsys.readouterr().out
+
+    args = parser.parse_args(
+        ["simulate", "scenario.toml", "--suite-dir", str(heldout), *common, "--out", str(tmp_path)]
+    )
+    with pytest.raises(InvalidInputError, match="exclude each other"):
+        args.func(args)
+
+
 def test_explain_lists_every_profile_and_preset() -> None:
     info = sim.explain()
     items = " ".join(r["item"] for r in info["profiles"])
