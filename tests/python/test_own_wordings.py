@@ -1,7 +1,9 @@
 """The classifier on replies written in our own words (tests/data/own_wordings_*.jsonl).
 
-Two sets: a blind set written before the rules of session 6 and never tuned to, and a tune
-set the rules were written against (tests/data/README.md). The floors are the measured
+Three sets: a blind set written before the rules of session 6 and never tuned to, a tune
+set the rules were written against, and a second blind set by another author (the lead),
+written before those rules were merged and seen by nobody who wrote them
+(tests/data/README.md). The floors are the measured
 accuracies, rounded down; a rule change that lowers either set's accuracy fails here.
 """
 
@@ -21,6 +23,7 @@ DATA = Path(__file__).resolve().parents[1] / "data"
 FLOORS = {
     "own_wordings_blind.jsonl": (0.876, 0.919, 0.987),
     "own_wordings_tune.jsonl": (0.974, 0.989, 1.0),
+    "own_wordings_lead.jsonl": (0.794, 0.878, 0.990),
 }
 
 
@@ -43,7 +46,7 @@ def test_own_wordings_accuracy_floor(name: str) -> None:
 @pytest.mark.parametrize("name", sorted(FLOORS))
 def test_own_wordings_cover_every_failure_category(name: str) -> None:
     rows = load_labelled(DATA / name)
-    assert len(rows) >= 140
+    assert len(rows) >= 100
     labelled = {r["category"] for r in rows}
     # Every category a failure can have; "delivered" is a 2xx, not a failure.
     assert labelled == set(CATEGORIES) - {"delivered"}
@@ -59,7 +62,9 @@ def test_own_wordings_cover_every_failure_category(name: str) -> None:
     assert len({r["reply"] for r in rows}) == len(rows)
 
 
-def test_blind_and_tune_sets_do_not_share_replies() -> None:
-    blind = {r["reply"] for r in load_labelled(DATA / "own_wordings_blind.jsonl")}
+def test_no_blind_set_shares_a_reply_with_the_tune_set() -> None:
+    # The two blind sets may share stock texts (RFC 5321's "Transaction failed"), but a
+    # blind line that is also a tune line would be tuned to.
     tune = {r["reply"] for r in load_labelled(DATA / "own_wordings_tune.jsonl")}
-    assert not blind & tune
+    for name in ("own_wordings_blind.jsonl", "own_wordings_lead.jsonl"):
+        assert not tune & {r["reply"] for r in load_labelled(DATA / name)}, name
