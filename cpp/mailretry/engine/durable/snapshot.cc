@@ -329,7 +329,12 @@ absl::StatusOr<std::unique_ptr<Engine::Impl>> LoadImpl(const std::string& path) 
         (x.last_category != 0xff && x.last_category >= kNumCategories)) {
       return corrupt("message record");
     }
-    if (!m->ids.insert(s).second) return corrupt("duplicate message id");
+    // By id: the index's own equality compares slot numbers (a new slot is
+    // inserted only after a lookup by id), so insert() alone would accept a
+    // second record with the same id.
+    if (m->ids.contains(IdKey{x.id}) || !m->ids.insert(s).second) {
+      return corrupt("duplicate message id");
+    }
     if (x.state == MsgState::kLeased) {
       leased.emplace_back(x.timer_ms, s);  // the lease FIFO, in deadline order below
     } else if (!m->msg_timers->Schedule(s, absl::FromUnixMillis(x.timer_ms)).ok()) {

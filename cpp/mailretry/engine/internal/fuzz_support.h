@@ -12,12 +12,15 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "mailretry/engine/engine.h"
 
@@ -25,6 +28,12 @@ namespace mailretry::fuzz {
 
 inline void Check(bool ok) {
   if (!ok) std::abort();
+}
+
+// Check(s.ok()), printing the status first, so that a crash report says why.
+inline void CheckOk(const absl::Status& s) {
+  if (!s.ok()) std::fprintf(stderr, "unexpected status: %s\n", s.ToString().c_str());
+  Check(s.ok());
 }
 
 // Writes the low `bytes` bytes of `v` little-endian at `at`.
@@ -61,15 +70,28 @@ inline void ExerciseEngine(Engine& e) {
     Check(leases.ok() || leases.status().code() == absl::StatusCode::kInvalidArgument);
     if (leases.ok()) {
       for (const Lease& l : *leases) {
-        Check(e.ReportText(l, now, kReplies[k++ % 5]).ok());
+        CheckOk(e.ReportText(l, now, kReplies[k++ % 5]).status());
       }
     }
     e.DrainEvents();
     (void)e.Stats();
-    Check(e.CheckInvariants().ok());
+    CheckOk(e.CheckInvariants());
     const std::optional<absl::Time> w = e.NextWakeup();
     now = std::max(now + absl::Seconds(1), w.value_or(now + absl::Hours(1)));
   }
+}
+
+// What a load or a recovery must give: DataLoss or FailedPrecondition (the
+// documented refusals of a damaged or foreign file), or an engine that keeps
+// its invariants through ExerciseEngine.
+inline void CheckRestored(const absl::StatusOr<std::unique_ptr<Engine>>& e) {
+  if (!e.ok()) {
+    const absl::StatusCode c = e.status().code();
+    Check(c == absl::StatusCode::kDataLoss || c == absl::StatusCode::kFailedPrecondition);
+    return;
+  }
+  CheckOk((*e)->CheckInvariants());
+  ExerciseEngine(**e);
 }
 
 }  // namespace mailretry::fuzz

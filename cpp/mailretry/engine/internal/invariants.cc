@@ -29,7 +29,12 @@ absl::Status CheckInvariantsLocked(const Engine::Impl& m) {
     ++live;
     if (r.dest >= m.dests.size())
       return fail("message slot ", s, " has destination ", r.dest, " out of range");
-    if (!m.ids.contains(s)) return fail("message ", r.id, " is missing from the id index");
+    // Looked up by id, as Report does: the index compares slots by number,
+    // so two records with one id would both be "contained".
+    const auto found = m.ids.find(internal::IdKey{r.id});
+    if (found == m.ids.end() || *found != s) {
+      return fail("message ", r.id, " at slot ", s, " is not what the id index finds for its id");
+    }
     // A leased message's timer is its lease deadline in the FIFO (checked
     // below), every other one's an entry in msg_timers.
     if (m.msg_timers->Contains(s) == (r.state == MsgState::kLeased)) {
