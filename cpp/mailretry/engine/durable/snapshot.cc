@@ -314,7 +314,12 @@ absl::StatusOr<std::unique_ptr<Engine::Impl>> LoadImpl(const std::string& path) 
   }
   const uint32_t nslots = r.U32();
   const uint64_t live = r.Count(50);
-  if (!r.ok() || live > nslots || nslots > kMaxSlot) return corrupt("message section header");
+  // Each slot was allocated by a Submit, so there are never more slots than
+  // messages submitted: a larger count would make Load allocate records (up
+  // to 200 GB) for a file of a few bytes.
+  if (!r.ok() || live > nslots || nslots > kMaxSlot || nslots > m->submitted) {
+    return corrupt("message section header");
+  }
   for (uint32_t s = 0; s < nslots; ++s) m->msgs.Grow();
   std::vector<bool> used(nslots, false);
   std::vector<std::pair<int64_t, uint32_t>> leased;  // (deadline, slot)

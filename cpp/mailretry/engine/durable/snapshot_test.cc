@@ -149,5 +149,38 @@ TEST(Engine, SnapshotWithADuplicateMessageIdIsDataLoss) {
   std::remove(path.c_str());
 }
 
+// More message slots than messages ever submitted cannot come from an engine
+// (each slot is allocated by a Submit); Load used to allocate them all, up to
+// 200 GB for a file of a few bytes (found by snapshot_fuzz).
+TEST(Engine, SnapshotWithMoreSlotsThanSubmittedMessagesIsDataLoss) {
+  auto a = MakeEngine();
+  for (uint64_t id : {11, 12, 13}) ASSERT_TRUE(a->Submit(id, "example.com", kT0).ok());
+  const std::string path = TempPath("slots.snap");
+  ASSERT_TRUE(a->Save(path).ok());
+  std::string bytes;
+  {
+    std::ifstream in(path, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  // The message section's header: u32 slot count 3, u64 live count 3.
+  const std::string header("\x03\0\0\0\x03\0\0\0\0\0\0\0", 12);
+  const size_t at = bytes.find(header);
+  ASSERT_NE(at, std::string::npos);
+  ASSERT_EQ(bytes.find(header, at + 1), std::string::npos);
+  bytes[at] = 4;  // one slot more than the 3 messages submitted
+  constexpr size_t kHeader = 8 + 4 + 8;
+  const size_t payload = bytes.size() - kHeader - 4;
+  const uint32_t crc = internal::Crc32c(std::string_view(bytes).substr(kHeader, payload));
+  for (int i = 0; i < 4; ++i) bytes[kHeader + payload + i] = static_cast<char>(crc >> (8 * i));
+  {
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    out << bytes;
+  }
+  absl::Status s = Engine::Load(path).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss) << s;
+  EXPECT_THAT(std::string(s.message()), HasSubstr("message section header"));
+  std::remove(path.c_str());
+}
+
 }  // namespace
 }  // namespace mailretry
