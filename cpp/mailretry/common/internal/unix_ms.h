@@ -1,13 +1,14 @@
 // File: common/internal/unix_ms.h
 // -----------------------------------------------------------------------------
-// absl::Time <-> Unix milliseconds (and Duration -> double seconds), inline. The engine keeps times as Unix
-// milliseconds and converts at every call (and the simulator at every event),
-// but absl's conversions are out of line (a shared library on this platform):
-// about 5 % of a simulator run's instructions went to ToUnixMillis, Duration
-// addition and IsTimeValid's bound. These read absl::Time's representation
-// (whole seconds, quarter-nanosecond ticks) through absl's own constexpr
-// accessors and give exactly what absl's functions give; anything outside the
-// fast range goes to absl.
+// absl::Time <-> Unix milliseconds (and Duration -> double seconds), inline.
+// The engine keeps times as Unix milliseconds and converts at every call (and
+// the simulator at every event), but absl's conversions are out of line (a
+// shared library on this platform): about 5 % of a simulator run's
+// instructions went to ToUnixMillis, Duration addition and IsTimeValid's
+// bound. These read absl::Time's representation (whole seconds,
+// quarter-nanosecond ticks) through absl's own constexpr accessors and give
+// exactly what absl's functions give; anything outside the fast range goes to
+// absl.
 #ifndef MAILRETRY_COMMON_INTERNAL_UNIX_MS_H_
 #define MAILRETRY_COMMON_INTERNAL_UNIX_MS_H_
 
