@@ -24,6 +24,7 @@ FLOORS = {
     "own_wordings_blind.jsonl": (0.876, 0.919, 0.987),
     "own_wordings_tune.jsonl": (0.974, 0.989, 1.0),
     "own_wordings_lead.jsonl": (0.794, 0.878, 0.990),
+    "own_wordings_blind2.jsonl": (0.743, 0.862, 0.981),
 }
 
 
@@ -66,5 +67,9 @@ def test_no_blind_set_shares_a_reply_with_the_tune_set() -> None:
     # The two blind sets may share stock texts (RFC 5321's "Transaction failed"), but a
     # blind line that is also a tune line would be tuned to.
     tune = {r["reply"] for r in load_labelled(DATA / "own_wordings_tune.jsonl")}
-    for name in ("own_wordings_blind.jsonl", "own_wordings_lead.jsonl"):
+    for name in (
+        "own_wordings_blind.jsonl",
+        "own_wordings_lead.jsonl",
+        "own_wordings_blind2.jsonl",
+    ):
         assert not tune & {r["reply"] for r in load_labelled(DATA / name)}, name
