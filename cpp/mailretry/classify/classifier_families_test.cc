@@ -279,5 +279,17 @@ TEST(FamilyVolumeAndSizeWords, BytesAndCaps) {
   });
 }
 
+// Tune set 2, second batch: a temporary system problem is a fault, not load; SPF
+// in words; a removed account; a wrong address in Chinese stock wording.
+TEST(FamilyTuneTwoSecondBatch, FaultSpfRemovedChinese) {
+  ExpectAll({
+      {"451 Temporary system problem, try again later", C::kUnknownTransient, A::kRetry,
+       std::nullopt, "default:generic/transient-fault"},
+      {"550 Host is not an authorized sender for example.org", C::kAuthSpfDkimDmarc, A::kRemediate},
+      {"550 Mailbox for this address was removed", C::kMailboxDisabled, A::kBounce},
+      {"550 邮箱地址错误", C::kMailboxUnknown, A::kBounce},
+  });
+}
+
 }  // namespace
 }  // namespace mailretry

@@ -131,7 +131,10 @@ void AppendPhraseRules(std::vector<DefaultRuleSpec>* out) {
                // signature that does not verify.
                "forged sender", "forged from", "forgery check", "anti-forgery", "did not sign",
                "signature verification", "signature invalid", "invalid signature",
-               "signature did not verify", "body hash"}},
+               "signature did not verify", "body hash",
+               // SPF in words: the sending host is not one the domain names.
+               "not an authorized sender", "not authorized to send for", "not allowed to send for",
+               "not permitted to send for"}},
       {.name = "default:phrase/tls",
        .category = C::kTlsRequired,
        .any = {"starttls", "^tls", "^ssl$", "tls/ssl", "^dane", "certificate", "dnssec",
