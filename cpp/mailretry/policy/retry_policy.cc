@@ -7,6 +7,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "mailretry/common/internal/strings.h"
+#include "mailretry/common/internal/unix_ms.h"
 
 namespace mailretry {
 namespace {
@@ -17,7 +18,7 @@ constexpr double kMaxSeconds = 1e12;
 
 double Secs(absl::Duration d) {
   if (d == absl::InfiniteDuration()) return kMaxSeconds;
-  return absl::ToDoubleSeconds(d);
+  return internal::DoubleSeconds(d);  // absl::ToDoubleSeconds, inline
 }
 
 absl::Duration FromSecs(double s) {

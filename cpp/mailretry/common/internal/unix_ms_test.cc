@@ -58,5 +58,33 @@ TEST(UnixMs, InUnixRangeIsTheComparison) {
   }
 }
 
+TEST(UnixMs, DoubleSecondsIsAbslToDoubleSeconds) {
+  std::vector<absl::Duration> v = {
+      absl::ZeroDuration(),
+      absl::InfiniteDuration(),
+      -absl::InfiniteDuration(),
+      absl::Nanoseconds(1),
+      absl::Nanoseconds(-1),
+      absl::Milliseconds(1500),
+      absl::Minutes(15),
+      absl::Hours(24 * 5),
+      absl::Seconds((int64_t{1} << 21) - 1) + absl::Nanoseconds(999'999'999),
+      absl::Seconds(int64_t{1} << 21),
+      absl::Seconds(-(int64_t{1} << 21)),
+      -absl::Seconds((int64_t{1} << 21) - 1),
+      absl::Seconds(int64_t{1} << 40) + absl::Nanoseconds(3)};
+  std::mt19937_64 rng(7);
+  for (int i = 0; i < 20000; ++i) {
+    const int64_t s = static_cast<int64_t>(rng() >> (20 + i % 44)) * (i % 3 == 0 ? -1 : 1);
+    v.push_back(absl::Seconds(s) + absl::Nanoseconds(static_cast<int64_t>(rng() % 1'000'000'000)));
+    v.push_back(absl::Milliseconds(s) / 7);
+  }
+  for (absl::Duration d : v) {
+    const double want = absl::ToDoubleSeconds(d);
+    // Bit for bit (EXPECT_EQ on doubles is exact; infinities compare equal).
+    EXPECT_EQ(DoubleSeconds(d), want) << d;
+  }
+}
+
 }  // namespace
 }  // namespace mailretry::internal

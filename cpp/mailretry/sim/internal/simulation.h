@@ -93,6 +93,13 @@ class Simulation : public GateHost {
     if (b >= r_.hours.size()) r_.hours.resize(b + 1);
     return r_.hours[b];
   }
+  // A hint only: the record is wanted soon, by a load or a store. Both ends:
+  // a 48-byte record spans two cache lines half the time.
+  void PrefetchMsg(uint32_t msg) const {
+    const char* p = reinterpret_cast<const char*>(msgs_.data() + msg);
+    __builtin_prefetch(p, 1);
+    __builtin_prefetch(p + sizeof(Msg) - 1, 1);
+  }
   uint32_t Pair(uint32_t msg) const { return msgs_[msg].domain * nsources_ + msgs_[msg].source; }
   // Run-relative ms <-> absl::Time, at every event: inline (unix_ms.h) when
   // the start is a whole Unix millisecond (then exactly absl's answer).
