@@ -81,6 +81,18 @@ absl::StatusOr<std::vector<Lease>> Engine::TakeReady(absl::Time now, size_t limi
   return Execute(*impl_, internal::TakeReadyCommand{.now = now, .limit = limit});
 }
 
+absl::Status Engine::TakeReady(absl::Time now, size_t limit, std::vector<Lease>& out) {
+  // The command builds its result in `out`'s storage and hands it back.
+  absl::StatusOr<std::vector<Lease>> r =
+      Execute(*impl_, internal::TakeReadyCommand{.now = now, .limit = limit, .recycle = &out});
+  if (!r.ok()) {
+    out.clear();
+    return r.status();
+  }
+  out = *std::move(r);
+  return absl::OkStatus();
+}
+
 namespace {
 
 // A reply whose text is longer than replies may be (a transport reply's
@@ -196,6 +208,16 @@ std::vector<absl::StatusOr<Decision>> Engine::ReportMany(absl::Span<const uint64
                              .replies = CappedReplies(replies, msg_ids.size(), storage)});
 }
 
+void Engine::ReportMany(absl::Span<const uint64_t> msg_ids, absl::Span<const Reply> replies,
+                        absl::Time now, std::vector<absl::StatusOr<Decision>>& out) {
+  std::vector<Reply> storage;
+  out = Execute(*impl_, internal::ReportManyCommand{
+                            .now = now,
+                            .msg_ids = msg_ids,
+                            .replies = CappedReplies(replies, msg_ids.size(), storage),
+                            .recycle = &out});
+}
+
 std::vector<absl::StatusOr<Decision>> Engine::ReportMany(absl::Span<const uint64_t> msg_ids,
                                                          absl::Span<const uint32_t> attempts,
                                                          absl::Span<const Reply> replies,
@@ -212,12 +234,38 @@ std::vector<absl::StatusOr<Decision>> Engine::ReportMany(absl::Span<const uint64
                              .replies = CappedReplies(replies, msg_ids.size(), storage)});
 }
 
+void Engine::ReportMany(absl::Span<const uint64_t> msg_ids, absl::Span<const uint32_t> attempts,
+                        absl::Span<const Reply> replies, absl::Time now,
+                        std::vector<absl::StatusOr<Decision>>& out) {
+  if (attempts.size() != msg_ids.size()) {
+    out.assign(msg_ids.size(), absl::InvalidArgumentError("attempts must be as long as msg_ids"));
+    return;
+  }
+  std::vector<Reply> storage;
+  out = Execute(*impl_, internal::ReportLeasesCommand{
+                            .now = now,
+                            .msg_ids = msg_ids,
+                            .attempts = attempts,
+                            .replies = CappedReplies(replies, msg_ids.size(), storage),
+                            .recycle = &out});
+}
+
 std::vector<absl::StatusOr<Decision>> Engine::ReportManyText(
     absl::Span<const uint64_t> msg_ids, absl::Span<const std::string> raw_replies, absl::Time now) {
   return Execute(*impl_, internal::ReportManyTextCommand{.now = now,
                                                          .msg_ids = msg_ids,
                                                          .raw_replies = raw_replies.first(std::min(
                                                              raw_replies.size(), msg_ids.size()))});
+}
+
+void Engine::ReportManyText(absl::Span<const uint64_t> msg_ids,
+                            absl::Span<const std::string> raw_replies, absl::Time now,
+                            std::vector<absl::StatusOr<Decision>>& out) {
+  out = Execute(*impl_, internal::ReportManyTextCommand{.now = now,
+                                                        .msg_ids = msg_ids,
+                                                        .raw_replies = raw_replies.first(std::min(
+                                                            raw_replies.size(), msg_ids.size())),
+                                                        .recycle = &out});
 }
 
 std::vector<absl::StatusOr<Decision>> Engine::ReportManyText(
@@ -233,6 +281,21 @@ std::vector<absl::StatusOr<Decision>> Engine::ReportManyText(
                   .msg_ids = msg_ids,
                   .attempts = attempts,
                   .raw_replies = raw_replies.first(std::min(raw_replies.size(), msg_ids.size()))});
+}
+
+void Engine::ReportManyText(absl::Span<const uint64_t> msg_ids, absl::Span<const uint32_t> attempts,
+                            absl::Span<const std::string> raw_replies, absl::Time now,
+                            std::vector<absl::StatusOr<Decision>>& out) {
+  if (attempts.size() != msg_ids.size()) {
+    out.assign(msg_ids.size(), absl::InvalidArgumentError("attempts must be as long as msg_ids"));
+    return;
+  }
+  out = Execute(*impl_, internal::ReportLeasesTextCommand{.now = now,
+                                                          .msg_ids = msg_ids,
+                                                          .attempts = attempts,
+                                                          .raw_replies = raw_replies.first(std::min(
+                                                              raw_replies.size(), msg_ids.size())),
+                                                          .recycle = &out});
 }
 
 std::optional<absl::Time> Engine::NextWakeup() const {

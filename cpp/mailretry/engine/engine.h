@@ -502,6 +502,10 @@ class Engine {
   // and has a free concurrency slot and rate allowance; round-robin across
   // destinations, alternating first attempts and retries within one.
   absl::StatusOr<std::vector<Lease>> TakeReady(absl::Time now, size_t limit);
+  // The same into `out`, whose contents are replaced (emptied on error). Its
+  // storage is reused: a caller that passes the same vector every round
+  // allocates nothing once it has grown to its largest batch.
+  absl::Status TakeReady(absl::Time now, size_t limit, std::vector<Lease>& out);
 
   // The outcome of a leased attempt, naming the lease: `attempt` is
   // Lease::attempt, and (msg_id, attempt) is the lease's fencing token. A
@@ -540,6 +544,14 @@ class Engine {
                                                        absl::Span<const uint32_t> attempts,
                                                        absl::Span<const std::string> raw_replies,
                                                        absl::Time now);
+  // The same into `out`, whose contents are replaced; its storage is reused
+  // as TakeReady(now, limit, out) reuses its vector's.
+  void ReportMany(absl::Span<const uint64_t> msg_ids, absl::Span<const uint32_t> attempts,
+                  absl::Span<const Reply> replies, absl::Time now,
+                  std::vector<absl::StatusOr<Decision>>& out);
+  void ReportManyText(absl::Span<const uint64_t> msg_ids, absl::Span<const uint32_t> attempts,
+                      absl::Span<const std::string> raw_replies, absl::Time now,
+                      std::vector<absl::StatusOr<Decision>>& out);
 
   // Unfenced reports (0.1 API, kept for one release): they apply to whatever
   // lease of `msg_id` is current, so a late report of an expired lease lands
@@ -556,6 +568,11 @@ class Engine {
   std::vector<absl::StatusOr<Decision>> ReportManyText(absl::Span<const uint64_t> msg_ids,
                                                        absl::Span<const std::string> raw_replies,
                                                        absl::Time now);
+  // The same into `out` (contents replaced, storage reused).
+  void ReportMany(absl::Span<const uint64_t> msg_ids, absl::Span<const Reply> replies,
+                  absl::Time now, std::vector<absl::StatusOr<Decision>>& out);
+  void ReportManyText(absl::Span<const uint64_t> msg_ids, absl::Span<const std::string> raw_replies,
+                      absl::Time now, std::vector<absl::StatusOr<Decision>>& out);
 
   // Earliest time at which Advance/TakeReady would do something: the last
   // `now` seen if messages are dispatchable already; nullopt when idle.

@@ -104,6 +104,11 @@ struct TakeReadyCommand {
   using Result = absl::StatusOr<std::vector<Lease>>;
   absl::Time now;
   uint64_t limit = 0;
+  // The caller's previous leases (may be null): the result is built in this
+  // vector's storage, so a caller passing the same vector each round
+  // allocates nothing once it is large enough. Not journaled: it changes no
+  // state, only where the result's storage comes from.
+  std::vector<Lease>* recycle = nullptr;
   template <class C, class V>
   static void Fields(C& c, V& v) {
     v(c.now), v(c.limit);
@@ -135,6 +140,7 @@ struct ReportManyCommand {
   absl::Span<const uint64_t> msg_ids;
   // Only the replies paired with an id (Engine::ReportMany trims the rest).
   absl::Span<const Reply> replies;
+  Decisions* recycle = nullptr;  // as in TakeReadyCommand
   template <class C, class V>
   static void Fields(C& c, V& v) {
     v(c.now), v(c.msg_ids), v(c.replies);
@@ -148,6 +154,7 @@ struct ReportManyTextCommand {
   absl::Time now;
   absl::Span<const uint64_t> msg_ids;
   absl::Span<const std::string> raw_replies;  // trimmed like ReportManyCommand::replies
+  Decisions* recycle = nullptr;               // as in TakeReadyCommand
   template <class C, class V>
   static void Fields(C& c, V& v) {
     v(c.now), v(c.msg_ids), v(c.raw_replies);
@@ -180,6 +187,7 @@ struct ReportLeasesCommand {
   absl::Span<const uint64_t> msg_ids;
   absl::Span<const uint32_t> attempts;  // as long as msg_ids
   absl::Span<const Reply> replies;      // trimmed like ReportManyCommand::replies
+  Decisions* recycle = nullptr;         // as in TakeReadyCommand
   template <class C, class V>
   static void Fields(C& c, V& v) {
     v(c.now), v(c.msg_ids), v(c.attempts), v(c.replies);
@@ -194,6 +202,7 @@ struct ReportLeasesTextCommand {
   absl::Span<const uint64_t> msg_ids;
   absl::Span<const uint32_t> attempts;
   absl::Span<const std::string> raw_replies;
+  Decisions* recycle = nullptr;  // as in TakeReadyCommand
   template <class C, class V>
   static void Fields(C& c, V& v) {
     v(c.now), v(c.msg_ids), v(c.attempts), v(c.raw_replies);

@@ -349,7 +349,8 @@ class Core {
                           absl::Span<const std::string> dest_names, absl::Time now_t,
                           absl::Span<const uint32_t> src_idx,
                           absl::Span<const std::string> src_names);
-  absl::StatusOr<std::vector<Lease>> TakeReady(absl::Time now_t, size_t limit);
+  // Replaces `out`'s contents with the leases (empty on error).
+  absl::Status TakeReady(absl::Time now_t, size_t limit, std::vector<Lease>& out);
   // `attempt` names the lease (kUnfenced: whichever is current).
   // `parsed`: `reply` is parsed->reply, from the reply cache (a report by
   // text), whose memo spares the lookup of its facts.

@@ -151,9 +151,8 @@ Classification Core::FirstContactGreylisting(MsgRec& r, const DestState& d, cons
   const bool first = r.attempts == 1;
   if (first) r.flags |= internal::kFlagFirstDeferred;
   if (!first && r.last_category != static_cast<uint8_t>(Category::kGreylisting)) return c;
-  auto it = m_.first_contact.find(d.domain_id);
-  if (it == m_.first_contact.end()) return c;
-  const Engine::Impl::FirstContact& f = it->second;
+  if (d.domain_id >= m_.first_contact.size()) return c;
+  const Engine::Impl::FirstContact& f = m_.first_contact[d.domain_id];
   if (f.deferred_then_delivered < kFirstContactMin ||
       f.deferred_then_delivered < kFirstContactRatio * f.first_delivered) {
     return c;
@@ -169,6 +168,7 @@ void Core::NoteFirstContact(const MsgRec& r, const DestState& d) {
   const bool at_once = r.attempts == 1;
   const bool after_deferral = !at_once && (r.flags & internal::kFlagFirstDeferred) != 0;
   if (!at_once && !after_deferral) return;
+  if (d.domain_id >= m_.first_contact.size()) m_.first_contact.resize(m_.names.size());
   Engine::Impl::FirstContact& f = m_.first_contact[d.domain_id];
   if (at_once) {
     ++f.first_delivered;

@@ -146,10 +146,10 @@ absl::Status Core::SubmitMany(absl::Span<const uint64_t> ids, absl::Span<const u
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::vector<Lease>> Core::TakeReady(absl::Time now_t, size_t limit) {
+absl::Status Core::TakeReady(absl::Time now_t, size_t limit, std::vector<Lease>& out) {
+  out.clear();
   if (absl::Status s = Advance(now_t); !s.ok()) return s;
   const int64_t now = m_.now_ms;
-  std::vector<Lease> out;
   out.reserve(std::min<size_t>(limit, m_.ready_n));
   const int64_t deadline = SatAdd(now, m_.lease_timeout_ms);
   while (out.size() < limit && !m_.ring.empty()) {
@@ -210,7 +210,7 @@ absl::StatusOr<std::vector<Lease>> Core::TakeReady(absl::Time now_t, size_t limi
       d.in_ring = false;
     }
   }
-  return out;
+  return absl::OkStatus();
 }
 
 absl::StatusOr<Decision> Core::Report(uint64_t id, uint32_t attempt, int64_t now,
@@ -454,7 +454,14 @@ absl::Status Apply(Engine::Impl& impl, const AdvanceCommand& c) {
 }
 
 absl::StatusOr<std::vector<Lease>> Apply(Engine::Impl& impl, const TakeReadyCommand& c) {
-  return Core(impl).TakeReady(c.now, static_cast<size_t>(std::min<uint64_t>(c.limit, SIZE_MAX)));
+  std::vector<Lease> out;
+  if (c.recycle != nullptr) out.swap(*c.recycle);
+  if (absl::Status s = Core(impl).TakeReady(
+          c.now, static_cast<size_t>(std::min<uint64_t>(c.limit, SIZE_MAX)), out);
+      !s.ok()) {
+    return s;
+  }
+  return out;
 }
 
 namespace {
@@ -462,12 +469,18 @@ namespace {
 // The reports of a batch, fenced (`attempts` as long as `msg_ids`) or not
 // (empty). `reply_of(i, storage)` gives entry i's reply or the error that
 // replaces its report.
+// `recycle` (may be null): the caller's previous results, whose storage
+// the new ones reuse.
 template <typename ReplyOf>
 Decisions ReportBatch(Engine::Impl& impl, absl::Time now, absl::Span<const uint64_t> msg_ids,
-                      absl::Span<const uint32_t> attempts, ReplyOf reply_of) {
+                      absl::Span<const uint32_t> attempts, Decisions* recycle, ReplyOf reply_of) {
   Core core(impl);
   const absl::Status adv = core.Advance(now);
   Decisions out;
+  if (recycle != nullptr) {
+    out.swap(*recycle);
+    out.clear();
+  }
   out.reserve(msg_ids.size());
   for (size_t i = 0; i < msg_ids.size(); ++i) {
     if (!adv.ok()) {
@@ -529,23 +542,23 @@ absl::StatusOr<Decision> Apply(Engine::Impl& impl, const ReportLeaseCommand& c) 
 }
 
 Decisions Apply(Engine::Impl& impl, const ReportManyCommand& c) {
-  return ReportBatch(impl, c.now, c.msg_ids, {},
+  return ReportBatch(impl, c.now, c.msg_ids, {}, c.recycle,
                      [&](size_t i, Reply&) { return ReplyAt(c.replies, i); });
 }
 
 Decisions Apply(Engine::Impl& impl, const ReportLeasesCommand& c) {
-  return ReportBatch(impl, c.now, c.msg_ids, c.attempts,
+  return ReportBatch(impl, c.now, c.msg_ids, c.attempts, c.recycle,
                      [&](size_t i, Reply&) { return ReplyAt(c.replies, i); });
 }
 
 Decisions Apply(Engine::Impl& impl, const ReportManyTextCommand& c) {
-  return ReportBatch(impl, c.now, c.msg_ids, {}, [&](size_t i, Reply&) {
+  return ReportBatch(impl, c.now, c.msg_ids, {}, c.recycle, [&](size_t i, Reply&) {
     return ParsedReplyAt(impl.reply_cache, c.raw_replies, i);
   });
 }
 
 Decisions Apply(Engine::Impl& impl, const ReportLeasesTextCommand& c) {
-  return ReportBatch(impl, c.now, c.msg_ids, c.attempts, [&](size_t i, Reply&) {
+  return ReportBatch(impl, c.now, c.msg_ids, c.attempts, c.recycle, [&](size_t i, Reply&) {
     return ParsedReplyAt(impl.reply_cache, c.raw_replies, i);
   });
 }

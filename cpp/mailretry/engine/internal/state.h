@@ -385,7 +385,10 @@ struct Engine::Impl {
     uint32_t deferred_then_delivered = 0;
     uint32_t first_delivered = 0;
   };
-  absl::flat_hash_map<uint32_t, FirstContact> first_contact;
+  // Indexed by the domain's interned name id (grown on a domain's first
+  // delivery; a missing entry counts as zeros): a lookup per delivery, and a
+  // hash map's probe cost more than the count it updated.
+  std::vector<FirstContact> first_contact;
   // How many domains learned each delay (their upper bound, rounded up to
   // kGreyBucketMs; the last bucket holds the longer ones): where an
   // unlearned domain's first retry goes. Derived from `greylist` (Load
