@@ -105,6 +105,7 @@ inline bool IsDestinationLevel(Category c, Transport t) {
 // destinations learn their greylist delay (greylist.cc).
 inline constexpr std::string_view kBuiltinGreylisting = "builtin:greylisting";
 inline constexpr std::string_view kBuiltinMailboxFull = "builtin:mailbox-full";
+inline constexpr std::string_view kBuiltinConnection = "builtin:connection";
 
 class Core {
  public:

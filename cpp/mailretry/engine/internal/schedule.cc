@@ -66,6 +66,12 @@ std::optional<int64_t> Core::NextAttempt(MsgRec& r, const DestState& d, const Re
       advance = false;
       if (o->fixed_delay) fixed = DurMs(*o->fixed_delay);
       *schedule_name = o->name;
+    } else if (o->name == kBuiltinConnection) {
+      // Past the quick retries a connection failure still does not burn the
+      // schedule: the message waits its current step's delay (a dead host is
+      // suspended long before this matters).
+      advance = false;
+      *schedule_name = o->name;
     } else if (o->policy) {
       policy = &*o->policy;
       *schedule_name = o->name;
