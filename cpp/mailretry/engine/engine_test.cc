@@ -408,6 +408,25 @@ TEST(Engine, TransportFailuresRetrySoonThenHoldTheirStep) {
                                   absl::Minutes(15), absl::Minutes(15)));
 }
 
+// quick_connection_retry = false (and files saved before format 6): every
+// connection failure waits the message's current step, as before.
+TEST(Engine, QuickConnectionRetryOff) {
+  EngineConfig c = Unjittered();
+  c.destination_defaults.quick_connection_retry = false;
+  auto e = MakeEngine(c);
+  ASSERT_TRUE(e->Submit(1, "example.com", kT0).ok());
+  absl::Time now = kT0;
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_EQ(Take(*e, now).size(), 1u);
+    absl::StatusOr<Decision> d =
+        e->Report(1, now, TransportReply(Transport::kConnectionDropped));
+    ASSERT_TRUE(d.ok()) << d.status();
+    EXPECT_EQ(d->schedule, "builtin:connection");
+    EXPECT_EQ(*d->next_attempt - now, absl::Minutes(15));
+    now = *d->next_attempt;
+  }
+}
+
 TEST(Engine, PerDestinationAndPerCategoryOverrides) {
   EngineConfig c;
   ScheduleOverride gmail;
