@@ -206,5 +206,90 @@ TEST(FamilySecondRound, VerdictEndUserCleartextContentRelayDowntime) {
   });
 }
 
+// Session 7: families found by a second tune set (tests/data/own_wordings_tune2.jsonl).
+
+// A 4yz that calls the sender new or not yet known and asks for a retry soon is
+// greylisting, whatever daemon wrote it; "unknown sender" on a 5yz is not.
+TEST(FamilyGreylistingByMeaning, NewSenderAskedToComeBackIsGreylisting) {
+  ExpectAll({
+      {"451 4.7.1 Sender not yet known for this recipient, retry in 5 minutes", C::kGreylisting,
+       A::kRetry, std::nullopt, "default:mta/greylisting-by-meaning"},
+      {"450 Unknown sending host 192.0.2.9, please retry from the same IP shortly", C::kGreylisting,
+       A::kRetry},
+      {"550 5.1.0 Unknown sender address", C::kAuthSpfDkimDmarc},
+  });
+}
+
+// A reputation verdict that says blocked or banned is a block even on a 4yz;
+// a temporary one stays a deferral. Abuse as a stated reason is a verdict,
+// except for an account deactivated for it (the recipient's state).
+TEST(FamilyReputationBlocked, BlockedIsABlockTemporaryIsAThrottle) {
+  ExpectAll({
+      {"421 4.7.0 Your IP is banned because of abuse, contact support", C::kReputationBlock,
+       A::kSuspendDomain, true, "default:phrase/reputation-blocked"},
+      {"421 4.7.0 Your IP is temporarily blocked due to complaints", C::kReputationThrottle},
+      {"554 Sender IP rejected due to abuse", C::kReputationBlock, A::kSuspendDomain},
+      {"553 Mailbox deactivated due to abuse", C::kMailboxDisabled, A::kBounce},
+  });
+}
+
+// A 4yz naming the server's own fault (DNS, timeout, internal error) is an
+// unknown transient, not load; "retry later" does not contain "try later".
+TEST(FamilyTransientFault, FaultsAreNotLoad) {
+  ExpectAll({
+      {"451 4.4.3 DNS failure while routing, try again later", C::kUnknownTransient, A::kRetry,
+       std::nullopt, "default:generic/transient-fault"},
+      {"451 Retry later", C::kUnknownTransient, A::kRetry, std::nullopt, "default:code/4xx"},
+      {"451 Try later please", C::kServerBusyCapacity, A::kRetry},
+      {"421 All worker processes are in use, come back soon", C::kServerBusyCapacity},
+  });
+}
+
+// X.7.0 is "other or undefined security status": with a text that names no
+// cause it is unknown_permanent; X.7.1 stays the policy refusal.
+TEST(FamilyEnhancedPriors, UndefinedSecurityStatusIsNotContent) {
+  ExpectAll({
+      {"550 5.7.0 Refused", C::kUnknownPermanent, A::kBounce, false,
+       "default:enhanced/5.7.0-undefined"},
+      {"550 5.7.1 Refused", C::kPolicyContentSpam, A::kBounce},
+      {"550 5.7.0 Refused by local policy", C::kPolicyContentSpam, A::kBounce},
+  });
+}
+
+// The word classes in Italian, Dutch and Polish, and the recipient's domain
+// named before a mailbox state word that both share.
+TEST(FamilyIntlMoreLanguages, DomainMailboxSizeRelayConnections) {
+  ExpectAll({
+      {"550 Il dominio non esiste", C::kDomainUnknown, A::kBounce, std::nullopt,
+       "default:intl/domain-unknown"},
+      {"550 Utente non esiste", C::kMailboxUnknown, A::kBounce},
+      {"550 Relaying nicht erlaubt", C::kRelayDenied},
+      {"552 Bericht te groot", C::kMessageTooLarge, A::kBounce},
+      {"421 Zbyt wiele połączeń z tego adresu", C::kTooManyConnections, A::kThrottle},
+      {"550 Indirizzo IP bloccato", C::kReputationBlock, A::kSuspendDomain},
+  });
+}
+
+// Sizes given in bytes, and sending allowances named as caps or per period.
+TEST(FamilyVolumeAndSizeWords, BytesAndCaps) {
+  ExpectAll({
+      {"552 Rejected: 52428800 bytes is above the limit", C::kMessageTooLarge, A::kBounce},
+      {"451 Too many deliveries from you in one hour", C::kRateLimit, A::kThrottle},
+      {"550 Hourly sending cap reached", C::kRateLimit, A::kThrottle, true},
+  });
+}
+
+// Tune set 2, second batch: a temporary system problem is a fault, not load; SPF
+// in words; a removed account; a wrong address in Chinese stock wording.
+TEST(FamilyTuneTwoSecondBatch, FaultSpfRemovedChinese) {
+  ExpectAll({
+      {"451 Temporary system problem, try again later", C::kUnknownTransient, A::kRetry,
+       std::nullopt, "default:generic/transient-fault"},
+      {"550 Host is not an authorized sender for example.org", C::kAuthSpfDkimDmarc, A::kRemediate},
+      {"550 Mailbox for this address was removed", C::kMailboxDisabled, A::kBounce},
+      {"550 邮箱地址错误", C::kMailboxUnknown, A::kBounce},
+  });
+}
+
 }  // namespace
 }  // namespace mailretry

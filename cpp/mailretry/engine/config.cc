@@ -178,8 +178,10 @@ absl::Status EngineConfig::Validate() const {
       (lease_timeout <= absl::ZeroDuration() || lease_timeout > absl::Hours(24 * 30))) {
     return absl::InvalidArgumentError("lease_timeout must be in (0, 30 days] or infinite");
   }
-  if (timer_resolution <= absl::ZeroDuration() || timer_resolution > absl::Hours(1)) {
-    return absl::InvalidArgumentError("timer_resolution must be in (0, 1 h]");
+  // At least 1 us: timer queues count ticks from the epoch in int64 up to
+  // 2^62, which at 1 ns would end in 2116, within a 100-year lifetime of now.
+  if (timer_resolution < absl::Microseconds(1) || timer_resolution > absl::Hours(1)) {
+    return absl::InvalidArgumentError("timer_resolution must be in [1 us, 1 h]");
   }
   if (max_buffered_events < 1)
     return absl::InvalidArgumentError("max_buffered_events must be >= 1");

@@ -196,6 +196,19 @@ TEST(Engine, InvalidConfigIsRejected) {
   EXPECT_FALSE(Engine::Create(c).ok());
 }
 
+// Timer queues count ticks from the epoch up to 2^62: at 1 ns that ends in
+// 2116, within a 100-year message lifetime of today, so wake-ups armed then
+// would fall outside the queue. The finest resolution is 1 us (146,000 years).
+TEST(Engine, TimerResolutionBelowOneMicrosecondIsRejected) {
+  EngineConfig c;
+  c.timer_resolution = absl::Nanoseconds(999);
+  absl::Status s = Engine::Create(c).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("timer_resolution"));
+  c.timer_resolution = absl::Microseconds(1);
+  EXPECT_TRUE(Engine::Create(c).ok());
+}
+
 TEST(Engine, NotBeforeDelaysTheFirstAttempt) {
   auto e = MakeEngine();
   ASSERT_TRUE(e->Submit(1, "example.com", kT0, "", kT0 + absl::Hours(1)).ok());

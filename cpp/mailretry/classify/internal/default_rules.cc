@@ -68,6 +68,8 @@ const std::vector<DefaultRuleSpec>& DefaultRuleSpecs() {
     AppendStockRules(all);
     AppendPhraseRules(all);
     AppendWordRules(all);
+    AppendIntlRules(all);
+    AppendContentRules(all);
     AppendCodeRules(all);
     return all;
   }();

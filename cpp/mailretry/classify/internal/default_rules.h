@@ -47,12 +47,15 @@ const std::vector<DefaultRuleSpec>& DefaultRuleSpecs();
 
 // The table's parts, one file each (default_rules_<part>.cc), appended in
 // this order by DefaultRuleSpecs: provider and MTA stock wordings (2a, 2b);
-// phrase families (3); word classes and non-English wordings (3b, 3c);
+// phrase families (3); word classes, non-English wordings, generic limit,
+// format and content wordings (3b, 3c, 3e: default_rules_{words,intl}.cc);
 // enhanced-code details, generic phrases, enhanced subjects, basic codes
 // (4a, 3d, 4b, 5).
 void AppendStockRules(std::vector<DefaultRuleSpec>* out);
 void AppendPhraseRules(std::vector<DefaultRuleSpec>* out);
 void AppendWordRules(std::vector<DefaultRuleSpec>* out);
+void AppendIntlRules(std::vector<DefaultRuleSpec>* out);
+void AppendContentRules(std::vector<DefaultRuleSpec>* out);
 void AppendCodeRules(std::vector<DefaultRuleSpec>* out);
 
 // The usual reaction to `category` for a reply of class `klass` (4 or 5; 0

@@ -157,6 +157,19 @@ void AppendStockRules(std::vector<DefaultRuleSpec>* out) {
                "not yet allowlisted", "first time seen", "seen for the first time",
                "new sender/recipient"},
        .code = "4xx"},
+      // Greylisting by what it says rather than by a daemon's words: a 4yz that
+      // calls the sender (or the sender/recipient pair) new or not yet known
+      // and asks for a retry soon, from the same host. Before the sender-address
+      // and domain word classes, which would read "unknown sender" or "unknown
+      // sending host" as a DNS failure.
+      {.name = "default:mta/greylisting-by-meaning",
+       .category = C::kGreylisting,
+       .any = {"new sender", "unknown sender", "unknown sending host", "first attempt",
+               "first message from", "first contact", "first time we see", "same ip", "same server",
+               "same host", "same sending", "sender/recipient", "not seen before", "never seen",
+               "new triplet", "unknown triplet", "sender not yet known", "not yet known"},
+       .also = {"retry", "try again", "come back", "resend", "later", "minute", "second"},
+       .code = "4xx"},
       // Exchange / Microsoft 365 enhanced-status names in NDR text.
       {.name = "default:mta/exchange-recipient",
        .category = C::kMailboxUnknown,

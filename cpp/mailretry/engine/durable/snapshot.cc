@@ -267,6 +267,8 @@ absl::StatusOr<std::unique_ptr<Engine::Impl>> LoadImpl(const std::string& path) 
   m->rng.set_state(r.U64());
   m->now_ms = r.I64();
   m->last_event_ms = r.I64();
+  if (!snapshot::StoredTimeInRange(m->now_ms) || !snapshot::StoredTimeInRange(m->last_event_ms))
+    return corrupt("engine clock out of range");
   for (uint64_t* v : {&m->submitted, &m->delivered, &m->bounced, &m->expired, &m->attempts,
                       &m->deferred, &m->lease_expirations, &m->events_dropped}) {
     *v = r.U64();
@@ -301,6 +303,7 @@ absl::StatusOr<std::unique_ptr<Engine::Impl>> LoadImpl(const std::string& path) 
     d.sample_count = std::min<uint32_t>(d.sample_count, kSampleRing);
     if (!r.ok() || d.domain_id >= nnames || d.source_id >= nnames)
       return corrupt("destination section");
+    if (!snapshot::TimesInRange(d)) return corrupt("destination time out of range");
     if (!m->pair_ids.emplace((uint64_t{d.domain_id} << 32) | d.source_id, static_cast<uint32_t>(i))
              .second) {
       return corrupt("duplicate destination");
@@ -309,8 +312,10 @@ absl::StatusOr<std::unique_ptr<Engine::Impl>> LoadImpl(const std::string& path) 
     if (m->source_seen.insert(d.source_id).second) m->source_list.push_back(d.source_id);
     if (d.strong_ptr > 0) ++m->sender_evidence[d.source_id].ptr_pairs;
     if (d.strong_auth > 0) ++m->sender_evidence[d.source_id].auth_pairs;
-    if (d.wake != kNoTime)
-      m->dest_timers->Schedule(static_cast<Slot>(i), absl::FromUnixMillis(d.wake)).IgnoreError();
+    if (d.wake != kNoTime &&
+        !m->dest_timers->Schedule(static_cast<Slot>(i), absl::FromUnixMillis(d.wake)).ok()) {
+      return corrupt("destination timer");
+    }
   }
   const uint32_t nslots = r.U32();
   const uint64_t live = r.Count(50);
@@ -331,7 +336,8 @@ absl::StatusOr<std::unique_ptr<Engine::Impl>> LoadImpl(const std::string& path) 
     r(x);
     const uint8_t st = static_cast<uint8_t>(x.state);
     if (!r.ok() || st < 1 || st > 3 || x.dest >= ndests ||
-        (x.last_category != 0xff && x.last_category >= kNumCategories)) {
+        (x.last_category != 0xff && x.last_category >= kNumCategories) ||
+        !snapshot::TimesInRange(x)) {
       return corrupt("message record");
     }
     // By id: the index's own equality compares slot numbers (a new slot is
@@ -382,7 +388,10 @@ absl::StatusOr<std::unique_ptr<Engine::Impl>> LoadImpl(const std::string& path) 
     const uint64_t k = r.U64();
     std::vector<int64_t>& v = m->reaction_hits[k];
     v.resize(r.Count(8));
-    for (int64_t& t : v) t = r.I64();
+    for (int64_t& t : v) {
+      t = r.I64();
+      if (!snapshot::StoredTimeInRange(t)) return corrupt("reaction hit time out of range");
+    }
   }
   if (version >= 5) {
     const uint64_t ngrey = r.Count(20);
@@ -392,6 +401,8 @@ absl::StatusOr<std::unique_ptr<Engine::Impl>> LoadImpl(const std::string& path) 
       Engine::Impl::GreylistMemory& g = m->greylist[domain];
       g.lower_ms = r.I64();
       g.upper_ms = r.I64();
+      if (!snapshot::StoredTimeInRange(g.lower_ms) || !snapshot::StoredTimeInRange(g.upper_ms))
+        return corrupt("greylist delay out of range");
       if (g.upper_ms != kNever) Core(*m).CountLearnedGreylist(kNever, g.upper_ms);
     }
   }

@@ -110,8 +110,41 @@ TEST(Engine, CorruptOrTruncatedSnapshotIsAClearError) {
   std::remove(bad.c_str());
 }
 
-// A snapshot whose payload (checksum recomputed, so only the loader's own
-// checks stand) holds one message id twice must be refused: the id index
+// --- damaged snapshots, framing intact ---------------------------------------
+// Each test below changes a few payload bytes of a saved snapshot and rewrites
+// the CRC32C trailer, so that only the loader's own checks stand between the
+// damage and a running engine (as in snapshot_fuzz).
+
+constexpr size_t kSnapshotHeader = 8 + 4 + 8;  // magic, u32 version, u64 payload length
+
+std::string ReadBytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// `bytes` little-endian bytes of `v`.
+std::string LittleEndian(uint64_t v, int bytes = 8) {
+  std::string out(static_cast<size_t>(bytes), '\0');
+  for (int i = 0; i < bytes; ++i) out[i] = static_cast<char>((v >> (8 * i)) & 0xff);
+  return out;
+}
+
+// Writes `bytes` to `path` with the CRC32C trailer recomputed for its payload.
+void WriteWithPayloadCrc(const std::string& path, std::string bytes) {
+  const size_t payload = bytes.size() - kSnapshotHeader - 4;
+  const uint32_t crc = internal::Crc32c(std::string_view(bytes).substr(kSnapshotHeader, payload));
+  bytes.replace(kSnapshotHeader + payload, 4, LittleEndian(crc, 4));
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << bytes;
+}
+
+void ExpectDataLoss(const std::string& path, const std::string& why) {
+  absl::Status s = Engine::Load(path).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss) << s;
+  EXPECT_THAT(std::string(s.message()), HasSubstr(why));
+}
+
+// A payload holding one message id twice must be refused: the id index
 // compares slots by number, and its insert() accepted the second record, which
 // then could be leased while reports reached the first (found by
 // snapshot_fuzz).
@@ -122,30 +155,12 @@ TEST(Engine, SnapshotWithADuplicateMessageIdIsDataLoss) {
   ASSERT_TRUE(a->Submit(kB, "example.com", kT0).ok());
   const std::string path = TempPath("dup.snap");
   ASSERT_TRUE(a->Save(path).ok());
-  std::string bytes;
-  {
-    std::ifstream in(path, std::ios::binary);
-    bytes.assign(std::istreambuf_iterator<char>(in), {});
-  }
-  auto le = [](uint64_t v) {
-    std::string out(8, '\0');
-    for (int i = 0; i < 8; ++i) out[i] = static_cast<char>((v >> (8 * i)) & 0xff);
-    return out;
-  };
-  const size_t at = bytes.find(le(kB));
+  std::string bytes = ReadBytes(path);
+  const size_t at = bytes.find(LittleEndian(kB));
   ASSERT_NE(at, std::string::npos);
-  bytes.replace(at, 8, le(kA));
-  constexpr size_t kHeader = 8 + 4 + 8;  // magic, version, payload length
-  const size_t payload = bytes.size() - kHeader - 4;
-  const uint32_t crc = internal::Crc32c(std::string_view(bytes).substr(kHeader, payload));
-  bytes.replace(kHeader + payload, 4, le(crc).substr(0, 4));
-  {
-    std::ofstream out(path, std::ios::binary | std::ios::trunc);
-    out << bytes;
-  }
-  absl::Status s = Engine::Load(path).status();
-  EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss) << s;
-  EXPECT_THAT(std::string(s.message()), HasSubstr("duplicate message id"));
+  bytes.replace(at, 8, LittleEndian(kA));
+  WriteWithPayloadCrc(path, bytes);
+  ExpectDataLoss(path, "duplicate message id");
   std::remove(path.c_str());
 }
 
@@ -157,28 +172,52 @@ TEST(Engine, SnapshotWithMoreSlotsThanSubmittedMessagesIsDataLoss) {
   for (uint64_t id : {11, 12, 13}) ASSERT_TRUE(a->Submit(id, "example.com", kT0).ok());
   const std::string path = TempPath("slots.snap");
   ASSERT_TRUE(a->Save(path).ok());
-  std::string bytes;
-  {
-    std::ifstream in(path, std::ios::binary);
-    bytes.assign(std::istreambuf_iterator<char>(in), {});
-  }
+  std::string bytes = ReadBytes(path);
   // The message section's header: u32 slot count 3, u64 live count 3.
-  const std::string header("\x03\0\0\0\x03\0\0\0\0\0\0\0", 12);
+  const std::string header = LittleEndian(3, 4) + LittleEndian(3);
   const size_t at = bytes.find(header);
   ASSERT_NE(at, std::string::npos);
   ASSERT_EQ(bytes.find(header, at + 1), std::string::npos);
   bytes[at] = 4;  // one slot more than the 3 messages submitted
-  constexpr size_t kHeader = 8 + 4 + 8;
-  const size_t payload = bytes.size() - kHeader - 4;
-  const uint32_t crc = internal::Crc32c(std::string_view(bytes).substr(kHeader, payload));
-  for (int i = 0; i < 4; ++i) bytes[kHeader + payload + i] = static_cast<char>(crc >> (8 * i));
-  {
-    std::ofstream out(path, std::ios::binary | std::ios::trunc);
-    out << bytes;
-  }
-  absl::Status s = Engine::Load(path).status();
-  EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss) << s;
-  EXPECT_THAT(std::string(s.message()), HasSubstr("message section header"));
+  WriteWithPayloadCrc(path, bytes);
+  ExpectDataLoss(path, "message section header");
+  std::remove(path.c_str());
+}
+
+// A message's submission time (the 8 bytes after its id) beyond any time the
+// engine can hold is damage, refused at load rather than at the timer queue.
+TEST(Engine, SnapshotWithAMessageTimeOutOfRangeIsDataLoss) {
+  constexpr uint64_t kId = 0x5566778899aabbcc;
+  auto a = MakeEngine();
+  ASSERT_TRUE(a->Submit(kId, "example.com", kT0).ok());
+  const std::string path = TempPath("msgtime.snap");
+  ASSERT_TRUE(a->Save(path).ok());
+  std::string bytes = ReadBytes(path);
+  const size_t at = bytes.find(LittleEndian(kId));
+  ASSERT_NE(at, std::string::npos);
+  ASSERT_EQ(bytes.substr(at + 8, 8), LittleEndian(absl::ToUnixMillis(kT0)));
+  bytes.replace(at + 8, 8, LittleEndian(uint64_t{1} << 62));
+  WriteWithPayloadCrc(path, bytes);
+  ExpectDataLoss(path, "message record");
+  std::remove(path.c_str());
+}
+
+// snapshot_fuzz's case: the golden state with one destination's rate interval
+// (1,000 ms, at payload offset 6,873) raised to about 2e18 ms. Load accepted
+// it, and the first round of calls armed a wake-up beyond the timer queue's
+// range, which the engine ignored: "destination 11 wake timer mismatch".
+TEST(Engine, SnapshotWithADestinationTimeOutOfRangeIsDataLoss) {
+  const std::string golden =
+      std::string(MAILRETRY_SOURCE_DIR) + "/tests/golden/durable-0.1/state.mrs";
+  std::string bytes = ReadBytes(golden);
+  constexpr size_t kAt = 6893;  // the field's file offset
+  ASSERT_GT(bytes.size(), kAt + 8) << golden;
+  ASSERT_EQ(bytes.substr(kAt, 8), LittleEndian(1000));
+  ASSERT_TRUE(Engine::Load(golden).ok());
+  bytes.replace(kAt, 8, LittleEndian(0x1bffffffffffffff));
+  const std::string path = TempPath("desttime.snap");
+  WriteWithPayloadCrc(path, bytes);
+  ExpectDataLoss(path, "destination time out of range");
   std::remove(path.c_str());
 }
 

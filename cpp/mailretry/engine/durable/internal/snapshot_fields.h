@@ -175,6 +175,34 @@ void Fields(V& v, S& x) {
   if (v.version >= 5) v(x.grey_s);
 }
 
+// Every int64_t a saved DestState or MsgRec holds is a Unix-ms time, a
+// kNoTime/kNever sentinel, or a millisecond interval. The engine never holds
+// one more than kMaxStoredMs from the epoch (its clock stops at 10,000 years
+// and its durations at 100), so a larger value is damage: loaded, it would
+// reach a timer queue out of range at the next wake-up it arms.
+inline constexpr int64_t kMaxStoredMs = int64_t{20'000} * 365 * 24 * 3600 * 1000;
+
+inline bool StoredTimeInRange(int64_t t) {
+  return t == kNoTime || t == kNever || (t >= -kMaxStoredMs && t <= kMaxStoredMs);
+}
+
+// A visitor for Fields() that checks every int64_t field with
+// StoredTimeInRange and ignores the others.
+struct TimeRangeCheck {
+  uint32_t version = kVersion;
+  bool ok = true;
+  void operator()(const int64_t& t) { ok = ok && StoredTimeInRange(t); }
+  template <class T>
+  void operator()(const T&) {}
+};
+
+template <class T>
+bool TimesInRange(const T& x) {
+  TimeRangeCheck check;
+  Fields(check, x);
+  return check.ok;
+}
+
 // The least bytes one element takes in the file: a corrupt count can then
 // never make Load allocate more than a small multiple of the file's size.
 template <class T>
