@@ -160,6 +160,17 @@ struct DestinationPolicy {
   // message may bisect a wide gap between the bounds. false = the fixed
   // override only (the behaviour before 0.3).
   bool learn_greylist_delay = true;
+  // An isolated connection failure (refused, timed out, lost mid-transaction,
+  // DNS) is retried at 5 min (at most the schedule's first delay), twice in a
+  // row, without burning the backoff; then at the message's current step.
+  // false = always the current step (the behaviour before 0.4).
+  bool quick_connection_retry = true;
+  // Full-mailbox retries (with the built-in override) go a third of the
+  // domain's learned clearing time apart (pooled over sources, from the age
+  // of its full-mailbox messages at delivery, after three of them) until the
+  // message is twice that old; then the override's 1 h, 2 h, 4 h. false =
+  // the fixed override only (the behaviour before 0.4).
+  bool learn_full_mailbox = true;
 };
 
 // A reaction to a reply pattern (KumoMTA traffic-shaping automation, PowerMTA

@@ -389,10 +389,55 @@ TEST(Engine, ConnectionRefusedDoesNotBurnTheSchedule) {
     schedules.push_back(d->schedule);
     now = *d->next_attempt;
   }
-  // 15m, 30m, then two refusals at the current step (1 h) without advancing, then 1 h, not 4 h.
-  EXPECT_THAT(delays, ElementsAre(absl::Minutes(15), absl::Minutes(30), absl::Hours(1),
-                                  absl::Hours(1), absl::Hours(1)));
+  // 15m, 30m, then two refusals retried at 5 min without advancing, then 1 h, not 4 h.
+  EXPECT_THAT(delays, ElementsAre(absl::Minutes(15), absl::Minutes(30), absl::Minutes(5),
+                                  absl::Minutes(5), absl::Hours(1)));
   EXPECT_EQ(schedules[2], "builtin:connection");
+}
+
+// An isolated lost connection (here mid-DATA) says nothing about the
+// receiver: it is retried at 5 min twice; a third failure in a row waits the
+// message's current step (15 min) and still does not advance the backoff.
+TEST(Engine, TransportFailuresRetrySoonThenHoldTheirStep) {
+  auto e = MakeEngine(Unjittered());
+  ASSERT_TRUE(e->Submit(1, "example.com", kT0).ok());
+  absl::Time now = kT0;
+  std::vector<absl::Duration> delays;
+  const Transport kinds[] = {Transport::kConnectionDropped, Transport::kConnectTimeout,
+                             Transport::kConnectionDropped, Transport::kConnectionRefused};
+  for (Transport t : kinds) {
+    ASSERT_EQ(Take(*e, now).size(), 1u);
+    absl::StatusOr<Decision> d = e->Report(1, now, TransportReply(t));
+    ASSERT_TRUE(d.ok()) << d.status();
+    EXPECT_EQ(d->schedule, "builtin:connection");
+    delays.push_back(*d->next_attempt - now);
+    now = *d->next_attempt;
+  }
+  ASSERT_EQ(Take(*e, now).size(), 1u);
+  absl::StatusOr<Decision> d = e->ReportText(1, now, kTempFail);
+  ASSERT_TRUE(d.ok()) << d.status();
+  delays.push_back(*d->next_attempt - now);
+  EXPECT_THAT(delays, ElementsAre(absl::Minutes(5), absl::Minutes(5), absl::Minutes(15),
+                                  absl::Minutes(15), absl::Minutes(15)));
+}
+
+// quick_connection_retry = false (and files saved before format 6): every
+// connection failure waits the message's current step, as before.
+TEST(Engine, QuickConnectionRetryOff) {
+  EngineConfig c = Unjittered();
+  c.destination_defaults.quick_connection_retry = false;
+  auto e = MakeEngine(c);
+  ASSERT_TRUE(e->Submit(1, "example.com", kT0).ok());
+  absl::Time now = kT0;
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_EQ(Take(*e, now).size(), 1u);
+    absl::StatusOr<Decision> d =
+        e->Report(1, now, TransportReply(Transport::kConnectionDropped));
+    ASSERT_TRUE(d.ok()) << d.status();
+    EXPECT_EQ(d->schedule, "builtin:connection");
+    EXPECT_EQ(*d->next_attempt - now, absl::Minutes(15));
+    now = *d->next_attempt;
+  }
 }
 
 TEST(Engine, PerDestinationAndPerCategoryOverrides) {

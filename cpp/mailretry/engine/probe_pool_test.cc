@@ -19,6 +19,7 @@ namespace mailretry {
 namespace {
 
 using namespace ::mailretry::engine_test;  // NOLINT: the shared test vocabulary
+using ::testing::ElementsAre;
 using ::testing::IsEmpty;
 
 const std::vector<std::string> kSources = {"ip-a", "ip-b", "ip-c"};
@@ -193,6 +194,98 @@ TEST(MailboxFullSchedule, OffWithTheBuiltinsAndAUserOverrideWins) {
   d = MustReport(*e2, 1, kT0, kFull);
   EXPECT_EQ(d.schedule, "mine");
   EXPECT_EQ(*d.next_attempt - kT0, absl::Minutes(7));
+}
+
+// Learned spacing (mailbox_full.cc): a domain whose full mailboxes clear
+// within an hour is retried a third of that apart; other domains, and a
+// domain with fewer than three such deliveries, keep 1 h, 2 h, 4 h.
+void FullThenDelivered(Engine& e, uint64_t id, const std::string& domain, absl::Time t0,
+                       absl::Duration clears_after) {
+  ASSERT_TRUE(e.Submit(id, domain, t0).ok());
+  ASSERT_EQ(Take(e, t0).size(), 1u);
+  const Decision first = MustReport(e, id, t0, kFull);
+  ASSERT_TRUE(first.next_attempt.has_value());
+  ASSERT_EQ(*first.next_attempt - t0, absl::Hours(1));
+  const absl::Time t = t0 + clears_after;
+  ASSERT_EQ(Take(e, t).size(), 1u);
+  EXPECT_EQ(MustReport(e, id, t, "250 2.0.0 ok").action, DecisionAction::kDelivered);
+}
+
+TEST(MailboxFullSchedule, LearnsHowLongTheDomainsFullMailboxesLast) {
+  auto e = MakeEngine(Unjittered());
+  absl::Time t = kT0;
+  for (uint64_t id = 1; id <= 2; ++id) {
+    FullThenDelivered(*e, id, "quick.example", t, absl::Hours(1));
+    t += absl::Hours(1);
+  }
+  // Two samples are not enough: still the built-in 1 h.
+  ASSERT_TRUE(e->Submit(10, "quick.example", t).ok());
+  ASSERT_EQ(Take(*e, t).size(), 1u);
+  EXPECT_EQ(*MustReport(*e, 10, t, kFull).next_attempt - t, absl::Hours(1));
+  t += absl::Hours(1);
+  ASSERT_EQ(Take(*e, t).size(), 1u);
+  EXPECT_EQ(MustReport(*e, 10, t, "250 2.0.0 ok").action, DecisionAction::kDelivered);
+
+  // Third delivery at 1 h: retries 20 min apart until the message is 2 h old,
+  // then the built-in schedule from where its backoff has got to (4 h cap).
+  ASSERT_TRUE(e->Submit(4, "quick.example", t).ok());
+  const absl::Time submitted = t;
+  std::vector<absl::Duration> delays;
+  for (int i = 0; i < 7; ++i) {
+    ASSERT_EQ(Take(*e, t).size(), 1u) << i;
+    const Decision d = MustReport(*e, 4, t, kFull);
+    EXPECT_EQ(d.schedule, "builtin:mailbox-full");
+    delays.push_back(*d.next_attempt - t);
+    t = *d.next_attempt;
+  }
+  EXPECT_THAT(delays, ElementsAre(absl::Minutes(20), absl::Minutes(20), absl::Minutes(20),
+                                  absl::Minutes(20), absl::Minutes(20), absl::Minutes(20),
+                                  absl::Hours(4)));
+  EXPECT_EQ(t - submitted, absl::Hours(6));
+
+  // Learned per domain: another domain's first retry is still 1 h away.
+  // (A minute before message 4's next retry is due, so that only this one is.)
+  const absl::Time u = t - absl::Minutes(1);
+  ASSERT_TRUE(e->Submit(20, "other.example", u).ok());
+  ASSERT_EQ(Take(*e, u).size(), 1u);
+  EXPECT_EQ(*MustReport(*e, 20, u, kFull).next_attempt - u, absl::Hours(1));
+}
+
+TEST(MailboxFullSchedule, LearningOffKeepsTheFixedSchedule) {
+  EngineConfig c = Unjittered();
+  c.destination_defaults.learn_full_mailbox = false;
+  auto e = MakeEngine(c);
+  absl::Time t = kT0;
+  for (uint64_t id = 1; id <= 3; ++id) {
+    FullThenDelivered(*e, id, "quick.example", t, absl::Hours(1));
+    t += absl::Hours(1);
+  }
+  ASSERT_TRUE(e->Submit(4, "quick.example", t).ok());
+  ASSERT_EQ(Take(*e, t).size(), 1u);
+  EXPECT_EQ(*MustReport(*e, 4, t, kFull).next_attempt - t, absl::Hours(1));
+}
+
+TEST(MailboxFullSchedule, LongFillsKeepTheSparseSchedule) {
+  auto e = MakeEngine(Unjittered());
+  absl::Time t = kT0;
+  for (uint64_t id = 1; id <= 3; ++id) {
+    // 1 h, 2 h, 4 h, 4 h, then delivered at age 15 h.
+    ASSERT_TRUE(e->Submit(id, "slow.example", t).ok());
+    absl::Time now = t;
+    for (absl::Duration d : {absl::Hours(1), absl::Hours(2), absl::Hours(4), absl::Hours(4),
+                             absl::Hours(4)}) {
+      ASSERT_EQ(Take(*e, now).size(), 1u);
+      ASSERT_EQ(*MustReport(*e, id, now, kFull).next_attempt - now, d);
+      now += d;
+    }
+    ASSERT_EQ(Take(*e, now).size(), 1u);
+    EXPECT_EQ(MustReport(*e, id, now, "250 2.0.0 ok").action, DecisionAction::kDelivered);
+    t = now;
+  }
+  // A third of 15 h is past the 4 h cap: every retry 4 h apart, never denser.
+  ASSERT_TRUE(e->Submit(4, "slow.example", t).ok());
+  ASSERT_EQ(Take(*e, t).size(), 1u);
+  EXPECT_EQ(*MustReport(*e, 4, t, kFull).next_attempt - t, absl::Hours(4));
 }
 
 }  // namespace

@@ -41,6 +41,8 @@ EngineConfig GoldenConfig() {
   c.destination_defaults.suspend_probe_interval = absl::ZeroDuration();
   c.destination_defaults.capacity_window = 0;
   c.destination_defaults.learn_greylist_delay = false;
+  c.destination_defaults.quick_connection_retry = false;
+  c.destination_defaults.learn_full_mailbox = false;
   c.structural.strong_attempts = c.structural.sender_destinations = 0;
   c.structural.early_weak_evidence = true;
   c.structural.probe_backoff = 1.0;
@@ -55,6 +57,8 @@ EngineConfig GoldenConfig() {
   d.suspend_probe_interval = absl::ZeroDuration();
   d.capacity_window = 0;
   d.learn_greylist_delay = false;
+  d.quick_connection_retry = false;
+  d.learn_full_mailbox = false;
   d.initial_concurrency = 2;
   d.max_concurrency = 4;
   d.rate = RateLimit{30, absl::Minutes(1)};

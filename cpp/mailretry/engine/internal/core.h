@@ -105,6 +105,7 @@ inline bool IsDestinationLevel(Category c, Transport t) {
 // destinations learn their greylist delay (greylist.cc).
 inline constexpr std::string_view kBuiltinGreylisting = "builtin:greylisting";
 inline constexpr std::string_view kBuiltinMailboxFull = "builtin:mailbox-full";
+inline constexpr std::string_view kBuiltinConnection = "builtin:connection";
 
 class Core {
  public:
@@ -337,6 +338,18 @@ class Core {
   // one; nullopt when there are too few or `above` is past both (then the
   // override's walk: 5 min, its multiples, doubling).
   std::optional<int64_t> GreylistPrior(int64_t above) const;
+
+  // --- learned full-mailbox spacing (mailbox_full.cc) --------------------------------
+  // A delivery: if the message's last failure was a full mailbox, its age is
+  // one more sample of how long full mailboxes last at its domain.
+  void NoteFullMailboxDelivery(const MsgRec& r, int64_t now);
+  // The schedule for a full-mailbox retry at `d`, written into `out` from the
+  // override's own policy `base`: retries a third of the domain's learned
+  // clearing time apart while the message is younger than twice that time.
+  // False while the domain has learned too little, or past that age (then
+  // `base` applies).
+  bool LearnedFullMailboxPolicy(const MsgRec& r, const DestState& d, int64_t now,
+                                const RetryPolicy& base, RetryPolicy* out) const;
 
   // --- API bodies (operations.cc)
   // ----------------------------------------------------------------------

@@ -292,6 +292,7 @@ absl::StatusOr<Decision> Core::Report(uint64_t id, uint32_t attempt, int64_t now
       WakeSiblingProbes(di, now);
     }
     NoteGreylistDelivery(r, now);
+    NoteFullMailboxDelivery(r, now);
     NoteFirstContact(r, d);
     OnDelivered(di, now);
     // By position when the lookup found it (nothing was inserted into the

@@ -52,6 +52,7 @@ std::optional<int64_t> Core::NextAttempt(MsgRec& r, const DestState& d, const Re
                        ? std::string_view(m_.schedules[d.lifetime_schedule].name)
                        : std::string_view("default");
   std::optional<int64_t> learned;
+  RetryPolicy learned_full;
   if (o != nullptr && o->name == kBuiltinGreylisting && o->fixed_delay) {
     learned = LearnedGreylistDelay(r, d, now, DurMs(*o->fixed_delay), schedule_name);
   }
@@ -60,15 +61,29 @@ std::optional<int64_t> Core::NextAttempt(MsgRec& r, const DestState& d, const Re
     // 60-min window needs more than three 5-min retries while learning).
     advance = false;
     fixed = learned;
+  } else if (o != nullptr && o->name == kBuiltinConnection &&
+             !Policy(d).quick_connection_retry) {
+    advance = false;
+    *schedule_name = o->name;
   } else if (o != nullptr) {
     const bool non_advancing = o->fixed_delay.has_value() || !o->advance_backoff;
     if (non_advancing && (o->max_consecutive == 0 || r.fixed_uses < o->max_consecutive)) {
       advance = false;
       if (o->fixed_delay) fixed = DurMs(*o->fixed_delay);
       *schedule_name = o->name;
+    } else if (o->name == kBuiltinConnection) {
+      // Past the quick retries a connection failure still does not burn the
+      // schedule: the message waits its current step's delay (a dead host is
+      // suspended long before this matters).
+      advance = false;
+      *schedule_name = o->name;
     } else if (o->policy) {
       policy = &*o->policy;
       *schedule_name = o->name;
+      if (o->name == kBuiltinMailboxFull &&
+          LearnedFullMailboxPolicy(r, d, now, *o->policy, &learned_full)) {
+        policy = &learned_full;
+      }
     }
   }
   if (policy->max_attempts != 0 && r.attempts >= policy->max_attempts) return std::nullopt;

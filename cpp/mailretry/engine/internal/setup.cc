@@ -48,11 +48,21 @@ absl::StatusOr<std::unique_ptr<Engine::Impl>> MakeImpl(EngineConfig config, uint
     grey.advance_backoff = false;
     grey.max_consecutive = 3;
     impl->schedules.push_back(grey);
+    // A connection that failed (refused, timed out, lost mid-transaction)
+    // says nothing about the receiver unless its neighbours fail too, and
+    // those runs suspend the destination (connection_failures_to_suspend),
+    // after which its messages wait for the release, not for this schedule.
+    // So an isolated failure is retried soon, at Postfix's 5-min
+    // minimal_backoff_time, twice without burning the backoff; on a flaky
+    // path (9 % of connections lost) the default 15 min put the p95 at the
+    // first retry (0.22 h against Postfix's 0.08 h).
     ScheduleOverride conn;
-    conn.name = "builtin:connection";
+    conn.name = std::string(kBuiltinConnection);
     conn.transports = {Transport::kConnectionRefused, Transport::kConnectTimeout,
-                       Transport::kDnsFailure};
+                       Transport::kConnectionDropped, Transport::kDnsFailure};
+    conn.fixed_delay = std::min(c.retry.initial_delay, absl::Minutes(5));
     conn.advance_backoff = false;
+    conn.max_consecutive = 2;
     impl->schedules.push_back(conn);
     // A full mailbox is one recipient's state and clears on a person's
     // timescale (hours), not the server's: retrying it at the default 15, 30,

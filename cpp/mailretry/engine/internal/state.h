@@ -397,6 +397,17 @@ struct Engine::Impl {
   std::vector<uint32_t> greylist_learned = std::vector<uint32_t>(481, 0);
   uint32_t greylist_learned_domains = 0;
 
+  // How long full mailboxes last at each destination domain (name id),
+  // pooled over sources (mailbox_full.cc): a running mean of the log of the
+  // age at which a message whose last failure was a full mailbox got
+  // through. Not saved: after a restore it is learned again from the next
+  // few such deliveries.
+  struct FullMailboxMemory {
+    double log_age_s = 0;
+    uint32_t samples = 0;
+  };
+  absl::flat_hash_map<uint32_t, FullMailboxMemory> full_mailbox;
+
   // Reaction-rule threshold windows: (dest << 16 | rule) -> match times.
   absl::flat_hash_map<uint64_t, std::vector<int64_t>> reaction_hits;
 

@@ -33,8 +33,10 @@ namespace mailretry::internal::snapshot {
 // files load with this build's defaults for the new config fields and empty
 // new state. 5: learned greylist delays (the policy switch, each message's
 // first greylist deferral, each domain's bounds); older files load with
-// learning off, so that their journals replay as recorded.
-inline constexpr uint32_t kVersion = 5;
+// learning off, so that their journals replay as recorded. 6: quick
+// connection retries and learned full-mailbox spacing (two policy switches);
+// older files load with both off, for the same reason.
+inline constexpr uint32_t kVersion = 6;
 inline constexpr uint32_t kOldestVersion = 2;
 
 using Writer = internal::BinaryWriter;
@@ -86,6 +88,12 @@ void Fields(V& v, S& x) {
     v(x.learn_greylist_delay);
   } else if constexpr (!std::is_const_v<S>) {
     x.learn_greylist_delay = false;
+  }
+  if (v.version >= 6) {
+    v(x.quick_connection_retry), v(x.learn_full_mailbox);
+  } else if constexpr (!std::is_const_v<S>) {
+    x.quick_connection_retry = false;
+    x.learn_full_mailbox = false;
   }
 }
 
