@@ -1,9 +1,8 @@
 """The classifier on replies written in our own words (tests/data/own_wordings_*.jsonl).
 
-Three sets: a blind set written before the rules of session 6 and never tuned to, a tune
-set the rules were written against, and a second blind set by another author (the lead),
-written before those rules were merged and seen by nobody who wrote them
-(tests/data/README.md). The floors are the measured
+Blind sets written before the rules they measure and never tuned to (two by the helper who
+wrote the rules, two by another author, the lead, seen by nobody who wrote rules), and the
+tune sets the rules were written against (tests/data/README.md). The floors are the measured
 accuracies, rounded down; a rule change that lowers either set's accuracy fails here.
 """
 
@@ -26,7 +25,11 @@ FLOORS = {
     "own_wordings_lead.jsonl": (0.831, 0.906, 0.990),
     "own_wordings_blind2.jsonl": (0.887, 0.918, 0.993),
     "own_wordings_tune2.jsonl": (0.964, 0.971, 0.992),
+    "own_wordings_lead2.jsonl": (0.826, 0.913, 0.978),
 }
+
+# The lead's second set is smaller (92 replies); the others have 100 or more.
+MIN_ROWS = {"own_wordings_lead2.jsonl": 90}
 
 
 @pytest.mark.parametrize("name", sorted(FLOORS))
@@ -48,7 +51,7 @@ def test_own_wordings_accuracy_floor(name: str) -> None:
 @pytest.mark.parametrize("name", sorted(FLOORS))
 def test_own_wordings_cover_every_failure_category(name: str) -> None:
     rows = load_labelled(DATA / name)
-    assert len(rows) >= 100
+    assert len(rows) >= MIN_ROWS.get(name, 100)
     labelled = {r["category"] for r in rows}
     # Every category a failure can have; "delivered" is a 2xx, not a failure.
     assert labelled == set(CATEGORIES) - {"delivered"}
@@ -76,5 +79,6 @@ def test_no_blind_set_shares_a_reply_with_the_tune_set() -> None:
         "own_wordings_blind.jsonl",
         "own_wordings_lead.jsonl",
         "own_wordings_blind2.jsonl",
+        "own_wordings_lead2.jsonl",
     ):
         assert not tune & {r["reply"] for r in load_labelled(DATA / name)}, name

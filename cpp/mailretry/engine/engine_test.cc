@@ -431,8 +431,7 @@ TEST(Engine, QuickConnectionRetryOff) {
   absl::Time now = kT0;
   for (int i = 0; i < 3; ++i) {
     ASSERT_EQ(Take(*e, now).size(), 1u);
-    absl::StatusOr<Decision> d =
-        e->Report(1, now, TransportReply(Transport::kConnectionDropped));
+    absl::StatusOr<Decision> d = e->Report(1, now, TransportReply(Transport::kConnectionDropped));
     ASSERT_TRUE(d.ok()) << d.status();
     EXPECT_EQ(d->schedule, "builtin:connection");
     EXPECT_EQ(*d->next_attempt - now, absl::Minutes(15));

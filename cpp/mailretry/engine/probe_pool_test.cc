@@ -238,9 +238,9 @@ TEST(MailboxFullSchedule, LearnsHowLongTheDomainsFullMailboxesLast) {
     delays.push_back(*d.next_attempt - t);
     t = *d.next_attempt;
   }
-  EXPECT_THAT(delays, ElementsAre(absl::Minutes(20), absl::Minutes(20), absl::Minutes(20),
-                                  absl::Minutes(20), absl::Minutes(20), absl::Minutes(20),
-                                  absl::Hours(4)));
+  EXPECT_THAT(delays,
+              ElementsAre(absl::Minutes(20), absl::Minutes(20), absl::Minutes(20),
+                          absl::Minutes(20), absl::Minutes(20), absl::Minutes(20), absl::Hours(4)));
   EXPECT_EQ(t - submitted, absl::Hours(6));
 
   // Learned per domain: another domain's first retry is still 1 h away.
@@ -272,8 +272,8 @@ TEST(MailboxFullSchedule, LongFillsKeepTheSparseSchedule) {
     // 1 h, 2 h, 4 h, 4 h, then delivered at age 15 h.
     ASSERT_TRUE(e->Submit(id, "slow.example", t).ok());
     absl::Time now = t;
-    for (absl::Duration d : {absl::Hours(1), absl::Hours(2), absl::Hours(4), absl::Hours(4),
-                             absl::Hours(4)}) {
+    for (absl::Duration d :
+         {absl::Hours(1), absl::Hours(2), absl::Hours(4), absl::Hours(4), absl::Hours(4)}) {
       ASSERT_EQ(Take(*e, now).size(), 1u);
       ASSERT_EQ(*MustReport(*e, id, now, kFull).next_attempt - now, d);
       now += d;

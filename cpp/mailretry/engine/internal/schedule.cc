@@ -61,8 +61,7 @@ std::optional<int64_t> Core::NextAttempt(MsgRec& r, const DestState& d, const Re
     // 60-min window needs more than three 5-min retries while learning).
     advance = false;
     fixed = learned;
-  } else if (o != nullptr && o->name == kBuiltinConnection &&
-             !Policy(d).quick_connection_retry) {
+  } else if (o != nullptr && o->name == kBuiltinConnection && !Policy(d).quick_connection_retry) {
     advance = false;
     *schedule_name = o->name;
   } else if (o == nullptr && cat == Category::kReputationThrottle &&
