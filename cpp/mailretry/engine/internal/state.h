@@ -147,8 +147,8 @@ struct DestState {
   // reply reacts in full, as a block would need.
   uint64_t throttle_bits = ~uint64_t{0};
   int64_t partial_since = kNoTime;  // since when the window mixes throttles and others
-  uint32_t ramp_to = 0;        // after a probe release: +1 concurrency per delivery up to this
-  int64_t wake = kNoTime;      // pending destination timer
+  uint32_t ramp_to = 0;             // after a probe release: +1 concurrency per delivery up to this
+  int64_t wake = kNoTime;           // pending destination timer
 
   // Health.
   Health health = Health::kHealthy;
