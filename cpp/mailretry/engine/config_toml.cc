@@ -183,6 +183,7 @@ DestinationPolicy ParseDestinationPolicy(Context& cx, const toml::node* node,
   t.Duration("suspend_probe_interval", d.suspend_probe_interval);
   t.Unsigned("capacity_window", d.capacity_window);
   t.Unsigned("capacity_suspend_min", d.capacity_suspend_min);
+  t.Bool("partial_throttle_window", d.partial_throttle_window);
   t.Bool("learn_greylist_delay", d.learn_greylist_delay);
   t.Bool("quick_connection_retry", d.quick_connection_retry);
   t.Bool("learn_full_mailbox", d.learn_full_mailbox);

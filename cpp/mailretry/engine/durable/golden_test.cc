@@ -43,6 +43,7 @@ EngineConfig GoldenConfig() {
   c.destination_defaults.learn_greylist_delay = false;
   c.destination_defaults.quick_connection_retry = false;
   c.destination_defaults.learn_full_mailbox = false;
+  c.destination_defaults.partial_throttle_window = false;
   c.structural.strong_attempts = c.structural.sender_destinations = 0;
   c.structural.early_weak_evidence = true;
   c.structural.probe_backoff = 1.0;
@@ -59,6 +60,7 @@ EngineConfig GoldenConfig() {
   d.learn_greylist_delay = false;
   d.quick_connection_retry = false;
   d.learn_full_mailbox = false;
+  d.partial_throttle_window = false;
   d.initial_concurrency = 2;
   d.max_concurrency = 4;
   d.rate = RateLimit{30, absl::Minutes(1)};

@@ -106,6 +106,9 @@ inline bool IsDestinationLevel(Category c, Transport t) {
 inline constexpr std::string_view kBuiltinGreylisting = "builtin:greylisting";
 inline constexpr std::string_view kBuiltinMailboxFull = "builtin:mailbox-full";
 inline constexpr std::string_view kBuiltinConnection = "builtin:connection";
+// How long a path must stay partly throttled before it counts as chronic.
+inline constexpr int64_t kChronicThrottleMs = 60 * 60 * 1000;
+inline constexpr std::string_view kBuiltinPartialThrottle = "builtin:partial-throttle";
 
 class Core {
  public:
@@ -283,6 +286,11 @@ class Core {
   bool ReactionMatches(const internal::CompiledReaction& cr, const Reply& reply,
                        const Classification& c);
   // `probe`: the reply is a suspended destination's probe.
+  // The partial-throttle window (DestinationPolicy::partial_throttle_window):
+  // record one attempt's outcome, and whether the path has been partly
+  // throttled (some attempts refused, some not) for kChronicThrottleMs.
+  void NoteThrottleBit(DestState& d, int64_t now, bool throttled);
+  bool PartlyThrottled(const DestState& d, int64_t now) const;
   void ApplyReactions(uint32_t di, int64_t now, int64_t attempt_started, const Reply& reply,
                       const Classification& c, const std::string& text, bool probe = false);
   void NoteAttempt(DestState& d, int64_t now, bool is_421);

@@ -176,6 +176,7 @@ void Core::OnDelivered(uint32_t di, int64_t now) {
   ++d.delivered;
   d.last_delivery = now;
   d.capacity_bits <<= 1;
+  NoteThrottleBit(d, now, false);
   d.consecutive_failures = 0;
   d.conn_failures = 0;
   d.suspensions = 0;

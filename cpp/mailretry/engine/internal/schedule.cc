@@ -64,6 +64,17 @@ std::optional<int64_t> Core::NextAttempt(MsgRec& r, const DestState& d, const Re
   } else if (o != nullptr && o->name == kBuiltinConnection && !Policy(d).quick_connection_retry) {
     advance = false;
     *schedule_name = o->name;
+  } else if (o == nullptr && cat == Category::kReputationThrottle &&
+             Policy(d).suspend_base > absl::ZeroDuration() && PartlyThrottled(d, now) &&
+             r.fixed_uses < 2) {
+    // A partly throttled path delivers most attempts, and the share refused
+    // does not depend on when the retry comes: the refused message retries
+    // soon (Postfix's 5-min minimal backoff), twice without burning its
+    // backoff. The default 15 min put the p95 of a steady one-third throttle
+    // at 1.7 h against Postfix's 0.17 h.
+    advance = false;
+    fixed = std::min<int64_t>(DurMs(life.initial_delay), DurMs(absl::Minutes(5)));
+    *schedule_name = kBuiltinPartialThrottle;
   } else if (o != nullptr) {
     const bool non_advancing = o->fixed_delay.has_value() || !o->advance_backoff;
     if (non_advancing && (o->max_consecutive == 0 || r.fixed_uses < o->max_consecutive)) {

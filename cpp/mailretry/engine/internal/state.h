@@ -142,8 +142,13 @@ struct DestState {
   uint32_t conn_failures = 0;
   uint32_t consecutive_failures = 0;
   uint64_t capacity_bits = 0;  // last attempts, newest in bit 0: 1 = a capacity reply
-  uint32_t ramp_to = 0;        // after a probe release: +1 concurrency per delivery up to this
-  int64_t wake = kNoTime;      // pending destination timer
+  // The same attempts: 1 = a reputation_throttle reply. All ones before any
+  // attempt: a new path has shown no deliveries yet, so its first throttle
+  // reply reacts in full, as a block would need.
+  uint64_t throttle_bits = ~uint64_t{0};
+  int64_t partial_since = kNoTime;  // since when the window mixes throttles and others
+  uint32_t ramp_to = 0;             // after a probe release: +1 concurrency per delivery up to this
+  int64_t wake = kNoTime;           // pending destination timer
 
   // Health.
   Health health = Health::kHealthy;

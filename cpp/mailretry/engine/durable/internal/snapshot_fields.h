@@ -35,8 +35,10 @@ namespace mailretry::internal::snapshot {
 // first greylist deferral, each domain's bounds); older files load with
 // learning off, so that their journals replay as recorded. 6: quick
 // connection retries and learned full-mailbox spacing (two policy switches);
-// older files load with both off, for the same reason.
-inline constexpr uint32_t kVersion = 6;
+// older files load with both off, for the same reason. 7: the partial-throttle
+// window (a policy switch and each destination's recent throttle replies);
+// older files load with the switch off.
+inline constexpr uint32_t kVersion = 7;
 inline constexpr uint32_t kOldestVersion = 2;
 
 using Writer = internal::BinaryWriter;
@@ -94,6 +96,11 @@ void Fields(V& v, S& x) {
   } else if constexpr (!std::is_const_v<S>) {
     x.quick_connection_retry = false;
     x.learn_full_mailbox = false;
+  }
+  if (v.version >= 7) {
+    v(x.partial_throttle_window);
+  } else if constexpr (!std::is_const_v<S>) {
+    x.partial_throttle_window = false;
   }
 }
 
@@ -164,6 +171,7 @@ void Fields(V& v, S& d) {
     v(d.ramp_to), v(d.half_open), v(d.capacity_bits), v(d.strong_ptr), v(d.strong_auth),
         v(d.strong_first);
   if (v.version >= 5) v(d.held_probes);
+  if (v.version >= 7) v(d.throttle_bits), v(d.partial_since);
 }
 
 // A live message (its slot is written before it).
