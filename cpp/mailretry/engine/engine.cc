@@ -77,8 +77,11 @@ absl::Status Engine::Advance(absl::Time now) {
   return Execute(*impl_, internal::AdvanceCommand{.now = now});
 }
 
+// The returning calls are the filling calls with a fresh vector: one body each.
 absl::StatusOr<std::vector<Lease>> Engine::TakeReady(absl::Time now, size_t limit) {
-  return Execute(*impl_, internal::TakeReadyCommand{.now = now, .limit = limit});
+  std::vector<Lease> out;
+  if (absl::Status s = TakeReady(now, limit, out); !s.ok()) return s;
+  return out;
 }
 
 absl::Status Engine::TakeReady(absl::Time now, size_t limit, std::vector<Lease>& out) {
@@ -201,11 +204,9 @@ absl::StatusOr<Decision> Engine::ReportText(uint64_t msg_id, absl::Time now,
 std::vector<absl::StatusOr<Decision>> Engine::ReportMany(absl::Span<const uint64_t> msg_ids,
                                                          absl::Span<const Reply> replies,
                                                          absl::Time now) {
-  std::vector<Reply> storage;
-  return Execute(*impl_, internal::ReportManyCommand{
-                             .now = now,
-                             .msg_ids = msg_ids,
-                             .replies = CappedReplies(replies, msg_ids.size(), storage)});
+  std::vector<absl::StatusOr<Decision>> out;
+  ReportMany(msg_ids, replies, now, out);
+  return out;
 }
 
 void Engine::ReportMany(absl::Span<const uint64_t> msg_ids, absl::Span<const Reply> replies,
@@ -222,16 +223,9 @@ std::vector<absl::StatusOr<Decision>> Engine::ReportMany(absl::Span<const uint64
                                                          absl::Span<const uint32_t> attempts,
                                                          absl::Span<const Reply> replies,
                                                          absl::Time now) {
-  if (attempts.size() != msg_ids.size()) {
-    return std::vector<absl::StatusOr<Decision>>(
-        msg_ids.size(), absl::InvalidArgumentError("attempts must be as long as msg_ids"));
-  }
-  std::vector<Reply> storage;
-  return Execute(*impl_, internal::ReportLeasesCommand{
-                             .now = now,
-                             .msg_ids = msg_ids,
-                             .attempts = attempts,
-                             .replies = CappedReplies(replies, msg_ids.size(), storage)});
+  std::vector<absl::StatusOr<Decision>> out;
+  ReportMany(msg_ids, attempts, replies, now, out);
+  return out;
 }
 
 void Engine::ReportMany(absl::Span<const uint64_t> msg_ids, absl::Span<const uint32_t> attempts,
@@ -252,10 +246,9 @@ void Engine::ReportMany(absl::Span<const uint64_t> msg_ids, absl::Span<const uin
 
 std::vector<absl::StatusOr<Decision>> Engine::ReportManyText(
     absl::Span<const uint64_t> msg_ids, absl::Span<const std::string> raw_replies, absl::Time now) {
-  return Execute(*impl_, internal::ReportManyTextCommand{.now = now,
-                                                         .msg_ids = msg_ids,
-                                                         .raw_replies = raw_replies.first(std::min(
-                                                             raw_replies.size(), msg_ids.size()))});
+  std::vector<absl::StatusOr<Decision>> out;
+  ReportManyText(msg_ids, raw_replies, now, out);
+  return out;
 }
 
 void Engine::ReportManyText(absl::Span<const uint64_t> msg_ids,
@@ -271,16 +264,9 @@ void Engine::ReportManyText(absl::Span<const uint64_t> msg_ids,
 std::vector<absl::StatusOr<Decision>> Engine::ReportManyText(
     absl::Span<const uint64_t> msg_ids, absl::Span<const uint32_t> attempts,
     absl::Span<const std::string> raw_replies, absl::Time now) {
-  if (attempts.size() != msg_ids.size()) {
-    return std::vector<absl::StatusOr<Decision>>(
-        msg_ids.size(), absl::InvalidArgumentError("attempts must be as long as msg_ids"));
-  }
-  return Execute(
-      *impl_, internal::ReportLeasesTextCommand{
-                  .now = now,
-                  .msg_ids = msg_ids,
-                  .attempts = attempts,
-                  .raw_replies = raw_replies.first(std::min(raw_replies.size(), msg_ids.size()))});
+  std::vector<absl::StatusOr<Decision>> out;
+  ReportManyText(msg_ids, attempts, raw_replies, now, out);
+  return out;
 }
 
 void Engine::ReportManyText(absl::Span<const uint64_t> msg_ids, absl::Span<const uint32_t> attempts,
